@@ -1,0 +1,246 @@
+// Package store holds btfu's metadata: which sources it protects, and for
+// each the chains, base backups, segments, schema and sequence snapshots,
+// job runs and events that make restores possible.
+//
+// The Store interface has one implementation per backend: store/sqlite
+// (the default, a single file) and store/postgres (for shared or
+// multi-worker setups). Both run the same contract suite, store/storetest.
+// Artifacts themselves (dumps, segments) live in an artifact store; this
+// package records only their keys, sizes and checksums.
+//
+// LSNs are stored as integers (pglogrepl.LSN); times as UTC with microsecond
+// precision.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// SchemaVersion is the newest metadata schema this binary knows. A store
+// whose schema is newer is refused (ErrSchemaTooNew).
+const SchemaVersion = 1
+
+var (
+	// ErrNotFound: the requested record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrSchemaTooNew: the metadata store was migrated by a newer btfu.
+	ErrSchemaTooNew = errors.New("metadata schema is newer than this btfu")
+	// ErrChainOrder: a segment does not follow the chain's previous segment
+	// (its PrevEndLSN differs from the previous segment's EndLSN, or its
+	// first commit starts before that end). Recording it would hide a gap or
+	// a duplicate, so it is refused.
+	ErrChainOrder = errors.New("segment does not follow the chain")
+	// ErrConflict: a unique name or key is already taken.
+	ErrConflict = errors.New("already exists")
+)
+
+// Store is what the engine, the restore and the TUI need from metadata.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// Sources. UpsertSource creates the source by name or updates its
+	// slot, publication and identity fields; ID and CreatedAt are kept.
+	UpsertSource(ctx context.Context, s Source) (Source, error)
+	GetSource(ctx context.Context, name string) (Source, error)
+	ListSources(ctx context.Context) ([]Source, error)
+	SetSourceState(ctx context.Context, sourceID int64, state, lastError string) error
+
+	// Chains: one per incarnation of the main slot. A chain starts at the
+	// slot's consistent point and ends when the slot is lost or dropped.
+	CreateChain(ctx context.Context, c Chain) (Chain, error)
+	ListChains(ctx context.Context, sourceID int64) ([]Chain, error)
+	// AdvanceChain moves the chain's durable cursor forward to lsn/at
+	// (a keepalive acknowledged on an idle source). It never moves it
+	// backward: a smaller lsn or earlier time is ignored for that field.
+	AdvanceChain(ctx context.Context, chainID int64, lsn pglogrepl.LSN, at time.Time) error
+	EndChain(ctx context.Context, chainID int64, at time.Time, reason string) error
+
+	// Base backups.
+	CreateBaseBackup(ctx context.Context, b BaseBackup) (BaseBackup, error)
+	// UpdateBaseBackup saves every mutable field of b (status, finish time,
+	// artifact key, sizes, checksum, error) by b.ID.
+	UpdateBaseBackup(ctx context.Context, b BaseBackup) error
+	ListBaseBackups(ctx context.Context, sourceID int64) ([]BaseBackup, error)
+	DeleteBaseBackup(ctx context.Context, id int64) error
+
+	// Segments. AddSegment records a stored segment and, in the same
+	// transaction, advances its chain's cursor to seg.EndLSN and
+	// seg.LastCommitTime. It returns ErrChainOrder unless seg.PrevEndLSN
+	// equals the EndLSN of the chain's newest segment (or the chain's
+	// StartLSN for the first) and seg.FirstCommitLSN >= seg.PrevEndLSN.
+	AddSegment(ctx context.Context, seg Segment) (Segment, error)
+	// ListSegments returns the source's segments ordered by chain, then
+	// FirstCommitLSN, whose EndLSN > fromLSN (0 for all).
+	ListSegments(ctx context.Context, sourceID int64, fromLSN pglogrepl.LSN) ([]Segment, error)
+	DeleteSegment(ctx context.Context, id int64) error
+
+	// Schema snapshots (pg_dump --schema-only), stored when they change.
+	AddSchemaSnapshot(ctx context.Context, s SchemaSnapshot) (SchemaSnapshot, error)
+	ListSchemaSnapshots(ctx context.Context, sourceID int64) ([]SchemaSnapshot, error)
+
+	// Sequence snapshots, with their values.
+	AddSequenceSnapshot(ctx context.Context, s SequenceSnapshot) (SequenceSnapshot, error)
+	// ListSequenceSnapshots returns snapshots ordered by TakenAt, values
+	// included.
+	ListSequenceSnapshots(ctx context.Context, sourceID int64) ([]SequenceSnapshot, error)
+	DeleteSequenceSnapshotsBefore(ctx context.Context, sourceID int64, before time.Time) (int64, error)
+
+	// Job runs (base backups, retention, verification, restores).
+	StartJob(ctx context.Context, j Job) (Job, error)
+	FinishJob(ctx context.Context, id int64, status, detail, errText string, at time.Time) error
+	ListJobs(ctx context.Context, sourceID int64, limit int) ([]Job, error)
+
+	// Events for the TUI log and status: newest last.
+	AddEvent(ctx context.Context, e Event) (Event, error)
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+
+	// SchemaVersion reports the applied migration version.
+	SchemaVersion(ctx context.Context) (int, error)
+	Close() error
+}
+
+// Source is a protected database. The DSN is not stored: config.toml owns
+// it, and metadata may be shared more widely than secrets should be.
+type Source struct {
+	ID               int64
+	Name             string
+	SystemIdentifier string // from IDENTIFY_SYSTEM, once known
+	Database         string
+	SlotName         string
+	PublicationName  string
+	State            string // streaming, paused, backing_up, error, stopped, new
+	LastError        string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// Chain is one uninterrupted stream from a slot. Coverage of a chain runs
+// from its first base backup's consistent LSN to CursorLSN.
+type Chain struct {
+	ID         int64
+	SourceID   int64
+	SlotName   string
+	StartLSN   pglogrepl.LSN // the slot's consistent point
+	StartedAt  time.Time
+	CursorLSN  pglogrepl.LSN // durably stored and recorded; what the slot may be acknowledged to
+	CursorTime time.Time     // commit or keepalive time matching CursorLSN
+	EndedAt    time.Time     // zero while open
+	EndReason  string
+}
+
+// Base backup statuses.
+const (
+	BackupRunning  = "running"
+	BackupComplete = "complete"
+	BackupFailed   = "failed"
+)
+
+// BaseBackup is a pg_dump -Fc archive taken at a slot's exported snapshot.
+type BaseBackup struct {
+	ID            int64
+	SourceID      int64
+	ChainID       int64
+	ConsistentLSN pglogrepl.LSN // C: transactions with commit LSN >= C are after it
+	SnapshotName  string
+	SnapshotTime  time.Time // when the snapshot was exported
+	StartedAt     time.Time
+	FinishedAt    time.Time
+	ArtifactKey   string
+	SizeBytes     int64
+	SHA256        string // hex of the stored bytes
+	PgDumpVersion string
+	ServerVersion string
+	Status        string
+	Error         string
+}
+
+// Segment describes one stored segment (../shared/DESIGN.md section 2).
+type Segment struct {
+	ID             int64
+	SourceID       int64
+	ChainID        int64
+	FormatVersion  int
+	ArtifactKey    string
+	FirstCommitLSN pglogrepl.LSN
+	LastCommitLSN  pglogrepl.LSN
+	EndLSN         pglogrepl.LSN // end LSN of the last transaction
+	PrevEndLSN     pglogrepl.LSN // EndLSN of the segment before it in the chain
+	FirstCommitAt  time.Time
+	LastCommitAt   time.Time
+	TxCount        int64
+	ChangeCount    int64
+	RawBytes       int64 // uncompressed
+	StoredBytes    int64
+	SHA256         string
+	CreatedAt      time.Time
+}
+
+// SchemaSnapshot is a stored pg_dump --schema-only of the source.
+type SchemaSnapshot struct {
+	ID          int64
+	SourceID    int64
+	LSN         pglogrepl.LSN
+	TakenAt     time.Time
+	ArtifactKey string
+	SizeBytes   int64
+	SHA256      string
+}
+
+// SequenceSnapshot is every sequence's state at one moment.
+type SequenceSnapshot struct {
+	ID       int64
+	SourceID int64
+	LSN      pglogrepl.LSN // pg_current_wal_lsn() when taken
+	TakenAt  time.Time
+	Values   []SequenceValue
+}
+
+// SequenceValue is one sequence in a snapshot.
+type SequenceValue struct {
+	Schema    string
+	Name      string
+	LastValue int64
+	IsCalled  bool
+}
+
+// Job statuses.
+const (
+	JobRunning = "running"
+	JobOK      = "ok"
+	JobFailed  = "failed"
+)
+
+// Job is one run of a background task.
+type Job struct {
+	ID         int64
+	SourceID   int64 // 0 when not tied to a source
+	Kind       string
+	Status     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Detail     string
+	Error      string
+}
+
+// Event is one line of the engine's log shown in the TUI and status.
+type Event struct {
+	ID       int64
+	SourceID int64 // 0 for engine-wide events
+	At       time.Time
+	Level    string // debug, info, warn, error
+	Kind     string // e.g. "backup.finished", "slot.lost"
+	Message  string
+	Attrs    map[string]string
+}
+
+// EventFilter selects events. Zero fields do not filter. Results are the
+// newest Limit matching events, in ascending ID order.
+type EventFilter struct {
+	SourceID int64
+	MinLevel string
+	AfterID  int64
+	Limit    int
+}
