@@ -1,0 +1,327 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+	_ "time/tzdata" // time zones work on machines without /usr/share/zoneinfo
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/robfig/cron/v3"
+
+	"github.com/btfu/btfu/redact"
+)
+
+var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandAll replaces ${VAR} in every string value, reporting unset
+// variables by key.
+func expandAll(c *Config, p *Problems) {
+	expand := func(key string, s *string) {
+		*s = envRE.ReplaceAllStringFunc(*s, func(m string) string {
+			name := envRE.FindStringSubmatch(m)[1]
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				p.add(key, "environment variable %s is not set (referenced as ${%s})", name, name)
+			}
+			return v
+		})
+	}
+	walkStrings(reflect.ValueOf(&c.Metadata).Elem(), "metadata", expand)
+	walkStrings(reflect.ValueOf(&c.Storage).Elem(), "storage", expand)
+	walkStrings(reflect.ValueOf(&c.Log).Elem(), "log", expand)
+	for i := range c.Sources {
+		walkStrings(reflect.ValueOf(&c.Sources[i]).Elem(), sourceKey(&c.Sources[i], i), expand)
+	}
+}
+
+func sourceKey(s *Source, i int) string {
+	if s.Name != "" {
+		return "source." + s.Name
+	}
+	return fmt.Sprintf("source[%d]", i)
+}
+
+func walkStrings(v reflect.Value, prefix string, fn func(key string, s *string)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + "." + tag
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			fn(key, f.Addr().Interface().(*string))
+		case reflect.Slice:
+			if f.Type().Elem().Kind() == reflect.String {
+				for j := 0; j < f.Len(); j++ {
+					fn(fmt.Sprintf("%s[%d]", key, j), f.Index(j).Addr().Interface().(*string))
+				}
+			}
+		case reflect.Struct:
+			walkStrings(f, key, fn)
+		}
+	}
+}
+
+// knownKeys lists every dotted key, with "source" standing for any
+// [[source]] table.
+func knownKeys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			ft := t.Field(i).Type
+			key := strings.TrimPrefix(prefix+"."+tag, ".")
+			switch {
+			case ft.Kind() == reflect.Struct && ft.PkgPath() != "" && ft.NumField() > 0 && ft.Name() != "Duration":
+				walk(ft, key)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				walk(ft.Elem(), key)
+			default:
+				keys = append(keys, key)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return keys
+}
+
+// suggestKey returns the known key closest to an unknown one, if close.
+func suggestKey(unknown string) string {
+	best, bestD := "", 4
+	for _, k := range knownKeys() {
+		if d := editDistance(unknown, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+var (
+	sourceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
+	slotNameRE   = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	pubNameRE    = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	everyRE      = regexp.MustCompile(`(?i)^\s*every\s+(\d+)\s*(m|min|minutes?|h|hours?)\s*$`)
+)
+
+func (c *Config) check(p *Problems) {
+	switch c.Metadata.Driver {
+	case "sqlite":
+		if c.Metadata.DSN != "" || c.Metadata.DSNFile != "" {
+			p.add("metadata.dsn", "is for driver = \"postgres\"; the sqlite driver uses metadata.path")
+		}
+	case "postgres":
+		readSecretFile(p, "metadata.dsn_file", c.Metadata.DSNFile, &c.Metadata.DSN, "metadata.dsn")
+		if c.Metadata.DSN == "" {
+			p.add("metadata.dsn", "driver = \"postgres\" needs dsn or dsn_file (a connection string for the metadata database)")
+		} else {
+			checkDSN(p, "metadata.dsn", c.Metadata.DSN, "")
+		}
+		if !pubNameRE.MatchString(c.Metadata.Schema) {
+			p.add("metadata.schema", "%q is not a plain schema name; use lower-case letters, digits and _", c.Metadata.Schema)
+		}
+	default:
+		p.add("metadata.driver", "%q is not a metadata driver; use \"sqlite\" or \"postgres\"", c.Metadata.Driver)
+	}
+
+	switch c.Storage.Kind {
+	case "local":
+	case "s3":
+		s := &c.Storage.S3
+		if s.Bucket == "" {
+			p.add("storage.s3.bucket", "storage kind \"s3\" needs a bucket name")
+		}
+		if s.Endpoint != "" {
+			if u, err := url.Parse(s.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				p.add("storage.s3.endpoint", "%q is not a URL; write it like \"https://s3.example.com\" or \"http://127.0.0.1:9000\"", s.Endpoint)
+			}
+		}
+		readSecretFile(p, "storage.s3.secret_access_key_file", s.SecretAccessKeyFile, &s.SecretAccessKey, "storage.s3.secret_access_key")
+		if (s.AccessKeyID == "") != (s.SecretAccessKey == "") {
+			p.add("storage.s3.access_key_id", "set both access_key_id and secret_access_key (or secret_access_key_file), or neither to use the standard AWS credential chain")
+		}
+		redact.Register(s.SecretAccessKey)
+		redact.Register(s.SessionToken)
+		if s.PartSize < 5<<20 || s.PartSize > 5<<30 {
+			p.add("storage.s3.part_size", "%s is outside S3's part size limits (5MiB to 5GiB)", s.PartSize)
+		}
+		if strings.HasPrefix(s.Prefix, "/") {
+			p.add("storage.s3.prefix", "%q must not start with '/'", s.Prefix)
+		}
+	default:
+		p.add("storage.kind", "%q is not a storage kind; use \"local\" or \"s3\"", c.Storage.Kind)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		p.add("log.format", "%q is not a format; use \"json\" or \"text\"", c.Log.Format)
+	}
+
+	names := map[string]bool{}
+	slots := map[string]string{}
+	for i := range c.Sources {
+		c.checkSource(p, i, names, slots)
+	}
+}
+
+func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots map[string]string) {
+	s := &c.Sources[i]
+	key := sourceKey(s, i)
+	switch {
+	case s.Name == "":
+		p.add(key+".name", "every [[source]] needs a name, e.g. name = \"orders\"")
+	case !sourceNameRE.MatchString(s.Name):
+		p.add(key+".name", "%q is not a valid name; use 1-40 lower-case letters, digits, '_' or '-', starting with a letter", s.Name)
+	case names[s.Name]:
+		p.add(key+".name", "%q is used by two [[source]] tables; names must be unique", s.Name)
+	}
+	names[s.Name] = true
+
+	readSecretFile(p, key+".dsn_file", s.DSNFile, &s.DSN, key+".dsn")
+	if s.PasswordFile != "" {
+		b, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			p.add(key+".password_file", "cannot read %s: %v", s.PasswordFile, err)
+		} else {
+			s.Password = strings.TrimRight(string(b), "\r\n")
+			redact.Register(s.Password)
+		}
+	}
+	if s.DSN == "" {
+		p.add(key+".dsn", "missing; set dsn = \"postgres://user@host:5432/db\" (or dsn_file)")
+	} else {
+		checkDSN(p, key+".dsn", s.DSN, s.Password)
+	}
+
+	if !slotNameRE.MatchString(s.Slot) {
+		p.add(key+".slot", "%q is not a valid replication slot name; use up to 63 lower-case letters, digits and _", s.Slot)
+	} else if other, dup := slots[s.Slot]; dup {
+		p.add(key+".slot", "%q is also the slot of source %q; give each source its own slot", s.Slot, other)
+	}
+	slots[s.Slot] = s.Name
+	if !pubNameRE.MatchString(s.Publication) {
+		p.add(key+".publication", "%q is not a plain publication name; use up to 63 lower-case letters, digits and _", s.Publication)
+	}
+	for _, list := range []struct {
+		name     string
+		patterns []string
+	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}} {
+		for j, pat := range list.patterns {
+			if _, err := path.Match(pat, ""); err != nil || !strings.Contains(pat, ".") {
+				p.add(fmt.Sprintf("%s.%s[%d]", key, list.name, j), "%q is not a schema.table pattern; write it like \"public.orders\", \"public.*\" or \"audit.log_*\"", pat)
+			}
+		}
+	}
+
+	if _, err := time.LoadLocation(s.Timezone); err != nil {
+		p.add(key+".timezone", "%q is not a time zone; use an IANA name such as \"UTC\", \"Europe/Paris\" or \"America/New_York\"", s.Timezone)
+	}
+	if err := CheckSchedule(s.Schedule); err != nil {
+		p.add(key+".schedule", "%v", err)
+	}
+	if s.SegmentMaxSize < 64<<10 || s.SegmentMaxSize > 4<<30 {
+		p.add(key+".segment_max_size", "%s is outside 64KiB to 4GiB", s.SegmentMaxSize)
+	}
+	if s.SegmentMaxAge.D() < 100*time.Millisecond || s.SegmentMaxAge.D() > time.Hour {
+		p.add(key+".segment_max_age", "%s is outside 100ms to 1h", s.SegmentMaxAge)
+	}
+	if s.KeepBaseBackups < 1 {
+		p.add(key+".keep_base_backups", "must be at least 1 (a restore needs a base backup)")
+	}
+	if s.KeepFor < 0 {
+		p.add(key+".keep_for", "must not be negative")
+	}
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ScheduleOff reports whether a schedule disables scheduled base backups.
+func ScheduleOff(s string) bool { return s == "off" }
+
+// CheckSchedule validates a base-backup schedule: a five-field cron
+// expression, a descriptor such as "@daily", or "off".
+func CheckSchedule(s string) error {
+	if ScheduleOff(s) {
+		return nil
+	}
+	if _, err := cronParser.Parse(s); err == nil {
+		return nil
+	}
+	try := "'0 3 * * *' (daily at 03:00), '@hourly', or 'off'"
+	if m := everyRE.FindStringSubmatch(s); m != nil {
+		if strings.HasPrefix(strings.ToLower(m[2]), "h") {
+			try = fmt.Sprintf("'0 */%s * * *'", m[1])
+		} else {
+			try = fmt.Sprintf("'*/%s * * * *'", m[1])
+		}
+	}
+	return fmt.Errorf("'%s' is not a cron expression; try %s", s, try)
+}
+
+func readSecretFile(p *Problems, key, file string, dst *string, dstKey string) {
+	if file == "" {
+		return
+	}
+	if *dst != "" {
+		p.add(key, "set either %s or %s, not both", dstKey, key[strings.LastIndex(key, ".")+1:])
+		return
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		p.add(key, "cannot read %s: %v", file, err)
+		return
+	}
+	*dst = strings.TrimSpace(string(b))
+	if *dst == "" {
+		p.add(key, "%s is empty", file)
+	}
+}
+
+// checkDSN parses a connection string and registers its password.
+func checkDSN(p *Problems, key, dsn, password string) {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		p.add(key, "cannot parse %s: %s; write it like \"postgres://user@host:5432/db?sslmode=require\"", redact.DSN(dsn), redact.String(err.Error()))
+		return
+	}
+	redact.Register(cfg.Password)
+	redact.Register(password)
+}

@@ -1,0 +1,308 @@
+// Package config reads, checks and prints config.toml.
+//
+// The smallest useful file is one [[source]] with a name and a dsn; every
+// other key has a default (see config.toml.example, which documents them
+// all). Strings may use ${ENV_VAR}; secrets may come from files (dsn_file,
+// password_file, secret_access_key_file). Every problem is reported with the
+// key that holds it and a way to fix it, unknown keys included. Passwords
+// are registered with package redact as soon as they are read, so no log
+// line, error or `btfu config show` prints them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/btfu/btfu/redact"
+)
+
+// EnvConfig names the environment variable holding the default config path.
+const EnvConfig = "BTFU_CONFIG"
+
+// DefaultPath is used when neither --config nor $BTFU_CONFIG is given.
+const DefaultPath = "config.toml"
+
+// Config is a checked configuration with defaults filled in.
+type Config struct {
+	Metadata Metadata `toml:"metadata"`
+	Storage  Storage  `toml:"storage"`
+	Log      Log      `toml:"log"`
+	Sources  []Source `toml:"source"`
+
+	// Path is the file this was loaded from.
+	Path string `toml:"-"`
+}
+
+// Metadata selects the metadata store.
+type Metadata struct {
+	Driver  string `toml:"driver"`             // "sqlite" (default) or "postgres"
+	Path    string `toml:"path"`               // sqlite file, default ./btfu.db
+	DSN     string `toml:"dsn,omitempty"`      // postgres
+	DSNFile string `toml:"dsn_file,omitempty"` // postgres, DSN read from this file
+	Schema  string `toml:"schema"`             // postgres schema, default "btfu"
+}
+
+// Storage selects where artifacts (dumps, segments) are kept.
+type Storage struct {
+	Kind string `toml:"kind"`           // "local" (default) or "s3"
+	Path string `toml:"path,omitempty"` // local directory, default ./data
+	S3   S3     `toml:"s3"`
+}
+
+// S3 configures an S3 or S3-compatible bucket. Credentials come from the
+// explicit keys when set, else from the standard AWS chain (environment,
+// shared config and credentials files, instance or task role).
+type S3 struct {
+	Bucket              string   `toml:"bucket,omitempty"`
+	Prefix              string   `toml:"prefix,omitempty"`
+	Region              string   `toml:"region,omitempty"`
+	Endpoint            string   `toml:"endpoint,omitempty"`
+	PathStyle           bool     `toml:"path_style"`
+	AccessKeyID         string   `toml:"access_key_id,omitempty"`
+	SecretAccessKey     string   `toml:"secret_access_key,omitempty"`
+	SecretAccessKeyFile string   `toml:"secret_access_key_file,omitempty"`
+	SessionToken        string   `toml:"session_token,omitempty"`
+	PartSize            ByteSize `toml:"part_size"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info (default), warn, error
+	Format string `toml:"format"` // json (default) or text; headless output
+	File   string `toml:"file"`   // where logs go while the TUI owns the screen, default ./btfu.log
+}
+
+// Source is one protected database.
+type Source struct {
+	Name          string   `toml:"name"`
+	DSN           string   `toml:"dsn,omitempty"`
+	DSNFile       string   `toml:"dsn_file,omitempty"`
+	PasswordFile  string   `toml:"password_file,omitempty"`
+	Slot          string   `toml:"slot"`
+	Publication   string   `toml:"publication"`
+	IncludeTables []string `toml:"include_tables,omitempty"`
+	ExcludeTables []string `toml:"exclude_tables,omitempty"`
+
+	Schedule string `toml:"schedule"` // base-backup cron, "" or "off" for none
+	Timezone string `toml:"timezone"`
+
+	SegmentMaxSize ByteSize `toml:"segment_max_size"`
+	SegmentMaxAge  Duration `toml:"segment_max_age"`
+
+	KeepBaseBackups int      `toml:"keep_base_backups"`
+	KeepFor         Duration `toml:"keep_for"`
+
+	// Password read from PasswordFile; overrides any password in DSN.
+	Password string `toml:"-"`
+}
+
+// Defaults.
+const (
+	DefaultSQLitePath      = "btfu.db"
+	DefaultDataPath        = "data"
+	DefaultLogFile         = "btfu.log"
+	DefaultPGSchema        = "btfu"
+	DefaultSchedule        = "0 3 * * *"
+	DefaultTimezone        = "UTC"
+	DefaultSegmentMaxSize  = ByteSize(64 << 20)
+	DefaultSegmentMaxAge   = Duration(1e9)
+	DefaultKeepBaseBackups = 2
+	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)
+	DefaultS3PartSize      = ByteSize(16 << 20)
+)
+
+// Problems is every problem found in a config file, each naming its key.
+type Problems struct {
+	Path  string
+	Items []string
+}
+
+func (p *Problems) Error() string {
+	if len(p.Items) == 1 {
+		return fmt.Sprintf("%s: %s", p.Path, p.Items[0])
+	}
+	return fmt.Sprintf("%s has %d problems:\n  - %s", p.Path, len(p.Items), strings.Join(p.Items, "\n  - "))
+}
+
+func (p *Problems) add(key, format string, args ...any) {
+	p.Items = append(p.Items, key+": "+fmt.Sprintf(format, args...))
+}
+
+// ResolvePath picks the config file: flag value, else $BTFU_CONFIG, else
+// ./config.toml.
+func ResolvePath(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv(EnvConfig); env != "" {
+		return env
+	}
+	return DefaultPath
+}
+
+// ErrNoFile means the config file does not exist.
+var ErrNoFile = errors.New("config file not found")
+
+// Load reads, expands, defaults and checks the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w; copy config.toml.example to %s and set one [[source]] with name and dsn, or pass --config FILE (or set $%s)", path, ErrNoFile, path, EnvConfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse checks a config file's contents; path is used in messages and to
+// resolve nothing else (relative paths are relative to the working
+// directory, as documented).
+func Parse(path string, data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("%s: line %d: %s", path, perr.Position.Line, redact.String(perr.Message))
+		}
+		return nil, fmt.Errorf("%s: %s", path, redact.String(err.Error()))
+	}
+	c.Path = path
+	p := &Problems{Path: path}
+	for _, k := range md.Undecoded() {
+		key := k.String()
+		hint := ""
+		if s := suggestKey(key); s != "" {
+			hint = fmt.Sprintf("; did you mean %q?", s)
+		}
+		p.add(key, "unknown key%s (see config.toml.example for every key)", hint)
+	}
+	expandAll(&c, p)
+	c.applyDefaults()
+	c.check(p)
+	if len(p.Items) > 0 {
+		return nil, p
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Metadata.Driver, "sqlite")
+	if c.Metadata.Driver == "sqlite" {
+		def(&c.Metadata.Path, DefaultSQLitePath)
+	}
+	def(&c.Metadata.Schema, DefaultPGSchema)
+	def(&c.Storage.Kind, "local")
+	if c.Storage.Kind == "local" {
+		def(&c.Storage.Path, DefaultDataPath)
+	}
+	if c.Storage.S3.PartSize == 0 {
+		c.Storage.S3.PartSize = DefaultS3PartSize
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
+	def(&c.Log.File, DefaultLogFile)
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		derived := "btfu_" + strings.ReplaceAll(s.Name, "-", "_")
+		def(&s.Slot, derived)
+		def(&s.Publication, derived)
+		def(&s.Schedule, DefaultSchedule)
+		def(&s.Timezone, DefaultTimezone)
+		if s.SegmentMaxSize == 0 {
+			s.SegmentMaxSize = DefaultSegmentMaxSize
+		}
+		if s.SegmentMaxAge == 0 {
+			s.SegmentMaxAge = DefaultSegmentMaxAge
+		}
+		if s.KeepBaseBackups == 0 {
+			s.KeepBaseBackups = DefaultKeepBaseBackups
+		}
+		if s.KeepFor == 0 {
+			s.KeepFor = DefaultKeepFor
+		}
+	}
+}
+
+// Source returns the source named name.
+func (c *Config) Source(name string) (*Source, error) {
+	var names []string
+	for i := range c.Sources {
+		if c.Sources[i].Name == name {
+			return &c.Sources[i], nil
+		}
+		names = append(names, c.Sources[i].Name)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no source %q: %s has no [[source]] yet", name, c.Path)
+	}
+	return nil, fmt.Errorf("no source %q in %s; configured: %s", name, c.Path, strings.Join(names, ", "))
+}
+
+// ConnConfig parses the source's DSN (with the password file applied).
+func (s *Source) ConnConfig() (*pgconn.Config, error) {
+	cfg, err := pgconn.ParseConfig(s.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("source.%s.dsn: %s", s.Name, redact.String(err.Error()))
+	}
+	if s.Password != "" {
+		cfg.Password = s.Password
+	}
+	return cfg, nil
+}
+
+// RedactedDSN is the DSN with its password masked, for display.
+func (s *Source) RedactedDSN() string { return redact.DSN(s.DSN) }
+
+// Describe names where the source lives, for messages: "host:port/db".
+func (s *Source) Describe() string {
+	cfg, err := s.ConnConfig()
+	if err != nil {
+		return s.Name
+	}
+	return fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+}
+
+// Show renders the effective configuration (defaults included) as TOML with
+// every secret masked.
+func (c *Config) Show() (string, error) {
+	cp := *c
+	cp.Sources = append([]Source(nil), c.Sources...)
+	cp.Metadata.DSN = redact.DSN(cp.Metadata.DSN)
+	if cp.Metadata.DSNFile != "" {
+		cp.Metadata.DSN = ""
+	}
+	if cp.Storage.S3.SecretAccessKeyFile != "" {
+		cp.Storage.S3.SecretAccessKey = ""
+	}
+	if cp.Storage.S3.SecretAccessKey != "" {
+		cp.Storage.S3.SecretAccessKey = redact.Mask
+	}
+	if cp.Storage.S3.SessionToken != "" {
+		cp.Storage.S3.SessionToken = redact.Mask
+	}
+	for i := range cp.Sources {
+		cp.Sources[i].DSN = redact.DSN(cp.Sources[i].DSN)
+		if cp.Sources[i].DSNFile != "" {
+			cp.Sources[i].DSN = "" // shown as the file it comes from
+		}
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# effective configuration from %s (defaults filled in, secrets masked)\n", c.Path)
+	if err := toml.NewEncoder(&buf).Encode(cp); err != nil {
+		return "", err
+	}
+	return redact.String(buf.String()), nil
+}
