@@ -210,3 +210,32 @@ func TestByteSizeAndDuration(t *testing.T) {
 		}
 	}
 }
+
+// config.toml.example must load, and uncommenting every key must too: it
+// documents every option with its default.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../config.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("config.toml.example", b); err != nil {
+		t.Fatalf("example does not load: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "# ") && strings.Contains(l, " = ") {
+			l = strings.TrimPrefix(l, "# ")
+		}
+		lines = append(lines, l)
+	}
+	text := strings.Join(lines, "\n")
+	if _, err := Parse("uncommented", []byte(text)); err != nil {
+		t.Fatalf("the documented defaults, uncommented, do not load: %v", err)
+	}
+	for _, k := range knownKeys() {
+		short := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(text, "\n"+short+" = ") {
+			t.Errorf("config.toml.example does not document %s", k)
+		}
+	}
+}
