@@ -243,7 +243,7 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	for _, list := range []struct {
 		name     string
 		patterns []string
-	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}} {
+	}{{"include_tables", s.IncludeTables}, {"exclude_tables", s.ExcludeTables}, {"replica_identity_full", s.ReplicaIdentityFull}} {
 		for j, pat := range list.patterns {
 			if _, err := path.Match(pat, ""); err != nil || !strings.Contains(pat, ".") {
 				p.add(fmt.Sprintf("%s.%s[%d]", key, list.name, j), "%q is not a schema.table pattern; write it like \"public.orders\", \"public.*\" or \"audit.log_*\"", pat)

@@ -88,6 +88,9 @@ type Source struct {
 	Publication   string   `toml:"publication"`
 	IncludeTables []string `toml:"include_tables,omitempty"`
 	ExcludeTables []string `toml:"exclude_tables,omitempty"`
+	// Tables without a usable replica identity that btfu may set to
+	// REPLICA IDENTITY FULL at registration (schema.table patterns).
+	ReplicaIdentityFull []string `toml:"replica_identity_full,omitempty"`
 
 	Schedule string `toml:"schedule"` // base-backup cron, "" or "off" for none
 	Timezone string `toml:"timezone"`

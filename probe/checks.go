@@ -1,0 +1,850 @@
+package probe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/btfu/btfu/pgbin"
+)
+
+// MinServerMajor is the oldest PostgreSQL btfu supports.
+const MinServerMajor = 13
+
+func (p *prober) checkServer() {
+	var version string
+	var num int
+	var standby bool
+	var user, db string
+	err := p.conn.QueryRow(p.ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+		pg_is_in_recovery(), current_user, current_database(),
+		coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false),
+		coalesce((SELECT rolreplication FROM pg_roles WHERE rolname = current_user), false),
+		pg_database_size(current_database())`).Scan(&version, &num, &standby, &user, &db, &p.superuser, &p.replication, &p.dbSize)
+	if err != nil {
+		p.r.add(Check{ID: "server_version", Status: Fail, Finding: fmt.Sprintf("could not read the server version: %v", err)})
+		return
+	}
+	p.r.ServerVersion, p.r.ServerMajor = version, num/10000
+	settings := map[string]bool{}
+	rows, err := p.conn.Query(p.ctx, `SELECT name FROM pg_settings WHERE name LIKE 'rds.%' OR name LIKE 'cloudsql.%' OR name LIKE 'azure.%' OR name LIKE 'neon.%'`)
+	if err == nil {
+		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, n := range names {
+			settings[n] = true
+		}
+	}
+	if num >= 130000 {
+		var aurora bool
+		_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'aurora_version')`).Scan(&aurora)
+		settings["aurora_version"] = aurora
+	}
+	host := ""
+	if cfg, err := connConfig(p.src); err == nil {
+		host = cfg.Host
+	}
+	p.r.Provider = detectProvider(host, settings)
+	p.r.Plan.Slot = p.src.Slot
+	p.r.Plan.Publication = p.src.Publication
+	switch {
+	case p.r.ServerMajor < MinServerMajor:
+		p.r.add(Check{ID: "server_version", Status: Fail, Finding: fmt.Sprintf("PostgreSQL %s is older than %d, the oldest btfu supports", version, MinServerMajor),
+			Fix: "upgrade the server to PostgreSQL 13 or newer"})
+	case p.r.ServerMajor == 13:
+		p.r.Plan.ProtocolVersion = 1
+		p.r.add(Check{ID: "server_version", Status: OK, Finding: fmt.Sprintf("PostgreSQL %s: pgoutput protocol 1 (large transactions are decoded at commit)", version)})
+	default:
+		p.r.Plan.ProtocolVersion, p.r.Plan.Streaming = 2, true
+		p.r.add(Check{ID: "server_version", Status: OK, Finding: fmt.Sprintf("PostgreSQL %s: pgoutput protocol 2 with streaming of large transactions", version)})
+	}
+	switch {
+	case standby && p.r.ServerMajor < 16:
+		p.r.add(Check{ID: "standby", Status: Fail, Finding: "the server is a standby; logical decoding on a standby needs PostgreSQL 16+",
+			Fix: "point the dsn at the primary"})
+	case standby:
+		p.r.add(Check{ID: "standby", Status: Warn, Finding: "the server is a standby: its slots can be invalidated by the primary's vacuum, and failover loses them",
+			Fix: "point the dsn at the primary, or enable hot_standby_feedback on this standby"})
+	default:
+		p.r.add(Check{ID: "standby", Status: OK, Finding: "the server is a primary"})
+	}
+}
+
+var sslmodeRE = regexp.MustCompile(`(?i)\bsslmode=([a-z-]+)`)
+
+func (p *prober) checkTLS() {
+	var ssl bool
+	var version *string
+	err := p.conn.QueryRow(p.ctx, `SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl, &version)
+	if err != nil {
+		p.queryErr("tls", err)
+		return
+	}
+	mode := "prefer"
+	if m := sslmodeRE.FindStringSubmatch(p.src.DSN); m != nil {
+		mode = strings.ToLower(m[1])
+	}
+	host := ""
+	if cfg, err := connConfig(p.src); err == nil {
+		host = cfg.Host
+	}
+	loopback := host == "localhost" || strings.HasPrefix(host, "/")
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		loopback = true
+	}
+	switch {
+	case !ssl && loopback:
+		p.r.add(Check{ID: "tls", Status: Info, Finding: "no TLS (loopback connection)"})
+	case !ssl:
+		p.r.add(Check{ID: "tls", Status: Warn, Finding: "the connection is not encrypted: passwords and data cross the network in clear",
+			Fix: "use sslmode=verify-full (with sslrootcert= the provider's CA) in the dsn"})
+	case mode == "verify-full":
+		p.r.add(Check{ID: "tls", Status: OK, Finding: fmt.Sprintf("TLS (%s), server certificate and host name verified", deref(version))})
+	case mode == "verify-ca":
+		p.r.add(Check{ID: "tls", Status: OK, Finding: fmt.Sprintf("TLS (%s), server certificate verified (host name not checked)", deref(version)),
+			Fix: "sslmode=verify-full also checks the host name"})
+	default:
+		p.r.add(Check{ID: "tls", Status: Warn, Finding: fmt.Sprintf("TLS (%s) but the server certificate is not verified (sslmode=%s)", deref(version), mode),
+			Fix: "use sslmode=verify-full with sslrootcert= the provider's CA certificate"})
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "unknown version"
+	}
+	return *s
+}
+
+func (p *prober) checkWALLevel() {
+	var level string
+	if err := p.conn.QueryRow(p.ctx, `SELECT current_setting('wal_level')`).Scan(&level); err != nil {
+		p.queryErr("wal_level", err)
+		return
+	}
+	if level == "logical" {
+		p.r.add(Check{ID: "wal_level", Status: OK, Finding: "wal_level = logical"})
+		return
+	}
+	p.r.add(Check{ID: "wal_level", Status: Fail, Finding: fmt.Sprintf("wal_level = %s; logical decoding needs wal_level = logical", level),
+		Fix: walLevelFix(p.r.Provider)})
+}
+
+func (p *prober) checkRole() {
+	var user string
+	var rdsRepl bool
+	_ = p.conn.QueryRow(p.ctx, `SELECT current_user, EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'rds_replication' AND pg_has_role(current_user, r.oid, 'MEMBER'))`).Scan(&user, &rdsRepl)
+	switch {
+	case p.superuser:
+		p.r.add(Check{ID: "role", Status: OK, Finding: fmt.Sprintf("role %s is a superuser", user)})
+	case p.replication || rdsRepl:
+		p.r.add(Check{ID: "role", Status: OK, Finding: fmt.Sprintf("role %s has the REPLICATION attribute (not superuser: explicit table list, DDL derived from relation changes)", user)})
+	default:
+		p.r.add(Check{ID: "role", Status: Fail, Finding: fmt.Sprintf("role %s may not replicate (neither REPLICATION nor superuser)", user),
+			Fix: replicationGrantFix(p.r.Provider, user)})
+	}
+}
+
+// pooledBehaviour is set when the replication connection shows a pooler.
+const poolerSyntaxHint = "IDENTIFY_SYSTEM was rejected as a syntax error: a connection pooler stripped the replication parameter"
+
+func (p *prober) checkReplicationConnection() {
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	rc, err := ConnectReplication(ctx, p.src)
+	if err != nil {
+		var ce *ConnError
+		var pgErr *pgconn.PgError
+		fix := replicationGrantFix(p.r.Provider, p.userName())
+		if errors.As(err, &pgErr) && strings.Contains(pgErr.Message, "pg_hba.conf") {
+			fix = "allow replication connections for this role in pg_hba.conf (a 'host replication <role> <address> scram-sha-256' line) or the provider's settings"
+		}
+		finding := err.Error()
+		if errors.As(err, &ce) {
+			finding = "a replication connection was refused: " + ce.Cause
+		}
+		p.r.add(Check{ID: "replication", Status: Fail, Finding: finding, Fix: fix})
+		return
+	}
+	defer rc.Close(context.WithoutCancel(p.ctx))
+	sys, err := pglogrepl.IdentifySystem(ctx, rc)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42601" {
+			p.r.add(Check{ID: "replication", Status: Fail, Finding: poolerSyntaxHint, Fix: directEndpointFix(p.r.Provider)})
+			return
+		}
+		p.r.add(Check{ID: "replication", Status: Fail, Finding: fmt.Sprintf("IDENTIFY_SYSTEM failed: %v", err), Fix: replicationGrantFix(p.r.Provider, p.userName())})
+		return
+	}
+	p.r.SystemIdentifier = sys.SystemID
+	p.r.add(Check{ID: "replication", Status: OK, Finding: fmt.Sprintf("replication connection works (system %s, timeline %d, WAL at %s)", sys.SystemID, sys.Timeline, sys.XLogPos)})
+}
+
+func (p *prober) userName() string {
+	if cfg, err := connConfig(p.src); err == nil {
+		return cfg.User
+	}
+	return "<role>"
+}
+
+func (p *prober) checkPooler() {
+	cfg, err := connConfig(p.src)
+	if err != nil {
+		return
+	}
+	if name := poolerByName(cfg.Host, cfg.Port); name != "" {
+		p.r.add(Check{ID: "pooler", Status: Fail, Finding: fmt.Sprintf("%s:%d looks like %s, which cannot carry replication connections", cfg.Host, cfg.Port, name),
+			Fix: directEndpointFix(p.r.Provider)})
+		return
+	}
+	if c, ok := p.r.Check("replication"); ok && c.Finding == poolerSyntaxHint {
+		p.r.add(Check{ID: "pooler", Status: Fail, Finding: "a connection pooler sits in front of the server (replication connections are rewritten)",
+			Fix: directEndpointFix(p.r.Provider)})
+		return
+	}
+	p.r.add(Check{ID: "pooler", Status: OK, Finding: "direct connection (no pooler detected)"})
+}
+
+func (p *prober) checkSlotsAndSenders() {
+	var maxSlots, usedSlots, maxSenders, usedSenders int
+	var ours bool
+	err := p.conn.QueryRow(p.ctx, `SELECT current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots)::int,
+		current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication)::int,
+		EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, p.src.Slot).Scan(&maxSlots, &usedSlots, &maxSenders, &usedSenders, &ours)
+	if err != nil {
+		p.queryErr("slots", err)
+		return
+	}
+	// btfu holds its main slot and, during later base backups, a second
+	// temporary one; each needs a WAL sender while in use.
+	needSlots := 2
+	if ours {
+		needSlots = 1
+	}
+	freeSlots, freeSenders := maxSlots-usedSlots, maxSenders-usedSenders
+	fix := "raise max_replication_slots / max_wal_senders (restart needed), or drop unused slots"
+	switch {
+	case freeSlots < 1 || freeSenders < 1:
+		p.r.add(Check{ID: "slots", Status: Fail, Finding: fmt.Sprintf("no room: %d of %d replication slots and %d of %d WAL senders in use", usedSlots, maxSlots, usedSenders, maxSenders), Fix: fix})
+	case freeSlots < needSlots || freeSenders < 2:
+		p.r.add(Check{ID: "slots", Status: Warn, Finding: fmt.Sprintf("tight: %d free replication slots and %d free WAL senders; later base backups need a second, temporary slot", freeSlots, freeSenders), Fix: fix})
+	default:
+		p.r.add(Check{ID: "slots", Status: OK, Finding: fmt.Sprintf("%d of %d replication slots and %d of %d WAL senders free", freeSlots, maxSlots, freeSenders, maxSenders)})
+	}
+}
+
+func (p *prober) checkTables() {
+	rows, err := p.conn.Query(p.ctx, `
+SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence = 'u', c.relreplident::text,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),
+       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped),
+       pg_has_role(c.relowner, 'USAGE'),
+       CASE WHEN c.relkind = 'p' THEN 0 ELSE pg_total_relation_size(c.oid) END,
+       greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2`)
+	if err != nil {
+		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not list tables: %v", err)})
+		return
+	}
+	for rows.Next() {
+		var t Table
+		var kind, ident string
+		var isPartition bool
+		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, new(bool), &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate); err != nil {
+			p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not read tables: %v", err)})
+			rows.Close()
+			return
+		}
+		t.Kind = map[bool]string{true: "partition", false: "table"}[isPartition]
+		if kind == "p" {
+			t.Kind = "partitioned"
+		}
+		t.ReplicaIdentity = map[string]string{"d": "default", "f": "full", "i": "index", "n": "nothing"}[ident]
+		t.UsableIdentity = ident == "f" || (ident == "d" && t.HasPrimaryKey) || ident == "i" || kind == "p"
+		p.r.Tables = append(p.r.Tables, t)
+	}
+	if err := rows.Err(); err != nil {
+		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not read tables: %v", err)})
+		return
+	}
+	p.decide()
+	p.reportTables()
+}
+
+// matchAny reports whether schema.table matches one of the patterns.
+func matchAny(patterns []string, name string) bool {
+	for _, pat := range patterns {
+		if ok, _ := path.Match(pat, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// decide fills each table's decision from the config.
+func (p *prober) decide() {
+	for i := range p.r.Tables {
+		t := &p.r.Tables[i]
+		name := t.QualifiedName()
+		switch {
+		case t.Unlogged:
+			t.Decision = "not_logged"
+		case len(p.src.IncludeTables) > 0 && !matchAny(p.src.IncludeTables, name), matchAny(p.src.ExcludeTables, name):
+			t.Decision = "exclude"
+		case !t.UsableIdentity && matchAny(p.src.ReplicaIdentityFull, name):
+			t.Decision = "set_full"
+		case !t.UsableIdentity:
+			t.Decision = "undecided"
+		default:
+			t.Decision = "publish"
+		}
+	}
+}
+
+func (p *prober) reportTables() {
+	var total, rowsTotal int64
+	var undecided, full, unlogged, partitioned, generated, excluded []string
+	for _, t := range p.r.Tables {
+		total += t.Bytes
+		rowsTotal += t.RowEstimate
+		name := t.QualifiedName()
+		switch t.Decision {
+		case "undecided":
+			undecided = append(undecided, name+" (replica identity "+t.ReplicaIdentity+", no primary key)")
+		case "set_full":
+			full = append(full, name)
+		case "not_logged":
+			unlogged = append(unlogged, name)
+		case "exclude":
+			excluded = append(excluded, name)
+		}
+		if t.Kind == "partitioned" {
+			partitioned = append(partitioned, name)
+		}
+		if t.Generated {
+			generated = append(generated, name)
+		}
+	}
+	bySize := append([]Table(nil), p.r.Tables...)
+	sort.SliceStable(bySize, func(i, j int) bool { return bySize[i].Bytes > bySize[j].Bytes })
+	var details []string
+	for i, t := range bySize {
+		if i == 15 {
+			details = append(details, fmt.Sprintf("… and %d more", len(bySize)-15))
+			break
+		}
+		details = append(details, fmt.Sprintf("%s  %s  ~%d rows", t.QualifiedName(), HumanBytes(t.Bytes), t.RowEstimate))
+	}
+	p.r.add(Check{ID: "tables", Status: Info, Finding: fmt.Sprintf("%d tables, %s, ~%d rows (database %s)", len(p.r.Tables), HumanBytes(total), rowsTotal, HumanBytes(p.dbSize)), Details: details})
+
+	switch {
+	case len(undecided) > 0:
+		p.r.add(Check{ID: "replica_identity", Status: Fail,
+			Finding: fmt.Sprintf("%d table(s) have no usable replica identity: publishing them would make the application's UPDATE and DELETE on them fail", len(undecided)),
+			Details: undecided,
+			Fix:     "decide per table in config.toml: exclude_tables = [\"schema.table\"], or replica_identity_full = [\"schema.table\"] (btfu runs ALTER TABLE … REPLICA IDENTITY FULL), or add a primary key"})
+	case len(full) > 0:
+		p.r.add(Check{ID: "replica_identity", Status: Info, Finding: fmt.Sprintf("%d table(s) will be set to REPLICA IDENTITY FULL as configured (more WAL per UPDATE/DELETE)", len(full)), Details: full})
+	default:
+		p.r.add(Check{ID: "replica_identity", Status: OK, Finding: "every published table has a usable replica identity"})
+	}
+	if len(excluded) > 0 {
+		p.r.add(Check{ID: "excluded", Status: Info, Finding: fmt.Sprintf("%d table(s) excluded by the config: not protected", len(excluded)), Details: excluded})
+	}
+	if len(unlogged) > 0 {
+		p.r.add(Check{ID: "unlogged", Status: Warn, Finding: fmt.Sprintf("%d unlogged table(s): not in the WAL, so changes after the base backup are not protected", len(unlogged)), Details: unlogged,
+			Fix: "ALTER TABLE … SET LOGGED if they matter"})
+	} else {
+		p.r.add(Check{ID: "unlogged", Status: OK, Finding: "no unlogged tables"})
+	}
+	if len(partitioned) > 0 {
+		p.r.Plan.ViaPartitionRoot = true
+		p.r.add(Check{ID: "partitioned", Status: Info, Finding: fmt.Sprintf("%d partitioned table(s): published through their root (publish_via_partition_root)", len(partitioned)), Details: partitioned})
+	}
+	if len(generated) > 0 {
+		p.r.add(Check{ID: "generated_columns", Status: Info, Finding: fmt.Sprintf("%d table(s) with generated columns: not decoded, recomputed by the restore", len(generated)), Details: generated})
+	}
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tryRolledBack runs statements in a transaction that is always rolled
+// back, reporting whether they all succeeded.
+func (p *prober) tryRolledBack(stmts ...string) error {
+	tx, err := p.conn.Begin(p.ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(p.ctx))
+	for _, s := range stmts {
+		if _, err := tx.Exec(p.ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *prober) checkPublication() {
+	pl := &p.r.Plan
+	name := "btfu_probe_" + randomSuffix()
+	allErr := p.tryRolledBack("CREATE PUBLICATION " + name + " FOR ALL TABLES")
+	var schemaErr error = errors.New("needs PostgreSQL 15")
+	if p.r.ServerMajor >= 15 {
+		schemaErr = p.tryRolledBack("CREATE PUBLICATION " + name + " FOR TABLES IN SCHEMA public")
+	}
+	var publish, excluded, setFull, undecided, notOwned []string
+	schemaClean := map[string]bool{}
+	for _, t := range p.r.Tables {
+		if _, seen := schemaClean[t.Schema]; !seen {
+			schemaClean[t.Schema] = true
+		}
+		switch t.Decision {
+		case "publish", "set_full":
+			if t.Kind != "partition" || !pl.ViaPartitionRoot {
+				publish = append(publish, t.QualifiedName())
+				if !t.Owned && !p.superuser {
+					notOwned = append(notOwned, t.QualifiedName())
+				}
+			}
+			if t.Decision == "set_full" {
+				setFull = append(setFull, t.QualifiedName())
+			}
+		case "exclude":
+			excluded = append(excluded, t.QualifiedName())
+			schemaClean[t.Schema] = false
+		case "undecided":
+			undecided = append(undecided, t.QualifiedName())
+			schemaClean[t.Schema] = false
+		}
+	}
+	pl.Tables, pl.Excluded, pl.SetReplicaFull, pl.Undecided = publish, excluded, setFull, undecided
+	var schemas []string
+	for s, clean := range schemaClean {
+		if clean {
+			schemas = append(schemas, s)
+		}
+	}
+	sort.Strings(schemas)
+	forms := []string{}
+	if allErr == nil {
+		forms = append(forms, FormAllTables)
+	}
+	if schemaErr == nil {
+		forms = append(forms, FormTablesInSchema)
+	}
+	forms = append(forms, FormTableList)
+	wholeSchemas := len(excluded) == 0 && len(undecided) == 0
+	switch {
+	case allErr == nil && wholeSchemas:
+		pl.PublicationForm = FormAllTables
+	case schemaErr == nil && len(schemas) > 0 && coversExactly(p.r.Tables, schemas, publish, pl.ViaPartitionRoot):
+		pl.PublicationForm, pl.Schemas = FormTablesInSchema, schemas
+	default:
+		pl.PublicationForm = FormTableList
+	}
+	details := []string{"forms this role may create: " + strings.Join(forms, ", ")}
+	if allErr != nil {
+		details = append(details, "FOR ALL TABLES: "+shortErr(allErr))
+	}
+	if pl.PublicationForm == FormTableList {
+		details = append(details, "new tables are added to the publication by btfu, covered from the LSN it records")
+	}
+	switch {
+	case pl.PublicationForm == FormTableList && len(notOwned) > 0:
+		p.r.add(Check{ID: "publication", Status: Fail, Finding: fmt.Sprintf("the role must own a table to publish it with an explicit list; it does not own %d", len(notOwned)),
+			Details: notOwned, Fix: "run btfu as the tables' owner or a superuser, or exclude those tables"})
+	case len(publish) == 0 && len(p.r.Tables) > 0:
+		p.r.add(Check{ID: "publication", Status: Fail, Finding: "no table would be published", Fix: "check include_tables and exclude_tables"})
+	default:
+		p.r.add(Check{ID: "publication", Status: OK, Finding: fmt.Sprintf("publication %s %s (%d tables)", pl.Publication, describeForm(pl), len(publish)), Details: details})
+	}
+	p.checkExistingPublication()
+}
+
+// coversExactly reports whether publishing whole schemas gives exactly the
+// planned tables.
+func coversExactly(tables []Table, schemas []string, publish []string, viaRoot bool) bool {
+	in := map[string]bool{}
+	for _, s := range schemas {
+		in[s] = true
+	}
+	want := map[string]bool{}
+	for _, t := range publish {
+		want[t] = true
+	}
+	n := 0
+	for _, t := range tables {
+		if !in[t.Schema] || t.Unlogged || (t.Kind == "partition" && viaRoot) {
+			continue
+		}
+		if !want[t.QualifiedName()] {
+			return false
+		}
+		n++
+	}
+	return n == len(publish)
+}
+
+func describeForm(pl *Plan) string {
+	switch pl.PublicationForm {
+	case FormTablesInSchema:
+		return "FOR TABLES IN SCHEMA " + strings.Join(pl.Schemas, ", ")
+	case FormAllTables:
+		return "FOR ALL TABLES"
+	}
+	return "FOR TABLE <explicit list>"
+}
+
+func shortErr(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Message
+	}
+	return err.Error()
+}
+
+// existingPublication describes a publication already on the source.
+type existingPublication struct {
+	AllTables bool
+	ViaRoot   bool
+	Tables    []string
+}
+
+func readPublication(ctx context.Context, conn *pgx.Conn, name string) (*existingPublication, error) {
+	var ep existingPublication
+	err := conn.QueryRow(ctx, `SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, name).Scan(&ep.AllTables, &ep.ViaRoot)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_publication_rel pr JOIN pg_publication pb ON pb.oid = pr.prpubid
+		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pb.pubname = $1 ORDER BY 1`, name)
+	if err != nil {
+		return nil, err
+	}
+	ep.Tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	return &ep, err
+}
+
+// publicationMismatch explains how an existing publication differs from
+// the plan, or returns "" when it can be adopted. Tables the plan has and
+// an explicit-list publication lacks are added by registration, so they
+// are not a mismatch.
+func publicationMismatch(ep *existingPublication, pl *Plan) string {
+	switch {
+	case pl.PublicationForm == FormAllTables && !ep.AllTables:
+		return "it lists tables but the plan is FOR ALL TABLES"
+	case pl.PublicationForm != FormAllTables && ep.AllTables:
+		return "it is FOR ALL TABLES but the plan excludes tables (" + strings.Join(pl.Excluded, ", ") + strings.Join(pl.Undecided, ", ") + ")"
+	}
+	if pl.PublicationForm == FormTableList {
+		want := map[string]bool{}
+		for _, t := range pl.Tables {
+			want[t] = true
+		}
+		var extra []string
+		for _, t := range ep.Tables {
+			if !want[t] {
+				extra = append(extra, t)
+			}
+		}
+		if len(extra) > 0 {
+			return "it publishes tables the plan leaves out: " + strings.Join(extra, ", ")
+		}
+	}
+	if ep.ViaRoot != pl.ViaPartitionRoot {
+		return fmt.Sprintf("publish_via_partition_root is %v, the plan needs %v", ep.ViaRoot, pl.ViaPartitionRoot)
+	}
+	return ""
+}
+
+func (p *prober) checkExistingPublication() {
+	ep, err := readPublication(p.ctx, p.conn, p.src.Publication)
+	if err != nil {
+		p.queryErr("publication_existing", err)
+		return
+	}
+	if ep == nil {
+		p.r.add(Check{ID: "publication_existing", Status: Info, Finding: fmt.Sprintf("publication %s does not exist yet; registration creates it", p.src.Publication)})
+		return
+	}
+	if why := publicationMismatch(ep, &p.r.Plan); why != "" {
+		p.r.add(Check{ID: "publication_existing", Status: Fail, Finding: fmt.Sprintf("publication %s already exists and does not match the plan: %s", p.src.Publication, why),
+			Fix: fmt.Sprintf("drop it (DROP PUBLICATION %s) if nothing else uses it, or set publication = \"another_name\" in config.toml", p.src.Publication)})
+		return
+	}
+	p.r.add(Check{ID: "publication_existing", Status: OK, Finding: fmt.Sprintf("publication %s exists and matches the plan; it will be adopted", p.src.Publication)})
+}
+
+// DDL-capture objects, created by registration where allowed.
+const (
+	DDLSchema   = "btfu"
+	DDLFunction = "btfu.capture_ddl"
+	DDLTrigger  = "btfu_capture_ddl"
+	// DDLMessagePrefix is the logical message prefix of captured DDL.
+	DDLMessagePrefix = "btfu.ddl"
+)
+
+// ddlStatements create the DDL-capture objects. The trigger emits, in the
+// transaction of the DDL and so in commit order, one transactional logical
+// message per DDL command with the command tag, the statement text, the
+// search_path and the objects it touched.
+func ddlStatements() []string {
+	return []string{
+		"CREATE SCHEMA IF NOT EXISTS " + DDLSchema,
+		`CREATE OR REPLACE FUNCTION ` + DDLFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+BEGIN
+  PERFORM pg_logical_emit_message(true, '` + DDLMessagePrefix + `', jsonb_build_object(
+    'v', 1,
+    'tag', tg_tag,
+    'query', current_query(),
+    'search_path', current_setting('search_path'),
+    'objects', (SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name)), '[]'::jsonb)
+                FROM pg_event_trigger_ddl_commands() WHERE NOT in_extension)
+  )::text);
+END
+$btfu$`,
+		"CREATE EVENT TRIGGER " + DDLTrigger + " ON ddl_command_end EXECUTE FUNCTION " + DDLFunction + "()",
+	}
+}
+
+func (p *prober) checkDDLCapture() {
+	var exists bool
+	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists)
+	objects := []string{"schema " + DDLSchema, "function " + DDLFunction + "()", "event trigger " + DDLTrigger + " ON ddl_command_end"}
+	if exists {
+		p.r.Plan.DDLCapture, p.r.Plan.DDLObjects = true, objects
+		p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture is installed (event trigger " + DDLTrigger + ")"})
+		return
+	}
+	stmts := ddlStatements()
+	stmts[2] = strings.Replace(stmts[2], DDLTrigger, "btfu_probe_"+randomSuffix(), 1)
+	if err := p.tryRolledBack(stmts...); err != nil {
+		p.r.add(Check{ID: "ddl_capture", Status: Info,
+			Finding: "this role may not create event triggers (" + shortErr(err) + "): schema changes are derived from relation messages and periodic schema snapshots",
+			Fix:     "run registration once as a superuser to install DDL capture, if you want DDL replayed in place"})
+		return
+	}
+	p.r.Plan.DDLCapture, p.r.Plan.DDLObjects = true, objects
+	p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture possible: registration creates " + strings.Join(objects, ", ")})
+}
+
+func (p *prober) checkExistingSlots() {
+	rows, err := p.conn.Query(p.ctx, `SELECT slot_name, coalesce(plugin, ''), slot_type, coalesce(database, ''), active, coalesce(wal_status, ''),
+		CASE WHEN pg_is_in_recovery() OR restart_lsn IS NULL THEN 0 ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END
+		FROM pg_replication_slots ORDER BY slot_name`)
+	if err != nil {
+		p.queryErr("existing_slots", err)
+		return
+	}
+	defer rows.Close()
+	var others []string
+	worst := OK
+	var fix string
+	for rows.Next() {
+		var name, plugin, typ, db, walStatus string
+		var active bool
+		var retained int64
+		if err := rows.Scan(&name, &plugin, &typ, &db, &active, &walStatus, &retained); err != nil {
+			p.queryErr("existing_slots", err)
+			return
+		}
+		if name == p.src.Slot {
+			dbName := ""
+			if cfg, err := connConfig(p.src); err == nil {
+				dbName = cfg.Database
+			}
+			switch {
+			case typ != "logical" || plugin != "pgoutput":
+				p.r.add(Check{ID: "slot", Status: Fail, Finding: fmt.Sprintf("slot %s already exists as a %s slot with plugin %q, not a pgoutput logical slot", name, typ, plugin),
+					Fix: fmt.Sprintf("drop it (SELECT pg_drop_replication_slot('%s')) if nothing uses it, or set slot = \"another_name\" in config.toml", name)})
+			case db != dbName:
+				p.r.add(Check{ID: "slot", Status: Fail, Finding: fmt.Sprintf("slot %s belongs to database %s, not %s", name, db, dbName),
+					Fix: "set slot = \"another_name\" in config.toml"})
+			case walStatus == "lost":
+				p.r.add(Check{ID: "slot", Status: Fail, Finding: fmt.Sprintf("slot %s exists but its WAL is lost: it cannot stream", name),
+					Fix: fmt.Sprintf("drop it (SELECT pg_drop_replication_slot('%s')); btfu then starts a new chain with a base backup", name)})
+			default:
+				p.r.add(Check{ID: "slot", Status: OK, Finding: fmt.Sprintf("slot %s exists (pgoutput, %s, retains %s); it will be adopted", name, orDash(walStatus), HumanBytes(retained))})
+			}
+			continue
+		}
+		line := fmt.Sprintf("%s (%s %s, %s, %s, retains %s)", name, typ, orDash(plugin), map[bool]string{true: "active", false: "inactive"}[active], orDash(walStatus), HumanBytes(retained))
+		others = append(others, line)
+		if (!active && retained > 1<<30) || walStatus == "unreserved" || walStatus == "lost" {
+			worst = Warn
+			fix = "inactive slots keep WAL on the source's disk; drop the ones nothing uses (SELECT pg_drop_replication_slot('name'))"
+		}
+	}
+	if err := rows.Err(); err != nil {
+		p.queryErr("existing_slots", err)
+		return
+	}
+	if _, ok := p.r.Check("slot"); !ok {
+		p.r.add(Check{ID: "slot", Status: Info, Finding: fmt.Sprintf("slot %s does not exist yet; the first base backup creates it (with its exported snapshot)", p.src.Slot)})
+	}
+	finding := fmt.Sprintf("%d other replication slot(s)", len(others))
+	if worst == Warn {
+		finding += ", some holding WAL"
+	}
+	p.r.add(Check{ID: "existing_slots", Status: worst, Finding: finding, Details: others, Fix: fix})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (p *prober) checkLargeObjects() {
+	var n int64
+	if err := p.conn.QueryRow(p.ctx, `SELECT count(*) FROM pg_largeobject_metadata`).Scan(&n); err != nil {
+		p.queryErr("large_objects", err)
+		return
+	}
+	if n > 0 {
+		p.r.add(Check{ID: "large_objects", Status: Warn, Finding: fmt.Sprintf("%d large object(s): not decoded; only the base backup's copy is restored", n),
+			Fix: "store such data in bytea columns if it must be recoverable to a point in time"})
+		return
+	}
+	p.r.add(Check{ID: "large_objects", Status: OK, Finding: "no large objects"})
+}
+
+func (p *prober) checkSequences() {
+	var n int64
+	if err := p.conn.QueryRow(p.ctx, `SELECT count(*) FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`).Scan(&n); err != nil {
+		p.queryErr("sequences", err)
+		return
+	}
+	p.r.add(Check{ID: "sequences", Status: Info, Finding: fmt.Sprintf("%d sequence(s): not decoded; btfu snapshots them and sets each at or above its value at the restore target", n)})
+}
+
+func (p *prober) checkExtensions() {
+	rows, err := p.conn.Query(p.ctx, `SELECT extname || ' ' || extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1`)
+	if err != nil {
+		p.queryErr("extensions", err)
+		return
+	}
+	exts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		p.queryErr("extensions", err)
+		return
+	}
+	if len(exts) == 0 {
+		p.r.add(Check{ID: "extensions", Status: OK, Finding: "no extensions beyond plpgsql"})
+		return
+	}
+	p.r.add(Check{ID: "extensions", Status: Info, Finding: fmt.Sprintf("%d extension(s): a restore target must have them available", len(exts)), Details: exts})
+}
+
+func (p *prober) checkPgDump() {
+	if p.r.ServerMajor == 0 {
+		return
+	}
+	var found []string
+	for _, name := range []string{"pg_dump", "pg_restore"} {
+		prog, err := pgbin.Find(p.ctx, name, p.r.ServerMajor)
+		if err != nil {
+			p.r.add(Check{ID: "pg_dump", Status: Fail, Finding: err.Error(),
+				Fix: fmt.Sprintf("install the PostgreSQL %d client (Debian: apt-get install postgresql-client-%d) or set %s", p.r.ServerMajor, p.r.ServerMajor, pgbin.EnvBinDir)})
+			return
+		}
+		found = append(found, prog.String())
+	}
+	p.r.add(Check{ID: "pg_dump", Status: OK, Finding: "pg_dump and pg_restore match the server: " + strings.Join(found, "; ")})
+}
+
+// assumedDumpRate is a conservative pg_dump throughput for the estimate.
+const assumedDumpRate = 30 << 20 // bytes/s
+
+func (p *prober) checkWALBudget() {
+	var keepMB int64
+	if err := p.conn.QueryRow(p.ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`).Scan(&keepMB); err != nil {
+		p.queryErr("wal_budget", err)
+		return
+	}
+	var l1, l2 string
+	var standby bool
+	_ = p.conn.QueryRow(p.ctx, `SELECT pg_is_in_recovery()`).Scan(&standby)
+	if !standby {
+		_ = p.conn.QueryRow(p.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&l1)
+		start := time.Now()
+		select {
+		case <-time.After(p.opts.WALSample):
+		case <-p.ctx.Done():
+			return
+		}
+		_ = p.conn.QueryRow(p.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&l2)
+		a, err1 := pglogrepl.ParseLSN(l1)
+		b, err2 := pglogrepl.ParseLSN(l2)
+		if err1 == nil && err2 == nil && b >= a {
+			p.walRate = float64(b-a) / time.Since(start).Seconds()
+		}
+	}
+	dumpSecs := float64(p.dbSize)/assumedDumpRate + 10
+	expected := int64(p.walRate * dumpSecs)
+	details := []string{
+		fmt.Sprintf("database size %s; estimated first base backup %s at %s/s", HumanBytes(p.dbSize), time.Duration(dumpSecs*float64(time.Second)).Round(time.Second), HumanBytes(assumedDumpRate)),
+		fmt.Sprintf("WAL rate now %s/s; WAL expected during the dump %s", HumanBytes(int64(p.walRate)), HumanBytes(expected)),
+	}
+	if p.r.ServerMajor >= 18 {
+		var idle string
+		if err := p.conn.QueryRow(p.ctx, `SELECT current_setting('idle_replication_slot_timeout')`).Scan(&idle); err == nil && idle != "0" {
+			details = append(details, "idle_replication_slot_timeout = "+idle+": a slot idle that long (btfu stopped or paused) is invalidated")
+		}
+	}
+	if keepMB < 0 {
+		p.r.add(Check{ID: "wal_budget", Status: OK, Finding: "max_slot_wal_keep_size is unlimited: the slot survives a long base backup (watch the source's disk)", Details: details})
+		return
+	}
+	keep := keepMB << 20
+	details = append(details, "max_slot_wal_keep_size = "+HumanBytes(keep))
+	switch {
+	case expected > keep:
+		p.r.add(Check{ID: "wal_budget", Status: Fail, Finding: fmt.Sprintf("the slot would likely be invalidated during the first base backup: %s of WAL expected, %s allowed", HumanBytes(expected), HumanBytes(keep)),
+			Details: details, Fix: "raise max_slot_wal_keep_size, or take the first base backup at a quiet time"})
+	case expected > keep/2:
+		p.r.add(Check{ID: "wal_budget", Status: Warn, Finding: fmt.Sprintf("tight: %s of WAL expected during the first base backup, %s allowed", HumanBytes(expected), HumanBytes(keep)), Details: details,
+			Fix: "raise max_slot_wal_keep_size, or take the first base backup at a quiet time"})
+	default:
+		p.r.add(Check{ID: "wal_budget", Status: OK, Finding: fmt.Sprintf("%s of WAL expected during the first base backup, within max_slot_wal_keep_size %s", HumanBytes(expected), HumanBytes(keep)), Details: details})
+	}
+}
+
+// HumanBytes prints a byte count in binary units.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
