@@ -52,9 +52,9 @@ const (
 type Column struct {
 	Name    string `json:"name"`
 	TypeOID uint32 `json:"type_oid"`
-	Type    string `json:"type"`           // format_type() of the column, e.g. "numeric(10,2)"
-	TypMod  int32  `json:"typmod"`         // atttypmod, -1 when none
-	Key     bool   `json:"key,omitempty"`  // part of the replica identity
+	Type    string `json:"type"`          // format_type() of the column, e.g. "numeric(10,2)"
+	TypMod  int32  `json:"typmod"`        // atttypmod, -1 when none
+	Key     bool   `json:"key,omitempty"` // part of the replica identity
 }
 
 // Relation is a table's shape as pgoutput last described it.

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/logging"
+	"github.com/btfu/btfu/tui"
+)
+
+func runCommand() command {
+	return command{
+		name:    "run",
+		summary: "run every configured source until interrupted: the TUI in a terminal, or headless with --no-tui",
+		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
+			noTUI := fs.Bool("no-tui", false, "run headless: JSON logs on stderr, no terminal needed (tmux, systemd)")
+			return func(env *Env, path string, args []string) error {
+				if len(args) > 0 {
+					return usageErr("unknown command %q; run 'btfu --help' for the list", args[0])
+				}
+				cfg, err := loadConfig(path)
+				if err != nil {
+					return err
+				}
+				if len(cfg.Sources) == 0 {
+					return fmt.Errorf("%s has no [[source]]; add one with name and dsn (see config.toml.example)", path)
+				}
+				if *noTUI {
+					log := logging.New(cfg.Log, env.Stderr)
+					eng, err := engine.Open(env.Ctx, cfg, log)
+					if err != nil {
+						return err
+					}
+					defer eng.Close()
+					return eng.Run(env.Ctx)
+				}
+				if !isTerminal(env.Stdout) || !isTerminal(env.Stdin) {
+					return errors.New("no terminal for the TUI; run 'btfu --no-tui' under tmux or systemd")
+				}
+				log, closeLog, err := logging.ToFile(cfg.Log)
+				if err != nil {
+					return err
+				}
+				defer closeLog()
+				eng, err := engine.Open(env.Ctx, cfg, log)
+				if err != nil {
+					return err
+				}
+				defer eng.Close()
+				return tui.Run(env.Ctx, eng)
+			}
+		},
+	}
+}
+
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

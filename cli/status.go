@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/btfu/btfu/engine"
+)
+
+func statusCommand() command {
+	return command{
+		name:    "status",
+		summary: "show every source's state, flushed LSN and restorable coverage (works without a running btfu)",
+		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
+			asJSON := fs.Bool("json", false, "print JSON instead of a table")
+			return func(env *Env, path string, args []string) error {
+				if len(args) > 0 {
+					return usageErr("status takes no arguments, got %q", strings.Join(args, " "))
+				}
+				cfg, err := loadConfig(path)
+				if err != nil {
+					return err
+				}
+				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
+				if err != nil {
+					return err
+				}
+				defer meta.Close()
+				st, err := engine.ReadStatus(env.Ctx, meta, cfg)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					enc := json.NewEncoder(env.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(st)
+				}
+				printStatus(env.Stdout, st)
+				return nil
+			}
+		},
+	}
+}
+
+func printStatus(w io.Writer, st engine.Status) {
+	if len(st.Sources) == 0 {
+		fmt.Fprintln(w, "no sources configured; add a [[source]] with name and dsn to the config file")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tBASES\tSEGMENTS\tRESTORABLE")
+	for _, s := range st.Sources {
+		flushed := "-"
+		if s.FlushedTime != nil {
+			flushed = s.FlushedTime.UTC().Format(time.DateTime + "Z")
+		}
+		cov := "nothing yet"
+		if len(s.Coverage) > 0 {
+			var parts []string
+			for _, r := range s.Coverage {
+				parts = append(parts, r.FromTime.UTC().Format(time.DateTime)+" .. "+r.ToTime.UTC().Format(time.DateTime)+" UTC")
+			}
+			cov = strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, s.BaseBackups, s.Segments, cov)
+		if s.LastError != "" {
+			fmt.Fprintf(tw, "  error:\t%s\n", s.LastError)
+		}
+	}
+	tw.Flush()
+}

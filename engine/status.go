@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/coverage"
+	"github.com/btfu/btfu/store"
+)
+
+// Status is a snapshot of every source, as `btfu status --json` prints it.
+type Status struct {
+	Sources []SourceStatus `json:"sources"`
+}
+
+// SourceStatus describes one source.
+type SourceStatus struct {
+	Name        string          `json:"name"`
+	State       string          `json:"state"`
+	FlushedLSN  string          `json:"flushed_lsn"`
+	FlushedTime *time.Time      `json:"flushed_time"`
+	Coverage    []CoverageRange `json:"coverage"`
+	BaseBackups int             `json:"base_backups"`
+	Segments    int             `json:"segments"`
+	LastError   string          `json:"last_error"`
+}
+
+// CoverageRange is one restorable range.
+type CoverageRange struct {
+	FromLSN  string    `json:"from_lsn"`
+	ToLSN    string    `json:"to_lsn"`
+	FromTime time.Time `json:"from_time"`
+	ToTime   time.Time `json:"to_time"`
+}
+
+// ReadStatus builds the status of every configured source from the
+// metadata store alone, so it works whether or not an engine is running.
+func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Status, error) {
+	st := Status{Sources: []SourceStatus{}}
+	for _, sc := range cfg.Sources {
+		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{}}
+		src, err := meta.GetSource(ctx, sc.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			ss.State = "new"
+			st.Sources = append(st.Sources, ss)
+			continue
+		}
+		if err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
+		if src.State != "" {
+			ss.State = src.State
+		}
+		ss.LastError = src.LastError
+		chains, err := meta.ListChains(ctx, src.ID)
+		if err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
+		bases, err := meta.ListBaseBackups(ctx, src.ID)
+		if err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
+		segs, err := meta.ListSegments(ctx, src.ID, 0)
+		if err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
+		for _, b := range bases {
+			if b.Status == store.BackupComplete {
+				ss.BaseBackups++
+			}
+		}
+		ss.Segments = len(segs)
+		for _, ch := range chains {
+			if ch.EndedAt.IsZero() {
+				ss.FlushedLSN = ch.CursorLSN.String()
+				if !ch.CursorTime.IsZero() {
+					t := ch.CursorTime
+					ss.FlushedTime = &t
+				}
+			}
+		}
+		for _, r := range coverage.Compute(chains, bases, segs) {
+			ss.Coverage = append(ss.Coverage, CoverageRange{FromLSN: r.FromLSN.String(), ToLSN: r.ToLSN.String(), FromTime: r.FromTime, ToTime: r.ToTime})
+		}
+		st.Sources = append(st.Sources, ss)
+	}
+	return st, nil
+}
+
+// Status reads the status of every configured source.
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	return ReadStatus(ctx, e.meta, e.cfg)
+}

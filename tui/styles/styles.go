@@ -1,0 +1,43 @@
+// Package styles holds the TUI's semantic styles. Components use these
+// names, never colours, so the look changes in one place and degrades to 16
+// colours or none (NO_COLOR) through the renderer's colour profile.
+package styles
+
+import "charm.land/lipgloss/v2"
+
+// Styles is every style the TUI uses, by meaning.
+type Styles struct {
+	Title    lipgloss.Style
+	Header   lipgloss.Style
+	OK       lipgloss.Style
+	Warn     lipgloss.Style
+	Error    lipgloss.Style
+	Muted    lipgloss.Style
+	Selected lipgloss.Style
+}
+
+// Default uses the 16 ANSI colours, which every terminal over SSH shows.
+func Default() Styles {
+	return Styles{
+		Title:    lipgloss.NewStyle().Bold(true),
+		Header:   lipgloss.NewStyle().Bold(true).Underline(true),
+		OK:       lipgloss.NewStyle().Foreground(lipgloss.Color("2")),
+		Warn:     lipgloss.NewStyle().Foreground(lipgloss.Color("3")),
+		Error:    lipgloss.NewStyle().Foreground(lipgloss.Color("1")).Bold(true),
+		Muted:    lipgloss.NewStyle().Foreground(lipgloss.Color("8")),
+		Selected: lipgloss.NewStyle().Reverse(true),
+	}
+}
+
+// State picks the style of a source state.
+func (s Styles) State(state string) lipgloss.Style {
+	switch state {
+	case "streaming":
+		return s.OK
+	case "error":
+		return s.Error
+	case "paused", "backing_up", "new":
+		return s.Warn
+	}
+	return s.Muted
+}
