@@ -1,0 +1,440 @@
+// Package stream receives a source's logical changes (pgoutput) over a
+// replication connection and hands over whole, committed transactions in
+// commit order. It answers keepalives at once, reports the acknowledged
+// position the checkpointer gives it and nothing beyond, and tells when
+// the source is idle so coverage can extend on a quiet database (DESIGN 3).
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/btfu/btfu/segment"
+)
+
+// LSN is a WAL position.
+type LSN = pglogrepl.LSN
+
+// Event is what the receiver hands over, in order: a committed
+// transaction, or an idle mark saying that no transaction is open and
+// everything the server decoded before WALEnd has been handed over.
+type Event struct {
+	Tx *Tx
+
+	Idle       bool
+	WALEnd     LSN
+	ServerTime time.Time
+}
+
+// TypeNamer names a column type, e.g. (1700, 655366) → "numeric(10,2)".
+type TypeNamer func(ctx context.Context, oid uint32, typmod int32) (string, error)
+
+// Config tunes a Receiver.
+type Config struct {
+	Slot        string
+	Publication string
+	// ProtoVersion is the pgoutput protocol: 1 on PostgreSQL 13, 2 with
+	// Streaming on 14+.
+	ProtoVersion int
+	Streaming    bool
+	// StartLSN is the durable cursor: transactions whose commit LSN is
+	// below it are duplicates of stored ones and are skipped (DESIGN 3.4).
+	StartLSN LSN
+	// SpoolDir holds large transactions while they arrive.
+	SpoolDir string
+	// SpoolThreshold is the in-memory size (bytes) past which a
+	// transaction goes to a spool file; default 8 MiB.
+	SpoolThreshold int
+	// StatusInterval is how often the standby status is sent (and a reply
+	// requested, so idle sources send keepalives); default 1s.
+	StatusInterval time.Duration
+	TypeName       TypeNamer
+}
+
+// Receiver streams one slot. Use it from one goroutine (Run); Ack may be
+// called from any goroutine.
+type Receiver struct {
+	conn *pgconn.PgConn
+	cfg  Config
+
+	acked    atomic.Uint64
+	received LSN // highest WAL position seen
+
+	rels     map[uint32]*segment.Relation
+	types    map[[2]int64]string
+	cur      *builder // open non-streamed transaction
+	streams  map[uint32]*builder
+	inStream bool
+	streamX  uint32
+
+	lastStatus time.Time
+}
+
+// New prepares a receiver on an open replication connection
+// (replication=database).
+func New(conn *pgconn.PgConn, cfg Config) *Receiver {
+	if cfg.SpoolThreshold == 0 {
+		cfg.SpoolThreshold = 8 << 20
+	}
+	if cfg.StatusInterval == 0 {
+		cfg.StatusInterval = time.Second
+	}
+	r := &Receiver{conn: conn, cfg: cfg, rels: map[uint32]*segment.Relation{}, types: map[[2]int64]string{}, streams: map[uint32]*builder{}}
+	r.acked.Store(uint64(cfg.StartLSN))
+	r.received = cfg.StartLSN
+	return r
+}
+
+// Ack records that everything up to lsn is durably stored and recorded;
+// it is what the slot may be told (DESIGN 3.1). It never moves back.
+func (r *Receiver) Ack(lsn LSN) {
+	for {
+		old := r.acked.Load()
+		if uint64(lsn) <= old || r.acked.CompareAndSwap(old, uint64(lsn)) {
+			return
+		}
+	}
+}
+
+// Acked is the position last given to Ack.
+func (r *Receiver) Acked() LSN { return LSN(r.acked.Load()) }
+
+// ErrSlotGone: the slot does not exist or can no longer stream; the chain
+// is broken.
+var ErrSlotGone = errors.New("replication slot is gone or lost")
+
+// Run starts replication and delivers events to out until ctx ends or the
+// connection fails. It releases spooled transactions it still holds.
+func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
+	defer r.releaseAll()
+	args := []string{
+		"proto_version '" + strconv.Itoa(r.cfg.ProtoVersion) + "'",
+		"publication_names '" + r.cfg.Publication + "'",
+		"messages 'true'",
+	}
+	if r.cfg.Streaming {
+		args = append(args, "streaming 'true'")
+	}
+	err := pglogrepl.StartReplication(ctx, r.conn, r.cfg.Slot, r.cfg.StartLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000") {
+			return fmt.Errorf("%w: %s", ErrSlotGone, pgErr.Message)
+		}
+		return fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
+	}
+	for {
+		if err := r.maybeSendStatus(ctx, false); err != nil {
+			return err
+		}
+		deadline := r.lastStatus.Add(r.cfg.StatusInterval)
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		msg, err := r.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := r.handleCopyData(ctx, msg.Data, out); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			pgErr := pgconn.ErrorResponseToPgError(msg)
+			if pgErr.Code == "55000" || pgErr.Code == "42704" {
+				return fmt.Errorf("%w: %s", ErrSlotGone, pgErr.Message)
+			}
+			return fmt.Errorf("replication: %w", pgErr)
+		case *pgproto3.CopyDone:
+			return errors.New("replication: the server ended the stream")
+		}
+	}
+}
+
+func (r *Receiver) maybeSendStatus(ctx context.Context, force bool) error {
+	if !force && time.Since(r.lastStatus) < r.cfg.StatusInterval {
+		return nil
+	}
+	acked := r.Acked()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: acked,
+		WALFlushPosition: acked,
+		WALApplyPosition: acked,
+		ClientTime:       time.Now(),
+		// Ask for a keepalive back: on an idle source it tells how far the
+		// server has decoded, which extends coverage in time.
+		ReplyRequested: !force,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	r.lastStatus = time.Now()
+	return nil
+}
+
+func (r *Receiver) handleCopyData(ctx context.Context, data []byte, out chan<- Event) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		if ka.ReplyRequested {
+			if err := r.maybeSendStatus(ctx, true); err != nil {
+				return err
+			}
+		}
+		if ka.ServerWALEnd > r.received {
+			r.received = ka.ServerWALEnd
+		}
+		if r.cur == nil && len(r.streams) == 0 && !r.inStream {
+			return r.emit(ctx, out, Event{Idle: true, WALEnd: ka.ServerWALEnd, ServerTime: ka.ServerTime})
+		}
+		return nil
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse XLogData: %w", err)
+		}
+		if xld.WALStart > r.received {
+			r.received = xld.WALStart
+		}
+		return r.handleMessage(ctx, xld.WALData, out)
+	}
+	return nil
+}
+
+// emit hands an event over, keeping the stream alive (status updates)
+// while the consumer is busy: backpressure never silences the receiver.
+func (r *Receiver) emit(ctx context.Context, out chan<- Event, ev Event) error {
+	t := time.NewTicker(r.cfg.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case out <- ev:
+			return nil
+		case <-t.C:
+			if err := r.maybeSendStatus(ctx, true); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			if ev.Tx != nil {
+				ev.Tx.Release()
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Receiver) builderFor(xid uint32) (*builder, error) {
+	if r.inStream {
+		b := r.streams[r.streamX]
+		if b == nil {
+			return nil, fmt.Errorf("change for streamed transaction %d outside its stream", r.streamX)
+		}
+		return b, nil
+	}
+	if r.cur == nil {
+		return nil, fmt.Errorf("change outside a transaction")
+	}
+	return r.cur, nil
+}
+
+// add gives a change to its transaction. Inside a stream block xid is the
+// (sub)transaction that made the change, kept for subtransaction aborts.
+func (r *Receiver) add(xid uint32, rec segment.Record, rels ...*segment.Relation) error {
+	b, err := r.builderFor(xid)
+	if err != nil {
+		return err
+	}
+	if !r.inStream {
+		xid = b.xid
+	}
+	return b.add(xid, rels, rec)
+}
+
+func (r *Receiver) relation(oid uint32) (*segment.Relation, error) {
+	rel := r.rels[oid]
+	if rel == nil {
+		return nil, fmt.Errorf("change for relation %d before its Relation message", oid)
+	}
+	return rel, nil
+}
+
+func (r *Receiver) handleMessage(ctx context.Context, data []byte, out chan<- Event) error {
+	msg, err := pglogrepl.ParseV2(data, r.inStream)
+	if err != nil {
+		return fmt.Errorf("decode pgoutput: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		if r.cur != nil {
+			r.cur.discard()
+		}
+		r.cur = newBuilder(m.Xid, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
+	case *pglogrepl.CommitMessage:
+		if r.cur == nil {
+			return errors.New("commit without begin")
+		}
+		b := r.cur
+		r.cur = nil
+		return r.deliver(ctx, out, b, segment.TxInfo{XID: b.xid, CommitLSN: m.CommitLSN, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
+	case *pglogrepl.RelationMessageV2:
+		return r.onRelation(ctx, &m.RelationMessage)
+	case *pglogrepl.InsertMessageV2:
+		rel, err := r.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		return r.add(m.Xid, segment.Record{T: segment.TypeInsert, RelOID: m.RelationID, New: values(m.Tuple)}, rel)
+	case *pglogrepl.UpdateMessageV2:
+		rel, err := r.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		rec := segment.Record{T: segment.TypeUpdate, RelOID: m.RelationID, New: values(m.NewTuple)}
+		if m.OldTuple != nil {
+			rec.Old, rec.OldKind = values(m.OldTuple), string(rune(m.OldTupleType))
+		}
+		return r.add(m.Xid, rec, rel)
+	case *pglogrepl.DeleteMessageV2:
+		rel, err := r.relation(m.RelationID)
+		if err != nil {
+			return err
+		}
+		return r.add(m.Xid, segment.Record{T: segment.TypeDelete, RelOID: m.RelationID, Old: values(m.OldTuple), OldKind: string(rune(m.OldTupleType))}, rel)
+	case *pglogrepl.TruncateMessageV2:
+		rec := segment.Record{T: segment.TypeTruncate, RelOIDs: append([]uint32(nil), m.RelationIDs...),
+			Cascade: m.Option&pglogrepl.TruncateOptionCascade != 0, RestartIdentity: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0}
+		// The schemas of truncated relations travel with the change.
+		var rels []*segment.Relation
+		for _, oid := range m.RelationIDs {
+			rel, err := r.relation(oid)
+			if err != nil {
+				return err
+			}
+			rels = append(rels, rel)
+		}
+		return r.add(m.Xid, rec, rels...)
+	case *pglogrepl.LogicalDecodingMessageV2:
+		if !m.Transactional {
+			return nil // btfu emits only transactional messages
+		}
+		return r.add(m.Xid, segment.Record{T: segment.TypeMessage, Prefix: m.Prefix, Content: string(m.Content)})
+	case *pglogrepl.StreamStartMessageV2:
+		r.inStream, r.streamX = true, m.Xid
+		if r.streams[m.Xid] == nil {
+			r.streams[m.Xid] = newBuilder(m.Xid, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
+		}
+	case *pglogrepl.StreamStopMessageV2:
+		r.inStream = false
+	case *pglogrepl.StreamCommitMessageV2:
+		b := r.streams[m.Xid]
+		if b == nil {
+			return fmt.Errorf("stream commit of unknown transaction %d", m.Xid)
+		}
+		delete(r.streams, m.Xid)
+		return r.deliver(ctx, out, b, segment.TxInfo{XID: m.Xid, CommitLSN: m.CommitLSN, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
+	case *pglogrepl.StreamAbortMessageV2:
+		b := r.streams[m.Xid]
+		if b == nil {
+			return nil
+		}
+		if m.SubXid == m.Xid {
+			b.discard()
+			delete(r.streams, m.Xid)
+		} else {
+			b.abortSub(m.SubXid)
+		}
+	}
+	return nil
+}
+
+// deliver completes a transaction and hands it over, unless it is a
+// duplicate of one already stored (commit LSN below the start cursor).
+func (r *Receiver) deliver(ctx context.Context, out chan<- Event, b *builder, info segment.TxInfo) error {
+	if info.CommitLSN < r.cfg.StartLSN {
+		b.discard()
+		return nil
+	}
+	tx, err := b.finish(info)
+	if err != nil {
+		return err
+	}
+	return r.emit(ctx, out, Event{Tx: tx})
+}
+
+func (r *Receiver) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	rel := &segment.Relation{OID: m.RelationID, Schema: m.Namespace, Name: m.RelationName, ReplicaIdentity: string(rune(m.ReplicaIdentity))}
+	for _, c := range m.Columns {
+		name, err := r.typeName(ctx, c.DataType, c.TypeModifier)
+		if err != nil {
+			return err
+		}
+		rel.Columns = append(rel.Columns, segment.Column{Name: c.Name, TypeOID: c.DataType, Type: name, TypMod: c.TypeModifier, Key: c.Flags&1 != 0})
+	}
+	r.rels[m.RelationID] = rel
+	return nil
+}
+
+func (r *Receiver) typeName(ctx context.Context, oid uint32, typmod int32) (string, error) {
+	key := [2]int64{int64(oid), int64(typmod)}
+	if n, ok := r.types[key]; ok {
+		return n, nil
+	}
+	if r.cfg.TypeName == nil {
+		return "", nil
+	}
+	n, err := r.cfg.TypeName(ctx, oid, typmod)
+	if err != nil {
+		return "", fmt.Errorf("name type %d: %w", oid, err)
+	}
+	r.types[key] = n
+	return n, nil
+}
+
+func values(t *pglogrepl.TupleData) []segment.Value {
+	if t == nil {
+		return nil
+	}
+	out := make([]segment.Value, len(t.Columns))
+	for i, c := range t.Columns {
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			out[i] = segment.Value{Kind: segment.Null}
+		case pglogrepl.TupleDataTypeToast:
+			out[i] = segment.Value{Kind: segment.Unchanged}
+		default:
+			out[i] = segment.Value{Kind: segment.Text, Text: string(c.Data)}
+		}
+	}
+	return out
+}
+
+func (r *Receiver) releaseAll() {
+	if r.cur != nil {
+		r.cur.discard()
+		r.cur = nil
+	}
+	for x, b := range r.streams {
+		b.discard()
+		delete(r.streams, x)
+	}
+}
