@@ -31,7 +31,7 @@ type Header struct {
 	SystemIdentifier string    `json:"system_identifier,omitempty"`
 	Database         string    `json:"database,omitempty"`
 	ChainID          int64     `json:"chain"`
-	PrevEndLSN       lsnText   `json:"prev_end_lsn"`
+	PrevEndLSN       TextLSN   `json:"prev_end_lsn"`
 	CreatedAt        time.Time `json:"created_at"`
 }
 
@@ -146,8 +146,8 @@ type Record struct {
 
 	// begin, commit
 	XID        uint32     `json:"xid,omitempty"`
-	CommitLSN  lsnText    `json:"lsn,omitempty"`
-	EndLSN     lsnText    `json:"end,omitempty"`
+	CommitLSN  TextLSN    `json:"lsn,omitempty"`
+	EndLSN     TextLSN    `json:"end,omitempty"`
 	CommitTime *time.Time `json:"time,omitempty"`
 	Changes    int        `json:"n,omitempty"` // begin, commit: number of change records in the transaction
 
@@ -174,17 +174,17 @@ type Record struct {
 	Note string `json:"note,omitempty"`
 }
 
-// lsnText is an LSN written as "X/Y"; the zero LSN is written "0/0".
-type lsnText LSN
+// TextLSN is an LSN written in JSON as "X/Y"; the zero LSN is "0/0".
+type TextLSN LSN
 
-func (l lsnText) MarshalText() ([]byte, error) { return []byte(LSN(l).String()), nil }
+func (l TextLSN) MarshalText() ([]byte, error) { return []byte(LSN(l).String()), nil }
 
-func (l *lsnText) UnmarshalText(b []byte) error {
+func (l *TextLSN) UnmarshalText(b []byte) error {
 	v, err := pglogrepl.ParseLSN(string(b))
 	if err != nil {
 		return fmt.Errorf("segment: bad LSN %q", b)
 	}
-	*l = lsnText(v)
+	*l = TextLSN(v)
 	return nil
 }
 

@@ -122,7 +122,7 @@ func (w *Writer) BeginTx(tx TxInfo) error {
 	}
 	w.inTx, w.tx, w.txSeen = true, tx, 0
 	t := tx.CommitTime.UTC()
-	return w.write(&Record{T: TypeBegin, XID: tx.XID, CommitLSN: lsnText(tx.CommitLSN), EndLSN: lsnText(tx.EndLSN), CommitTime: &t, Changes: tx.Changes})
+	return w.write(&Record{T: TypeBegin, XID: tx.XID, CommitLSN: TextLSN(tx.CommitLSN), EndLSN: TextLSN(tx.EndLSN), CommitTime: &t, Changes: tx.Changes})
 }
 
 // WriteChange writes one change of the open transaction. rel is the
@@ -166,7 +166,7 @@ func (w *Writer) CommitTx() error {
 	if w.txSeen != w.tx.Changes {
 		return fmt.Errorf("segment: transaction %d announced %d changes, got %d", w.tx.XID, w.tx.Changes, w.txSeen)
 	}
-	if err := w.write(&Record{T: TypeCommit, XID: w.tx.XID, CommitLSN: lsnText(w.tx.CommitLSN), EndLSN: lsnText(w.tx.EndLSN), Changes: w.tx.Changes}); err != nil {
+	if err := w.write(&Record{T: TypeCommit, XID: w.tx.XID, CommitLSN: TextLSN(w.tx.CommitLSN), EndLSN: TextLSN(w.tx.EndLSN), Changes: w.tx.Changes}); err != nil {
 		return err
 	}
 	w.inTx = false
@@ -192,7 +192,7 @@ func (w *Writer) Close() (Summary, error) {
 	if w.inTx {
 		return Summary{}, fmt.Errorf("segment: Close inside transaction %d", w.tx.XID)
 	}
-	end := &Record{T: TypeEnd, Changes: int(w.sum.ChangeCount), EndLSN: lsnText(w.sum.EndLSN), XID: 0}
+	end := &Record{T: TypeEnd, Changes: int(w.sum.ChangeCount), EndLSN: TextLSN(w.sum.EndLSN), XID: 0}
 	if err := w.write(end); err != nil {
 		return Summary{}, err
 	}

@@ -165,6 +165,11 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 	}
 }
 
+// SendStatus reports the acknowledged position to the server now. Use it
+// after Run has returned (on shutdown, once the last segment is stored) so
+// the slot releases WAL without waiting for the next connection.
+func (r *Receiver) SendStatus(ctx context.Context) error { return r.maybeSendStatus(ctx, true) }
+
 func (r *Receiver) maybeSendStatus(ctx context.Context, force bool) error {
 	if !force && time.Since(r.lastStatus) < r.cfg.StatusInterval {
 		return nil

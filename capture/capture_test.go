@@ -1,0 +1,438 @@
+package capture
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/pgbin"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/segment"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/local"
+	"github.com/btfu/btfu/store/sqlite"
+)
+
+var source, target *pgtest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source, &target)) }
+
+type fixture struct {
+	t    *testing.T
+	db   string
+	src  *config.Source
+	meta store.Store
+	arts artifact.Store
+	id   int64
+}
+
+func newFixture(t *testing.T, schema string) *fixture {
+	t.Helper()
+	db := source.CreateDB(t)
+	source.Exec(t, db, schema)
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf("[[source]]\nname = \"app\"\ndsn = %q\nslot = %q\nsegment_max_age = \"200ms\"\n", source.DSN(db), "s_"+db)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &cfg.Sources[0]
+	ctx := context.Background()
+	r, err := probe.Run(ctx, src, probe.Options{WALSample: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe.Register(ctx, src, r); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	arts, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := meta.UpsertSource(ctx, store.Source{Name: "app", SlotName: src.Slot, PublicationName: src.Publication})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE '%s%%' AND NOT active", src.Slot))
+	})
+	return &fixture{t: t, db: db, src: src, meta: meta, arts: arts, id: s.ID}
+}
+
+type running struct {
+	w      *Worker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (f *fixture) start() *running {
+	w := &Worker{Source: f.src, SourceID: f.id, Meta: f.meta, Artifacts: f.arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SpoolDir: f.t.TempDir(), StatusInterval: 100 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, SequenceInterval: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{w: w, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	f.t.Cleanup(func() { r.stop(f.t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop within 20s")
+	}
+}
+
+// openChain returns the source's open chain once it exists.
+func (f *fixture) openChain() store.Chain {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		chains, err := f.meta.ListChains(context.Background(), f.id)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, c := range chains {
+			if c.EndedAt.IsZero() {
+				return c
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.t.Fatal("no open chain within 60s")
+	return store.Chain{}
+}
+
+// waitCaughtUp waits until the open chain's durable cursor reaches the
+// source's current WAL position.
+func (f *fixture) waitCaughtUp() store.Chain {
+	f.t.Helper()
+	want := source.CurrentLSN(f.t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ch := f.openChain()
+		if ch.CursorLSN >= want {
+			return ch
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("cursor %s did not reach %s within 60s", ch.CursorLSN, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storedInserts reads every segment (verifying checksums) and returns the
+// first column of every insert into table, with (commit LSN, ordinal)
+// keys checked unique.
+func (f *fixture) storedInserts(table string) []int {
+	f.t.Helper()
+	ctx := context.Background()
+	segs, err := f.meta.ListSegments(ctx, f.id, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var ids []int
+	seen := map[string]bool{}
+	for _, s := range segs {
+		rc, err := f.arts.Get(ctx, s.ArtifactKey)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		h := sha256.New()
+		r, err := segment.NewReader(io.TeeReader(rc, h))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		var commit segment.LSN
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				f.t.Fatalf("segment %s: %v", s.ArtifactKey, err)
+			}
+			switch rec.T {
+			case segment.TypeBegin:
+				commit = rec.LSN()
+			case segment.TypeInsert:
+				if rel := r.Relation(rec.RelOID); rel.Name == table {
+					key := fmt.Sprintf("%s/%d", commit, rec.Ordinal)
+					if seen[key] {
+						f.t.Fatalf("change %s stored twice", key)
+					}
+					seen[key] = true
+					id, _ := strconv.Atoi(rec.New[0].Text)
+					ids = append(ids, id)
+				}
+			}
+		}
+		io.Copy(h, rc)
+		rc.Close()
+		r.Close()
+		if hex.EncodeToString(h.Sum(nil)) != s.SHA256 {
+			f.t.Fatalf("segment %s checksum mismatch", s.ArtifactKey)
+		}
+	}
+	return ids
+}
+
+// dumpedIDs restores the chain's first base backup into a fresh target
+// database and returns the ids in table.
+func (f *fixture) dumpedIDs(chainID int64, table string) []int {
+	f.t.Helper()
+	ctx := context.Background()
+	bases, err := f.meta.ListBaseBackups(ctx, f.id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var key string
+	for deadline := time.Now().Add(60 * time.Second); key == "" && time.Now().Before(deadline); {
+		for _, b := range bases {
+			if b.ChainID == chainID && b.Status == store.BackupComplete {
+				key = b.ArtifactKey
+				break
+			}
+		}
+		if key == "" {
+			time.Sleep(50 * time.Millisecond)
+			if bases, err = f.meta.ListBaseBackups(ctx, f.id); err != nil {
+				f.t.Fatal(err)
+			}
+		}
+	}
+	if key == "" {
+		f.t.Fatal("no complete base backup within 60s")
+	}
+	rc, err := f.arts.Get(ctx, key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rc.Close()
+	db := target.CreateDB(f.t)
+	prog, err := pgbin.Find(ctx, "pg_restore", 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cmd := exec.Command(prog.Path, "--no-owner", "-d", target.DSN(db))
+	cmd.Stdin = rc
+	if out, err := cmd.CombinedOutput(); err != nil {
+		f.t.Fatalf("pg_restore: %v\n%s", err, out)
+	}
+	return ids(f.t, target, db, "SELECT id FROM "+table)
+}
+
+func ids(t *testing.T, c *pgtest.Cluster, db, query string) []int {
+	t.Helper()
+	conn := c.Connect(t, db)
+	rows, err := conn.Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// workload inserts single-row transactions into log until stopped.
+func workload(t *testing.T, db string) (stop func() int) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), source.DSN(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer conn.Close(context.Background())
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			if _, err := conn.Exec(context.Background(), "INSERT INTO log(v) VALUES ('x')"); err != nil {
+				// The source may be restarting; reconnect.
+				time.Sleep(50 * time.Millisecond)
+				if c, err := pgx.Connect(context.Background(), source.DSN(db)); err == nil {
+					conn.Close(context.Background())
+					conn = c
+				}
+				continue
+			}
+			n.Add(1)
+		}
+	}()
+	return func() int { close(quit); wg.Wait(); return int(n.Load()) }
+}
+
+// checkExactlyOnce compares the source's rows with the union of the base
+// backup and the stored segments: every committed row once, nothing else.
+func (f *fixture) checkExactlyOnce(chainID int64) {
+	f.t.Helper()
+	want := ids(f.t, source, f.db, "SELECT id FROM log")
+	inDump := f.dumpedIDs(chainID, "log")
+	inSegs := f.storedInserts("log")
+	got := append(append([]int{}, inDump...), inSegs...)
+	sort.Ints(got)
+	sort.Ints(want)
+	if len(got) != len(want) {
+		f.t.Fatalf("source has %d rows; dump %d + segments %d = %d", len(want), len(inDump), len(inSegs), len(got))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			f.t.Fatalf("row %d: source id %d, stored id %d (duplicate or loss)", i, want[i], got[i])
+		}
+	}
+	if len(inDump) == 0 || len(inSegs) == 0 {
+		f.t.Logf("dump %d rows, segments %d rows", len(inDump), len(inSegs))
+	}
+}
+
+func TestEveryCommittedTransactionStoredExactlyOnceAcrossTheBaseBackup(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text); INSERT INTO log(v) SELECT 'before' FROM generate_series(1, 1000)")
+	stop := workload(t, f.db) // runs before, during and after the first base backup
+	r := f.start()
+	chain := f.openChain()
+	time.Sleep(time.Second)
+	n := stop()
+	f.waitCaughtUp()
+	r.stop(t)
+	if n == 0 {
+		t.Fatal("workload committed nothing")
+	}
+	f.checkExactlyOnce(chain.ID)
+	segs, _ := f.meta.ListSegments(context.Background(), f.id, 0)
+	if len(segs) < 2 {
+		t.Fatalf("expected several segments rotated by time, got %d", len(segs))
+	}
+	// The slot was acknowledged up to the stored cursor.
+	ch := f.openChain()
+	confirmed := pgtest.QueryValue[string](t, source, f.db, fmt.Sprintf("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '%s'", f.src.Slot))
+	if confirmed != ch.CursorLSN.String() {
+		t.Fatalf("slot confirmed %s, durable cursor %s", confirmed, ch.CursorLSN)
+	}
+}
+
+func TestRestartResumesWithoutGapOrDuplicate(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	r := f.start()
+	chain := f.openChain()
+	stop := workload(t, f.db)
+	time.Sleep(500 * time.Millisecond)
+	r.stop(t) // the workload goes on while btfu is down
+	time.Sleep(300 * time.Millisecond)
+	r = f.start()
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	f.waitCaughtUp()
+	r.stop(t)
+	if c := f.openChain(); c.ID != chain.ID {
+		t.Fatalf("restart started a new chain %d (was %d)", c.ID, chain.ID)
+	}
+	f.checkExactlyOnce(chain.ID)
+}
+
+func TestSourceRestartUnderLoad(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	r := f.start()
+	chain := f.openChain()
+	stop := workload(t, f.db)
+	time.Sleep(500 * time.Millisecond)
+	if err := source.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	stop()
+	f.waitCaughtUp()
+	r.stop(t)
+	f.checkExactlyOnce(chain.ID)
+}
+
+func TestIdleSourceCoverageKeepsAdvancing(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	f.start()
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('one')")
+	first := f.waitCaughtUp()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ch := f.openChain()
+		if ch.CursorTime.After(first.CursorTime.Add(time.Second)) {
+			if time.Since(ch.CursorTime) > 5*time.Second {
+				t.Fatalf("cursor time %s lags far behind now", ch.CursorTime)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cursor time stuck at %s on an idle source", ch.CursorTime)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLostSlotEndsTheChainAndStartsAnother(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	r := f.start()
+	first := f.openChain()
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('a')")
+	f.waitCaughtUp()
+	r.stop(t)
+	source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot('%s')", f.src.Slot))
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('lost while the slot was gone')")
+	f.start()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		chains, _ := f.meta.ListChains(context.Background(), f.id)
+		if len(chains) == 2 && !chains[0].EndedAt.IsZero() && strings.Contains(chains[0].EndReason, "slot") && chains[1].EndedAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chains: %+v", chains)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	second := f.openChain()
+	if second.ID == first.ID {
+		t.Fatal("same chain")
+	}
+	// The new chain's base backup holds the row written during the gap.
+	got := f.dumpedIDs(second.ID, "log")
+	if len(got) != 2 {
+		t.Fatalf("new base backup has %d rows, want 2", len(got))
+	}
+}

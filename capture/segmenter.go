@@ -1,0 +1,173 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/btfu/btfu/segment"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/stream"
+)
+
+// idleTimeMargin is subtracted from a keepalive's server time before it
+// extends coverage: a transaction takes its commit timestamp just before
+// its commit record is written and flushed, so one stamped slightly before
+// the keepalive may not have been decoded yet. Coverage claims only what is
+// certainly stored.
+const idleTimeMargin = time.Second
+
+// segmenter writes transactions into segments, stores each segment and
+// records it, and only then moves the acknowledged position (DESIGN 3.1).
+type segmenter struct {
+	source    string
+	sourceID  int64
+	chain     store.Chain
+	meta      store.Store
+	artifacts artifact.Store
+	spoolDir  string
+	maxSize   int64
+	maxAge    time.Duration
+	ack       func(stream.LSN)
+	onStored  func(store.Segment)
+
+	prevEnd  stream.LSN // end LSN of the chain's last stored segment (or its start)
+	cursor   stream.LSN // what has been acknowledged
+	file     *os.File
+	w        *segment.Writer
+	openedAt time.Time
+	idle     *stream.Event // newest idle mark since the open segment's last transaction
+}
+
+// open starts a segment when none is open.
+func (s *segmenter) open() error {
+	if s.w != nil {
+		return nil
+	}
+	f, err := os.CreateTemp(s.spoolDir, "segment-*.ndjson.zst")
+	if err != nil {
+		return fmt.Errorf("stage segment: %w", err)
+	}
+	w, err := segment.NewWriter(f, segment.Header{Source: s.source, ChainID: s.chain.ID, PrevEndLSN: segment.TextLSN(s.prevEnd)}, zstd.SpeedDefault)
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	s.file, s.w, s.openedAt = f, w, time.Now()
+	return nil
+}
+
+// add writes one committed transaction, rotating by size.
+func (s *segmenter) add(ctx context.Context, tx *stream.Tx) error {
+	defer tx.Release()
+	if err := s.open(); err != nil {
+		return err
+	}
+	if err := tx.WriteTo(s.w); err != nil {
+		return fmt.Errorf("write transaction %d to segment: %w", tx.Info.XID, err)
+	}
+	s.idle = nil
+	if s.w.RawBytes() >= s.maxSize {
+		return s.flush(ctx)
+	}
+	return nil
+}
+
+// markIdle handles an idle mark: with nothing pending it moves the cursor
+// and the acknowledgement to the server's WAL end at once; otherwise it
+// waits for the open segment to be stored.
+func (s *segmenter) markIdle(ctx context.Context, ev stream.Event) error {
+	if s.w != nil {
+		s.idle = &ev
+		return nil
+	}
+	return s.advanceIdle(ctx, ev)
+}
+
+func (s *segmenter) advanceIdle(ctx context.Context, ev stream.Event) error {
+	if ev.WALEnd <= s.cursor {
+		return nil
+	}
+	if err := s.meta.AdvanceChain(ctx, s.chain.ID, ev.WALEnd, ev.ServerTime.Add(-idleTimeMargin)); err != nil {
+		return fmt.Errorf("record idle position: %w", err)
+	}
+	s.cursor = ev.WALEnd
+	s.ack(ev.WALEnd)
+	return nil
+}
+
+// due reports whether the open segment has held traffic for maxAge.
+func (s *segmenter) due() bool {
+	return s.w != nil && s.w.TxCount() > 0 && time.Since(s.openedAt) >= s.maxAge
+}
+
+// flush closes the open segment, stores it, records it (which advances the
+// chain's cursor) and then acknowledges its end. An empty segment is
+// dropped.
+func (s *segmenter) flush(ctx context.Context) error {
+	if s.w == nil {
+		return nil
+	}
+	w, f := s.w, s.file
+	s.w, s.file = nil, nil
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	if w.TxCount() == 0 {
+		return nil
+	}
+	sum, err := w.Close()
+	if err != nil {
+		return fmt.Errorf("finish segment: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return fmt.Errorf("rewind segment: %w", err)
+	}
+	key := fmt.Sprintf("%s/segments/%d/%016X-%016X.ndjson.zst", s.source, s.chain.ID, uint64(sum.FirstCommitLSN), uint64(sum.EndLSN))
+	size, sha, err := artifact.PutHashed(ctx, s.artifacts, key, f)
+	if err != nil {
+		return fmt.Errorf("store segment %s: %w", key, err)
+	}
+	if sha != sum.SHA256 || size != sum.StoredBytes {
+		return fmt.Errorf("store segment %s: stored %d bytes with SHA-256 %s, wrote %d with %s", key, size, sha, sum.StoredBytes, sum.SHA256)
+	}
+	seg, err := s.meta.AddSegment(ctx, store.Segment{
+		SourceID: s.sourceID, ChainID: s.chain.ID, FormatVersion: sum.Format, ArtifactKey: key,
+		FirstCommitLSN: sum.FirstCommitLSN, LastCommitLSN: sum.LastCommitLSN, EndLSN: sum.EndLSN, PrevEndLSN: sum.PrevEndLSN,
+		FirstCommitAt: sum.FirstCommitAt, LastCommitAt: sum.LastCommitAt, TxCount: sum.TxCount, ChangeCount: sum.ChangeCount,
+		RawBytes: sum.RawBytes, StoredBytes: sum.StoredBytes, SHA256: sum.SHA256,
+	})
+	if err != nil {
+		return fmt.Errorf("record segment %s: %w", key, err)
+	}
+	s.prevEnd = sum.EndLSN
+	if sum.EndLSN > s.cursor {
+		s.cursor = sum.EndLSN
+	}
+	s.ack(s.cursor)
+	if s.onStored != nil {
+		s.onStored(seg)
+	}
+	if s.idle != nil {
+		ev := *s.idle
+		s.idle = nil
+		return s.advanceIdle(ctx, ev)
+	}
+	return nil
+}
+
+// discard drops an open segment without storing it (its transactions are
+// not acknowledged, so the server sends them again).
+func (s *segmenter) discard() {
+	if s.file != nil {
+		s.file.Close()
+		os.Remove(s.file.Name())
+	}
+	s.w, s.file, s.idle = nil, nil, nil
+}

@@ -1,0 +1,368 @@
+// Package capture runs one source: it makes sure a chain with a base
+// backup exists, streams the slot into stored segments, and acknowledges
+// the slot only after a segment is stored and recorded. Lost connections
+// are retried with capped exponential backoff and resume from the durable
+// cursor; a lost slot ends the chain and a new base backup starts the next.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/btfu/btfu/backup"
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/stream"
+)
+
+// Worker captures one source until its context ends.
+type Worker struct {
+	Source    *config.Source
+	SourceID  int64
+	Meta      store.Store
+	Artifacts artifact.Store
+	Log       *slog.Logger
+	// SpoolDir holds segments being written and large transactions; it
+	// must be on local disk. A subdirectory per source is created.
+	SpoolDir string
+	// Backoff bounds for reconnecting; defaults 1s and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// SequenceInterval is how often sequences are snapshotted; default 10s.
+	SequenceInterval time.Duration
+	// StatusInterval is the receiver's standby status interval; default 1s.
+	StatusInterval time.Duration
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is a worker's state, for the engine's status snapshots.
+type Status struct {
+	State      string // starting, backing_up, streaming, reconnecting, error, stopped
+	ChainID    int64
+	FlushedLSN stream.LSN
+	FlushedAt  time.Time
+	LastError  string
+	Segments   int64 // stored by this run
+}
+
+// Status returns the current status.
+func (w *Worker) Status() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+func (w *Worker) setStatus(f func(*Status)) {
+	w.mu.Lock()
+	f(&w.status)
+	w.mu.Unlock()
+}
+
+func (w *Worker) setState(ctx context.Context, state, lastError string) {
+	w.setStatus(func(s *Status) { s.State, s.LastError = state, lastError })
+	if err := w.Meta.SetSourceState(context.WithoutCancel(ctx), w.SourceID, state, lastError); err != nil {
+		w.Log.Warn("could not record source state", "err", err)
+	}
+}
+
+// Run captures until ctx ends; it returns nil on a clean stop.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.MinBackoff == 0 {
+		w.MinBackoff = time.Second
+	}
+	if w.MaxBackoff == 0 {
+		w.MaxBackoff = 30 * time.Second
+	}
+	if w.SequenceInterval == 0 {
+		w.SequenceInterval = 10 * time.Second
+	}
+	w.Log = w.Log.With("source", w.Source.Name)
+	spool, err := os.MkdirTemp(w.SpoolDir, "btfu-"+w.Source.Name+"-")
+	if err != nil {
+		return fmt.Errorf("spool directory: %w", err)
+	}
+	defer os.RemoveAll(spool)
+
+	seqDone := make(chan struct{})
+	seqCtx, stopSeq := context.WithCancel(ctx)
+	go func() { defer close(seqDone); w.sequences(seqCtx) }()
+	defer func() {
+		stopSeq()
+		<-seqDone
+		// A last sequence snapshot at clean shutdown.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := backup.SnapshotSequences(sctx, w.Source, w.SourceID, w.Meta); err != nil {
+			w.Log.Warn("sequence snapshot at shutdown failed", "err", err)
+		}
+	}()
+
+	backoff := w.MinBackoff
+	for {
+		started := time.Now()
+		err := w.runOnce(ctx, spool)
+		if ctx.Err() != nil {
+			w.setState(ctx, "stopped", "")
+			return nil
+		}
+		if time.Since(started) > time.Minute {
+			backoff = w.MinBackoff
+		}
+		w.setState(ctx, "reconnecting", err.Error())
+		w.Log.Warn("capture interrupted; retrying", "err", err, "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			w.setState(ctx, "stopped", "")
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, w.MaxBackoff)
+	}
+}
+
+// openChain returns the source's open chain with a complete base backup,
+// taking the first base backup (which creates the slot and the chain)
+// when there is none.
+func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
+	chains, err := w.Meta.ListChains(ctx, w.SourceID)
+	if err != nil {
+		return store.Chain{}, err
+	}
+	for _, ch := range chains {
+		if ch.EndedAt.IsZero() {
+			bases, err := w.Meta.ListBaseBackups(ctx, w.SourceID)
+			if err != nil {
+				return store.Chain{}, err
+			}
+			for _, b := range bases {
+				if b.ChainID == ch.ID && b.Status == store.BackupComplete {
+					return ch, nil
+				}
+			}
+			// An open chain without a complete base cannot be restored
+			// from; end it and start over.
+			if err := w.Meta.EndChain(ctx, ch.ID, time.Now(), "no complete base backup"); err != nil {
+				return store.Chain{}, err
+			}
+		}
+	}
+	w.setState(ctx, "backing_up", "")
+	w.Log.Info("taking the first base backup of a new chain")
+	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, Main: true})
+	if err != nil {
+		return store.Chain{}, err
+	}
+	chains, err = w.Meta.ListChains(ctx, w.SourceID)
+	if err != nil {
+		return store.Chain{}, err
+	}
+	for _, ch := range chains {
+		if ch.ID == b.ChainID {
+			return ch, nil
+		}
+	}
+	return store.Chain{}, fmt.Errorf("chain %d of the new base backup not found", b.ChainID)
+}
+
+// runOnce takes a chain to stream (with a base backup if needed) and
+// streams until an error or ctx ends.
+func (w *Worker) runOnce(ctx context.Context, spool string) error {
+	chain, err := w.openChain(ctx)
+	if err != nil {
+		return err
+	}
+	prevEnd := chain.StartLSN
+	segs, err := w.Meta.ListSegments(ctx, w.SourceID, 0)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s.ChainID == chain.ID && s.EndLSN > prevEnd {
+			prevEnd = s.EndLSN
+		}
+	}
+	side, err := probe.Connect(ctx, w.Source)
+	if err != nil {
+		return err
+	}
+	defer side.Close(context.WithoutCancel(ctx))
+	var versionNum int
+	if err := side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&versionNum); err != nil {
+		return fmt.Errorf("read server version: %w", err)
+	}
+	repl, err := probe.ConnectReplication(ctx, w.Source)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+
+	cfg := stream.Config{
+		Slot: w.Source.Slot, Publication: w.Source.Publication, ProtoVersion: 1,
+		StartLSN: chain.CursorLSN, SpoolDir: spool, StatusInterval: w.StatusInterval,
+		TypeName: func(ctx context.Context, oid uint32, typmod int32) (string, error) {
+			var n string
+			err := side.QueryRow(ctx, "SELECT format_type($1, $2)", oid, typmod).Scan(&n)
+			return n, err
+		},
+	}
+	if versionNum >= 140000 {
+		cfg.ProtoVersion, cfg.Streaming = 2, true
+	}
+	rcv := stream.New(repl, cfg)
+	seg := &segmenter{
+		source: w.Source.Name, sourceID: w.SourceID, chain: chain, meta: w.Meta, artifacts: w.Artifacts,
+		spoolDir: spool, maxSize: int64(w.Source.SegmentMaxSize), maxAge: w.Source.SegmentMaxAge.D(),
+		ack: rcv.Ack, prevEnd: prevEnd, cursor: chain.CursorLSN,
+		onStored: func(s store.Segment) {
+			w.setStatus(func(st *Status) { st.Segments++; st.FlushedLSN, st.FlushedAt = s.EndLSN, s.LastCommitAt })
+		},
+	}
+	w.setStatus(func(s *Status) { s.ChainID, s.FlushedLSN, s.FlushedAt = chain.ID, chain.CursorLSN, chain.CursorTime })
+	w.setState(ctx, "streaming", "")
+	w.Log.Info("streaming", "chain", chain.ID, "from", chain.CursorLSN.String(), "protocol", cfg.ProtoVersion)
+
+	events := make(chan stream.Event, 256)
+	rctx, stopRcv := context.WithCancel(ctx)
+	defer stopRcv()
+	rcvErr := make(chan error, 1)
+	go func() { rcvErr <- rcv.Run(rctx, events) }()
+
+	tick := time.NewTicker(min(100*time.Millisecond, w.Source.SegmentMaxAge.D()))
+	defer tick.Stop()
+	// Storing and recording are not cut short by shutdown: a segment that
+	// is being stored is finished, then acknowledged.
+	storeCtx := context.WithoutCancel(ctx)
+	var runErr error
+loop:
+	for {
+		select {
+		case ev := <-events:
+			if err := w.handle(storeCtx, seg, ev); err != nil {
+				runErr = err
+				break loop
+			}
+		case <-tick.C:
+			if seg.due() {
+				if err := seg.flush(storeCtx); err != nil {
+					runErr = storeError{err}
+					break loop
+				}
+			}
+			w.setStatus(func(s *Status) {
+				if s.FlushedLSN < seg.cursor {
+					s.FlushedLSN = seg.cursor
+				}
+			})
+		case err := <-rcvErr:
+			runErr = err
+			rcvErr = nil
+			break loop
+		}
+	}
+	// Stop receiving, then store what was received whole: the open segment
+	// and any transaction already handed over. They are complete, so
+	// nothing is lost by keeping them, and the cursor moves past them.
+	stopRcv()
+	if rcvErr != nil {
+		<-rcvErr
+	}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if runErr == nil || ctx.Err() != nil || !isStoreError(runErr) {
+	drain:
+		for {
+			select {
+			case ev := <-events:
+				if err := w.handle(drainCtx, seg, ev); err != nil {
+					w.Log.Error("could not store received transactions", "err", err)
+					break drain
+				}
+			default:
+				break drain
+			}
+		}
+		if err := seg.flush(drainCtx); err != nil {
+			w.Log.Error("could not store the last segment; it will be received again", "err", err)
+		} else if err := rcv.SendStatus(drainCtx); err == nil {
+			w.Log.Debug("acknowledged on stop", "lsn", rcv.Acked().String())
+		}
+	}
+	seg.discard()
+	for {
+		select {
+		case ev := <-events:
+			if ev.Tx != nil {
+				ev.Tx.Release()
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if errors.Is(runErr, stream.ErrSlotGone) {
+		w.Log.Error("the replication slot is gone: this chain ends here; a new base backup starts the next", "err", runErr)
+		if err := w.Meta.EndChain(drainCtx, chain.ID, time.Now(), "slot lost: "+runErr.Error()); err != nil {
+			return err
+		}
+	}
+	if runErr == nil || errors.Is(runErr, context.Canceled) {
+		return ctx.Err()
+	}
+	return runErr
+}
+
+// storeError marks a failure to store or record (as opposed to a stream
+// failure): draining would fail the same way.
+type storeError struct{ error }
+
+func (e storeError) Unwrap() error { return e.error }
+
+func isStoreError(err error) bool {
+	var se storeError
+	return errors.As(err, &se)
+}
+
+func (w *Worker) handle(ctx context.Context, seg *segmenter, ev stream.Event) error {
+	var err error
+	if ev.Tx != nil {
+		err = seg.add(ctx, ev.Tx)
+	} else if ev.Idle {
+		err = seg.markIdle(ctx, ev)
+		if err == nil {
+			w.setStatus(func(s *Status) {
+				if ev.WALEnd > s.FlushedLSN {
+					s.FlushedLSN = ev.WALEnd
+				}
+				s.FlushedAt = ev.ServerTime.Add(-idleTimeMargin)
+			})
+		}
+	}
+	if err != nil {
+		return storeError{err}
+	}
+	return nil
+}
+
+// sequences snapshots the source's sequences at start and on an interval.
+func (w *Worker) sequences(ctx context.Context) {
+	t := time.NewTicker(w.SequenceInterval)
+	defer t.Stop()
+	for {
+		if _, err := backup.SnapshotSequences(ctx, w.Source, w.SourceID, w.Meta); err != nil && ctx.Err() == nil {
+			w.Log.Warn("sequence snapshot failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
