@@ -21,9 +21,10 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Benchmarks print Go's benchmark table (ns/op, MB/s, B/op, allocs/op).
+# Benchmarks start their own servers and print a comparison table
+# (internal/bench: btfu vs pg_recvlogical vs a native subscription).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | grep -E '^(Benchmark|goos|pkg|ok|FAIL)' 
+	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
 
 demo: build
 	./scripts/demo.sh

@@ -302,7 +302,7 @@ func (j *job) fail(ctx context.Context, err error) (store.BaseBackup, error) {
 		}
 	}
 	if j.created && j.Main {
-		if derr := dropSlot(ctx, j.Source, j.slot); derr != nil {
+		if derr := DropSlot(ctx, j.Source, j.slot); derr != nil {
 			errs = append(errs, derr)
 		}
 	}
@@ -325,14 +325,15 @@ func (j *job) fail(ctx context.Context, err error) (store.BaseBackup, error) {
 	return j.base, errors.Join(errs...)
 }
 
-// dropSlot drops the named slot on a new connection.
-func dropSlot(ctx context.Context, src *config.Source, slot string) error {
+// DropSlot drops a replication slot of the source if it exists. It fails
+// while another connection still uses the slot.
+func DropSlot(ctx context.Context, src *config.Source, slot string) error {
 	conn, err := probe.Connect(ctx, src)
 	if err != nil {
 		return fmt.Errorf("drop slot %s: %w", slot, err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
 		return fmt.Errorf("drop slot %s: %w", slot, err)
 	}
 	return nil

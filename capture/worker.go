@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,8 +40,13 @@ type Worker struct {
 	// StatusInterval is the receiver's standby status interval; default 1s.
 	StatusInterval time.Duration
 
-	mu     sync.Mutex
-	status Status
+	// AfterBackup, if set, runs after each successful base backup taken
+	// by BackupNow (retention).
+	AfterBackup func(ctx context.Context, b store.BaseBackup)
+
+	mu       sync.Mutex
+	status   Status
+	backupMu sync.Mutex
 }
 
 // Status is a worker's state, for the engine's status snapshots.
@@ -50,7 +56,10 @@ type Status struct {
 	FlushedLSN stream.LSN
 	FlushedAt  time.Time
 	LastError  string
-	Segments   int64 // stored by this run
+	Segments   int64      // stored by this run
+	SourceLSN  stream.LSN // the source's WAL position at the last sequence snapshot
+	SourceAt   time.Time
+	BackingUp  bool // a scheduled or on-demand base backup is running
 }
 
 // Status returns the current status.
@@ -85,6 +94,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.SequenceInterval = 10 * time.Second
 	}
 	w.Log = w.Log.With("source", w.Source.Name)
+	w.cleanUpInterrupted(ctx)
 	spool, err := os.MkdirTemp(w.SpoolDir, "btfu-"+w.Source.Name+"-")
 	if err != nil {
 		return fmt.Errorf("spool directory: %w", err)
@@ -128,6 +138,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// cleanUpInterrupted marks base backups left running by a btfu that died
+// as failed, and removes spool directories it left behind.
+func (w *Worker) cleanUpInterrupted(ctx context.Context) {
+	bases, err := w.Meta.ListBaseBackups(ctx, w.SourceID)
+	if err != nil {
+		w.Log.Warn("could not list base backups", "err", err)
+	}
+	for _, b := range bases {
+		if b.Status == store.BackupRunning {
+			b.Status, b.Error, b.FinishedAt = store.BackupFailed, "interrupted: btfu stopped during the base backup", time.Now()
+			if err := w.Meta.UpdateBaseBackup(ctx, b); err != nil {
+				w.Log.Warn("could not mark an interrupted base backup failed", "id", b.ID, "err", err)
+			}
+			if b.ArtifactKey != "" {
+				_ = w.Artifacts.Delete(ctx, b.ArtifactKey)
+			}
+		}
+	}
+	old, _ := filepath.Glob(filepath.Join(w.SpoolDir, "btfu-"+w.Source.Name+"-*"))
+	for _, d := range old {
+		os.RemoveAll(d)
+	}
+}
+
 // openChain returns the source's open chain with a complete base backup,
 // taking the first base backup (which creates the slot and the chain)
 // when there is none.
@@ -147,9 +181,13 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 					return ch, nil
 				}
 			}
-			// An open chain without a complete base cannot be restored
-			// from; end it and start over.
-			if err := w.Meta.EndChain(ctx, ch.ID, time.Now(), "no complete base backup"); err != nil {
+			// An open chain without a complete base (btfu stopped during
+			// its first base backup) cannot be restored from: drop its
+			// slot, which only holds WAL, end it and start over.
+			if err := backup.DropSlot(ctx, w.Source, ch.SlotName); err != nil {
+				return store.Chain{}, fmt.Errorf("drop slot %s of a chain without base backup: %w", ch.SlotName, err)
+			}
+			if err := w.Meta.EndChain(ctx, ch.ID, time.Now(), "no complete base backup (interrupted)"); err != nil {
 				return store.Chain{}, err
 			}
 		}
@@ -351,13 +389,45 @@ func (w *Worker) handle(ctx context.Context, seg *segmenter, ev stream.Event) er
 	return nil
 }
 
-// sequences snapshots the source's sequences at start and on an interval.
+// BackupNow takes a base backup from a temporary slot while the main slot
+// keeps streaming (DESIGN 1.4). Base backups of one source never overlap.
+func (w *Worker) BackupNow(ctx context.Context) (store.BaseBackup, error) {
+	w.backupMu.Lock()
+	defer w.backupMu.Unlock()
+	st := w.Status()
+	if st.ChainID == 0 || st.State != "streaming" {
+		return store.BaseBackup{}, fmt.Errorf("source %s is %s; a base backup on demand needs it streaming (the first base backup runs by itself when it starts)", w.Source.Name, orStarting(st.State))
+	}
+	w.setStatus(func(s *Status) { s.BackingUp = true })
+	defer w.setStatus(func(s *Status) { s.BackingUp = false })
+	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, ChainID: st.ChainID})
+	if err != nil {
+		return b, err
+	}
+	if w.AfterBackup != nil {
+		w.AfterBackup(ctx, b)
+	}
+	return b, nil
+}
+
+func orStarting(s string) string {
+	if s == "" {
+		return "starting"
+	}
+	return s
+}
+
+// sequences snapshots the source's sequences at start and on an interval;
+// the same query gives the source's WAL position for lag.
 func (w *Worker) sequences(ctx context.Context) {
 	t := time.NewTicker(w.SequenceInterval)
 	defer t.Stop()
 	for {
-		if _, err := backup.SnapshotSequences(ctx, w.Source, w.SourceID, w.Meta); err != nil && ctx.Err() == nil {
+		snap, err := backup.SnapshotSequences(ctx, w.Source, w.SourceID, w.Meta)
+		if err != nil && ctx.Err() == nil {
 			w.Log.Warn("sequence snapshot failed", "err", err)
+		} else if err == nil {
+			w.setStatus(func(s *Status) { s.SourceLSN, s.SourceAt = snap.LSN, snap.TakenAt })
 		}
 		select {
 		case <-ctx.Done():

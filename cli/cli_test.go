@@ -256,3 +256,67 @@ func TestHeadlessRunRegistersAndStopsOnSignal(t *testing.T) {
 		t.Fatalf("metadata not created in the working directory: %v", err)
 	}
 }
+
+type statusJSON struct {
+	Sources []struct {
+		Name, State string
+		FlushedLSN  string `json:"flushed_lsn"`
+		BaseBackups int    `json:"base_backups"`
+		Segments    int
+		Coverage    []struct {
+			FromLSN  string    `json:"from_lsn"`
+			ToLSN    string    `json:"to_lsn"`
+			FromTime time.Time `json:"from_time"`
+			ToTime   time.Time `json:"to_time"`
+		}
+	}
+}
+
+func TestStatusShowsCoverageGrowingWhileRunning(t *testing.T) {
+	db := source.CreateDB(t)
+	source.Exec(t, db, "CREATE TABLE orders(id serial PRIMARY KEY, total int)")
+	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\n", source.DSN(db)))
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_shop' AND NOT active")
+	})
+	cmd := exec.Command(bin, "--no-tui")
+	cmd.Dir = dir
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	status := func() statusJSON {
+		r := btfu(t, dir, "status", "--json")
+		var st statusJSON
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, r.all())
+		}
+		return st
+	}
+	var first time.Time
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		source.Exec(t, db, "INSERT INTO orders(total) VALUES (1)")
+		st := status()
+		s := st.Sources[0]
+		if len(s.Coverage) == 1 && s.BaseBackups == 1 && s.State == "streaming" {
+			if first.IsZero() {
+				first = s.Coverage[0].ToTime
+			} else if s.Coverage[0].ToTime.After(first) && s.Segments > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("coverage did not grow: %+v\n%s", st, logs.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if r := btfu(t, dir, "status"); !strings.Contains(r.stdout, "streaming") || !strings.Contains(r.stdout, " UTC") {
+		t.Fatalf("status table:\n%s", r.stdout)
+	}
+}

@@ -269,6 +269,9 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.KeepFor < 0 {
 		p.add(key+".keep_for", "must not be negative")
 	}
+	if s.PauseWALBudget < 16<<20 {
+		p.add(key+".pause_wal_budget", "%s is too small; at least 16MiB (the default is 1GiB)", s.PauseWALBudget)
+	}
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

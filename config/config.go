@@ -33,6 +33,7 @@ type Config struct {
 	Metadata Metadata `toml:"metadata"`
 	Storage  Storage  `toml:"storage"`
 	Log      Log      `toml:"log"`
+	Engine   Engine   `toml:"engine"`
 	Sources  []Source `toml:"source"`
 
 	// Path is the file this was loaded from.
@@ -78,6 +79,13 @@ type Log struct {
 	File   string `toml:"file"`   // where logs go while the TUI owns the screen, default ./btfu.log
 }
 
+// Engine tunes the running engine.
+type Engine struct {
+	// SpoolDir holds segments being written and large transactions while
+	// they arrive; local disk. Default: the system temporary directory.
+	SpoolDir string `toml:"spool_dir,omitempty"`
+}
+
 // Source is one protected database.
 type Source struct {
 	Name          string   `toml:"name"`
@@ -101,6 +109,12 @@ type Source struct {
 	KeepBaseBackups int      `toml:"keep_base_backups"`
 	KeepFor         Duration `toml:"keep_for"`
 
+	// Paused stops streaming and keeps the slot while the WAL it retains
+	// stays under PauseWALBudget; past it the slot is dropped, the gap
+	// recorded, and resuming starts a new chain with a base backup.
+	Paused         bool     `toml:"paused"`
+	PauseWALBudget ByteSize `toml:"pause_wal_budget"`
+
 	// Password read from PasswordFile; overrides any password in DSN.
 	Password string `toml:"-"`
 }
@@ -118,6 +132,7 @@ const (
 	DefaultKeepBaseBackups = 2
 	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)
 	DefaultS3PartSize      = ByteSize(16 << 20)
+	DefaultPauseWALBudget  = ByteSize(1 << 30)
 )
 
 // Problems is every problem found in a config file, each naming its key.
@@ -235,6 +250,9 @@ func (c *Config) applyDefaults() {
 		}
 		if s.KeepFor == 0 {
 			s.KeepFor = DefaultKeepFor
+		}
+		if s.PauseWALBudget == 0 {
+			s.PauseWALBudget = DefaultPauseWALBudget
 		}
 	}
 }

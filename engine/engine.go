@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/btfu/btfu/config"
@@ -23,6 +24,7 @@ type Engine struct {
 	log       *slog.Logger
 	meta      store.Store
 	artifacts artifact.Store
+	runners   map[string]*runner
 }
 
 // Open opens the metadata and artifact stores named in cfg and records the
@@ -37,7 +39,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, e
 		meta.Close()
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, log: log, meta: meta, artifacts: arts}
+	e := &Engine{cfg: cfg, log: log, meta: meta, artifacts: arts, runners: map[string]*runner{}}
+	for i := range cfg.Sources {
+		e.runners[cfg.Sources[i].Name] = &runner{cfg: &cfg.Sources[i]}
+	}
 	if err := e.syncSources(ctx); err != nil {
 		meta.Close()
 		return nil, err
@@ -91,12 +96,19 @@ func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, ki
 }
 
 // Run runs every configured source until ctx is cancelled, then shuts
-// down cleanly.
+// down cleanly: each source stores its open segment and acknowledges it.
 func (e *Engine) Run(ctx context.Context) error {
 	e.Event(ctx, 0, slog.LevelInfo, "engine.started", fmt.Sprintf("btfu started with %d source(s)", len(e.cfg.Sources)),
 		map[string]string{"config": e.cfg.Path, "metadata": e.cfg.Metadata.Driver, "storage": e.artifacts.String()})
-	e.registerAll(ctx)
-	<-ctx.Done()
+	var wg sync.WaitGroup
+	for _, r := range e.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.runSource(ctx, r)
+		}()
+	}
+	wg.Wait()
 	e.Event(context.WithoutCancel(ctx), 0, slog.LevelInfo, "engine.stopped", "btfu stopped", nil)
 	return nil
 }

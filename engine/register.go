@@ -60,13 +60,3 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 	}
 	return r, nil
 }
-
-// registerAll registers every configured source.
-func (e *Engine) registerAll(ctx context.Context) {
-	for i := range e.cfg.Sources {
-		if ctx.Err() != nil {
-			return
-		}
-		_, _ = e.register(ctx, &e.cfg.Sources[i])
-	}
-}

@@ -22,6 +22,9 @@ type SourceStatus struct {
 	State       string          `json:"state"`
 	FlushedLSN  string          `json:"flushed_lsn"`
 	FlushedTime *time.Time      `json:"flushed_time"`
+	SourceLSN   string          `json:"source_lsn,omitempty"`
+	LagBytes    *int64          `json:"lag_bytes,omitempty"`
+	NextBackup  *time.Time      `json:"next_base_backup,omitempty"`
 	Coverage    []CoverageRange `json:"coverage"`
 	BaseBackups int             `json:"base_backups"`
 	Segments    int             `json:"segments"`
@@ -90,7 +93,46 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 	return st, nil
 }
 
-// Status reads the status of every configured source.
+// Status reads the status of every configured source, with what the
+// running workers know on top of the metadata: live state, the source's
+// WAL position and the lag behind it.
 func (e *Engine) Status(ctx context.Context) (Status, error) {
-	return ReadStatus(ctx, e.meta, e.cfg)
+	st, err := ReadStatus(ctx, e.meta, e.cfg)
+	if err != nil {
+		return st, err
+	}
+	for i := range st.Sources {
+		ss := &st.Sources[i]
+		r := e.runners[ss.Name]
+		if r == nil {
+			continue
+		}
+		r.mu.Lock()
+		next := r.next
+		r.mu.Unlock()
+		if !next.IsZero() {
+			ss.NextBackup = &next
+		}
+		w := r.getWorker()
+		if w == nil {
+			continue
+		}
+		ws := w.Status()
+		if ws.State != "" {
+			ss.State = ws.State
+			if ws.BackingUp {
+				ss.State = "backing_up"
+			}
+			ss.LastError = ws.LastError
+		}
+		if ws.SourceLSN != 0 {
+			ss.SourceLSN = ws.SourceLSN.String()
+			lag := int64(0)
+			if ws.SourceLSN > ws.FlushedLSN {
+				lag = int64(ws.SourceLSN - ws.FlushedLSN)
+			}
+			ss.LagBytes = &lag
+		}
+	}
+	return st, nil
 }

@@ -323,6 +323,13 @@ func TestDuplicatesBelowTheCursorAreSkipped(t *testing.T) {
 	second := h.nextTx()
 	second.Release()
 	h.stop()
+	// The old walsender lets go of the slot shortly after its connection
+	// closes.
+	for deadline := time.Now().Add(30 * time.Second); pgtest.QueryValue[bool](t, source, db, fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", h.slot)); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("slot still active 30s after its connection closed")
+		}
+	}
 	// Nothing was acknowledged, so the server sends both again; with the
 	// cursor at the first's end, only the second is new.
 	rc, err := pgconn.Connect(context.Background(), source.DSN(db)+"&replication=database")
@@ -335,7 +342,13 @@ func TestDuplicatesBelowTheCursorAreSkipped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, events) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		cancel()
+		if !stopped {
+			<-done
+		}
+	}()
 	for {
 		select {
 		case ev := <-events:
@@ -347,6 +360,7 @@ func TestDuplicatesBelowTheCursorAreSkipped(t *testing.T) {
 			}
 			return
 		case err := <-done:
+			stopped = true
 			t.Fatalf("receiver stopped: %v", err)
 		case <-time.After(60 * time.Second):
 			t.Fatal("the second transaction was not sent again")

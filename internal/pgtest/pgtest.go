@@ -132,7 +132,11 @@ func binDir(dir string) (string, error) {
 	if len(progs) == 0 {
 		return "", errors.New("pgtest: initdb not found in $PATH or /usr/lib/postgresql/*/bin; install PostgreSQL (Debian: apt-get install postgresql) or set " + EnvBin)
 	}
-	return filepath.Dir(progs[len(progs)-1].Path), nil
+	path := progs[len(progs)-1].Path
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // the install's own bin directory, with postgres, pgbench...
+	}
+	return filepath.Dir(path), nil
 }
 
 func serverVersion(bin string) (string, int, error) {

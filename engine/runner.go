@@ -1,0 +1,199 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
+)
+
+// registerRetry is how long a source whose registration failed waits
+// before the next attempt.
+var registerRetry = time.Minute
+
+// pauseCheckEvery is how often a paused source's retained WAL is checked.
+var pauseCheckEvery = 30 * time.Second
+
+// runner is one configured source inside the running engine.
+type runner struct {
+	cfg    *config.Source
+	mu     sync.Mutex
+	worker *capture.Worker
+	next   time.Time // next scheduled base backup
+}
+
+func (r *runner) getWorker() *capture.Worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.worker
+}
+
+// runSource registers the source (retrying while it fails), then streams
+// it or, when paused, watches its slot's WAL against the budget.
+func (e *Engine) runSource(ctx context.Context, r *runner) {
+	sc := r.cfg
+	for {
+		if _, err := e.register(ctx, sc); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(registerRetry):
+		}
+	}
+	src, err := e.meta.GetSource(ctx, sc.Name)
+	if err != nil {
+		e.log.Error("read source", "source", sc.Name, "err", err)
+		return
+	}
+	if sc.Paused {
+		e.watchPaused(ctx, sc, src.ID)
+		return
+	}
+	w := &capture.Worker{Source: sc, SourceID: src.ID, Meta: e.meta, Artifacts: e.artifacts, Log: e.log, SpoolDir: e.spoolDir(),
+		AfterBackup: func(ctx context.Context, b store.BaseBackup) { e.afterBackup(ctx, sc, src.ID, b) }}
+	r.mu.Lock()
+	r.worker = w
+	r.mu.Unlock()
+	if stop, err := e.schedule(r, w); err != nil {
+		e.Event(ctx, src.ID, slog.LevelError, "schedule.failed", err.Error(), map[string]string{"source": sc.Name})
+	} else {
+		defer stop()
+	}
+	if err := w.Run(ctx); err != nil {
+		e.Event(ctx, src.ID, slog.LevelError, "capture.failed", err.Error(), map[string]string{"source": sc.Name})
+	}
+}
+
+func (e *Engine) spoolDir() string {
+	if e.cfg.Engine.SpoolDir != "" {
+		return e.cfg.Engine.SpoolDir
+	}
+	return os.TempDir()
+}
+
+// schedule starts the source's base-backup cron job in its time zone.
+func (e *Engine) schedule(r *runner, w *capture.Worker) (stop func(), err error) {
+	sc := r.cfg
+	if config.ScheduleOff(sc.Schedule) {
+		return func() {}, nil
+	}
+	loc, err := time.LoadLocation(sc.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("source.%s.timezone: %w", sc.Name, err)
+	}
+	s, err := gocron.NewScheduler(gocron.WithLocation(loc))
+	if err != nil {
+		return nil, err
+	}
+	job, err := s.NewJob(gocron.CronJob(sc.Schedule, false), gocron.NewTask(func() {
+		ctx := context.Background()
+		if _, err := w.BackupNow(ctx); err != nil {
+			e.Event(ctx, w.SourceID, slog.LevelError, "backup.failed", "scheduled base backup failed: "+err.Error(), map[string]string{"source": sc.Name})
+		}
+	}), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	if err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("source.%s.schedule: %w", sc.Name, err)
+	}
+	s.Start()
+	if next, err := job.NextRun(); err == nil {
+		r.mu.Lock()
+		r.next = next
+		r.mu.Unlock()
+	}
+	return func() { _ = s.Shutdown() }, nil
+}
+
+// afterBackup records the base backup.
+func (e *Engine) afterBackup(ctx context.Context, sc *config.Source, sourceID int64, b store.BaseBackup) {
+	e.Event(ctx, sourceID, slog.LevelInfo, "backup.finished", fmt.Sprintf("base backup of %s complete at %s", sc.Name, b.ConsistentLSN),
+		map[string]string{"source": sc.Name, "key": b.ArtifactKey, "size": fmt.Sprint(b.SizeBytes)})
+}
+
+// BackupNow takes a base backup of the named source now.
+func (e *Engine) BackupNow(ctx context.Context, name string) (store.BaseBackup, error) {
+	r, ok := e.runners[name]
+	if !ok {
+		return store.BaseBackup{}, fmt.Errorf("no source %q", name)
+	}
+	w := r.getWorker()
+	if w == nil {
+		return store.BaseBackup{}, fmt.Errorf("source %s is not streaming (paused, or registration failed: see btfu status)", name)
+	}
+	return w.BackupNow(ctx)
+}
+
+// watchPaused keeps a paused source's slot while it retains less WAL than
+// the budget; past it, the slot is dropped and the chain ended, so the
+// source's disk is safe (DESIGN 6.3).
+func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID int64) {
+	if err := e.meta.SetSourceState(ctx, sourceID, "paused", ""); err != nil {
+		e.log.Warn("record state", "err", err)
+	}
+	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL", sc.Name, sc.PauseWALBudget), map[string]string{"source": sc.Name})
+	t := time.NewTicker(pauseCheckEvery)
+	defer t.Stop()
+	for {
+		dropped, err := e.checkPausedSlot(ctx, sc, sourceID)
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("could not check the paused slot", "source", sc.Name, "err", err)
+		}
+		if dropped {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceID int64) (dropped bool, err error) {
+	conn, err := probe.Connect(ctx, sc)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var retained int64
+	var active bool
+	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, active FROM pg_replication_slots WHERE slot_name = $1`, sc.Slot).Scan(&retained, &active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, nil // no slot to protect
+	}
+	if err != nil {
+		return false, err
+	}
+	if retained <= int64(sc.PauseWALBudget) || active {
+		return false, nil
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, sc.Slot); err != nil {
+		return false, fmt.Errorf("drop slot %s: %w", sc.Slot, err)
+	}
+	chains, err := e.meta.ListChains(ctx, sourceID)
+	if err != nil {
+		return true, err
+	}
+	for _, ch := range chains {
+		if ch.EndedAt.IsZero() {
+			if err := e.meta.EndChain(ctx, ch.ID, time.Now(), fmt.Sprintf("paused past its WAL budget (%s retained, budget %s): slot dropped", probe.HumanBytes(retained), sc.PauseWALBudget)); err != nil {
+				return true, err
+			}
+		}
+	}
+	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, probe.HumanBytes(retained), sc.PauseWALBudget, sc.Slot), map[string]string{"source": sc.Name})
+	return true, nil
+}

@@ -1,0 +1,222 @@
+// Package bench holds btfu's benchmarks (make bench). They start their own
+// PostgreSQL clusters, build a backlog in a slot, and time how long each
+// consumer takes to catch up with it: btfu's capture worker, pg_recvlogical
+// writing pgoutput to a file, and a native subscription on a second
+// cluster. Results are printed as a table; nothing here is a pass/fail
+// timing test.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/pgbin"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact/local"
+	"github.com/btfu/btfu/store/sqlite"
+)
+
+type workload struct {
+	name  string
+	setup string // run before consumers attach
+	load  func(t testing.TB, c *pgtest.Cluster, db string)
+}
+
+var workloads = []workload{
+	{"pgbench -t 2000 -c 4", "", func(t testing.TB, c *pgtest.Cluster, db string) {
+		pgbench(t, c, db, "-n", "-c", "4", "-j", "2", "-t", "2000")
+	}},
+	{"1M-row INSERT", "CREATE TABLE big(id int PRIMARY KEY, v text)", func(t testing.TB, c *pgtest.Cluster, db string) {
+		c.Exec(t, db, "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g")
+	}},
+	{"1M-row UPDATE", "CREATE TABLE big(id int PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g", func(t testing.TB, c *pgtest.Cluster, db string) {
+		c.Exec(t, db, "UPDATE big SET v = v || 'x'")
+	}},
+}
+
+func pgbench(t testing.TB, c *pgtest.Cluster, db string, args ...string) {
+	t.Helper()
+	bin := filepath.Join(c.BinDir, "pgbench")
+	cmd := exec.Command(bin, append([]string{"-h", c.Host, "-p", fmt.Sprint(c.Port), "-U", "postgres"}, append(args, db)...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+	}
+}
+
+type result struct {
+	workload          string
+	changes           int64
+	btfu, recv, sub   time.Duration
+	btfuRSS, btfuSegs int64
+}
+
+// BenchmarkIngest times the catch-up of the same backlog by three
+// consumers. Run with: go test -run '^$' -bench Ingest ./internal/bench
+func BenchmarkIngest(b *testing.B) {
+	src, err := pgtest.Start(pgtest.Options{Settings: map[string]string{"max_wal_size": "4GB", "checkpoint_timeout": "30min"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Stop()
+	sub, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Stop()
+	var results []result
+	for _, w := range workloads {
+		results = append(results, runWorkload(b, src, sub, w))
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tchanges\tbtfu\tpg_recvlogical\tsubscription\tbtfu/recvlogical\tbtfu/subscription\tbtfu changes/s\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t\n", r.workload, r.changes, r.btfu.Round(time.Millisecond), r.recv.Round(time.Millisecond), r.sub.Round(time.Millisecond),
+			r.btfu.Seconds()/r.recv.Seconds(), r.btfu.Seconds()/r.sub.Seconds(), float64(r.changes)/r.btfu.Seconds())
+	}
+	tw.Flush()
+}
+
+func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
+	ctx := context.Background()
+	db := src.CreateDB(b)
+	if strings.HasPrefix(w.name, "pgbench") {
+		pgbench(b, src, db, "-i", "-q", "-s", "2")
+	} else {
+		src.Exec(b, db, w.setup)
+	}
+	// Same schema on the subscriber.
+	subDB := subC.CreateDB(b)
+	schema, err := exec.Command(filepath.Join(src.BinDir, "pg_dump"), "--schema-only", "-d", src.DSN(db)).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ddl []string
+	for _, line := range strings.Split(string(schema), "\n") {
+		if !strings.HasPrefix(line, "\\") { // psql meta-commands (\restrict)
+			ddl = append(ddl, line)
+		}
+	}
+	subC.Exec(b, subDB, strings.Join(ddl, "\n"))
+
+	// btfu: first base backup (creates the slot), then stop.
+	cfg, err := config.Parse("b.toml", []byte(fmt.Sprintf("[[source]]\nname = \"b\"\ndsn = %q\nsegment_max_size = \"64MiB\"\nreplica_identity_full = [\"public.pgbench_history\"]\n", src.DSN(db))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &cfg.Sources[0]
+	rep, err := probe.Run(ctx, s, probe.Options{WALSample: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := probe.Register(ctx, s, rep); err != nil {
+		b.Fatal(err)
+	}
+	meta, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "m.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer meta.Close()
+	arts, _ := local.New(b.TempDir())
+	srcRec, _ := meta.UpsertSource(ctx, store.Source{Name: "b"})
+	worker := func() *capture.Worker {
+		return &capture.Worker{Source: s, SourceID: srcRec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SpoolDir: b.TempDir(), SequenceInterval: time.Hour}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- worker().Run(wctx) }()
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		bases, _ := meta.ListBaseBackups(ctx, srcRec.ID)
+		if len(bases) > 0 && bases[0].Status == store.BackupComplete {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no base backup in 5 minutes")
+		}
+	}
+	waitCursor(b, meta, srcRec.ID, src.CurrentLSN(b))
+	cancel()
+	<-done
+
+	// pg_recvlogical's slot and the subscription's, created now, idle.
+	src.Exec(b, db, "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')")
+	subC.Exec(b, subDB, fmt.Sprintf("CREATE SUBSCRIPTION sub CONNECTION '%s' PUBLICATION btfu_b WITH (copy_data = false, enabled = false)", src.DSN(db)))
+
+	before := src.CurrentLSN(b)
+	w.load(b, src, db)
+	end := src.CurrentLSN(b)
+	changes := pgtest.QueryValue[int64](b, src, db, fmt.Sprintf("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('recv', '%s', NULL, 'proto_version', '1', 'publication_names', 'btfu_b') WHERE substr(data, 1, 1) IN ('I', 'U', 'D')", end))
+	_ = before
+
+	// btfu catches up.
+	var rss runtime.MemStats
+	t0 := time.Now()
+	wctx, cancel = context.WithCancel(ctx)
+	go func() { done <- worker().Run(wctx) }()
+	waitCursor(b, meta, srcRec.ID, end)
+	btfuTook := time.Since(t0)
+	runtime.ReadMemStats(&rss)
+	cancel()
+	<-done
+	if chains, _ := meta.ListChains(ctx, srcRec.ID); len(chains) != 1 {
+		b.Fatalf("btfu started a new chain instead of catching up: %+v", chains)
+	}
+
+	// pg_recvlogical catches up.
+	recv, err := pgbin.Find(ctx, "pg_recvlogical", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(b.TempDir(), "recv.out")
+	t0 = time.Now()
+	cmd := exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recv", "--start", "-o", "proto_version=1", "-o", "publication_names=btfu_b", "--endpos", end.String(), "-f", out, "--no-loop")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("pg_recvlogical: %v\n%s", err, o)
+	}
+	recvTook := time.Since(t0)
+
+	// The native subscription catches up.
+	t0 = time.Now()
+	subC.Exec(b, subDB, "ALTER SUBSCRIPTION sub ENABLE")
+	for {
+		got := pgtest.QueryValue[string](b, src, db, "SELECT coalesce((SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'sub'), '0/0')")
+		lsn, _ := pglogrepl.ParseLSN(got)
+		if lsn >= end {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	subTook := time.Since(t0)
+	subC.Exec(b, subDB, "ALTER SUBSCRIPTION sub DISABLE; ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub")
+	src.Exec(b, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active")
+	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, btfuRSS: int64(rss.HeapSys)}
+}
+
+func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.LSN) {
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		chains, _ := meta.ListChains(context.Background(), sourceID)
+		for _, c := range chains {
+			if c.EndedAt.IsZero() && c.CursorLSN >= want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("btfu did not reach %s in 10 minutes", want)
+}
