@@ -40,8 +40,8 @@ type Worker struct {
 	// StatusInterval is the receiver's standby status interval; default 1s.
 	StatusInterval time.Duration
 
-	// AfterBackup, if set, runs after each successful base backup taken
-	// by BackupNow (retention).
+	// AfterBackup, if set, runs after each successful base backup
+	// (retention).
 	AfterBackup func(ctx context.Context, b store.BaseBackup)
 
 	mu       sync.Mutex
@@ -197,6 +197,9 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, Main: true})
 	if err != nil {
 		return store.Chain{}, err
+	}
+	if w.AfterBackup != nil {
+		w.AfterBackup(ctx, b)
 	}
 	chains, err = w.Meta.ListChains(ctx, w.SourceID)
 	if err != nil {

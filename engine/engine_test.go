@@ -176,3 +176,22 @@ func TestPausedSourceDropsItsSlotPastTheBudget(t *testing.T) {
 		t.Fatal("slot still there")
 	}
 }
+
+func TestRetentionAfterBaseBackups(t *testing.T) {
+	e, db := newEngine(t, "keep_base_backups = 1\nkeep_for = \"1s\"")
+	run(t, e)
+	waitState(t, e, "streaming")
+	source.Exec(t, db, "INSERT INTO t(v) VALUES ('a')")
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := e.BackupNow(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	bases, _ := e.meta.ListBaseBackups(context.Background(), 1)
+	if len(bases) != 1 {
+		t.Fatalf("%d base backups kept, want 1", len(bases))
+	}
+	st := waitState(t, e, "streaming")
+	if len(st.Coverage) != 1 || st.Coverage[0].FromLSN != bases[0].ConsistentLSN.String() {
+		t.Fatalf("coverage after retention: %+v (base at %s)", st.Coverage, bases[0].ConsistentLSN)
+	}
+}

@@ -117,10 +117,11 @@ func (e *Engine) schedule(r *runner, w *capture.Worker) (stop func(), err error)
 	return func() { _ = s.Shutdown() }, nil
 }
 
-// afterBackup records the base backup.
+// afterBackup records the base backup and applies retention.
 func (e *Engine) afterBackup(ctx context.Context, sc *config.Source, sourceID int64, b store.BaseBackup) {
 	e.Event(ctx, sourceID, slog.LevelInfo, "backup.finished", fmt.Sprintf("base backup of %s complete at %s", sc.Name, b.ConsistentLSN),
 		map[string]string{"source": sc.Name, "key": b.ArtifactKey, "size": fmt.Sprint(b.SizeBytes)})
+	e.applyRetention(ctx, sc, sourceID)
 }
 
 // BackupNow takes a base backup of the named source now.
