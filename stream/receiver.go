@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -395,8 +396,56 @@ func (r *Receiver) onRelation(ctx context.Context, m *pglogrepl.RelationMessage)
 		}
 		rel.Columns = append(rel.Columns, segment.Column{Name: c.Name, TypeOID: c.DataType, Type: name, TypMod: c.TypeModifier, Key: c.Flags&1 != 0})
 	}
+	old := r.rels[m.RelationID]
 	r.rels[m.RelationID] = rel
+	// A changed shape is recorded in the transaction as derived DDL
+	// (DESIGN 5), for sources where no event trigger captures DDL.
+	if old != nil && (r.cur != nil || r.inStream) {
+		if stmts := DeriveDDL(old, rel); len(stmts) > 0 {
+			return r.add(0, segment.Record{T: segment.TypeDDL, RelOID: rel.OID, SQL: strings.Join(stmts, "; "), Note: "derived from a relation message"}, rel)
+		}
+	}
 	return nil
+}
+
+// DeriveDDL returns the statements that turn relation old into new as far
+// as a Relation message shows: a rename of the table, added and dropped
+// columns, and changed column types. A renamed column shows as a drop and
+// an add (pgoutput does not send column numbers).
+func DeriveDDL(old, new *segment.Relation) []string {
+	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+	table := q(new.Schema) + "." + q(new.Name)
+	var out []string
+	if old.Schema != new.Schema || old.Name != new.Name {
+		out = append(out, "ALTER TABLE "+q(old.Schema)+"."+q(old.Name)+" RENAME TO "+q(new.Name))
+	}
+	oldCols := map[string]segment.Column{}
+	for _, c := range old.Columns {
+		oldCols[c.Name] = c
+	}
+	newCols := map[string]bool{}
+	for _, c := range new.Columns {
+		newCols[c.Name] = true
+		prev, ok := oldCols[c.Name]
+		switch {
+		case !ok:
+			out = append(out, "ALTER TABLE "+table+" ADD COLUMN "+q(c.Name)+" "+c.Type)
+		case prev.TypeOID != c.TypeOID || prev.TypMod != c.TypMod:
+			out = append(out, "ALTER TABLE "+table+" ALTER COLUMN "+q(c.Name)+" TYPE "+c.Type)
+		}
+	}
+	for _, c := range old.Columns {
+		if !newCols[c.Name] {
+			out = append(out, "ALTER TABLE "+table+" DROP COLUMN "+q(c.Name))
+		}
+	}
+	if old.ReplicaIdentity != new.ReplicaIdentity {
+		ident := map[string]string{"d": "DEFAULT", "f": "FULL", "n": "NOTHING"}[new.ReplicaIdentity]
+		if ident != "" {
+			out = append(out, "ALTER TABLE "+table+" REPLICA IDENTITY "+ident)
+		}
+	}
+	return out
 }
 
 func (r *Receiver) typeName(ctx context.Context, oid uint32, typmod int32) (string, error) {

@@ -408,3 +408,24 @@ func TestIdleSourceSendsIdleMarksAndAcksMoveTheSlot(t *testing.T) {
 		}
 	}
 }
+
+func TestShapeChangesAreRecordedAsDerivedDDL(t *testing.T) {
+	db := source.CreateDB(t)
+	source.Exec(t, db, `CREATE TABLE t(id int PRIMARY KEY, a int, gone text)`)
+	h := startStream(t, db, Config{})
+	source.Exec(t, db, `INSERT INTO t VALUES (1, 1, 'x')`)
+	records(t, h.nextTx())
+	source.Exec(t, db, `ALTER TABLE t ADD COLUMN added numeric(10,2); ALTER TABLE t DROP COLUMN gone; ALTER TABLE t ALTER COLUMN a TYPE bigint`)
+	source.Exec(t, db, `INSERT INTO t VALUES (2, 2, 3.5)`)
+	recs := records(t, h.nextTx())
+	if len(recs) != 2 || recs[0].T != segment.TypeDDL {
+		t.Fatalf("records: %s", summary(recs))
+	}
+	want := `ALTER TABLE "public"."t" ALTER COLUMN "a" TYPE bigint; ALTER TABLE "public"."t" ADD COLUMN "added" numeric(10,2); ALTER TABLE "public"."t" DROP COLUMN "gone"`
+	if recs[0].SQL != want {
+		t.Fatalf("derived DDL:\n got %s\nwant %s", recs[0].SQL, want)
+	}
+	if texts(recs[1].New) != "2,2,3.50" {
+		t.Fatalf("insert after the change: %s", texts(recs[1].New))
+	}
+}
