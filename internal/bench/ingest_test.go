@@ -14,7 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -60,10 +60,29 @@ func pgbench(t testing.TB, c *pgtest.Cluster, db string, args ...string) {
 }
 
 type result struct {
-	workload          string
-	changes           int64
-	btfu, recv, sub   time.Duration
-	btfuRSS, btfuSegs int64
+	workload        string
+	changes         int64
+	btfu, recv, sub time.Duration
+	peakRSS         int64 // bytes, the whole benchmark process while btfu caught up
+}
+
+// resetPeakRSS resets the kernel's high-water mark of this process's RSS
+// (Linux: /proc/self/clear_refs 5), so peakRSS measures one phase.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // BenchmarkIngest times the catch-up of the same backlog by three
@@ -84,12 +103,17 @@ func BenchmarkIngest(b *testing.B) {
 		results = append(results, runWorkload(b, src, sub, w))
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tchanges\tbtfu\tpg_recvlogical\tsubscription\tbtfu/recvlogical\tbtfu/subscription\tbtfu changes/s\t")
+	fmt.Fprintln(tw, "workload\tchanges\tbtfu\tpg_recvlogical\tsubscription\tbtfu/recvlogical\tbtfu/subscription\tbtfu changes/s\tpeak RSS MiB\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t\n", r.workload, r.changes, r.btfu.Round(time.Millisecond), r.recv.Round(time.Millisecond), r.sub.Round(time.Millisecond),
-			r.btfu.Seconds()/r.recv.Seconds(), r.btfu.Seconds()/r.sub.Seconds(), float64(r.changes)/r.btfu.Seconds())
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t%d\t\n", r.workload, r.changes, r.btfu.Round(time.Millisecond), r.recv.Round(time.Millisecond), r.sub.Round(time.Millisecond),
+			r.btfu.Seconds()/r.recv.Seconds(), r.btfu.Seconds()/r.sub.Seconds(), float64(r.changes)/r.btfu.Seconds(), r.peakRSS>>20)
 	}
 	tw.Flush()
+	fmt.Println("btfu's time includes waiting for the keepalive that confirms it has caught up (up to 1s).")
+
+	p50, p99, n := lagUnderLoad(b, src)
+	fmt.Printf("\ncommit-to-stored delay under pgbench -R 200 for 15s (%d segments, per segment's oldest commit): p50 %s, p99 %s\n",
+		n, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
 }
 
 func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
@@ -164,13 +188,13 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	_ = before
 
 	// btfu catches up.
-	var rss runtime.MemStats
+	resetPeakRSS()
 	t0 := time.Now()
 	wctx, cancel = context.WithCancel(ctx)
 	go func() { done <- worker().Run(wctx) }()
 	waitCursor(b, meta, srcRec.ID, end)
 	btfuTook := time.Since(t0)
-	runtime.ReadMemStats(&rss)
+	rss := peakRSS()
 	cancel()
 	<-done
 	if chains, _ := meta.ListChains(ctx, srcRec.ID); len(chains) != 1 {
@@ -204,7 +228,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	subTook := time.Since(t0)
 	subC.Exec(b, subDB, "ALTER SUBSCRIPTION sub DISABLE; ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub")
 	src.Exec(b, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active")
-	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, btfuRSS: int64(rss.HeapSys)}
+	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, peakRSS: rss}
 }
 
 func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.LSN) {
@@ -219,4 +243,57 @@ func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.L
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.Fatalf("btfu did not reach %s in 10 minutes", want)
+}
+
+// lagUnderLoad runs btfu against a steady pgbench load and measures, per
+// stored segment, the delay from its oldest commit to its record.
+func lagUnderLoad(b *testing.B, src *pgtest.Cluster) (p50, p99 time.Duration, n int) {
+	ctx := context.Background()
+	db := src.CreateDB(b)
+	pgbench(b, src, db, "-i", "-q", "-s", "1")
+	cfg, err := config.Parse("b.toml", []byte(fmt.Sprintf("[[source]]\nname = \"lag\"\ndsn = %q\nreplica_identity_full = [\"public.pgbench_history\"]\n", src.DSN(db))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &cfg.Sources[0]
+	rep, err := probe.Run(ctx, s, probe.Options{WALSample: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := probe.Register(ctx, s, rep); err != nil {
+		b.Fatal(err)
+	}
+	meta, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "m.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer meta.Close()
+	arts, _ := local.New(b.TempDir())
+	rec, _ := meta.UpsertSource(ctx, store.Source{Name: "lag"})
+	w := &capture.Worker{Source: s, SourceID: rec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SpoolDir: b.TempDir(), SequenceInterval: time.Hour}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	for deadline := time.Now().Add(2 * time.Minute); w.Status().State != "streaming"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("not streaming in 2 minutes")
+		}
+	}
+	start := time.Now()
+	pgbench(b, src, db, "-n", "-c", "2", "-R", "200", "-T", "15")
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-done
+	segs, _ := meta.ListSegments(ctx, rec.ID, 0)
+	var delays []time.Duration
+	for _, sg := range segs {
+		if sg.FirstCommitAt.After(start) {
+			delays = append(delays, sg.CreatedAt.Sub(sg.FirstCommitAt))
+		}
+	}
+	if len(delays) == 0 {
+		b.Fatal("no segments under load")
+	}
+	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+	return delays[len(delays)/2], delays[len(delays)*99/100], len(delays)
 }
