@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,7 +53,17 @@ func runCommand() command {
 					return err
 				}
 				defer eng.Close()
-				return tui.Run(env.Ctx, eng)
+				// The engine runs beside the TUI and stops when it quits,
+				// storing and acknowledging what it holds.
+				ctx, stop := context.WithCancel(env.Ctx)
+				done := make(chan error, 1)
+				go func() { done <- eng.Run(ctx) }()
+				tuiErr := tui.Run(ctx, eng)
+				stop()
+				if err := <-done; err != nil {
+					return err
+				}
+				return tuiErr
 			}
 		},
 	}
