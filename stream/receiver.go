@@ -411,13 +411,14 @@ func (r *Receiver) onRelation(ctx context.Context, m *pglogrepl.RelationMessage)
 // DeriveDDL returns the statements that turn relation old into new as far
 // as a Relation message shows: a rename of the table, added and dropped
 // columns, and changed column types. A renamed column shows as a drop and
-// an add (pgoutput does not send column numbers).
+// an add (pgoutput does not send column numbers). The statements are
+// idempotent, so replay may meet them after captured DDL already ran.
 func DeriveDDL(old, new *segment.Relation) []string {
 	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 	table := q(new.Schema) + "." + q(new.Name)
 	var out []string
 	if old.Schema != new.Schema || old.Name != new.Name {
-		out = append(out, "ALTER TABLE "+q(old.Schema)+"."+q(old.Name)+" RENAME TO "+q(new.Name))
+		out = append(out, "ALTER TABLE IF EXISTS "+q(old.Schema)+"."+q(old.Name)+" RENAME TO "+q(new.Name))
 	}
 	oldCols := map[string]segment.Column{}
 	for _, c := range old.Columns {
@@ -429,14 +430,14 @@ func DeriveDDL(old, new *segment.Relation) []string {
 		prev, ok := oldCols[c.Name]
 		switch {
 		case !ok:
-			out = append(out, "ALTER TABLE "+table+" ADD COLUMN "+q(c.Name)+" "+c.Type)
+			out = append(out, "ALTER TABLE "+table+" ADD COLUMN IF NOT EXISTS "+q(c.Name)+" "+c.Type)
 		case prev.TypeOID != c.TypeOID || prev.TypMod != c.TypMod:
 			out = append(out, "ALTER TABLE "+table+" ALTER COLUMN "+q(c.Name)+" TYPE "+c.Type)
 		}
 	}
 	for _, c := range old.Columns {
 		if !newCols[c.Name] {
-			out = append(out, "ALTER TABLE "+table+" DROP COLUMN "+q(c.Name))
+			out = append(out, "ALTER TABLE "+table+" DROP COLUMN IF EXISTS "+q(c.Name))
 		}
 	}
 	if old.ReplicaIdentity != new.ReplicaIdentity {

@@ -421,7 +421,7 @@ func TestShapeChangesAreRecordedAsDerivedDDL(t *testing.T) {
 	if len(recs) != 2 || recs[0].T != segment.TypeDDL {
 		t.Fatalf("records: %s", summary(recs))
 	}
-	want := `ALTER TABLE "public"."t" ALTER COLUMN "a" TYPE bigint; ALTER TABLE "public"."t" ADD COLUMN "added" numeric(10,2); ALTER TABLE "public"."t" DROP COLUMN "gone"`
+	want := `ALTER TABLE "public"."t" ALTER COLUMN "a" TYPE bigint; ALTER TABLE "public"."t" ADD COLUMN IF NOT EXISTS "added" numeric(10,2); ALTER TABLE "public"."t" DROP COLUMN IF EXISTS "gone"`
 	if recs[0].SQL != want {
 		t.Fatalf("derived DDL:\n got %s\nwant %s", recs[0].SQL, want)
 	}

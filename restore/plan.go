@@ -1,0 +1,132 @@
+// Package restore brings a source back, in an empty database, to a time,
+// an LSN or its latest stored state (../shared/DESIGN.md section 4): it
+// plans from coverage, verifies every artifact it will use, runs
+// pg_restore of the base backup, replays the stored transactions after the
+// base's consistent point up to the target, and sets sequences so none
+// hands out a value the source had already handed out.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/btfu/btfu/coverage"
+	"github.com/btfu/btfu/store"
+)
+
+// Target is what to restore to; exactly one kind is set.
+type Target struct {
+	Time   time.Time     // every transaction committed at or before Time
+	LSN    pglogrepl.LSN // every transaction whose end LSN is at or before LSN
+	Latest bool          // everything stored
+}
+
+func (t Target) String() string {
+	switch {
+	case t.Latest:
+		return "the latest stored state"
+	case !t.Time.IsZero():
+		return "all transactions committed at or before " + t.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return "all transactions ending at or before LSN " + t.LSN.String()
+}
+
+// Plan is what a restore will use.
+type Plan struct {
+	Target   Target
+	Base     store.BaseBackup
+	Segments []store.Segment
+	Range    coverage.Range
+	// StopLSN/StopTime are the resolved target (latest: the range end).
+	SegmentBytes int64
+	Transactions int64 // upper bound: transactions in the chosen segments
+}
+
+// ErrOutsideCoverage: the target cannot be reached with what is stored.
+var ErrOutsideCoverage = errors.New("target outside coverage")
+
+// MakePlan picks the newest base backup whose range reaches the target with
+// no gap (DESIGN 4.2) and the segments to replay after it.
+func MakePlan(ctx context.Context, meta store.Store, sourceID int64, t Target) (*Plan, error) {
+	chains, err := meta.ListChains(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	bases, err := meta.ListBaseBackups(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	segs, err := meta.ListSegments(ctx, sourceID, 0)
+	if err != nil {
+		return nil, err
+	}
+	ranges := coverage.Compute(chains, bases, segs)
+	if len(ranges) == 0 {
+		return nil, fmt.Errorf("%w: nothing is restorable yet (no complete base backup)", ErrOutsideCoverage)
+	}
+	var chosen *coverage.Range
+	var base store.BaseBackup
+	for i := len(ranges) - 1; i >= 0 && chosen == nil; i-- {
+		r := ranges[i]
+		if !reaches(r, t) {
+			continue
+		}
+		chosen = &ranges[i]
+		// The newest complete base in this range at or before the target.
+		base = r.Base
+		for _, b := range bases {
+			if b.ChainID == r.ChainID && b.Status == store.BackupComplete && b.ConsistentLSN >= base.ConsistentLSN && b.ConsistentLSN <= r.ToLSN && before(b, t) {
+				base = b
+			}
+		}
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("%w: cannot restore to %s; restorable: %s", ErrOutsideCoverage, t, describe(ranges))
+	}
+	p := &Plan{Target: t, Base: base, Range: *chosen}
+	for _, s := range segs {
+		if s.ChainID != chosen.ChainID || s.EndLSN <= base.ConsistentLSN {
+			continue
+		}
+		if !t.Latest && ((!t.Time.IsZero() && s.FirstCommitAt.After(t.Time)) || (t.LSN != 0 && s.FirstCommitLSN >= t.LSN)) {
+			continue
+		}
+		p.Segments = append(p.Segments, s)
+		p.SegmentBytes += s.StoredBytes
+		p.Transactions += s.TxCount
+	}
+	return p, nil
+}
+
+func reaches(r coverage.Range, t Target) bool {
+	switch {
+	case t.Latest:
+		return true
+	case !t.Time.IsZero():
+		return !t.Time.Before(r.FromTime) && !t.Time.After(r.ToTime)
+	}
+	return t.LSN >= r.FromLSN && t.LSN <= r.ToLSN
+}
+
+func before(b store.BaseBackup, t Target) bool {
+	switch {
+	case t.Latest:
+		return true
+	case !t.Time.IsZero():
+		return !b.SnapshotTime.After(t.Time)
+	}
+	return b.ConsistentLSN <= t.LSN
+}
+
+func describe(ranges []coverage.Range) string {
+	var parts []string
+	for _, r := range ranges {
+		parts = append(parts, fmt.Sprintf("%s .. %s (LSN %s .. %s)", r.FromTime.UTC().Format(time.RFC3339), r.ToTime.UTC().Format(time.RFC3339), r.FromLSN, r.ToLSN))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,319 @@
+package restore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/segment"
+)
+
+// batchTxs is how many source transactions share one target transaction;
+// order is never changed (DESIGN 4.5).
+const batchTxs = 500
+
+// replayer applies segment records to the target.
+type replayer struct {
+	conn    *pgx.Conn
+	base    segment.LSN // consistent point: transactions committing before it are in the dump
+	target  Target
+	tx      pgx.Tx
+	inBatch int
+	done    bool // the target was reached
+
+	txs, rows int64
+	// per transaction
+	cur        *segment.Record
+	skip       bool
+	capturedDD bool
+	lastDDL    string
+}
+
+// ReplayError stops replay at a transaction that cannot be applied as
+// recorded (DESIGN 4.5).
+type ReplayError struct {
+	LSN   segment.LSN
+	Table string
+	Key   string
+	Err   error
+}
+
+func (e *ReplayError) Error() string {
+	s := fmt.Sprintf("replay stopped at the transaction committed at %s", e.LSN)
+	if e.Table != "" {
+		s += " on " + e.Table
+	}
+	if e.Key != "" {
+		s += " (key " + e.Key + ")"
+	}
+	return s + ": " + e.Err.Error()
+}
+
+func (e *ReplayError) Unwrap() error { return e.Err }
+
+// segment applies one segment; it returns when the segment ends or the
+// target is reached.
+func (p *replayer) segment(ctx context.Context, r *segment.Reader) error {
+	for !p.done {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.record(ctx, r, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *replayer) record(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+	switch rec.T {
+	case segment.TypeRelation:
+		return nil
+	case segment.TypeBegin:
+		p.cur, p.capturedDD, p.lastDDL = rec, false, ""
+		// DESIGN 1.3: a transaction is after the base iff its commit LSN is
+		// at or after the consistent point.
+		p.skip = rec.LSN() < p.base
+		if p.skip {
+			return nil
+		}
+		if p.beyond(rec) {
+			p.done = true
+			return nil
+		}
+		if p.tx == nil {
+			tx, err := p.conn.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			p.tx = tx
+		}
+		return nil
+	case segment.TypeCommit:
+		if p.skip {
+			return nil
+		}
+		p.txs++
+		p.inBatch++
+		if p.inBatch >= batchTxs {
+			return p.flush(ctx)
+		}
+		return nil
+	}
+	if p.skip || p.cur == nil {
+		return nil
+	}
+	if err := p.change(ctx, r, rec); err != nil {
+		var re *ReplayError
+		if errors.As(err, &re) {
+			return err
+		}
+		return &ReplayError{LSN: p.cur.LSN(), Err: err}
+	}
+	return nil
+}
+
+func (p *replayer) beyond(begin *segment.Record) bool {
+	t := p.target
+	switch {
+	case t.Latest:
+		return false
+	case !t.Time.IsZero():
+		return begin.CommitTime.After(t.Time)
+	}
+	return begin.End() > t.LSN
+}
+
+// flush commits the open target transaction.
+func (p *replayer) flush(ctx context.Context) error {
+	if p.tx == nil {
+		return nil
+	}
+	err := p.tx.Commit(ctx)
+	p.tx, p.inBatch = nil, 0
+	return err
+}
+
+func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel.Name}.Sanitize() }
+
+func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+	switch rec.T {
+	case segment.TypeInsert:
+		rel := r.Relation(rec.RelOID)
+		if rel == nil {
+			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
+		}
+		var cols, vals []string
+		var args []any
+		for i, c := range rel.Columns {
+			v := rec.New[i]
+			if v.Kind == segment.Unchanged {
+				continue
+			}
+			cols = append(cols, ident(c.Name))
+			args = append(args, arg(v))
+			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
+		}
+		sql := "INSERT INTO " + table(rel) + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(vals, ", ") + ")"
+		p.rows++
+		_, err := p.tx.Exec(ctx, sql, args...)
+		return p.wrap(rel, "", err)
+	case segment.TypeUpdate, segment.TypeDelete:
+		rel := r.Relation(rec.RelOID)
+		if rel == nil {
+			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
+		}
+		var args []any
+		var sets []string
+		if rec.T == segment.TypeUpdate {
+			for i, c := range rel.Columns {
+				if rec.New[i].Kind == segment.Unchanged {
+					continue // unchanged TOAST: left out (DESIGN 4.5)
+				}
+				args = append(args, arg(rec.New[i]))
+				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
+			}
+		}
+		where, key := p.where(rel, rec, &args)
+		var sql string
+		if rec.T == segment.TypeUpdate {
+			if len(sets) == 0 {
+				return nil
+			}
+			sql = "UPDATE " + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
+		} else {
+			sql = "DELETE FROM " + table(rel) + " WHERE " + where
+		}
+		p.rows++
+		tag, err := p.tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return p.wrap(rel, key, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return &ReplayError{LSN: p.cur.LSN(), Table: rel.Schema + "." + rel.Name, Key: key, Err: fmt.Errorf("%s affected %d rows, want exactly 1", strings.ToUpper(map[string]string{"u": "update", "d": "delete"}[rec.T]), tag.RowsAffected())}
+		}
+		return nil
+	case segment.TypeTruncate:
+		var names []string
+		for _, oid := range rec.RelOIDs {
+			rel := r.Relation(oid)
+			if rel == nil {
+				return fmt.Errorf("truncate of relation %d without its schema", oid)
+			}
+			names = append(names, table(rel))
+		}
+		sql := "TRUNCATE " + strings.Join(names, ", ")
+		if rec.RestartIdentity {
+			sql += " RESTART IDENTITY"
+		}
+		if rec.Cascade {
+			sql += " CASCADE"
+		}
+		_, err := p.tx.Exec(ctx, sql)
+		return err
+	case segment.TypeMessage:
+		if rec.Prefix != "btfu.ddl" {
+			return nil
+		}
+		var m struct {
+			Query      string `json:"query"`
+			SearchPath string `json:"search_path"`
+		}
+		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
+			return fmt.Errorf("captured DDL message: %w", err)
+		}
+		p.capturedDD = true
+		// The trigger fires once per command of a multi-command query:
+		// apply the query once.
+		if m.Query == p.lastDDL {
+			return nil
+		}
+		p.lastDDL = m.Query
+		if _, err := p.tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", m.SearchPath); err != nil {
+			return err
+		}
+		// Only the schema changes: the query's data changes come through
+		// the stream.
+		for _, stmt := range ddlStatements(m.Query) {
+			if _, err := p.tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("captured DDL %q: %w", stmt, err)
+			}
+		}
+		_, err := p.tx.Exec(ctx, "RESET search_path")
+		return err
+	case segment.TypeDDL:
+		if p.capturedDD {
+			return nil
+		}
+		// Derived statements are idempotent where replay may meet them
+		// after the captured DDL already ran.
+		_, err := p.tx.Exec(ctx, rec.SQL)
+		if err != nil {
+			return fmt.Errorf("derived DDL %q: %w", rec.SQL, err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// where builds the row match: the replica identity key, or every column
+// (IS NOT DISTINCT FROM, one row at a time) for REPLICA IDENTITY FULL.
+func (p *replayer) where(rel *segment.Relation, rec *segment.Record, args *[]any) (string, string) {
+	vals := rec.Old
+	if vals == nil {
+		vals = rec.New // key unchanged: the new row carries it
+	}
+	full := rec.OldKind == "O"
+	var conds, key []string
+	for i, c := range rel.Columns {
+		if !full && !c.Key {
+			continue
+		}
+		v := vals[i]
+		if v.Kind == segment.Unchanged {
+			continue
+		}
+		if v.Kind == segment.Null {
+			conds = append(conds, ident(c.Name)+" IS NULL")
+			key = append(key, c.Name+"=NULL")
+			continue
+		}
+		*args = append(*args, v.Text)
+		conds = append(conds, fmt.Sprintf("%s IS NOT DISTINCT FROM $%d::text::%s", ident(c.Name), len(*args), c.Type))
+		key = append(key, c.Name+"="+v.Text)
+	}
+	w := strings.Join(conds, " AND ")
+	if full {
+		w = "(tableoid, ctid) = (SELECT tableoid, ctid FROM " + table(rel) + " WHERE " + w + " LIMIT 1)"
+	}
+	k := strings.Join(key, ",")
+	if len(k) > 200 {
+		k = k[:200] + "…"
+	}
+	return w, k
+}
+
+func arg(v segment.Value) any {
+	if v.Kind == segment.Null {
+		return nil
+	}
+	return v.Text
+}
+
+func (p *replayer) wrap(rel *segment.Relation, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ReplayError{LSN: p.cur.LSN(), Table: rel.Schema + "." + rel.Name, Key: key, Err: err}
+}

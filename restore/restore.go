@@ -1,0 +1,225 @@
+package restore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/pgbin"
+	"github.com/btfu/btfu/segment"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+)
+
+// Options for a restore.
+type Options struct {
+	TargetDSN string
+	// SourceSystemID and SourceDatabase identify the source, so restoring
+	// into it is refused (DESIGN 4.4).
+	SourceSystemID string
+	SourceDatabase string
+	Clean          bool // allow a non-empty target: its user tables are dropped first by pg_restore --clean
+	Jobs           int
+	Log            *slog.Logger
+}
+
+// Summary reports a finished restore.
+type Summary struct {
+	Base         store.BaseBackup
+	Transactions int64
+	Rows         int64
+	Sequences    int
+	Took         time.Duration
+}
+
+// Run restores plan into the target. Every artifact is verified before the
+// target is touched; an error leaves the target partial and says so.
+func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID int64, plan *Plan, opts Options) (Summary, error) {
+	start := time.Now()
+	sum := Summary{Base: plan.Base}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	// 1. Verify every artifact (DESIGN 4.3).
+	if err := verify(ctx, arts, plan.Base.ArtifactKey, plan.Base.SHA256); err != nil {
+		return sum, err
+	}
+	for _, s := range plan.Segments {
+		if err := verify(ctx, arts, s.ArtifactKey, s.SHA256); err != nil {
+			return sum, err
+		}
+	}
+	// 2. The target: reachable, not the source, empty unless clean.
+	conn, err := pgx.Connect(ctx, opts.TargetDSN)
+	if err != nil {
+		return sum, fmt.Errorf("connect to the target: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var sysid, db string
+	var major, tables int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database(), current_setting('server_version_num')::int / 10000,
+		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%')`).Scan(&sysid, &db, &major, &tables); err != nil {
+		return sum, fmt.Errorf("inspect the target: %w", err)
+	}
+	if sysid == opts.SourceSystemID && db == opts.SourceDatabase {
+		return sum, fmt.Errorf("the target is the source itself (system %s, database %s): btfu never restores into the source; create an empty database elsewhere", sysid, db)
+	}
+	if tables > 0 && !opts.Clean {
+		return sum, fmt.Errorf("the target database %s is not empty (%d tables); restore into an empty database, or pass --clean to drop what the backup contains first", db, tables)
+	}
+	// 3. pg_restore of the base.
+	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, major); err != nil {
+		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
+	}
+	opts.Log.Info("base backup restored", "key", plan.Base.ArtifactKey)
+	// 4. Replay.
+	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return sum, fmt.Errorf("target: %w", err)
+	}
+	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target}
+	for _, s := range plan.Segments {
+		if p.done {
+			break
+		}
+		rc, err := arts.Get(ctx, s.ArtifactKey)
+		if err != nil {
+			return sum, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
+		}
+		r, err := segment.NewReader(rc)
+		if err == nil {
+			err = p.segment(ctx, r)
+			r.Close()
+		}
+		rc.Close()
+		if err != nil {
+			if p.tx != nil {
+				p.tx.Rollback(context.WithoutCancel(ctx))
+			}
+			return sum, fmt.Errorf("segment %s: %w (the target holds the base backup and the transactions before this one)", s.ArtifactKey, err)
+		}
+	}
+	if err := p.flush(ctx); err != nil {
+		return sum, fmt.Errorf("commit replay: %w", err)
+	}
+	sum.Transactions, sum.Rows = p.txs, p.rows
+	// 5. Sequences.
+	n, err := setSequences(ctx, conn, meta, sourceID, plan)
+	if err != nil {
+		return sum, fmt.Errorf("set sequences: %w", err)
+	}
+	sum.Sequences = n
+	sum.Took = time.Since(start)
+	return sum, nil
+}
+
+// ErrCorruptArtifact: an artifact's checksum does not match its record.
+var ErrCorruptArtifact = errors.New("artifact checksum mismatch")
+
+func verify(ctx context.Context, arts artifact.Store, key, want string) error {
+	rc, err := arts.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("artifact %s: %w", key, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		return fmt.Errorf("artifact %s: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("artifact %s: %w (stored %s, recorded %s); nothing was written to the target", key, ErrCorruptArtifact, got, want)
+	}
+	return nil
+}
+
+func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Options, major int) error {
+	prog, err := pgbin.Find(ctx, "pg_restore", major)
+	if err != nil {
+		return err
+	}
+	rc, err := arts.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	args := []string{"--no-owner", "--exit-on-error", "-d", opts.TargetDSN}
+	if opts.Clean {
+		args = append(args, "--clean", "--if-exists")
+	}
+	cmd := exec.CommandContext(ctx, prog.Path, args...)
+	cmd.Stdin = rc
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// setSequences sets every sequence from the first snapshot taken at or
+// after the target (else the newest), never below the largest value in a
+// column it owns (DESIGN 4.6).
+func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceID int64, plan *Plan) (int, error) {
+	snaps, err := meta.ListSequenceSnapshots(ctx, sourceID)
+	if err != nil || len(snaps) == 0 {
+		return 0, err
+	}
+	chosen := snaps[len(snaps)-1]
+	for _, s := range snaps {
+		t := plan.Target
+		if (!t.Time.IsZero() && !s.TakenAt.Before(t.Time)) || (t.LSN != 0 && s.LSN >= t.LSN) {
+			chosen = s
+			break
+		}
+	}
+	n := 0
+	for _, v := range chosen.Values {
+		name := pgx.Identifier{v.Schema, v.Name}.Sanitize()
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil || !exists {
+			continue
+		}
+		// The largest value in any column the sequence owns.
+		var colMax *int64
+		rows, err := conn.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), quote_ident(a.attname)
+			FROM pg_depend d JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+			JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+			WHERE d.objid = $1::regclass AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')`, name)
+		if err != nil {
+			return n, err
+		}
+		type col struct{ t, c string }
+		var cols []col
+		for rows.Next() {
+			var c col
+			if err := rows.Scan(&c.t, &c.c); err != nil {
+				rows.Close()
+				return n, err
+			}
+			cols = append(cols, c)
+		}
+		rows.Close()
+		for _, c := range cols {
+			var m *int64
+			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT max(%s)::bigint FROM %s", c.c, c.t)).Scan(&m); err == nil && m != nil && (colMax == nil || *m > *colMax) {
+				colMax = m
+			}
+		}
+		val, called := v.LastValue, v.IsCalled
+		if colMax != nil && (*colMax > val || (*colMax == val && !called)) {
+			val, called = *colMax, true
+		}
+		if _, err := conn.Exec(ctx, "SELECT setval($1::regclass, $2, $3)", name, val, called); err != nil {
+			return n, fmt.Errorf("setval %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,238 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/local"
+	"github.com/btfu/btfu/store/sqlite"
+)
+
+var source, target *pgtest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source, &target)) }
+
+var tables = []string{"items", "tags", "toasty"}
+
+type mark struct {
+	name string
+	at   time.Time
+	lsn  pglogrepl.LSN
+	hash map[string]string
+	seq  int64
+}
+
+func contentHash(t *testing.T, c *pgtest.Cluster, db string) map[string]string {
+	out := map[string]string{}
+	for _, tbl := range tables {
+		out[tbl] = pgtest.QueryValue[string](t, c, db, fmt.Sprintf("SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), 'empty') FROM %s x", tbl))
+	}
+	return out
+}
+
+type env struct {
+	db   string
+	meta store.Store
+	arts artifact.Store
+	id   int64
+	src  *config.Source
+	stop func()
+}
+
+func capturing(t *testing.T) *env {
+	t.Helper()
+	db := source.CreateDB(t)
+	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
+		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
+		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int);
+		INSERT INTO items(name, qty) VALUES ('before', 1)`)
+	cfg, err := config.Parse("r.toml", []byte(fmt.Sprintf("[[source]]\nname = \"app\"\ndsn = %q\nslot = \"s_%s\"\nsegment_max_age = \"200ms\"\n", source.DSN(db), db)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &cfg.Sources[0]
+	ctx := context.Background()
+	rep, err := probe.Run(ctx, src, probe.Options{WALSample: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe.Register(ctx, src, rep); err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
+	arts, _ := local.New(t.TempDir())
+	rec, _ := meta.UpsertSource(ctx, store.Source{Name: "app"})
+	w := &capture.Worker{Source: src, SourceID: rec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SpoolDir: t.TempDir(), StatusInterval: 100 * time.Millisecond, SequenceInterval: 200 * time.Millisecond}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	for deadline := time.Now().Add(60 * time.Second); w.Status().State != "streaming"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not streaming")
+		}
+	}
+	e := &env{db: db, meta: meta, arts: arts, id: rec.ID, src: src}
+	e.stop = func() { cancel(); <-done }
+	t.Cleanup(func() {
+		e.stop()
+		meta.Close()
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
+	})
+	return e
+}
+
+func (e *env) mark(t *testing.T, name string) mark {
+	time.Sleep(20 * time.Millisecond)
+	m := mark{name: name, hash: contentHash(t, source, e.db), seq: pgtest.QueryValue[int64](t, source, e.db, "SELECT last_value FROM items_id_seq")}
+	m.at = pgtest.QueryValue[time.Time](t, source, e.db, "SELECT clock_timestamp()")
+	m.lsn = source.CurrentLSN(t)
+	time.Sleep(20 * time.Millisecond)
+	return m
+}
+
+// waitStored waits until coverage reaches m by LSN and by time.
+func (e *env) waitStored(t *testing.T, m mark) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		chains, _ := e.meta.ListChains(context.Background(), e.id)
+		for _, c := range chains {
+			if c.EndedAt.IsZero() && c.CursorLSN >= m.lsn && !c.CursorTime.Before(m.at) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not stored up to %s / %s", m.lsn, m.at)
+		}
+	}
+}
+
+func (e *env) restore(t *testing.T, tg Target) (string, Summary, error) {
+	t.Helper()
+	ctx := context.Background()
+	plan, err := MakePlan(ctx, e.meta, e.id, tg)
+	if err != nil {
+		return "", Summary{}, err
+	}
+	db := target.CreateDB(t)
+	sum, err := Run(ctx, e.meta, e.arts, e.id, plan, Options{TargetDSN: target.DSN(db)})
+	return db, sum, err
+}
+
+func TestRestoreToEveryMarkByTimeAndByLSN(t *testing.T) {
+	e := capturing(t)
+	big := "(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 300) g)"
+	steps := []struct{ name, sql string }{
+		{"inserts", "INSERT INTO items(name, qty) SELECT 'i' || g, g FROM generate_series(1, 50) g; INSERT INTO toasty VALUES (1, " + big + ", 0), (2, NULL, 0); INSERT INTO tags VALUES (1, 'x'), (1, 'x'), (2, NULL)"},
+		{"updates and deletes", "UPDATE items SET qty = qty * 10 WHERE id % 3 = 0; DELETE FROM items WHERE id % 7 = 0; UPDATE toasty SET n = n + 1; UPDATE tags SET b = 'y' WHERE ctid = (SELECT min(ctid) FROM tags WHERE a = 1)"},
+		{"duplicates and NULLs", "DELETE FROM tags WHERE ctid = (SELECT max(ctid) FROM tags WHERE a = 2); INSERT INTO items(name, qty) VALUES (NULL, NULL), ('', 0), ('null', 1)"},
+		{"truncate restart identity", "TRUNCATE items RESTART IDENTITY; INSERT INTO items(name, qty) VALUES ('after truncate', 5)"},
+		{"add column", "ALTER TABLE items ADD COLUMN note text; INSERT INTO items(name, qty, note) VALUES ('noted', 1, 'hello')"},
+	}
+	var marks []mark
+	marks = append(marks, e.mark(t, "start"))
+	for _, s := range steps {
+		source.Exec(t, e.db, s.sql)
+		marks = append(marks, e.mark(t, s.name))
+	}
+	e.waitStored(t, marks[len(marks)-1])
+	for _, m := range marks {
+		for _, tg := range []Target{{Time: m.at}, {LSN: m.lsn}} {
+			t.Run(m.name+"/"+tg.String(), func(t *testing.T) {
+				db, sum, err := e.restore(t, tg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := contentHash(t, target, db)
+				for _, tbl := range tables {
+					if got[tbl] != m.hash[tbl] {
+						t.Errorf("table %s differs from the source at %s", tbl, m.name)
+					}
+				}
+				// The sequence never hands out a value the source had used.
+				next := pgtest.QueryValue[int64](t, target, db, "SELECT nextval('items_id_seq')")
+				if next <= m.seq && m.name != "truncate restart identity" && m.name != "add column" {
+					t.Errorf("items_id_seq hands out %d, source had reached %d", next, m.seq)
+				}
+				if maxID := pgtest.QueryValue[*int64](t, target, db, "SELECT max(id)::bigint FROM items"); maxID != nil && next <= *maxID {
+					t.Errorf("items_id_seq hands out %d, below the column's max %d", next, *maxID)
+				}
+				_ = sum
+			})
+		}
+	}
+	// Latest.
+	db, _, err := e.restore(t, Target{Latest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := contentHash(t, target, db); got["items"] != marks[len(marks)-1].hash["items"] {
+		t.Error("latest restore differs from the source's last state")
+	}
+}
+
+func TestCorruptOrMissingArtifactStopsBeforeTheTarget(t *testing.T) {
+	e := capturing(t)
+	source.Exec(t, e.db, "INSERT INTO items(name) VALUES ('a')")
+	m := e.mark(t, "one")
+	e.waitStored(t, m)
+	segs, _ := e.meta.ListSegments(context.Background(), e.id, 0)
+	if len(segs) == 0 {
+		t.Fatal("no segment")
+	}
+	key := segs[len(segs)-1].ArtifactKey
+	path := filepath.Join(e.arts.(*local.Store).Root(), key)
+	data, _ := os.ReadFile(path)
+	data[len(data)/2] ^= 1
+	os.WriteFile(path, data, 0o600)
+	db, _, err := e.restore(t, Target{Latest: true})
+	if !errors.Is(err, ErrCorruptArtifact) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("corrupt segment: %v", err)
+	}
+	if n := pgtest.QueryValue[int64](t, target, db, "SELECT count(*) FROM pg_class WHERE relname = 'items'"); n != 0 {
+		t.Fatal("the target was touched")
+	}
+	os.Remove(path)
+	if _, _, err := e.restore(t, Target{Latest: true}); err == nil || !strings.Contains(err.Error(), key) {
+		t.Fatalf("missing segment: %v", err)
+	}
+}
+
+func TestOutsideCoverageAndSourceAsTargetAreRefused(t *testing.T) {
+	e := capturing(t)
+	m := e.mark(t, "x")
+	e.waitStored(t, m)
+	_, _, err := e.restore(t, Target{Time: time.Now().Add(-24 * time.Hour)})
+	if !errors.Is(err, ErrOutsideCoverage) || !strings.Contains(err.Error(), "restorable:") {
+		t.Fatalf("outside coverage: %v", err)
+	}
+	plan, err := MakePlan(context.Background(), e.meta, e.id, Target{Latest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysid := pgtest.QueryValue[string](t, source, e.db, "SELECT system_identifier::text FROM pg_control_system()")
+	_, err = Run(context.Background(), e.meta, e.arts, e.id, plan, Options{TargetDSN: source.DSN(e.db), SourceSystemID: sysid, SourceDatabase: e.db})
+	if err == nil || !strings.Contains(err.Error(), "never restores into the source") {
+		t.Fatalf("source as target: %v", err)
+	}
+	// A non-empty target is refused without clean.
+	_, err = Run(context.Background(), e.meta, e.arts, e.id, plan, Options{TargetDSN: source.DSN(e.db)})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("non-empty target: %v", err)
+	}
+}
