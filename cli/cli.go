@@ -64,6 +64,7 @@ func commands() []command {
 		statusCommand(),
 		probeCommand(),
 		registerCommand(),
+		restoreCommand(),
 		configCommand(),
 		versionCommand(),
 	}

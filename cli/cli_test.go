@@ -320,3 +320,75 @@ func TestStatusShowsCoverageGrowingWhileRunning(t *testing.T) {
 		t.Fatalf("status table:\n%s", r.stdout)
 	}
 }
+
+func TestRestoreCommand(t *testing.T) {
+	db := source.CreateDB(t)
+	source.Exec(t, db, "CREATE TABLE orders(id serial PRIMARY KEY, total int)")
+	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\n", source.DSN(db)))
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_shop' AND NOT active")
+	})
+	cmd := exec.Command(bin, "--no-tui")
+	cmd.Dir = dir
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st statusJSON
+		json.Unmarshal([]byte(btfu(t, dir, "status", "--json").stdout), &st)
+		if len(st.Sources) == 1 && st.Sources[0].State == "streaming" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not streaming:\n%s", logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	source.Exec(t, db, "INSERT INTO orders(total) SELECT g FROM generate_series(1, 10) g")
+	time.Sleep(50 * time.Millisecond)
+	mark := pgtest.QueryValue[time.Time](t, source, db, "SELECT clock_timestamp()")
+	time.Sleep(50 * time.Millisecond)
+	source.Exec(t, db, "DELETE FROM orders WHERE id > 5")
+	markText := mark.UTC().Format("2006-01-02 15:04:05.999999") + "+00"
+	// Wait until coverage passes the mark.
+	for {
+		r := btfu(t, dir, "restore", "--time", markText, "--dry-run")
+		if r.code == 0 {
+			if !strings.Contains(r.stdout, "Restore plan: all transactions committed at or before") || !strings.Contains(r.stdout, "base backup") {
+				t.Fatalf("dry run:\n%s", r.all())
+			}
+			break
+		}
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("dry run never succeeded: %s", r.all())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	target := source.CreateDB(t)
+	if r := btfu(t, dir, "restore", "--time", markText, "--target", source.DSN(target)); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("no terminal, no --yes: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "restore", "--time", "2026-11-23 14:05:00", "--target", source.DSN(target), "--yes"); r.code != 2 || !strings.Contains(r.stderr, "has no time zone") {
+		t.Fatalf("time without zone: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "restore", "--time", markText, "--target", source.DSN(db), "--yes"); r.code != 1 || !strings.Contains(r.stderr, "never restores into the source") {
+		t.Fatalf("into the source: %d %s", r.code, r.all())
+	}
+	r := btfu(t, dir, "restore", "--time", markText, "--target", source.DSN(target), "--yes")
+	if r.code != 0 || !strings.Contains(r.stdout, "Restored all transactions committed at or before") {
+		t.Fatalf("restore: %d %s", r.code, r.all())
+	}
+	if n := pgtest.QueryValue[int64](t, source, target, "SELECT count(*) FROM orders"); n != 10 {
+		t.Fatalf("restored %d rows, want the 10 of the mark", n)
+	}
+	if next := pgtest.QueryValue[int64](t, source, target, "SELECT nextval('orders_id_seq')"); next <= 10 {
+		t.Fatalf("sequence would reuse %d", next)
+	}
+}
