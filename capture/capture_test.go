@@ -436,3 +436,35 @@ func TestLostSlotEndsTheChainAndStartsAnother(t *testing.T) {
 		t.Fatalf("new base backup has %d rows, want 2", len(got))
 	}
 }
+
+// A transaction of 1,000,000 rows is spooled while it arrives (bounded
+// memory) and stored whole, once.
+func TestMillionRowTransaction(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id int PRIMARY KEY, v text)")
+	r := f.start()
+	chain := f.openChain()
+	f.waitCaughtUp()
+	source.Exec(t, f.db, "INSERT INTO log SELECT g, 'row' FROM generate_series(1, 1000000) g")
+	f.waitCaughtUp()
+	r.stop(t)
+	segs, _ := f.meta.ListSegments(context.Background(), f.id, 0)
+	var changes int64
+	for _, s := range segs {
+		if s.ChainID == chain.ID {
+			changes += s.ChangeCount
+		}
+	}
+	if changes != 1000000 {
+		t.Fatalf("segments hold %d changes, want 1000000", changes)
+	}
+	got := f.storedInserts("log")
+	if len(got) != 1000000 {
+		t.Fatalf("%d inserts read back", len(got))
+	}
+	sort.Ints(got)
+	for i, id := range got {
+		if id != i+1 {
+			t.Fatalf("insert %d has id %d", i, id)
+		}
+	}
+}
