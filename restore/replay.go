@@ -181,6 +181,13 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 				if rec.New[i].Kind == segment.Unchanged {
 					continue // unchanged TOAST: left out (DESIGN 4.5)
 				}
+				// Columns whose value did not change are left out: a key
+				// the source did not change (no old key sent) and, with
+				// REPLICA IDENTITY FULL, columns equal in the old row. An
+				// identity column GENERATED ALWAYS may not be SET at all.
+				if (rec.Old == nil && c.Key) || (rec.Old != nil && rec.Old[i] == rec.New[i] && rec.OldKind == "O") {
+					continue
+				}
 				args = append(args, arg(rec.New[i]))
 				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
 			}

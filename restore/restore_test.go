@@ -236,3 +236,50 @@ func TestOutsideCoverageAndSourceAsTargetAreRefused(t *testing.T) {
 		t.Fatalf("non-empty target: %v", err)
 	}
 }
+
+func TestTypesIdentifiersAndSpecialTables(t *testing.T) {
+	e := capturing(t)
+	source.Exec(t, e.db, `
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE TYPE pair AS (x int, y text);
+CREATE SCHEMA "Other Schema";
+CREATE TABLE "Other Schema"."a_very_long_identifier_that_is_exactly_sixty_three_chars_long_x" (
+  "Weird ""col""" int PRIMARY KEY, v text);
+CREATE TABLE types(id int PRIMARY KEY,
+  n numeric, f float8, ts timestamp, tstz timestamptz, iv interval, b bytea, arr int[], tarr text[],
+  j json, jb jsonb, u uuid, ip inet, m mood, d posint, c pair, r int4range, bits bit varying(10), t text);
+CREATE TABLE ident(id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text, g int GENERATED ALWAYS AS (length(v)) STORED);
+CREATE TABLE parted(id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (10) TO (20);`)
+	// Tables created after registration under FOR ALL TABLES are captured.
+	source.Exec(t, e.db, `
+INSERT INTO types VALUES
+ (1, 123456789012345678901234567890.123456789012345678901234567890, 'NaN', '2026-01-02 03:04:05.123456', '2026-01-02 03:04:05.123456+05:30', '1 year 2 mons 3 days 04:05:06.789',
+  '\x00ff10', '{1,NULL,3}', '{"a,b","c\"d",NULL,""}', '{"k": [1, 2.50, null]}', '{"z": 1, "a": {"b": "c"}}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  '10.1.2.3/24', 'happy', 5, ROW(1, 'x y'), '[1,10)', B'1011', 'null'),
+ (2, -0.000000000000000000000000000001, '-Infinity', 'infinity', '-infinity', '-1 day', '', '{}', '{}', 'null', '[]', NULL, '::1', 'sad', 1, ROW(NULL, NULL), 'empty', B'', ''),
+ (3, NULL, 1e-308, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO "Other Schema"."a_very_long_identifier_that_is_exactly_sixty_three_chars_long_x" VALUES (1, 'q');
+INSERT INTO ident(v) VALUES ('abc'), ('de');
+INSERT INTO parted VALUES (1, 1, 'one'), (2, 15, 'two');`)
+	source.Exec(t, e.db, `UPDATE types SET f = 'Infinity', jb = jb || '{"n": 2}' WHERE id = 1; UPDATE ident SET v = 'longer' WHERE id = 1;
+UPDATE parted SET k = 12 WHERE id = 1; DELETE FROM types WHERE id = 3;
+UPDATE "Other Schema"."a_very_long_identifier_that_is_exactly_sixty_three_chars_long_x" SET v = 'r'`)
+	m := e.mark(t, "types")
+	e.waitStored(t, m)
+	db, _, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range []string{"types", "ident", "parted", `"Other Schema"."a_very_long_identifier_that_is_exactly_sixty_three_chars_long_x"`} {
+		q := fmt.Sprintf("SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), 'empty') FROM %s x", tbl)
+		if a, b := pgtest.QueryValue[string](t, source, e.db, q), pgtest.QueryValue[string](t, target, db, q); a != b {
+			t.Errorf("%s differs after restore", tbl)
+		}
+	}
+	if next := pgtest.QueryValue[int64](t, target, db, "INSERT INTO ident(v) VALUES ('n') RETURNING id"); next <= 2 {
+		t.Errorf("identity hands out %d again", next)
+	}
+}
