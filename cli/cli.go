@@ -65,6 +65,7 @@ func commands() []command {
 		probeCommand(),
 		registerCommand(),
 		restoreCommand(),
+		verifyCommand(),
 		configCommand(),
 		versionCommand(),
 	}

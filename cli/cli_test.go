@@ -391,4 +391,7 @@ func TestRestoreCommand(t *testing.T) {
 	if next := pgtest.QueryValue[int64](t, source, target, "SELECT nextval('orders_id_seq')"); next <= 10 {
 		t.Fatalf("sequence would reuse %d", next)
 	}
+	if r := btfu(t, dir, "verify"); r.code != 0 || !strings.Contains(r.stdout, "all artifacts verified") || !strings.Contains(r.stdout, "restorable ") {
+		t.Fatalf("verify: %d %s", r.code, r.all())
+	}
 }

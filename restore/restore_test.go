@@ -283,3 +283,31 @@ UPDATE "Other Schema"."a_very_long_identifier_that_is_exactly_sixty_three_chars_
 		t.Errorf("identity hands out %d again", next)
 	}
 }
+
+func TestVerifyFindsPlantedCorruption(t *testing.T) {
+	e := capturing(t)
+	source.Exec(t, e.db, "INSERT INTO items(name) VALUES ('a')")
+	m := e.mark(t, "one")
+	e.waitStored(t, m)
+	ctx := context.Background()
+	rep, err := Verify(ctx, e.meta, e.arts, e.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.BaseBackups != 1 || rep.Segments == 0 || len(rep.Coverage) != 1 {
+		t.Fatalf("clean store: %+v", rep)
+	}
+	segs, _ := e.meta.ListSegments(ctx, e.id, 0)
+	key := segs[0].ArtifactKey
+	path := filepath.Join(e.arts.(*local.Store).Root(), key)
+	data, _ := os.ReadFile(path)
+	data[len(data)/2] ^= 0x10
+	os.WriteFile(path, data, 0o600)
+	rep, err = Verify(ctx, e.meta, e.arts, e.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], key) {
+		t.Fatalf("problems: %v", rep.Problems)
+	}
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/store"
+)
+
+func verifyCommand() command {
+	return command{
+		name:    "verify",
+		summary: "check every stored artifact of a source (checksums, readability, chain continuity, pg_restore --list) and show coverage; exits 1 on any problem",
+		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
+			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			return func(env *Env, path string, args []string) error {
+				src, err := pickSource(path, *name, args)
+				if err != nil {
+					return err
+				}
+				cfg, err := loadConfig(path)
+				if err != nil {
+					return err
+				}
+				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
+				if err != nil {
+					return err
+				}
+				defer meta.Close()
+				rec, err := meta.GetSource(env.Ctx, src.Name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("source %s has no backups yet", src.Name)
+				} else if err != nil {
+					return err
+				}
+				arts, err := engine.OpenArtifacts(env.Ctx, cfg.Storage)
+				if err != nil {
+					return err
+				}
+				rep, err := restore.Verify(env.Ctx, meta, arts, rec.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "source %s: %d base backup(s), %d segment(s), %s read\n", src.Name, rep.BaseBackups, rep.Segments, probe.HumanBytes(rep.Bytes))
+				for _, r := range rep.Coverage {
+					fmt.Fprintf(env.Stdout, "restorable %s .. %s (LSN %s .. %s)\n", r.FromTime.UTC().Format(time.RFC3339), r.ToTime.UTC().Format(time.RFC3339), r.FromLSN, r.ToLSN)
+				}
+				for _, p := range rep.Problems {
+					fmt.Fprintln(env.Stdout, "PROBLEM "+p)
+				}
+				if len(rep.Problems) > 0 {
+					return &ExitError{Code: 1, Err: fmt.Errorf("%d problem(s) found", len(rep.Problems))}
+				}
+				fmt.Fprintln(env.Stdout, "all artifacts verified")
+				return nil
+			}
+		},
+	}
+}
