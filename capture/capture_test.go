@@ -1,4 +1,4 @@
-package capture
+package capture_test
 
 import (
 	"context"
@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,15 +18,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/pgbin"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/segment"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
-	"github.com/btfu/btfu/store/artifact/local"
-	"github.com/btfu/btfu/store/sqlite"
 )
 
 var source, target *pgtest.Cluster
@@ -42,53 +39,25 @@ type fixture struct {
 	meta store.Store
 	arts artifact.Store
 	id   int64
+	env  *capturetest.Env
 }
 
 func newFixture(t *testing.T, schema string) *fixture {
 	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, schema)
-	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf("[[source]]\nname = \"app\"\ndsn = %q\nslot = %q\nsegment_max_age = \"200ms\"\n", source.DSN(db), "s_"+db)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := &cfg.Sources[0]
-	ctx := context.Background()
-	r, err := probe.Run(ctx, src, probe.Options{WALSample: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := probe.Register(ctx, src, r); err != nil {
-		t.Fatal(err)
-	}
-	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
-	arts, err := local.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := meta.UpsertSource(ctx, store.Source{Name: "app", SlotName: src.Slot, PublicationName: src.Publication})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE '%s%%' AND NOT active", src.Slot))
-	})
-	return &fixture{t: t, db: db, src: src, meta: meta, arts: arts, id: s.ID}
+	e := capturetest.Setup(t, source, db, `segment_max_age = "200ms"`)
+	return &fixture{t: t, db: db, src: e.Source, meta: e.Meta, arts: e.Arts, id: e.SourceID, env: e}
 }
 
 type running struct {
-	w      *Worker
+	w      *capture.Worker
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func (f *fixture) start() *running {
-	w := &Worker{Source: f.src, SourceID: f.id, Meta: f.meta, Artifacts: f.arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		SpoolDir: f.t.TempDir(), StatusInterval: 100 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, SequenceInterval: time.Second}
+	w := f.env.Worker(f.t)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: w, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- w.Run(ctx) }()

@@ -10,7 +10,9 @@ import (
 	"strings"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
 )
 
 func probeCommand() command {
@@ -97,6 +99,41 @@ func registerCommand() command {
 			}
 		},
 	}
+}
+
+// stored is a configured source with its metadata record, for commands
+// that read what was stored (restore, verify).
+type stored struct {
+	cfg  *config.Config
+	src  *config.Source
+	meta store.Store
+	rec  store.Source
+}
+
+// openStored loads the config, picks the source and opens the metadata
+// store; the caller closes s.meta.
+func openStored(env *Env, path, name string, args []string) (*stored, error) {
+	src, err := pickSource(path, name, args)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := meta.GetSource(env.Ctx, src.Name)
+	if err != nil {
+		meta.Close()
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("source %s has no backups yet: run btfu first", src.Name)
+		}
+		return nil, err
+	}
+	return &stored{cfg: cfg, src: src, meta: meta, rec: rec}, nil
 }
 
 // pickSource finds the source named by --source, or the only one.

@@ -34,10 +34,6 @@ func restoreCommand() command {
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
-				if err != nil {
-					return err
-				}
 				t, err := parseTarget(*at, *lsn, *latest)
 				if err != nil {
 					return &ExitError{Code: 2, Err: err}
@@ -45,21 +41,12 @@ func restoreCommand() command {
 				if *targetDSN == "" && !*dryRun {
 					return usageErr("--target DSN is required: the empty database to restore into")
 				}
-				cfg, err := loadConfig(path)
+				st, err := openStored(env, path, *name, args)
 				if err != nil {
 					return err
 				}
-				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
-				if err != nil {
-					return err
-				}
-				defer meta.Close()
-				rec, err := meta.GetSource(env.Ctx, src.Name)
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("source %s has no backups yet: run btfu first", src.Name)
-				} else if err != nil {
-					return err
-				}
+				defer st.meta.Close()
+				cfg, meta, rec := st.cfg, st.meta, st.rec
 				plan, err := restore.MakePlan(env.Ctx, meta, rec.ID, t)
 				if err != nil {
 					return err

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/restore"
-	"github.com/btfu/btfu/store"
 )
 
 func verifyCommand() command {
@@ -19,26 +17,13 @@ func verifyCommand() command {
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
+				st, err := openStored(env, path, *name, args)
 				if err != nil {
 					return err
 				}
-				cfg, err := loadConfig(path)
-				if err != nil {
-					return err
-				}
-				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
-				if err != nil {
-					return err
-				}
-				defer meta.Close()
-				rec, err := meta.GetSource(env.Ctx, src.Name)
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("source %s has no backups yet", src.Name)
-				} else if err != nil {
-					return err
-				}
-				arts, err := engine.OpenArtifacts(env.Ctx, cfg.Storage)
+				defer st.meta.Close()
+				src, meta, rec := st.src, st.meta, st.rec
+				arts, err := engine.OpenArtifacts(env.Ctx, st.cfg.Storage)
 				if err != nil {
 					return err
 				}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,14 +12,12 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
-	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/local"
-	"github.com/btfu/btfu/store/sqlite"
 )
 
 var source, target *pgtest.Cluster
@@ -62,24 +58,11 @@ func capturing(t *testing.T) *env {
 		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
 		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int);
 		INSERT INTO items(name, qty) VALUES ('before', 1)`)
-	cfg, err := config.Parse("r.toml", []byte(fmt.Sprintf("[[source]]\nname = \"app\"\ndsn = %q\nslot = \"s_%s\"\nsegment_max_age = \"200ms\"\n", source.DSN(db), db)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := &cfg.Sources[0]
+	ce := capturetest.Setup(t, source, db, `segment_max_age = "200ms"`)
+	meta, arts, src := ce.Meta, ce.Arts, ce.Source
+	rec := store.Source{ID: ce.SourceID}
+	w := ce.Worker(t)
 	ctx := context.Background()
-	rep, err := probe.Run(ctx, src, probe.Options{WALSample: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := probe.Register(ctx, src, rep); err != nil {
-		t.Fatal(err)
-	}
-	meta, _ := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
-	arts, _ := local.New(t.TempDir())
-	rec, _ := meta.UpsertSource(ctx, store.Source{Name: "app"})
-	w := &capture.Worker{Source: src, SourceID: rec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		SpoolDir: t.TempDir(), StatusInterval: 100 * time.Millisecond, SequenceInterval: 200 * time.Millisecond}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
@@ -90,11 +73,7 @@ func capturing(t *testing.T) *env {
 	}
 	e := &env{db: db, meta: meta, arts: arts, id: rec.ID, src: src}
 	e.stop = func() { cancel(); <-done }
-	t.Cleanup(func() {
-		e.stop()
-		meta.Close()
-		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
-	})
+	t.Cleanup(func() { e.stop() })
 	return e
 }
 

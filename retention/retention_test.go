@@ -1,12 +1,14 @@
 package retention
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sort"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,188 +24,558 @@ import (
 
 var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-func daysAgo(d float64) time.Time { return now.Add(-time.Duration(d * 24 * float64(time.Hour))) }
+func ago(d time.Duration) time.Time { return now.Add(-d) }
 
-type world struct {
-	meta store.Store
-	arts artifact.Store
-	src  int64
-	ids  map[string]int64 // name -> base backup ID
+const day = 24 * time.Hour
+
+// fixture is a real SQLite metadata store and local artifact store holding
+// one source, with records named for assertions.
+type fixture struct {
+	t          *testing.T
+	ctx        context.Context
+	meta       store.Store
+	arts       artifact.Store
+	src        int64
+	chains     map[string]int64 // name -> chain ID
+	chainNames map[int64]string
+	tails      map[string]pglogrepl.LSN // chain name -> EndLSN of its newest segment
+	bases      map[string]store.BaseBackup
+	segs       map[string]store.Segment
 }
 
-func put(t *testing.T, arts artifact.Store, key string) {
-	t.Helper()
-	if _, err := arts.Put(context.Background(), key, strings.NewReader("x")); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// build: chain 1 (ended) with base b1 and two segments; chain 2 (open)
-// with bases b2 and b3 and three segments; a failed old base, a failed
-// recent one and a running one; sequence snapshots over the period.
-func build(t *testing.T) *world {
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
+	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "meta.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { meta.Close() })
-	arts, _ := local.New(t.TempDir())
-	src, _ := meta.UpsertSource(ctx, store.Source{Name: "s"})
-	w := &world{meta: meta, arts: arts, src: src.ID, ids: map[string]int64{}}
-	c1, _ := meta.CreateChain(ctx, store.Chain{SourceID: src.ID, SlotName: "s", StartLSN: 100, StartedAt: daysAgo(10)})
-	c2, _ := meta.CreateChain(ctx, store.Chain{SourceID: src.ID, SlotName: "s", StartLSN: 1000, StartedAt: daysAgo(5)})
-	base := func(name string, chain int64, c pglogrepl.LSN, at time.Time, status string) {
-		key := "s/base/" + name + ".dump"
-		b, err := meta.CreateBaseBackup(ctx, store.BaseBackup{SourceID: src.ID, ChainID: chain, ConsistentLSN: c, SnapshotTime: at, StartedAt: at, ArtifactKey: key, Status: status, SizeBytes: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		put(t, arts, key)
-		w.ids[name] = b.ID
+	arts, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	seg := func(chain int64, prev, end pglogrepl.LSN, at time.Time) {
-		key := "s/segments/" + prev.String() + "-" + end.String()
-		key = strings.ReplaceAll(key, "/", "_")
-		if _, err := meta.AddSegment(ctx, store.Segment{SourceID: src.ID, ChainID: chain, ArtifactKey: key, PrevEndLSN: prev, FirstCommitLSN: prev + 10, LastCommitLSN: end - 8, EndLSN: end,
-			FirstCommitAt: at, LastCommitAt: at, TxCount: 1, ChangeCount: 1, StoredBytes: 5}); err != nil {
-			t.Fatal(err)
-		}
-		put(t, arts, key)
+	src, err := meta.UpsertSource(ctx, store.Source{Name: "src"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	base("b1", c1.ID, 100, daysAgo(10), store.BackupComplete)
-	seg(c1.ID, 100, 200, daysAgo(9))
-	seg(c1.ID, 200, 300, daysAgo(8))
-	meta.EndChain(ctx, c1.ID, daysAgo(6), "slot lost")
-	base("b2", c2.ID, 1000, daysAgo(5), store.BackupComplete)
-	seg(c2.ID, 1000, 1100, daysAgo(4))
-	seg(c2.ID, 1100, 1200, daysAgo(1.5)) // straddles b3's 1150
-	base("b3", c2.ID, 1150, daysAgo(2), store.BackupComplete)
-	seg(c2.ID, 1200, 1300, daysAgo(0.5))
-	base("failed_old", c2.ID, 1100, daysAgo(3), store.BackupFailed)
-	base("failed_new", c2.ID, 1250, now.Add(-time.Hour), store.BackupFailed)
-	base("running", c2.ID, 1280, now.Add(-time.Minute), store.BackupRunning)
-	for _, d := range []float64{9, 6, 4.9, 3, 2.5, 1, 0.1} {
-		meta.AddSequenceSnapshot(ctx, store.SequenceSnapshot{SourceID: src.ID, LSN: 1, TakenAt: daysAgo(d), Values: []store.SequenceValue{{Schema: "public", Name: "q", LastValue: 1}}})
-	}
-	return w
+	return &fixture{t: t, ctx: ctx, meta: meta, arts: arts, src: src.ID, chains: map[string]int64{},
+		chainNames: map[int64]string{}, tails: map[string]pglogrepl.LSN{},
+		bases: map[string]store.BaseBackup{}, segs: map[string]store.Segment{}}
 }
 
-func (w *world) bases(t *testing.T) []string {
-	bs, _ := w.meta.ListBaseBackups(context.Background(), w.src)
-	var out []string
-	for name, id := range w.ids {
-		for _, b := range bs {
-			if b.ID == id {
-				out = append(out, name)
-			}
+func (f *fixture) must(err error) {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) put(key string) {
+	f.t.Helper()
+	_, err := f.arts.Put(f.ctx, key, strings.NewReader(key))
+	f.must(err)
+}
+
+func (f *fixture) chain(name string, start pglogrepl.LSN, at time.Time) {
+	f.t.Helper()
+	c, err := f.meta.CreateChain(f.ctx, store.Chain{SourceID: f.src, SlotName: "btfu_" + name, StartLSN: start, StartedAt: at, CursorTime: at})
+	f.must(err)
+	f.chains[name], f.chainNames[c.ID], f.tails[name] = c.ID, name, start
+}
+
+func (f *fixture) endChain(name string, at time.Time) {
+	f.t.Helper()
+	f.must(f.meta.EndChain(f.ctx, f.chains[name], at, "slot lost"))
+}
+
+// advance moves the chain's cursor past its last segment (keepalives).
+func (f *fixture) advance(name string, lsn pglogrepl.LSN, at time.Time) {
+	f.t.Helper()
+	f.must(f.meta.AdvanceChain(f.ctx, f.chains[name], lsn, at))
+}
+
+// base records a base backup (with an artifact when key is true).
+func (f *fixture) base(name, chain string, c pglogrepl.LSN, at time.Time, status string, key bool) {
+	f.t.Helper()
+	b := store.BaseBackup{SourceID: f.src, ChainID: f.chains[chain], ConsistentLSN: c, SnapshotTime: at,
+		StartedAt: at, Status: status, SizeBytes: 1000}
+	if key {
+		b.ArtifactKey = "src/base/" + name + ".dump"
+		f.put(b.ArtifactKey)
+	}
+	if status != store.BackupRunning {
+		b.FinishedAt = at.Add(time.Minute)
+	}
+	b, err := f.meta.CreateBaseBackup(f.ctx, b)
+	f.must(err)
+	f.bases[name] = b
+}
+
+// seg records the chain's next segment, ending at end; its transactions
+// committed from just after the previous segment's end.
+func (f *fixture) seg(name, chain string, end pglogrepl.LSN, at time.Time) {
+	f.t.Helper()
+	prev := f.tails[chain]
+	s, err := f.meta.AddSegment(f.ctx, store.Segment{SourceID: f.src, ChainID: f.chains[chain], FormatVersion: 1,
+		ArtifactKey: "src/segments/" + name + ".ndjson.zst", PrevEndLSN: prev, FirstCommitLSN: prev + 1,
+		LastCommitLSN: end - 1, EndLSN: end, FirstCommitAt: at, LastCommitAt: at, TxCount: 1, ChangeCount: 1,
+		RawBytes: 20, StoredBytes: 10})
+	f.must(err)
+	f.put(s.ArtifactKey)
+	f.tails[chain], f.segs[name] = end, s
+}
+
+func (f *fixture) state() (chains []store.Chain, bases []store.BaseBackup, segs []store.Segment) {
+	f.t.Helper()
+	chains, err := f.meta.ListChains(f.ctx, f.src)
+	f.must(err)
+	bases, err = f.meta.ListBaseBackups(f.ctx, f.src)
+	f.must(err)
+	segs, err = f.meta.ListSegments(f.ctx, f.src, 0)
+	f.must(err)
+	return chains, bases, segs
+}
+
+// names returns the sorted names of the named records whose ID is in ids.
+func names[T any](named map[string]T, id func(T) int64, ids []int64) []string {
+	out := []string{}
+	for name, r := range named {
+		if slices.Contains(ids, id(r)) {
+			out = append(out, name)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
-func (w *world) segEnds(t *testing.T) []pglogrepl.LSN {
-	segs, _ := w.meta.ListSegments(context.Background(), w.src, 0)
-	var out []pglogrepl.LSN
-	for _, s := range segs {
-		out = append(out, s.EndLSN)
-		if _, err := w.arts.Stat(context.Background(), s.ArtifactKey); err != nil {
-			t.Errorf("kept segment %s lost its artifact: %v", s.ArtifactKey, err)
-		}
+func baseID(b store.BaseBackup) int64 { return b.ID }
+func segID(s store.Segment) int64     { return s.ID }
+
+// cover renders ranges as "chain:fromLSN-toLSN" in decimal.
+func (f *fixture) cover(rs []coverage.Range) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s:%d-%d", f.chainNames[r.ChainID], r.FromLSN, r.ToLSN))
 	}
 	return out
+}
+
+// standard builds:
+//
+//	chain A (ended 7 days ago): base a1 at 100; segments a-1 ..200, a-2 ..300.
+//	chain B (open, cursor 1450 by keepalive): base b1 at 1000 (5 days ago),
+//	  segments b-1 ..1100, b-2 ..1200 (straddles b2), b-3 ..1300 (ends
+//	  exactly at b3), b-4 ..1400; b2 at 1150 (2 days ago), b3 at 1300
+//	  (20 hours ago); a failed base 2 hours ago, a running one at 1420.
+func standard(f *fixture) {
+	f.chain("A", 100, ago(10*day))
+	f.base("a1", "A", 100, ago(10*day), store.BackupComplete, true)
+	f.seg("a-1", "A", 200, ago(9*day))
+	f.seg("a-2", "A", 300, ago(8*day))
+	f.endChain("A", ago(7*day))
+
+	f.chain("B", 1000, ago(5*day))
+	f.base("b1", "B", 1000, ago(5*day), store.BackupComplete, true)
+	f.seg("b-1", "B", 1100, ago(4*day))
+	f.seg("b-2", "B", 1200, ago(47*time.Hour))
+	f.base("b2", "B", 1150, ago(2*day), store.BackupComplete, true)
+	f.seg("b-3", "B", 1300, ago(21*time.Hour))
+	f.base("b3", "B", 1300, ago(20*time.Hour), store.BackupComplete, true)
+	f.seg("b-4", "B", 1400, ago(10*time.Hour))
+	f.base("failed_new", "B", 1410, ago(2*time.Hour), store.BackupFailed, true)
+	f.base("running", "B", 1420, ago(5*time.Minute), store.BackupRunning, true)
+	f.advance("B", 1450, ago(time.Minute))
+}
+
+// newChainWithoutBase builds chain A (ended a day ago) with bases a0 and
+// a1, and the open chain B that replaced it, whose first base failed.
+func newChainWithoutBase(f *fixture) {
+	f.chain("A", 100, ago(3*day))
+	f.base("a0", "A", 100, ago(3*day), store.BackupComplete, true)
+	f.seg("a-1", "A", 200, ago(3*day))
+	f.base("a1", "A", 200, ago(2*day), store.BackupComplete, true)
+	f.seg("a-2", "A", 300, ago(2*day))
+	f.endChain("A", ago(day))
+	f.chain("B", 1000, ago(12*time.Hour))
+	f.base("b_failed", "B", 1000, ago(12*time.Hour), store.BackupFailed, true)
+	f.seg("b-1", "B", 1100, ago(time.Hour))
 }
 
 func TestApply(t *testing.T) {
+	all := []string{"a1", "b1", "b2", "b3", "failed_new", "running"}
+	allSegs := []string{"a-1", "a-2", "b-1", "b-2", "b-3", "b-4"}
 	cases := []struct {
-		name       string
-		policy     Policy
-		bases      string
-		segEnds    string
-		coverStart pglogrepl.LSN
-	}{
-		{"keep one", Policy{KeepBaseBackups: 1}, "b3,failed_new,running", "0/4B0,0/514", 1150},
-		{"keep two", Policy{KeepBaseBackups: 2}, "b2,b3,failed_new,running", "0/44C,0/4B0,0/514", 1000},
-		{"keep more than exist", Policy{KeepBaseBackups: 5}, "b1,b2,b3,failed_new,running", "0/C8,0/12C,0/44C,0/4B0,0/514", 100},
-		{"keep for a week", Policy{KeepBaseBackups: 1, KeepFor: 7 * 24 * time.Hour}, "b2,b3,failed_new,running", "0/44C,0/4B0,0/514", 1000},
-		{"keep for a day still keeps the newest", Policy{KeepBaseBackups: 1, KeepFor: 24 * time.Hour}, "b3,failed_new,running", "0/4B0,0/514", 1150},
-	}
+		name   string
+		build  func(*fixture)
+		policy Policy
+		bases  []string // base backups left
+		segs   []string // segments left
+		kept   []string // Report.Kept
+		cover  []string // coverage.Compute over what is left
+	}{{
+		name:  "keep 1: old ended chain goes entirely, a segment ending exactly at the horizon goes",
+		build: standard, policy: Policy{KeepBaseBackups: 1},
+		bases: []string{"b3", "failed_new", "running"}, segs: []string{"b-4"}, kept: []string{"b3"},
+		cover: []string{"B:1300-1450"},
+	}, {
+		name:  "keep 2: a segment straddling the oldest kept base stays",
+		build: standard, policy: Policy{KeepBaseBackups: 2},
+		bases: []string{"b2", "b3", "failed_new", "running"}, segs: []string{"b-2", "b-3", "b-4"}, kept: []string{"b2", "b3"},
+		cover: []string{"B:1150-1450"},
+	}, {
+		name: "keep_for only", build: standard, policy: Policy{KeepBaseBackups: 1, KeepFor: 6 * day},
+		bases: []string{"b1", "b2", "b3", "failed_new", "running"}, segs: []string{"b-1", "b-2", "b-3", "b-4"},
+		kept: []string{"b1", "b2", "b3"}, cover: []string{"B:1000-1450"},
+	}, {
+		name: "both, keep_for reaches further", build: standard, policy: Policy{KeepBaseBackups: 1, KeepFor: 3 * day},
+		bases: []string{"b2", "b3", "failed_new", "running"}, segs: []string{"b-2", "b-3", "b-4"},
+		kept: []string{"b2", "b3"}, cover: []string{"B:1150-1450"},
+	}, {
+		name: "both, N reaches further", build: standard, policy: Policy{KeepBaseBackups: 3, KeepFor: day},
+		bases: []string{"b1", "b2", "b3", "failed_new", "running"}, segs: []string{"b-1", "b-2", "b-3", "b-4"},
+		kept: []string{"b1", "b2", "b3"}, cover: []string{"B:1000-1450"},
+	}, {
+		name: "an ended chain holding a kept base is kept", build: standard, policy: Policy{KeepBaseBackups: 4},
+		bases: all, segs: allSegs, kept: []string{"a1", "b1", "b2", "b3"},
+		cover: []string{"A:100-300", "B:1000-1450"},
+	}, {
+		name: "fewer complete bases than N: nothing deleted", build: standard, policy: Policy{KeepBaseBackups: 10},
+		bases: all, segs: allSegs, kept: []string{"a1", "b1", "b2", "b3"},
+		cover: []string{"A:100-300", "B:1000-1450"},
+	}, {
+		name: "failed bases: old or before the horizon go, recent and running stay",
+		build: func(f *fixture) {
+			standard(f)
+			f.base("failed_old", "B", 1050, ago(3*day), store.BackupFailed, true)
+			f.base("failed_nokey", "A", 150, ago(9*day), store.BackupFailed, false)
+			f.base("failed_22h", "B", 1250, ago(22*time.Hour), store.BackupFailed, true) // before b3 (20h)
+		},
+		policy: Policy{KeepBaseBackups: 1},
+		bases:  []string{"b3", "failed_new", "running"}, segs: []string{"b-4"}, kept: []string{"b3"},
+		cover: []string{"B:1300-1450"},
+	}, {
+		name: "failed bases after the horizon: older than a day go, recent stay",
+		build: func(f *fixture) {
+			standard(f)
+			f.base("failed_30h", "B", 1240, ago(30*time.Hour), store.BackupFailed, true) // after b2 (2 days)
+			f.base("failed_22h", "B", 1250, ago(22*time.Hour), store.BackupFailed, true)
+		},
+		policy: Policy{KeepBaseBackups: 2},
+		bases:  []string{"b2", "b3", "failed_22h", "failed_new", "running"}, segs: []string{"b-2", "b-3", "b-4"},
+		kept: []string{"b2", "b3"}, cover: []string{"B:1150-1450"},
+	}, {
+		name: "zero complete bases: nothing deleted",
+		build: func(f *fixture) {
+			f.chain("A", 100, ago(10*day))
+			f.base("a_failed", "A", 100, ago(10*day), store.BackupFailed, true)
+			f.seg("a-1", "A", 200, ago(9*day))
+			f.endChain("A", ago(8*day))
+			f.chain("B", 1000, ago(time.Hour))
+			f.base("b_running", "B", 1000, ago(time.Hour), store.BackupRunning, true)
+			f.seg("b-1", "B", 1100, ago(time.Minute))
+		},
+		policy: Policy{KeepBaseBackups: 1},
+		bases:  []string{"a_failed", "b_running"}, segs: []string{"a-1", "b-1"}, kept: []string{}, cover: []string{},
+	}, {
+		// Chain E was recorded after the open chain O and its base is
+		// newer: keep-1 picks e1, keep_for picks none, yet O reaches now.
+		name: "the open chain's newest base stays though older than keep_for and not among the N newest",
+		build: func(f *fixture) {
+			f.chain("O", 100, ago(12*day))
+			f.base("o0", "O", 100, ago(12*day), store.BackupComplete, true)
+			f.seg("o-1", "O", 150, ago(11*day))
+			f.seg("o-2", "O", 200, ago(10*day))
+			f.base("o1", "O", 200, ago(10*day), store.BackupComplete, true)
+			f.seg("o-3", "O", 300, ago(time.Hour))
+			f.chain("E", 5000, ago(9*day))
+			f.base("e1", "E", 5000, ago(9*day), store.BackupComplete, true)
+			f.seg("e-1", "E", 5100, ago(9*day))
+			f.endChain("E", ago(9*day))
+		},
+		policy: Policy{KeepBaseBackups: 1, KeepFor: 7 * day},
+		bases:  []string{"e1", "o1"}, segs: []string{"e-1", "o-3"}, kept: []string{"e1", "o1"},
+		cover: []string{"O:200-300", "E:5000-5100"},
+	}, {
+		// b2 finished while the stream was still behind its consistent
+		// LSN: it is not restorable yet, so b1 must stay.
+		name: "a base the stream has not reached yet is kept but does not count",
+		build: func(f *fixture) {
+			f.chain("B", 1000, ago(2*day))
+			f.base("b1", "B", 1000, ago(2*day), store.BackupComplete, true)
+			f.seg("b-1", "B", 1100, ago(day))
+			f.base("b2", "B", 1500, ago(time.Hour), store.BackupComplete, true)
+		},
+		policy: Policy{KeepBaseBackups: 1},
+		bases:  []string{"b1", "b2"}, segs: []string{"b-1"}, kept: []string{"b1", "b2"}, cover: []string{"B:1000-1100"},
+	}, {
+		name: "a base the stream never reached in an ended chain is pruned",
+		build: func(f *fixture) {
+			f.chain("A", 100, ago(3*day))
+			f.base("a1", "A", 100, ago(3*day), store.BackupComplete, true)
+			f.seg("a-1", "A", 200, ago(3*day))
+			f.base("a2", "A", 900, ago(2*day), store.BackupComplete, true)
+			f.endChain("A", ago(2*day))
+			f.chain("B", 1000, ago(day))
+			f.base("b1", "B", 1000, ago(day), store.BackupComplete, true)
+			f.seg("b-1", "B", 1100, ago(time.Hour))
+		},
+		policy: Policy{KeepBaseBackups: 2},
+		bases:  []string{"a1", "b1"}, segs: []string{"a-1", "b-1"}, kept: []string{"a1", "b1"},
+		cover: []string{"A:100-200", "B:1000-1100"},
+	}, {
+		// The slot was lost while a base backup was running: the segments
+		// from its consistent LSN on stay until it ends one way or another.
+		name: "a running base protects its chain's segments",
+		build: func(f *fixture) {
+			f.chain("A", 100, ago(3*day))
+			f.base("a_running", "A", 150, ago(3*day), store.BackupRunning, true)
+			f.seg("a-1", "A", 150, ago(3*day))
+			f.seg("a-2", "A", 250, ago(3*day))
+			f.endChain("A", ago(2*day))
+			f.chain("B", 1000, ago(day))
+			f.base("b1", "B", 1000, ago(day), store.BackupComplete, true)
+			f.seg("b-1", "B", 1100, ago(time.Hour))
+		},
+		policy: Policy{KeepBaseBackups: 1},
+		bases:  []string{"a_running", "b1"}, segs: []string{"a-2", "b-1"}, kept: []string{"b1"}, cover: []string{"B:1000-1100"},
+	}, {
+		name:  "a new open chain keeps its segments before its first base completes",
+		build: newChainWithoutBase, policy: Policy{KeepBaseBackups: 1},
+		bases: []string{"a1", "b_failed"}, segs: []string{"a-2", "b-1"}, kept: []string{"a1"}, cover: []string{"A:200-300"},
+	}, {
+		name:  "KeepBaseBackups below 1 counts as 1 (the newest base is in an ended chain)",
+		build: newChainWithoutBase, policy: Policy{KeepBaseBackups: 0, KeepFor: -day},
+		bases: []string{"a1", "b_failed"}, segs: []string{"a-2", "b-1"}, kept: []string{"a1"}, cover: []string{"A:200-300"},
+	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w := build(t)
-			ctx := context.Background()
-			rep, err := Apply(ctx, w.meta, w.arts, w.src, c.policy, now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			f := newFixture(t)
+			c.build(f)
+			chains0, bases0, segs0 := f.state()
+			var logs bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+
+			rep, err := Apply(f.ctx, f.meta, f.arts, f.src, c.policy, now, log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strings.Join(w.bases(t), ","); got != c.bases {
-				t.Errorf("bases kept: %s, want %s", got, c.bases)
+			chains, bases, segs := f.state()
+			baseIDs, segIDs := ids(bases, baseID), ids(segs, segID)
+			if got := names(f.bases, baseID, baseIDs); !slices.Equal(got, c.bases) {
+				t.Errorf("base backups left %v, want %v", got, c.bases)
 			}
-			var ends []string
-			for _, e := range w.segEnds(t) {
-				ends = append(ends, e.String())
+			if got := names(f.segs, segID, segIDs); !slices.Equal(got, c.segs) {
+				t.Errorf("segments left %v, want %v", got, c.segs)
 			}
-			if got := strings.Join(ends, ","); got != c.segEnds {
-				t.Errorf("segments kept (end LSNs): %s, want %s", got, c.segEnds)
+			if got := names(f.bases, baseID, rep.Kept); !slices.Equal(got, c.kept) {
+				t.Errorf("Report.Kept %v, want %v", got, c.kept)
 			}
-			// Deleted artifacts are gone.
-			for _, key := range []string{"s/base/failed_old.dump"} {
-				if _, err := w.arts.Stat(ctx, key); !errors.Is(err, artifact.ErrNotFound) {
-					t.Errorf("%s still stored", key)
+
+			// Counts, freed bytes, log lines, artifacts.
+			var freed int64
+			deletedBases, deletedSegs := 0, 0
+			for name, b := range f.bases {
+				freed += f.checkArtifact(name, b.ArtifactKey, slices.Contains(baseIDs, b.ID), b.SizeBytes, &deletedBases)
+			}
+			for name, s := range f.segs {
+				freed += f.checkArtifact(name, s.ArtifactKey, slices.Contains(segIDs, s.ID), s.StoredBytes, &deletedSegs)
+			}
+			if rep.DeletedBaseBackups != deletedBases || rep.DeletedSegments != deletedSegs || rep.FreedBytes != freed ||
+				rep.ArtifactErrors != 0 || rep.DeletedSchemaSnapshots != 0 {
+				t.Errorf("report %+v; deleted %d bases, %d segments, %d bytes", rep, deletedBases, deletedSegs, freed)
+			}
+			if n := strings.Count(logs.String(), `"kind":"base_backup"`); n != deletedBases {
+				t.Errorf("%d base backup deletions logged, want %d:\n%s", n, deletedBases, logs.String())
+			}
+			if n := strings.Count(logs.String(), `"kind":"segment"`); n != deletedSegs {
+				t.Errorf("%d segment deletions logged, want %d:\n%s", n, deletedSegs, logs.String())
+			}
+
+			// The contract: what the kept bases could reach before, they
+			// reach after, from the oldest kept base of each chain to the
+			// chain's cursor.
+			var keptBefore []store.BaseBackup
+			for _, b := range bases0 {
+				if slices.Contains(rep.Kept, b.ID) {
+					keptBefore = append(keptBefore, b)
 				}
 			}
-			// What remains is still restorable from the oldest kept base to
-			// the open chain's end.
-			chains, _ := w.meta.ListChains(ctx, w.src)
-			bases, _ := w.meta.ListBaseBackups(ctx, w.src)
-			segs, _ := w.meta.ListSegments(ctx, w.src, 0)
-			cov := coverage.Compute(chains, bases, segs)
-			last := cov[len(cov)-1]
-			if cov[0].FromLSN != c.coverStart || last.ToLSN != 1300 {
-				t.Errorf("coverage after retention: %+v", cov)
+			want := coverage.Compute(chains0, keptBefore, segs0)
+			got := coverage.Compute(chains, bases, segs)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("coverage after retention %v, before (kept bases only) %v", f.cover(got), f.cover(want))
 			}
+			if g := f.cover(got); !slices.Equal(g, c.cover) {
+				t.Errorf("coverage %v, want %v", g, c.cover)
+			}
+			for _, r := range got {
+				i := slices.IndexFunc(chains, func(ch store.Chain) bool { return ch.ID == r.ChainID })
+				if r.ToLSN != chains[i].CursorLSN {
+					t.Errorf("range %v stops before its chain's cursor %d", f.cover([]coverage.Range{r}), chains[i].CursorLSN)
+				}
+			}
+
 			// Idempotent.
-			again, err := Apply(ctx, w.meta, w.arts, w.src, c.policy, now, nil)
-			if err != nil || again.DeletedBaseBackups+again.DeletedSegments != 0 || again.DeletedSequenceSnapshots != 0 {
-				t.Errorf("second run deleted %+v (%v)", again, err)
+			again, err := Apply(f.ctx, f.meta, f.arts, f.src, c.policy, now, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if rep.DeletedBaseBackups == 0 {
-				t.Error("the old failed base backup was not deleted")
+			if again.DeletedBaseBackups+again.DeletedSegments != 0 || again.DeletedSequenceSnapshots != 0 ||
+				again.FreedBytes != 0 || !slices.Equal(again.Kept, rep.Kept) {
+				t.Errorf("second run: %+v, first kept %v", again, rep.Kept)
 			}
 		})
 	}
 }
 
-func TestSequenceSnapshotsNeededByKeptBasesStay(t *testing.T) {
-	w := build(t)
-	ctx := context.Background()
-	if _, err := Apply(ctx, w.meta, w.arts, w.src, Policy{KeepBaseBackups: 1}, now, nil); err != nil {
-		t.Fatal(err)
+func ids[T any](rs []T, id func(T) int64) []int64 {
+	var out []int64
+	for _, r := range rs {
+		out = append(out, id(r))
 	}
-	snaps, _ := w.meta.ListSequenceSnapshots(ctx, w.src)
-	// b3 at 2 days ago: the newest snapshot at or before (2d + 1h) ago is
-	// the one 2.5 days ago; it and everything after stay.
-	if len(snaps) != 3 || !snaps[0].TakenAt.Equal(daysAgo(2.5)) {
-		var at []time.Time
-		for _, s := range snaps {
-			at = append(at, s.TakenAt)
+	return out
+}
+
+// checkArtifact asserts that a kept record's artifact is still stored and
+// a deleted one's is gone; for a deleted record it counts it and returns
+// its size.
+func (f *fixture) checkArtifact(name, key string, kept bool, size int64, deleted *int) int64 {
+	f.t.Helper()
+	if kept {
+		if key != "" {
+			if _, err := f.arts.Stat(f.ctx, key); err != nil {
+				f.t.Errorf("%s is kept but its artifact is not: %v", name, err)
+			}
 		}
-		t.Fatalf("snapshots left: %v", at)
+		return 0
+	}
+	*deleted++
+	if key == "" {
+		return 0
+	}
+	if _, err := f.arts.Stat(f.ctx, key); !errors.Is(err, artifact.ErrNotFound) {
+		f.t.Errorf("%s was deleted but its artifact %s is still stored (%v)", name, key, err)
+	}
+	return size
+}
+
+func TestSequenceSnapshots(t *testing.T) {
+	t0 := ago(day) // the only (so the oldest) kept base
+	h := time.Hour
+	cases := []struct {
+		name  string
+		taken []time.Duration // relative to t0
+		left  []time.Duration
+	}{
+		{"older than the margin go, the newest at or before it stays",
+			[]time.Duration{-5 * h, -3 * h, -2 * h, -h / 2, h}, []time.Duration{-2 * h, -h / 2, h}},
+		{"all long before the base: the newest stays (restore falls back to it)",
+			[]time.Duration{-3 * day, -2 * day}, []time.Duration{-2 * day}},
+		{"exactly at the margin: it stays, older go",
+			[]time.Duration{-2 * h, -h, 0}, []time.Duration{-h, 0}},
+		{"all within the margin or after: nothing goes",
+			[]time.Duration{-h / 2, 0, 2 * h}, []time.Duration{-h / 2, 0, 2 * h}},
+		{"none", nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.chain("A", 100, t0)
+			f.base("a1", "A", 100, t0, store.BackupComplete, true)
+			for _, d := range c.taken {
+				_, err := f.meta.AddSequenceSnapshot(f.ctx, store.SequenceSnapshot{SourceID: f.src, LSN: 100, TakenAt: t0.Add(d),
+					Values: []store.SequenceValue{{Schema: "public", Name: "invoice_no_seq", LastValue: 42, IsCalled: true}}})
+				f.must(err)
+			}
+			rep, err := Apply(f.ctx, f.meta, f.arts, f.src, Policy{KeepBaseBackups: 1}, now, nil)
+			f.must(err)
+			snaps, err := f.meta.ListSequenceSnapshots(f.ctx, f.src)
+			f.must(err)
+			var left []time.Duration
+			for _, s := range snaps {
+				left = append(left, s.TakenAt.Sub(t0))
+			}
+			if !slices.Equal(left, c.left) || rep.DeletedSequenceSnapshots != int64(len(c.taken)-len(c.left)) {
+				t.Errorf("left %v (deleted %d), want %v", left, rep.DeletedSequenceSnapshots, c.left)
+			}
+			again, err := Apply(f.ctx, f.meta, f.arts, f.src, Policy{KeepBaseBackups: 1}, now, nil)
+			if err != nil || again.DeletedSequenceSnapshots != 0 {
+				t.Errorf("second run deleted %d (%v)", again.DeletedSequenceSnapshots, err)
+			}
+		})
 	}
 }
 
-func TestNoCompleteBaseDeletesNothing(t *testing.T) {
-	ctx := context.Background()
-	meta, _ := sqlite.Open(ctx, filepath.Join(t.TempDir(), "m.db"))
-	defer meta.Close()
-	arts, _ := local.New(t.TempDir())
-	src, _ := meta.UpsertSource(ctx, store.Source{Name: "s"})
-	c, _ := meta.CreateChain(ctx, store.Chain{SourceID: src.ID, SlotName: "s", StartLSN: 100})
-	meta.CreateBaseBackup(ctx, store.BaseBackup{SourceID: src.ID, ChainID: c.ID, ConsistentLSN: 100, Status: store.BackupFailed, StartedAt: daysAgo(30)})
-	rep, err := Apply(ctx, meta, arts, src.ID, Policy{KeepBaseBackups: 1}, now, nil)
-	if err != nil || rep.DeletedBaseBackups != 0 {
-		t.Fatalf("%+v %v", rep, err)
+// failingDelete is an artifact store whose Delete fails for one key.
+type failingDelete struct {
+	artifact.Store
+	key string
+}
+
+func (s failingDelete) Delete(ctx context.Context, key string) error {
+	if key == s.key {
+		return errors.New("permission denied")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+func TestArtifactErrorsAreCountedNotFatal(t *testing.T) {
+	f := newFixture(t)
+	standard(f)
+	// b1's artifact is already gone (an earlier run stopped after
+	// deleting it): fine. b2's cannot be deleted: counted and logged.
+	f.must(f.arts.Delete(f.ctx, f.bases["b1"].ArtifactKey))
+	arts := failingDelete{Store: f.arts, key: f.bases["b2"].ArtifactKey}
+	var logs bytes.Buffer
+	rep, err := Apply(f.ctx, f.meta, arts, f.src, Policy{KeepBaseBackups: 1}, now, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bases, segs := f.state()
+	if rep.ArtifactErrors != 1 || rep.DeletedBaseBackups != 3 || rep.DeletedSegments != 5 || len(bases) != 3 || len(segs) != 1 {
+		t.Errorf("report %+v, %d bases and %d segments left", rep, len(bases), len(segs))
+	}
+	if !strings.Contains(logs.String(), "permission denied") || !strings.Contains(logs.String(), f.bases["b2"].ArtifactKey) {
+		t.Errorf("the failure is not logged with its key:\n%s", logs.String())
+	}
+}
+
+// racingStore runs race once, as the engine might, right after Apply
+// listed base backups.
+type racingStore struct {
+	store.Store
+	race func()
+}
+
+func (s *racingStore) ListBaseBackups(ctx context.Context, sourceID int64) ([]store.BaseBackup, error) {
+	bases, err := s.Store.ListBaseBackups(ctx, sourceID)
+	if s.race != nil {
+		s.race()
+		s.race = nil
+	}
+	return bases, err
+}
+
+func TestRecordsAddedDuringApplyStay(t *testing.T) {
+	f := newFixture(t)
+	standard(f)
+	// The slot is lost and a new chain starts, with its first base
+	// running and a first segment, while Apply runs.
+	meta := &racingStore{Store: f.meta, race: func() {
+		f.endChain("B", ago(time.Second))
+		f.chain("C", 2000, now)
+		f.base("c_running", "C", 2000, now, store.BackupRunning, true)
+		f.seg("c-1", "C", 2100, now)
+	}}
+	if _, err := Apply(f.ctx, meta, f.arts, f.src, Policy{KeepBaseBackups: 1}, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, bases, segs := f.state()
+	if got := names(f.segs, segID, ids(segs, segID)); !slices.Equal(got, []string{"b-4", "c-1"}) {
+		t.Errorf("segments left %v", got)
+	}
+	if got := names(f.bases, baseID, ids(bases, baseID)); !slices.Equal(got, []string{"b3", "c_running", "failed_new", "running"}) {
+		t.Errorf("base backups left %v", got)
 	}
 }
