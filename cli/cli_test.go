@@ -385,6 +385,9 @@ func TestRestoreCommand(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "Restored all transactions committed at or before") {
 		t.Fatalf("restore: %d %s", r.code, r.all())
 	}
+	if !strings.Contains(r.stderr, `"msg":"restore progress"`) || !strings.Contains(r.stderr, `"phase":"done"`) {
+		t.Fatalf("no JSON progress lines without a terminal:\n%s", r.stderr)
+	}
 	if n := pgtest.QueryValue[int64](t, source, target, "SELECT count(*) FROM orders"); n != 10 {
 		t.Fatalf("restored %d rows, want the 10 of the mark", n)
 	}

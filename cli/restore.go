@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -73,7 +74,11 @@ func restoreCommand() command {
 				log := logging.New(cfg.Log, env.Stderr)
 				sum, err := restore.Run(env.Ctx, meta, arts, rec.ID, plan, restore.Options{
 					TargetDSN: *targetDSN, SourceSystemID: rec.SystemIdentifier, SourceDatabase: rec.Database, Clean: *clean, Jobs: *jobs, Log: log,
+					Progress: progressPrinter(env, log),
 				})
+				if err != nil && env.Ctx.Err() != nil {
+					err = fmt.Errorf("interrupted: the target is partial and must not be used; drop it and restore again (%w)", err)
+				}
 				status, errText := store.JobOK, ""
 				if err != nil {
 					status, errText = store.JobFailed, redact.String(err.Error())
@@ -88,6 +93,35 @@ func restoreCommand() command {
 				return nil
 			}
 		},
+	}
+}
+
+// progressPrinter shows restore progress on stderr: one rewritten line in
+// a terminal, JSON log lines otherwise.
+func progressPrinter(env *Env, log *slog.Logger) func(restore.Progress) {
+	tty := isTerminal(env.Stderr)
+	return func(p restore.Progress) {
+		pct, eta := 0.0, ""
+		if p.TotalBytes > 0 {
+			pct = 100 * float64(p.Bytes) / float64(p.TotalBytes)
+			if p.Bytes > 0 && p.Phase == "replay" {
+				rest := time.Duration(float64(p.Elapsed) * float64(p.TotalBytes-p.Bytes) / float64(p.Bytes))
+				eta = rest.Round(time.Second).String()
+			}
+		}
+		if !tty {
+			log.Info("restore progress", "phase", p.Phase, "bytes", p.Bytes, "total_bytes", p.TotalBytes, "transactions", p.Transactions,
+				"lsn", p.LastLSN.String(), "elapsed", p.Elapsed.Round(time.Millisecond).String(), "eta", eta)
+			return
+		}
+		rate := 0.0
+		if s := p.Elapsed.Seconds(); s > 0 {
+			rate = float64(p.Transactions) / s
+		}
+		fmt.Fprintf(env.Stderr, "\r%-10s %5.1f%%  %s / %s  %d tx  %.0f tx/s  ETA %-8s", p.Phase, pct, probe.HumanBytes(p.Bytes), probe.HumanBytes(p.TotalBytes), p.Transactions, rate, eta)
+		if p.Phase == "done" {
+			fmt.Fprintln(env.Stderr)
+		}
 	}
 }
 

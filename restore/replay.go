@@ -143,6 +143,13 @@ func (p *replayer) flush(ctx context.Context) error {
 	return err
 }
 
+func (p *replayer) lastLSN() segment.LSN {
+	if p.cur == nil {
+		return 0
+	}
+	return p.cur.LSN()
+}
+
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel.Name}.Sanitize() }

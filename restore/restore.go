@@ -30,6 +30,18 @@ type Options struct {
 	Clean          bool // allow a non-empty target: its user tables are dropped first by pg_restore --clean
 	Jobs           int
 	Log            *slog.Logger
+	// Progress, if set, is called at each phase and after each segment.
+	Progress func(Progress)
+}
+
+// Progress describes a running restore.
+type Progress struct {
+	Phase        string // verify, pg_restore, replay, sequences, done
+	Bytes        int64  // segment bytes replayed so far
+	TotalBytes   int64
+	Transactions int64
+	LastLSN      segment.LSN // commit LSN of the last replayed transaction
+	Elapsed      time.Duration
 }
 
 // Summary reports a finished restore.
@@ -49,6 +61,13 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	report := func(pr Progress) {
+		if opts.Progress != nil {
+			pr.TotalBytes, pr.Elapsed = plan.SegmentBytes, time.Since(start)
+			opts.Progress(pr)
+		}
+	}
+	report(Progress{Phase: "verify"})
 	// 1. Verify every artifact (DESIGN 4.3).
 	if err := verify(ctx, arts, plan.Base.ArtifactKey, plan.Base.SHA256); err != nil {
 		return sum, err
@@ -77,6 +96,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("the target database %s is not empty (%d tables); restore into an empty database, or pass --clean to drop what the backup contains first", db, tables)
 	}
 	// 3. pg_restore of the base.
+	report(Progress{Phase: "pg_restore"})
 	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, major); err != nil {
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
@@ -86,6 +106,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: %w", err)
 	}
 	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target}
+	var done int64
+	report(Progress{Phase: "replay"})
 	for _, s := range plan.Segments {
 		if p.done {
 			break
@@ -104,20 +126,24 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 			if p.tx != nil {
 				p.tx.Rollback(context.WithoutCancel(ctx))
 			}
-			return sum, fmt.Errorf("segment %s: %w (the target holds the base backup and the transactions before this one)", s.ArtifactKey, err)
+			return sum, fmt.Errorf("segment %s: %w (the target is partial: it holds the base backup and %d replayed transactions)", s.ArtifactKey, err, p.txs-int64(p.inBatch))
 		}
+		done += s.StoredBytes
+		report(Progress{Phase: "replay", Bytes: done, Transactions: p.txs, LastLSN: p.lastLSN()})
 	}
 	if err := p.flush(ctx); err != nil {
 		return sum, fmt.Errorf("commit replay: %w", err)
 	}
 	sum.Transactions, sum.Rows = p.txs, p.rows
 	// 5. Sequences.
+	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
 	n, err := setSequences(ctx, conn, meta, sourceID, plan)
 	if err != nil {
 		return sum, fmt.Errorf("set sequences: %w", err)
 	}
 	sum.Sequences = n
 	sum.Took = time.Since(start)
+	report(Progress{Phase: "done", Bytes: done, Transactions: p.txs})
 	return sum, nil
 }
 
