@@ -17,6 +17,20 @@ import (
 // order is never changed (DESIGN 4.5).
 const batchTxs = 500
 
+// pipelineDepth is how many statements are sent in one round trip
+// (pgx.Batch, in order); their results are checked one by one.
+const pipelineDepth = 1000
+
+// queued is a statement waiting in the pipeline, with what an error must
+// name.
+type queued struct {
+	lsn       segment.LSN
+	table     string
+	key       string
+	what      string // for messages: "UPDATE", "DELETE", "captured DDL ..."
+	expectOne bool
+}
+
 // replayer applies segment records to the target.
 type replayer struct {
 	conn    *pgx.Conn
@@ -27,6 +41,8 @@ type replayer struct {
 	done    bool // the target was reached
 
 	txs, rows int64
+	batch     *pgx.Batch
+	pending   []queued
 	// per transaction
 	cur        *segment.Record
 	skip       bool
@@ -133,10 +149,65 @@ func (p *replayer) beyond(begin *segment.Record) bool {
 	return begin.End() > t.LSN
 }
 
-// flush commits the open target transaction.
+// queue adds a statement to the pipeline, sending it when full.
+func (p *replayer) queue(ctx context.Context, q queued, sql string, args ...any) error {
+	if p.batch == nil {
+		p.batch = &pgx.Batch{}
+	}
+	q.lsn = p.cur.LSN()
+	p.batch.Queue(sql, args...)
+	p.pending = append(p.pending, q)
+	if len(p.pending) >= pipelineDepth {
+		return p.send(ctx)
+	}
+	return nil
+}
+
+// execNow runs a statement that changes the schema: what is queued goes
+// first (the pipeline prepares its statements before running any), then
+// the statement alone.
+func (p *replayer) execNow(ctx context.Context, what, sql string, args ...any) error {
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	if _, err := p.tx.Exec(ctx, sql, args...); err != nil {
+		return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s: %w", what, err)}
+	}
+	return nil
+}
+
+// send runs the queued statements in one round trip and checks each
+// result in order.
+func (p *replayer) send(ctx context.Context) error {
+	if p.batch == nil || len(p.pending) == 0 {
+		return nil
+	}
+	batch, pending := p.batch, p.pending
+	p.batch, p.pending = nil, nil
+	br := p.tx.SendBatch(ctx, batch)
+	defer br.Close()
+	for _, q := range pending {
+		tag, err := br.Exec()
+		if err != nil {
+			if q.what != "" && q.table == "" {
+				err = fmt.Errorf("%s: %w", q.what, err)
+			}
+			return &ReplayError{LSN: q.lsn, Table: q.table, Key: q.key, Err: err}
+		}
+		if q.expectOne && tag.RowsAffected() != 1 {
+			return &ReplayError{LSN: q.lsn, Table: q.table, Key: q.key, Err: fmt.Errorf("%s affected %d rows, want exactly 1", q.what, tag.RowsAffected())}
+		}
+	}
+	return br.Close()
+}
+
+// flush sends what is queued and commits the open target transaction.
 func (p *replayer) flush(ctx context.Context) error {
 	if p.tx == nil {
 		return nil
+	}
+	if err := p.send(ctx); err != nil {
+		return err
 	}
 	err := p.tx.Commit(ctx)
 	p.tx, p.inBatch = nil, 0
@@ -174,8 +245,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 		sql := "INSERT INTO " + table(rel) + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(vals, ", ") + ")"
 		p.rows++
-		_, err := p.tx.Exec(ctx, sql, args...)
-		return p.wrap(rel, "", err)
+		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, what: "INSERT"}, sql, args...)
 	case segment.TypeUpdate, segment.TypeDelete:
 		rel := r.Relation(rec.RelOID)
 		if rel == nil {
@@ -210,14 +280,8 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			sql = "DELETE FROM " + table(rel) + " WHERE " + where
 		}
 		p.rows++
-		tag, err := p.tx.Exec(ctx, sql, args...)
-		if err != nil {
-			return p.wrap(rel, key, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return &ReplayError{LSN: p.cur.LSN(), Table: rel.Schema + "." + rel.Name, Key: key, Err: fmt.Errorf("%s affected %d rows, want exactly 1", strings.ToUpper(map[string]string{"u": "update", "d": "delete"}[rec.T]), tag.RowsAffected())}
-		}
-		return nil
+		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
+			what: map[string]string{"u": "UPDATE", "d": "DELETE"}[rec.T]}, sql, args...)
 	case segment.TypeTruncate:
 		var names []string
 		for _, oid := range rec.RelOIDs {
@@ -234,8 +298,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		if rec.Cascade {
 			sql += " CASCADE"
 		}
-		_, err := p.tx.Exec(ctx, sql)
-		return err
+		return p.queue(ctx, queued{what: sql}, sql)
 	case segment.TypeMessage:
 		if rec.Prefix != "btfu.ddl" {
 			return nil
@@ -254,27 +317,27 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			return nil
 		}
 		p.lastDDL = m.Query
-		if _, err := p.tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", m.SearchPath); err != nil {
+		if err := p.execNow(ctx, "set search_path", "SELECT set_config('search_path', $1, true)", m.SearchPath); err != nil {
 			return err
 		}
 		// Only the schema changes: the query's data changes come through
 		// the stream.
 		for _, stmt := range ddlStatements(m.Query) {
-			if _, err := p.tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("captured DDL %q: %w", stmt, err)
+			if err := p.execNow(ctx, fmt.Sprintf("captured DDL %q", stmt), stmt); err != nil {
+				return err
 			}
 		}
-		_, err := p.tx.Exec(ctx, "RESET search_path")
-		return err
+		return p.execNow(ctx, "reset search_path", "RESET search_path")
 	case segment.TypeDDL:
 		if p.capturedDD {
 			return nil
 		}
 		// Derived statements are idempotent where replay may meet them
 		// after the captured DDL already ran.
-		_, err := p.tx.Exec(ctx, rec.SQL)
-		if err != nil {
-			return fmt.Errorf("derived DDL %q: %w", rec.SQL, err)
+		for _, stmt := range splitStatements(rec.SQL) {
+			if err := p.execNow(ctx, fmt.Sprintf("derived DDL %q", stmt), stmt); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -323,11 +386,4 @@ func arg(v segment.Value) any {
 		return nil
 	}
 	return v.Text
-}
-
-func (p *replayer) wrap(rel *segment.Relation, key string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &ReplayError{LSN: p.cur.LSN(), Table: rel.Schema + "." + rel.Name, Key: key, Err: err}
 }
