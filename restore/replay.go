@@ -367,7 +367,13 @@ func (p *replayer) where(rel *segment.Relation, rec *segment.Record, args *[]any
 			continue
 		}
 		*args = append(*args, v.Text)
-		conds = append(conds, fmt.Sprintf("%s IS NOT DISTINCT FROM $%d::text::%s", ident(c.Name), len(*args), c.Type))
+		// Key columns are NOT NULL: '=' lets the target use its index.
+		// Whole-row matching needs NULL-safe equality.
+		op := "="
+		if full {
+			op = "IS NOT DISTINCT FROM"
+		}
+		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", ident(c.Name), op, len(*args), c.Type))
 		key = append(key, c.Name+"="+v.Text)
 	}
 	w := strings.Join(conds, " AND ")

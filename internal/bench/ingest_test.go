@@ -27,6 +27,7 @@ import (
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/pgbin"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/store/sqlite"
@@ -64,6 +65,8 @@ type result struct {
 	changes         int64
 	btfu, recv, sub time.Duration
 	peakRSS         int64 // bytes, the whole benchmark process while btfu caught up
+	replay          time.Duration
+	replayRows      int64
 }
 
 // resetPeakRSS resets the kernel's high-water mark of this process's RSS
@@ -110,6 +113,14 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	tw.Flush()
 	fmt.Println("btfu's time includes waiting for the keepalive that confirms it has caught up (up to 1s).")
+
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\trows replayed\tbtfu replay\trows/s\tsubscription (decode+apply)\treplay/subscription\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.2f\t\n", r.workload, r.replayRows, r.replay.Round(time.Millisecond), float64(r.replayRows)/r.replay.Seconds(), r.sub.Round(time.Millisecond), r.replay.Seconds()/r.sub.Seconds())
+	}
+	tw.Flush()
 
 	p50, p99, n := lagUnderLoad(b, src)
 	fmt.Printf("\ncommit-to-stored delay under pgbench -R 200 for 15s (%d segments, per segment's oldest commit): p50 %s, p99 %s\n",
@@ -201,6 +212,27 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 		b.Fatalf("btfu started a new chain instead of catching up: %+v", chains)
 	}
 
+	// btfu's replay of the stored changes into an empty database.
+	plan, err := restore.MakePlan(ctx, meta, srcRec.ID, restore.Target{Latest: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	restoreDB := subC.CreateDB(b)
+	var replayStart, replayEnd time.Time
+	sum, err := restore.Run(ctx, meta, arts, srcRec.ID, plan, restore.Options{TargetDSN: subC.DSN(restoreDB), Progress: func(p restore.Progress) {
+		switch p.Phase {
+		case "replay":
+			if replayStart.IsZero() {
+				replayStart = time.Now()
+			}
+		case "sequences":
+			replayEnd = time.Now()
+		}
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+
 	// pg_recvlogical catches up.
 	recv, err := pgbin.Find(ctx, "pg_recvlogical", 0)
 	if err != nil {
@@ -228,7 +260,8 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	subTook := time.Since(t0)
 	subC.Exec(b, subDB, "ALTER SUBSCRIPTION sub DISABLE; ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub")
 	src.Exec(b, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active")
-	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, peakRSS: rss}
+	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, peakRSS: rss,
+		replay: replayEnd.Sub(replayStart), replayRows: sum.Rows}
 }
 
 func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.LSN) {
