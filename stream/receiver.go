@@ -132,19 +132,36 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 		}
 		return fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
 	}
+	// One receive context per status interval, not per message: the
+	// deadline wakes the loop to send the next standby status.
+	var recv struct {
+		ctx    context.Context
+		cancel context.CancelFunc
+		until  time.Time
+	}
+	defer func() {
+		if recv.cancel != nil {
+			recv.cancel()
+		}
+	}()
 	for {
 		if err := r.maybeSendStatus(ctx, false); err != nil {
 			return err
 		}
-		deadline := r.lastStatus.Add(r.cfg.StatusInterval)
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		msg, err := r.conn.ReceiveMessage(rctx)
-		cancel()
+		if next := r.lastStatus.Add(r.cfg.StatusInterval); recv.ctx == nil || !next.Equal(recv.until) {
+			if recv.cancel != nil {
+				recv.cancel()
+			}
+			recv.until = next
+			recv.ctx, recv.cancel = context.WithDeadline(ctx, next)
+		}
+		msg, err := r.conn.ReceiveMessage(recv.ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
+				recv.ctx = nil
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
@@ -230,6 +247,11 @@ func (r *Receiver) handleCopyData(ctx context.Context, data []byte, out chan<- E
 // emit hands an event over, keeping the stream alive (status updates)
 // while the consumer is busy: backpressure never silences the receiver.
 func (r *Receiver) emit(ctx context.Context, out chan<- Event, ev Event) error {
+	select {
+	case out <- ev: // the usual case: no timer needed
+		return nil
+	default:
+	}
 	t := time.NewTicker(r.cfg.StatusInterval)
 	defer t.Stop()
 	for {
