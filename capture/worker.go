@@ -337,16 +337,10 @@ loop:
 		}
 	}
 	seg.discard()
-	for {
-		select {
-		case ev := <-events:
-			if ev.Tx != nil {
-				ev.Tx.Release()
-			}
-			continue
-		default:
+	for len(events) > 0 { // the receiver has stopped: release what is left
+		if ev := <-events; ev.Tx != nil {
+			ev.Tx.Release()
 		}
-		break
 	}
 	if errors.Is(runErr, stream.ErrSlotGone) {
 		w.Log.Error("the replication slot is gone: this chain ends here; a new base backup starts the next", "err", runErr)

@@ -12,6 +12,7 @@
 package coverage
 
 import (
+	"context"
 	"sort"
 	"time"
 
@@ -99,4 +100,31 @@ func runs(ch store.Chain, segs []store.Segment) []run {
 		cur.endTime = ch.CursorTime
 	}
 	return append(out, cur)
+}
+
+// Source is everything coverage is computed from for one source, with the
+// result.
+type Source struct {
+	Chains   []store.Chain
+	Bases    []store.BaseBackup
+	Segments []store.Segment
+	Ranges   []Range
+}
+
+// Load reads a source's chains, base backups and segments and computes its
+// ranges.
+func Load(ctx context.Context, meta store.Store, sourceID int64) (Source, error) {
+	var s Source
+	var err error
+	if s.Chains, err = meta.ListChains(ctx, sourceID); err != nil {
+		return s, err
+	}
+	if s.Bases, err = meta.ListBaseBackups(ctx, sourceID); err != nil {
+		return s, err
+	}
+	if s.Segments, err = meta.ListSegments(ctx, sourceID, 0); err != nil {
+		return s, err
+	}
+	s.Ranges = Compute(s.Chains, s.Bases, s.Segments)
+	return s, nil
 }

@@ -58,25 +58,17 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 			ss.State = src.State
 		}
 		ss.LastError = src.LastError
-		chains, err := meta.ListChains(ctx, src.ID)
+		cov, err := coverage.Load(ctx, meta, src.ID)
 		if err != nil {
 			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
 		}
-		bases, err := meta.ListBaseBackups(ctx, src.ID)
-		if err != nil {
-			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
-		}
-		segs, err := meta.ListSegments(ctx, src.ID, 0)
-		if err != nil {
-			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
-		}
-		for _, b := range bases {
+		for _, b := range cov.Bases {
 			if b.Status == store.BackupComplete {
 				ss.BaseBackups++
 			}
 		}
-		ss.Segments = len(segs)
-		for _, ch := range chains {
+		ss.Segments = len(cov.Segments)
+		for _, ch := range cov.Chains {
 			if ch.EndedAt.IsZero() {
 				ss.FlushedLSN = ch.CursorLSN.String()
 				if !ch.CursorTime.IsZero() {
@@ -85,7 +77,7 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 				}
 			}
 		}
-		for _, r := range coverage.Compute(chains, bases, segs) {
+		for _, r := range cov.Ranges {
 			ss.Coverage = append(ss.Coverage, CoverageRange{FromLSN: r.FromLSN.String(), ToLSN: r.ToLSN.String(), FromTime: r.FromTime, ToTime: r.ToTime})
 		}
 		st.Sources = append(st.Sources, ss)

@@ -53,19 +53,11 @@ var ErrOutsideCoverage = errors.New("target outside coverage")
 // MakePlan picks the newest base backup whose range reaches the target with
 // no gap (DESIGN 4.2) and the segments to replay after it.
 func MakePlan(ctx context.Context, meta store.Store, sourceID int64, t Target) (*Plan, error) {
-	chains, err := meta.ListChains(ctx, sourceID)
+	src, err := coverage.Load(ctx, meta, sourceID)
 	if err != nil {
 		return nil, err
 	}
-	bases, err := meta.ListBaseBackups(ctx, sourceID)
-	if err != nil {
-		return nil, err
-	}
-	segs, err := meta.ListSegments(ctx, sourceID, 0)
-	if err != nil {
-		return nil, err
-	}
-	ranges := coverage.Compute(chains, bases, segs)
+	bases, segs, ranges := src.Bases, src.Segments, src.Ranges
 	if len(ranges) == 0 {
 		return nil, fmt.Errorf("%w: nothing is restorable yet (no complete base backup)", ErrOutsideCoverage)
 	}

@@ -31,20 +31,12 @@ type VerifyReport struct {
 // readability (whole, with their trailer), chain continuity, and that each
 // base backup's archive lists its tables (pg_restore --list).
 func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID int64) (*VerifyReport, error) {
-	rep := &VerifyReport{}
-	chains, err := meta.ListChains(ctx, sourceID)
+	src, err := coverage.Load(ctx, meta, sourceID)
 	if err != nil {
 		return nil, err
 	}
-	bases, err := meta.ListBaseBackups(ctx, sourceID)
-	if err != nil {
-		return nil, err
-	}
-	segs, err := meta.ListSegments(ctx, sourceID, 0)
-	if err != nil {
-		return nil, err
-	}
-	rep.Coverage = coverage.Compute(chains, bases, segs)
+	bases, segs := src.Bases, src.Segments
+	rep := &VerifyReport{Coverage: src.Ranges}
 	restoreProg, perr := pgbin.Find(ctx, "pg_restore", 0)
 	for _, b := range bases {
 		if b.Status != store.BackupComplete {
