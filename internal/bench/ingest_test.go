@@ -23,14 +23,11 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/btfu/btfu/capture"
-	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/pgbin"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
-	"github.com/btfu/btfu/store/artifact/local"
-	"github.com/btfu/btfu/store/sqlite"
 )
 
 type workload struct {
@@ -95,12 +92,12 @@ func BenchmarkIngest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer src.Stop()
+	b.Cleanup(func() { src.Stop() }) // after the sources set up on it
 	sub, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sub.Stop()
+	b.Cleanup(func() { sub.Stop() })
 	var results []result
 	for _, w := range workloads {
 		results = append(results, runWorkload(b, src, sub, w))
@@ -150,25 +147,9 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	subC.Exec(b, subDB, strings.Join(ddl, "\n"))
 
 	// btfu: first base backup (creates the slot), then stop.
-	cfg, err := config.Parse("b.toml", []byte(fmt.Sprintf("[[source]]\nname = \"b\"\ndsn = %q\nsegment_max_size = \"64MiB\"\nreplica_identity_full = [\"public.pgbench_history\"]\n", src.DSN(db))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := &cfg.Sources[0]
-	rep, err := probe.Run(ctx, s, probe.Options{WALSample: time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := probe.Register(ctx, s, rep); err != nil {
-		b.Fatal(err)
-	}
-	meta, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "m.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer meta.Close()
-	arts, _ := local.New(b.TempDir())
-	srcRec, _ := meta.UpsertSource(ctx, store.Source{Name: "b"})
+	ce := capturetest.Setup(b, src, db, "segment_max_size = \"64MiB\"\nreplica_identity_full = [\"public.pgbench_history\"]")
+	s, meta, arts, pub := ce.Source, ce.Meta, ce.Arts, ce.Source.Publication
+	srcRec := store.Source{ID: ce.SourceID}
 	worker := func() *capture.Worker {
 		return &capture.Worker{Source: s, SourceID: srcRec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SpoolDir: b.TempDir(), SequenceInterval: time.Hour}
 	}
@@ -190,12 +171,12 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 
 	// pg_recvlogical's slot and the subscription's, created now, idle.
 	src.Exec(b, db, "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')")
-	subC.Exec(b, subDB, fmt.Sprintf("CREATE SUBSCRIPTION sub CONNECTION '%s' PUBLICATION btfu_b WITH (copy_data = false, enabled = false)", src.DSN(db)))
+	subC.Exec(b, subDB, fmt.Sprintf("CREATE SUBSCRIPTION sub CONNECTION '%s' PUBLICATION %s WITH (copy_data = false, enabled = false)", src.DSN(db), pub))
 
 	before := src.CurrentLSN(b)
 	w.load(b, src, db)
 	end := src.CurrentLSN(b)
-	changes := pgtest.QueryValue[int64](b, src, db, fmt.Sprintf("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('recv', '%s', NULL, 'proto_version', '1', 'publication_names', 'btfu_b') WHERE substr(data, 1, 1) IN ('I', 'U', 'D')", end))
+	changes := pgtest.QueryValue[int64](b, src, db, fmt.Sprintf("SELECT count(*) FROM pg_logical_slot_peek_binary_changes('recv', '%s', NULL, 'proto_version', '1', 'publication_names', '%s') WHERE substr(data, 1, 1) IN ('I', 'U', 'D')", end, pub))
 	_ = before
 
 	// btfu catches up.
@@ -240,7 +221,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	}
 	out := filepath.Join(b.TempDir(), "recv.out")
 	t0 = time.Now()
-	cmd := exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recv", "--start", "-o", "proto_version=1", "-o", "publication_names=btfu_b", "--endpos", end.String(), "-f", out, "--no-loop")
+	cmd := exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recv", "--start", "-o", "proto_version=1", "-o", "publication_names="+pub, "--endpos", end.String(), "-f", out, "--no-loop")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("pg_recvlogical: %v\n%s", err, o)
 	}
@@ -284,25 +265,9 @@ func lagUnderLoad(b *testing.B, src *pgtest.Cluster) (p50, p99 time.Duration, n 
 	ctx := context.Background()
 	db := src.CreateDB(b)
 	pgbench(b, src, db, "-i", "-q", "-s", "1")
-	cfg, err := config.Parse("b.toml", []byte(fmt.Sprintf("[[source]]\nname = \"lag\"\ndsn = %q\nreplica_identity_full = [\"public.pgbench_history\"]\n", src.DSN(db))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := &cfg.Sources[0]
-	rep, err := probe.Run(ctx, s, probe.Options{WALSample: time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := probe.Register(ctx, s, rep); err != nil {
-		b.Fatal(err)
-	}
-	meta, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "m.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer meta.Close()
-	arts, _ := local.New(b.TempDir())
-	rec, _ := meta.UpsertSource(ctx, store.Source{Name: "lag"})
+	ce := capturetest.Setup(b, src, db, "replica_identity_full = [\"public.pgbench_history\"]")
+	s, meta, arts := ce.Source, ce.Meta, ce.Arts
+	rec := store.Source{ID: ce.SourceID}
 	w := &capture.Worker{Source: s, SourceID: rec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SpoolDir: b.TempDir(), SequenceInterval: time.Hour}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
