@@ -86,6 +86,12 @@ func startStream(t *testing.T, db string, cfg Config) *harness {
 	go func() { h.done <- h.rcv.Run(rctx, h.events) }()
 	t.Cleanup(func() {
 		h.stop()
+		// The walsender lets go of the slot shortly after its connection closes.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if !pgtest.QueryValue[bool](t, source, "postgres", fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '%s' AND active)", slot)) {
+				break
+			}
+		}
 		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot('%s') FROM pg_replication_slots WHERE slot_name = '%s'", slot, slot))
 	})
 	return h
