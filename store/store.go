@@ -22,7 +22,7 @@ import (
 
 // SchemaVersion is the newest metadata schema this binary knows. A store
 // whose schema is newer is refused (ErrSchemaTooNew).
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	// ErrNotFound: the requested record does not exist.
@@ -47,6 +47,7 @@ type Store interface {
 	GetSource(ctx context.Context, name string) (Source, error)
 	ListSources(ctx context.Context) ([]Source, error)
 	SetSourceState(ctx context.Context, sourceID int64, state, lastError string) error
+	SetSourcePaused(ctx context.Context, sourceID int64, paused bool) error
 
 	// Chains: one per incarnation of the main slot. A chain starts at the
 	// slot's consistent point and ends when the slot is lost or dropped.
@@ -113,8 +114,11 @@ type Source struct {
 	PublicationName  string
 	State            string // streaming, paused, backing_up, error, stopped, new
 	LastError        string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// Paused: the user paused the source at run time (btfu pause, the
+	// TUI). config.toml's paused = true is the other way to pause.
+	Paused    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Chain is one uninterrupted stream from a slot. Coverage of a chain runs

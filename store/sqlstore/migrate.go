@@ -136,6 +136,10 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX events_source_idx ON @events (source_id, id)`,
 	},
+	// 2: a pause asked for at run time survives restarts.
+	{
+		`ALTER TABLE @sources ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE`,
+	},
 }
 
 // versionTable records one row per applied migration.

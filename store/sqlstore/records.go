@@ -17,11 +17,11 @@ import (
 
 // Sources.
 
-const sourceCols = `id, name, system_identifier, db_name, slot_name, publication_name, state, last_error, created_at, updated_at`
+const sourceCols = `id, name, system_identifier, db_name, slot_name, publication_name, state, last_error, created_at, updated_at, paused`
 
 func scanSource(r scanner) (s store.Source, err error) {
 	err = r.Scan(&s.ID, &s.Name, &s.SystemIdentifier, &s.Database, &s.SlotName, &s.PublicationName,
-		&s.State, &s.LastError, timeCol{&s.CreatedAt}, timeCol{&s.UpdatedAt})
+		&s.State, &s.LastError, timeCol{&s.CreatedAt}, timeCol{&s.UpdatedAt}, &s.Paused)
 	return s, err
 }
 
@@ -66,6 +66,13 @@ func (s *Store) SetSourceState(ctx context.Context, sourceID int64, state, lastE
 	return s.execOne(ctx, fmt.Sprintf("set state of source %d", sourceID),
 		`UPDATE @sources SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		state, lastError, tv(time.Now()), sourceID)
+}
+
+// SetSourcePaused records whether the user paused the source at run time
+// (btfu pause / the TUI); it survives restarts until resumed.
+func (s *Store) SetSourcePaused(ctx context.Context, sourceID int64, paused bool) error {
+	return s.execOne(ctx, fmt.Sprintf("set paused of source %d", sourceID),
+		`UPDATE @sources SET paused = ?, updated_at = ? WHERE id = ?`, paused, tv(time.Now()), sourceID)
 }
 
 // Chains.

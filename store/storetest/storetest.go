@@ -207,6 +207,18 @@ func testSources(t *testing.T, st store.Store) {
 	zeta, beta := newSource(t, st, "zeta"), newSource(t, st, "beta")
 	same(t, "sources by name", ids(must(st.ListSources(ctx))(t)), []int64{got.ID, beta.ID, zeta.ID})
 
+	ok(t, st.SetSourcePaused(ctx, got.ID, true))
+	if !must(st.GetSource(ctx, "app"))(t).Paused {
+		t.Error("SetSourcePaused(true) did not stick")
+	}
+	up2 := must(st.UpsertSource(ctx, store.Source{Name: "app", SystemIdentifier: "42", Database: "other", SlotName: "s2", PublicationName: "p2"}))(t)
+	if !up2.Paused {
+		t.Error("UpsertSource cleared a run-time pause")
+	}
+	ok(t, st.SetSourcePaused(ctx, got.ID, false))
+	if must(st.GetSource(ctx, "app"))(t).Paused {
+		t.Error("SetSourcePaused(false) did not stick")
+	}
 	ok(t, st.SetSourceState(ctx, got.ID, "error", "slot lost"))
 	s := must(st.GetSource(ctx, "app"))(t)
 	if s.State != "error" || s.LastError != "slot lost" {
