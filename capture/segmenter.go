@@ -34,6 +34,7 @@ type segmenter struct {
 	maxAge    time.Duration
 	ack       func(stream.LSN)
 	onStored  func(store.Segment)
+	onAdded   func(rawBytes int64) // one transaction written to the open segment
 
 	prevEnd  stream.LSN // end LSN of the chain's last stored segment (or its start)
 	cursor   stream.LSN // what has been acknowledged
@@ -68,8 +69,12 @@ func (s *segmenter) add(ctx context.Context, tx *stream.Tx) error {
 	if err := s.open(); err != nil {
 		return err
 	}
+	before := s.w.RawBytes()
 	if err := tx.WriteTo(s.w); err != nil {
 		return fmt.Errorf("write transaction %d to segment: %w", tx.Info.XID, err)
+	}
+	if s.onAdded != nil {
+		s.onAdded(s.w.RawBytes() - before)
 	}
 	s.idle = nil
 	if s.w.RawBytes() >= s.maxSize {

@@ -46,6 +46,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	status   Status
+	rcv      *stream.Receiver // the current stream, for the server's WAL end
 	backupMu sync.Mutex
 }
 
@@ -60,13 +61,27 @@ type Status struct {
 	SourceLSN  stream.LSN // the source's WAL position at the last sequence snapshot
 	SourceAt   time.Time
 	BackingUp  bool // a scheduled or on-demand base backup is running
+	// Received counts transactions and their uncompressed bytes written
+	// to segments by this run (stored or about to be): throughput.
+	Transactions  int64
+	ReceivedBytes int64
+	StoredBytes   int64 // compressed bytes of the segments stored by this run
+	// RetainedBytes is the WAL the source keeps for the main slot
+	// (current WAL position minus the slot's restart_lsn), -1 if unknown.
+	RetainedBytes int64
 }
 
 // Status returns the current status.
 func (w *Worker) Status() Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.status
+	st := w.status
+	if w.rcv != nil {
+		if end := w.rcv.ServerWALEnd(); end > st.SourceLSN {
+			st.SourceLSN, st.SourceAt = end, time.Now()
+		}
+	}
+	return st
 }
 
 func (w *Worker) setStatus(f func(*Status)) {
@@ -258,12 +273,27 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 		cfg.ProtoVersion, cfg.Streaming = 2, true
 	}
 	rcv := stream.New(repl, cfg)
+	w.mu.Lock()
+	w.rcv = rcv
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.rcv = nil
+		w.mu.Unlock()
+	}()
 	seg := &segmenter{
 		source: w.Source.Name, sourceID: w.SourceID, chain: chain, meta: w.Meta, artifacts: w.Artifacts,
 		spoolDir: spool, maxSize: int64(w.Source.SegmentMaxSize), maxAge: w.Source.SegmentMaxAge.D(),
 		ack: rcv.Ack, prevEnd: prevEnd, cursor: chain.CursorLSN,
 		onStored: func(s store.Segment) {
-			w.setStatus(func(st *Status) { st.Segments++; st.FlushedLSN, st.FlushedAt = s.EndLSN, s.LastCommitAt })
+			w.setStatus(func(st *Status) {
+				st.Segments++
+				st.StoredBytes += s.StoredBytes
+				st.FlushedLSN, st.FlushedAt = s.EndLSN, s.LastCommitAt
+			})
+		},
+		onAdded: func(n int64) {
+			w.setStatus(func(st *Status) { st.Transactions++; st.ReceivedBytes += n })
 		},
 	}
 	w.setStatus(func(s *Status) { s.ChainID, s.FlushedLSN, s.FlushedAt = chain.ID, chain.CursorLSN, chain.CursorTime })
@@ -407,6 +437,22 @@ func (w *Worker) BackupNow(ctx context.Context) (store.BaseBackup, error) {
 	return b, nil
 }
 
+// retainedWAL asks the source how much WAL the main slot holds back.
+func (w *Worker) retainedWAL(ctx context.Context) (int64, error) {
+	conn, err := probe.Connect(ctx, w.Source)
+	if err != nil {
+		return -1, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int64
+	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+		FROM pg_replication_slots WHERE slot_name = $1`, w.Source.Slot).Scan(&n)
+	if err != nil {
+		return -1, err
+	}
+	return n, nil
+}
+
 func orStarting(s string) string {
 	if s == "" {
 		return "starting"
@@ -425,6 +471,9 @@ func (w *Worker) sequences(ctx context.Context) {
 			w.Log.Warn("sequence snapshot failed", "err", err)
 		} else if err == nil {
 			w.setStatus(func(s *Status) { s.SourceLSN, s.SourceAt = snap.LSN, snap.TakenAt })
+		}
+		if n, err := w.retainedWAL(ctx); err == nil {
+			w.setStatus(func(s *Status) { s.RetainedBytes = n })
 		}
 		select {
 		case <-ctx.Done():

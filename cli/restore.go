@@ -10,14 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/logging"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
-	"github.com/btfu/btfu/store"
 )
 
 func restoreCommand() command {
@@ -35,7 +32,7 @@ func restoreCommand() command {
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			return func(env *Env, path string, args []string) error {
-				t, err := parseTarget(*at, *lsn, *latest)
+				t, err := restore.ParseTarget(*at, *lsn, *latest)
 				if err != nil {
 					return &ExitError{Code: 2, Err: err}
 				}
@@ -70,21 +67,10 @@ func restoreCommand() command {
 				if err != nil {
 					return err
 				}
-				job, _ := meta.StartJob(env.Ctx, store.Job{SourceID: rec.ID, Kind: "restore", StartedAt: time.Now(), Detail: t.String()})
 				log := logging.New(cfg.Log, env.Stderr)
-				sum, err := restore.Run(env.Ctx, meta, arts, rec.ID, plan, restore.Options{
-					TargetDSN: *targetDSN, SourceSystemID: rec.SystemIdentifier, SourceDatabase: rec.Database, Clean: *clean, Jobs: *jobs, Log: log,
-					Progress: progressPrinter(env, log),
+				sum, err := engine.Restore(env.Ctx, meta, arts, rec, plan, restore.Options{
+					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, Log: log, Progress: progressPrinter(env, log),
 				})
-				if err != nil && env.Ctx.Err() != nil {
-					err = fmt.Errorf("interrupted: the target is partial and must not be used; drop it and restore again (%w)", err)
-				}
-				status, errText := store.JobOK, ""
-				if err != nil {
-					status, errText = store.JobFailed, redact.String(err.Error())
-				}
-				detail := fmt.Sprintf("%s: %d transactions, %d rows, %d sequences", t, sum.Transactions, sum.Rows, sum.Sequences)
-				_ = meta.FinishJob(env.Ctx, job.ID, status, detail, errText, time.Now())
 				if err != nil {
 					return fmt.Errorf("restore failed: %w", err)
 				}
@@ -123,59 +109,6 @@ func progressPrinter(env *Env, log *slog.Logger) func(restore.Progress) {
 			fmt.Fprintln(env.Stderr)
 		}
 	}
-}
-
-var timeLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999Z07",
-	"2006-01-02 15:04:05.999999999 Z07:00",
-	"2006-01-02 15:04:05.999999999 MST",
-	"2006-01-02T15:04:05.999999999Z07",
-}
-
-// parseTime reads RFC 3339 and PostgreSQL's usual timestamptz forms; a
-// time without a zone is refused.
-func parseTime(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, l := range timeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			if strings.HasSuffix(l, "MST") && t.Location().String() != "UTC" && !strings.HasSuffix(s, "UTC") {
-				continue // an unknown abbreviation would be read as UTC silently
-			}
-			return t, nil
-		}
-	}
-	for _, l := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02 15:04"} {
-		if _, err := time.Parse(l, s); err == nil {
-			return time.Time{}, fmt.Errorf("--time %q has no time zone; add one, e.g. '%s+00' or '%sZ'", s, s, strings.Replace(s, " ", "T", 1))
-		}
-	}
-	return time.Time{}, fmt.Errorf("--time %q is not a time; write it like '2026-11-23 14:05:00+00' or 2026-11-23T14:05:00Z", s)
-}
-
-func parseTarget(at, lsn string, latest bool) (restore.Target, error) {
-	n := 0
-	for _, set := range []bool{at != "", lsn != "", latest} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
-		return restore.Target{}, errors.New("give exactly one of --time, --lsn or --latest")
-	}
-	switch {
-	case latest:
-		return restore.Target{Latest: true}, nil
-	case lsn != "":
-		l, err := pglogrepl.ParseLSN(lsn)
-		if err != nil {
-			return restore.Target{}, fmt.Errorf("--lsn %q is not an LSN; write it like 0/3000060", lsn)
-		}
-		return restore.Target{LSN: l}, nil
-	}
-	t, err := parseTime(at)
-	return restore.Target{Time: t}, err
 }
 
 func printPlan(w io.Writer, p *restore.Plan) {

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -38,6 +40,7 @@ func runCommand() command {
 						return err
 					}
 					defer eng.Close()
+					go eng.WatchConfig(env.Ctx, hangups(env.Ctx))
 					return eng.Run(env.Ctx)
 				}
 				if !isTerminal(env.Stdout) || !isTerminal(env.Stdin) {
@@ -56,6 +59,7 @@ func runCommand() command {
 				// The engine runs beside the TUI and stops when it quits,
 				// storing and acknowledging what it holds.
 				ctx, stop := context.WithCancel(env.Ctx)
+				go eng.WatchConfig(ctx, hangups(ctx))
 				done := make(chan error, 1)
 				go func() { done <- eng.Run(ctx) }()
 				tuiErr := tui.Run(ctx, eng)
@@ -67,6 +71,14 @@ func runCommand() command {
 			}
 		},
 	}
+}
+
+// hangups delivers SIGHUP (reload config.toml) until ctx ends.
+func hangups(ctx context.Context) <-chan os.Signal {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	context.AfterFunc(ctx, func() { signal.Stop(ch) })
+	return ch
 }
 
 func isTerminal(v any) bool {

@@ -115,6 +115,11 @@ type Source struct {
 	Paused         bool     `toml:"paused"`
 	PauseWALBudget ByteSize `toml:"pause_wal_budget"`
 
+	// MaxLag is the recovery point btfu promises: when the newest stored
+	// commit or keepalive is older than this, the source needs attention
+	// (TUI red line, /health 503).
+	MaxLag Duration `toml:"max_lag"`
+
 	// Password read from PasswordFile; overrides any password in DSN.
 	Password string `toml:"-"`
 }
@@ -133,6 +138,7 @@ const (
 	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)
 	DefaultS3PartSize      = ByteSize(16 << 20)
 	DefaultPauseWALBudget  = ByteSize(1 << 30)
+	DefaultMaxLag          = Duration(5 * 60 * 1e9)
 )
 
 // Problems is every problem found in a config file, each naming its key.
@@ -253,6 +259,9 @@ func (c *Config) applyDefaults() {
 		}
 		if s.PauseWALBudget == 0 {
 			s.PauseWALBudget = DefaultPauseWALBudget
+		}
+		if s.MaxLag == 0 {
+			s.MaxLag = DefaultMaxLag
 		}
 	}
 }

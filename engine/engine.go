@@ -14,18 +14,33 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 )
 
 // Engine owns the stores and the per-source state.
 type Engine struct {
-	cfg       *config.Config
 	log       *slog.Logger
 	meta      store.Store
 	artifacts artifact.Store
-	runners   map[string]*runner
+	events    broker
+
+	// ctl serialises commands that start or stop runners (pause, resume,
+	// reload); mu guards cfg and runners for readers.
+	ctl     sync.Mutex
+	mu      sync.Mutex
+	cfg     *config.Config
+	runners map[string]*runner
+	runCtx  context.Context // set while Run runs; runners start under it
+	hist    history
 }
+
+const (
+	levelInfo  = slog.LevelInfo
+	levelWarn  = slog.LevelWarn
+	levelError = slog.LevelError
+)
 
 // Open opens the metadata and artifact stores named in cfg and records the
 // configured sources in the metadata store.
@@ -43,7 +58,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Engine, e
 	for i := range cfg.Sources {
 		e.runners[cfg.Sources[i].Name] = &runner{cfg: &cfg.Sources[i]}
 	}
-	if err := e.syncSources(ctx); err != nil {
+	if err := e.syncSources(ctx, cfg); err != nil {
 		meta.Close()
 		return nil, err
 	}
@@ -56,14 +71,26 @@ func (e *Engine) Meta() store.Store { return e.meta }
 // Artifacts is the artifact store.
 func (e *Engine) Artifacts() artifact.Store { return e.artifacts }
 
-// Config is the configuration the engine runs with.
-func (e *Engine) Config() *config.Config { return e.cfg }
+// Config is the configuration the engine runs with (the newest one
+// applied by Reload).
+func (e *Engine) Config() *config.Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+func (e *Engine) runner(name string) (*runner, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.runners[name]
+	return r, ok
+}
 
 // syncSources creates metadata records for configured sources and keeps
 // their slot and publication names current. Sources removed from the
 // config keep their records (their backups stay restorable).
-func (e *Engine) syncSources(ctx context.Context) error {
-	for _, s := range e.cfg.Sources {
+func (e *Engine) syncSources(ctx context.Context, cfg *config.Config) error {
+	for _, s := range cfg.Sources {
 		existing, err := e.meta.GetSource(ctx, s.Name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -82,35 +109,99 @@ func (e *Engine) syncSources(ctx context.Context) error {
 	return nil
 }
 
-// Event records an engine event in the metadata store and the log.
+// Event records an engine event in the metadata store and the log, and
+// hands it to every subscriber. attrs["source"] names the source.
 func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, kind, msg string, attrs map[string]string) {
 	args := []any{"kind", kind}
 	for k, v := range attrs {
 		args = append(args, k, v)
 	}
 	e.log.Log(ctx, level, msg, args...)
+	now := time.Now()
+	e.events.publish(EventRecord{At: now, Source: attrs["source"], Level: level, Kind: kind, Message: redact.String(msg), Attrs: attrs})
 	lvl := map[slog.Level]string{slog.LevelDebug: "debug", slog.LevelInfo: "info", slog.LevelWarn: "warn", slog.LevelError: "error"}[level]
-	if _, err := e.meta.AddEvent(ctx, store.Event{SourceID: sourceID, At: time.Now(), Level: lvl, Kind: kind, Message: msg, Attrs: attrs}); err != nil {
+	if _, err := e.meta.AddEvent(context.WithoutCancel(ctx), store.Event{SourceID: sourceID, At: now, Level: lvl, Kind: kind, Message: msg, Attrs: attrs}); err != nil {
 		e.log.Warn("could not record event", "kind", kind, "err", err)
 	}
 }
 
 // Run runs every configured source until ctx is cancelled, then shuts
 // down cleanly: each source stores its open segment and acknowledges it.
+// Sources added, removed, paused or resumed while it runs start and stop
+// under the same context.
 func (e *Engine) Run(ctx context.Context) error {
-	e.Event(ctx, 0, slog.LevelInfo, "engine.started", fmt.Sprintf("btfu started with %d source(s)", len(e.cfg.Sources)),
-		map[string]string{"config": e.cfg.Path, "metadata": e.cfg.Metadata.Driver, "storage": e.artifacts.String()})
-	var wg sync.WaitGroup
+	cfg := e.Config()
+	e.Event(ctx, 0, slog.LevelInfo, "engine.started", fmt.Sprintf("btfu started with %d source(s)", len(cfg.Sources)),
+		map[string]string{"config": cfg.Path, "metadata": cfg.Metadata.Driver, "storage": e.artifacts.String()})
+	e.ctl.Lock()
+	e.mu.Lock()
+	e.runCtx = ctx
+	rs := make([]*runner, 0, len(e.runners))
 	for _, r := range e.runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.runSource(ctx, r)
-		}()
+		rs = append(rs, r)
 	}
-	wg.Wait()
+	e.mu.Unlock()
+	for _, r := range rs {
+		e.start(r)
+	}
+	e.ctl.Unlock()
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); e.sample(ctx) }()
+
+	<-ctx.Done()
+	e.ctl.Lock()
+	e.mu.Lock()
+	rs = rs[:0]
+	for _, r := range e.runners {
+		rs = append(rs, r)
+	}
+	e.mu.Unlock()
+	for _, r := range rs {
+		e.stop(r)
+	}
+	e.ctl.Unlock()
+	<-sampled
 	e.Event(context.WithoutCancel(ctx), 0, slog.LevelInfo, "engine.stopped", "btfu stopped", nil)
 	return nil
+}
+
+// start runs r under the engine's run context; callers hold ctl.
+func (e *Engine) start(r *runner) {
+	ctx, cancel := context.WithCancel(e.runCtx)
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.cancel, r.done = cancel, done
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		e.runSource(ctx, r)
+	}()
+}
+
+// stop cancels r and waits until it has stored and acknowledged what it
+// holds; callers hold ctl.
+func (e *Engine) stop(r *runner) {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.cancel, r.done = nil, nil
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// restart stops and starts r when the engine runs; callers hold ctl.
+func (e *Engine) restart(r *runner) {
+	e.mu.Lock()
+	running := e.runCtx != nil && e.runCtx.Err() == nil
+	e.mu.Unlock()
+	if !running {
+		return
+	}
+	e.stop(r)
+	e.start(r)
 }
 
 // Close releases the stores.

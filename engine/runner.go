@@ -31,6 +31,8 @@ type runner struct {
 	mu     sync.Mutex
 	worker *capture.Worker
 	next   time.Time // next scheduled base backup
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func (r *runner) getWorker() *capture.Worker {
@@ -58,7 +60,7 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 		e.log.Error("read source", "source", sc.Name, "err", err)
 		return
 	}
-	if sc.Paused {
+	if sc.Paused || src.Paused {
 		e.watchPaused(ctx, sc, src.ID)
 		return
 	}
@@ -67,6 +69,11 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 	r.mu.Lock()
 	r.worker = w
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.worker, r.next = nil, time.Time{}
+		r.mu.Unlock()
+	}()
 	if stop, err := e.schedule(r, w); err != nil {
 		e.Event(ctx, src.ID, slog.LevelError, "schedule.failed", err.Error(), map[string]string{"source": sc.Name})
 	} else {
@@ -78,8 +85,8 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 }
 
 func (e *Engine) spoolDir() string {
-	if e.cfg.Engine.SpoolDir != "" {
-		return e.cfg.Engine.SpoolDir
+	if d := e.Config().Engine.SpoolDir; d != "" {
+		return d
 	}
 	return os.TempDir()
 }
@@ -126,9 +133,9 @@ func (e *Engine) afterBackup(ctx context.Context, sc *config.Source, sourceID in
 
 // BackupNow takes a base backup of the named source now.
 func (e *Engine) BackupNow(ctx context.Context, name string) (store.BaseBackup, error) {
-	r, ok := e.runners[name]
+	r, ok := e.runner(name)
 	if !ok {
-		return store.BaseBackup{}, fmt.Errorf("no source %q", name)
+		return store.BaseBackup{}, fmt.Errorf("no source %q in %s", name, e.Config().Path)
 	}
 	w := r.getWorker()
 	if w == nil {

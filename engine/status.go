@@ -18,17 +18,42 @@ type Status struct {
 
 // SourceStatus describes one source.
 type SourceStatus struct {
-	Name        string          `json:"name"`
-	State       string          `json:"state"`
-	FlushedLSN  string          `json:"flushed_lsn"`
-	FlushedTime *time.Time      `json:"flushed_time"`
-	SourceLSN   string          `json:"source_lsn,omitempty"`
-	LagBytes    *int64          `json:"lag_bytes,omitempty"`
-	NextBackup  *time.Time      `json:"next_base_backup,omitempty"`
-	Coverage    []CoverageRange `json:"coverage"`
-	BaseBackups int             `json:"base_backups"`
-	Segments    int             `json:"segments"`
-	LastError   string          `json:"last_error"`
+	Name        string     `json:"name"`
+	State       string     `json:"state"`
+	Paused      bool       `json:"paused"`
+	FlushedLSN  string     `json:"flushed_lsn"`
+	FlushedTime *time.Time `json:"flushed_time"`
+	// RPOSeconds is the age of the newest stored commit or keepalive: what
+	// a failure right now would lose at most.
+	RPOSeconds    *float64        `json:"rpo_seconds,omitempty"`
+	MaxLagSeconds float64         `json:"max_lag_seconds"`
+	SourceLSN     string          `json:"source_lsn,omitempty"`
+	LagBytes      *int64          `json:"lag_bytes,omitempty"`
+	TxPerSec      float64         `json:"tx_per_sec"`
+	BytesPerSec   float64         `json:"bytes_per_sec"`
+	LagHistory    []int64         `json:"lag_history,omitempty"` // lag bytes, one per sample (2 s), oldest first
+	RetainedBytes *int64          `json:"retained_wal_bytes,omitempty"`
+	WALBudget     int64           `json:"wal_budget_bytes"`
+	LastBackup    *BackupInfo     `json:"last_base_backup,omitempty"`
+	NextBackup    *time.Time      `json:"next_base_backup,omitempty"`
+	Coverage      []CoverageRange `json:"coverage"`
+	BaseBackups   int             `json:"base_backups"`
+	Segments      int             `json:"segments"`
+	SegmentBytes  int64           `json:"segment_bytes"`
+	LastRestore   *RestoreRecord  `json:"last_restore,omitempty"`
+	LastError     string          `json:"last_error"`
+	// Attention, when set, is what the user must look at (the TUI's red
+	// line; /health fails).
+	Attention string `json:"attention,omitempty"`
+}
+
+// BackupInfo describes a completed base backup.
+type BackupInfo struct {
+	At       time.Time     `json:"at"`
+	Key      string        `json:"key"`
+	Bytes    int64         `json:"bytes"`
+	Duration time.Duration `json:"duration_ns"`
+	LSN      string        `json:"consistent_lsn"`
 }
 
 // CoverageRange is one restorable range.
@@ -42,9 +67,13 @@ type CoverageRange struct {
 // ReadStatus builds the status of every configured source from the
 // metadata store alone, so it works whether or not an engine is running.
 func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Status, error) {
+	if cfg == nil {
+		return Status{Sources: []SourceStatus{}}, nil
+	}
 	st := Status{Sources: []SourceStatus{}}
 	for _, sc := range cfg.Sources {
-		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{}}
+		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{},
+			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.PauseWALBudget), Paused: sc.Paused}
 		src, err := meta.GetSource(ctx, sc.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			ss.State = "new"
@@ -58,6 +87,10 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 			ss.State = src.State
 		}
 		ss.LastError = src.LastError
+		ss.Paused = ss.Paused || src.Paused
+		if ss.LastRestore, err = lastRestore(ctx, meta, src.ID); err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
 		cov, err := coverage.Load(ctx, meta, src.ID)
 		if err != nil {
 			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
@@ -65,40 +98,68 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 		for _, b := range cov.Bases {
 			if b.Status == store.BackupComplete {
 				ss.BaseBackups++
+				if ss.LastBackup == nil || b.FinishedAt.After(ss.LastBackup.At) {
+					ss.LastBackup = &BackupInfo{At: b.FinishedAt, Key: b.ArtifactKey, Bytes: b.SizeBytes, Duration: b.FinishedAt.Sub(b.StartedAt), LSN: b.ConsistentLSN.String()}
+				}
 			}
 		}
 		ss.Segments = len(cov.Segments)
+		for _, g := range cov.Segments {
+			ss.SegmentBytes += g.StoredBytes
+		}
 		for _, ch := range cov.Chains {
 			if ch.EndedAt.IsZero() {
 				ss.FlushedLSN = ch.CursorLSN.String()
 				if !ch.CursorTime.IsZero() {
 					t := ch.CursorTime
 					ss.FlushedTime = &t
+					rpo := time.Since(t).Seconds()
+					ss.RPOSeconds = &rpo
 				}
 			}
 		}
 		for _, r := range cov.Ranges {
 			ss.Coverage = append(ss.Coverage, CoverageRange{FromLSN: r.FromLSN.String(), ToLSN: r.ToLSN.String(), FromTime: r.FromTime, ToTime: r.ToTime})
 		}
+		ss.Attention = attention(ss)
 		st.Sources = append(st.Sources, ss)
 	}
 	return st, nil
+}
+
+// attention says what needs the user, most urgent first; "" when the
+// source is protected as configured.
+func attention(ss SourceStatus) string {
+	switch {
+	case ss.State == "error" || ss.State == "reconnecting":
+		return ss.State + ": " + ss.LastError
+	case ss.Paused:
+		return "paused: changes are not being captured"
+	case ss.BaseBackups == 0 && ss.State != "new":
+		return "no base backup yet: nothing is restorable"
+	case ss.RPOSeconds != nil && *ss.RPOSeconds > ss.MaxLagSeconds && ss.State != "stopped":
+		return fmt.Sprintf("newest stored change is %s old, over max_lag %s", time.Duration(*ss.RPOSeconds*1e9).Round(time.Second), time.Duration(ss.MaxLagSeconds*1e9))
+	case ss.RetainedBytes != nil && ss.WALBudget > 0 && *ss.RetainedBytes > ss.WALBudget:
+		return fmt.Sprintf("the slot holds %d MiB of WAL on the source, over its budget of %d MiB", *ss.RetainedBytes>>20, ss.WALBudget>>20)
+	}
+	return ""
 }
 
 // Status reads the status of every configured source, with what the
 // running workers know on top of the metadata: live state, the source's
 // WAL position and the lag behind it.
 func (e *Engine) Status(ctx context.Context) (Status, error) {
-	st, err := ReadStatus(ctx, e.meta, e.cfg)
+	st, err := ReadStatus(ctx, e.meta, e.Config())
 	if err != nil {
 		return st, err
 	}
 	for i := range st.Sources {
 		ss := &st.Sources[i]
-		r := e.runners[ss.Name]
+		r, _ := e.runner(ss.Name)
 		if r == nil {
 			continue
 		}
+		hist := e.hist.get(ss.Name)
 		r.mu.Lock()
 		next := r.next
 		r.mu.Unlock()
@@ -125,6 +186,19 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 			}
 			ss.LagBytes = &lag
 		}
+		if ws.RetainedBytes > 0 {
+			n := ws.RetainedBytes
+			ss.RetainedBytes = &n
+		}
+		if !ws.FlushedAt.IsZero() {
+			rpo := time.Since(ws.FlushedAt).Seconds()
+			ss.RPOSeconds = &rpo
+		}
+		ss.TxPerSec, ss.BytesPerSec = rates(hist, 30*time.Second)
+		for _, h := range hist {
+			ss.LagHistory = append(ss.LagHistory, h.LagBytes)
+		}
+		ss.Attention = attention(*ss)
 	}
 	return st, nil
 }

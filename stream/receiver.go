@@ -68,6 +68,9 @@ type Receiver struct {
 
 	acked    atomic.Uint64
 	received LSN // highest WAL position seen
+	// serverEnd is the server's WAL end from the newest message: the
+	// source's position, for lag. Read by other goroutines.
+	serverEnd atomic.Uint64
 
 	rels     map[uint32]*segment.Relation
 	types    map[[2]int64]string
@@ -227,6 +230,7 @@ func (r *Receiver) handleCopyData(ctx context.Context, data []byte, out chan<- E
 		if ka.ServerWALEnd > r.received {
 			r.received = ka.ServerWALEnd
 		}
+		r.noteServerEnd(ka.ServerWALEnd)
 		if r.cur == nil && len(r.streams) == 0 && !r.inStream {
 			return r.emit(ctx, out, Event{Idle: true, WALEnd: ka.ServerWALEnd, ServerTime: ka.ServerTime})
 		}
@@ -239,10 +243,21 @@ func (r *Receiver) handleCopyData(ctx context.Context, data []byte, out chan<- E
 		if xld.WALStart > r.received {
 			r.received = xld.WALStart
 		}
+		r.noteServerEnd(xld.ServerWALEnd)
 		return r.handleMessage(ctx, xld.WALData, out)
 	}
 	return nil
 }
+
+func (r *Receiver) noteServerEnd(l LSN) {
+	if uint64(l) > r.serverEnd.Load() {
+		r.serverEnd.Store(uint64(l))
+	}
+}
+
+// ServerWALEnd is the source's WAL end as of the newest message or
+// keepalive (0 before the first). Safe to call from any goroutine.
+func (r *Receiver) ServerWALEnd() LSN { return LSN(r.serverEnd.Load()) }
 
 // emit hands an event over, keeping the stream alive (status updates)
 // while the consumer is busy: backpressure never silences the receiver.

@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/btfu/btfu/config"
+)
+
+// Reload applies a new configuration while the engine runs: sources added
+// start, sources removed stop (their records and backups stay), sources
+// whose settings changed restart with the new ones (a stopping source
+// stores and acknowledges what it holds first). [metadata], [storage] and
+// [engine] changes need a restart; they are reported, not applied.
+func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
+	e.ctl.Lock()
+	defer e.ctl.Unlock()
+	old := e.Config()
+	if err := e.syncSources(ctx, cfg); err != nil {
+		return err
+	}
+	var needRestart []string
+	if !reflect.DeepEqual(old.Metadata, cfg.Metadata) {
+		needRestart = append(needRestart, "[metadata]")
+	}
+	if !reflect.DeepEqual(old.Storage, cfg.Storage) {
+		needRestart = append(needRestart, "[storage]")
+	}
+	if !reflect.DeepEqual(old.Engine, cfg.Engine) {
+		needRestart = append(needRestart, "[engine]")
+	}
+	// Keep what cannot change live.
+	cfg.Metadata, cfg.Storage, cfg.Engine = old.Metadata, old.Storage, old.Engine
+
+	e.mu.Lock()
+	running := e.runCtx != nil && e.runCtx.Err() == nil
+	e.mu.Unlock()
+	var added, removed, changed []string
+	next := map[string]*config.Source{}
+	for i := range cfg.Sources {
+		next[cfg.Sources[i].Name] = &cfg.Sources[i]
+	}
+	for name, r := range e.snapshotRunners() {
+		sc, keep := next[name]
+		switch {
+		case !keep:
+			removed = append(removed, name)
+			if running {
+				e.stop(r)
+			}
+			e.mu.Lock()
+			delete(e.runners, name)
+			e.mu.Unlock()
+		case !reflect.DeepEqual(*r.cfg, *sc):
+			changed = append(changed, name)
+			if running {
+				e.stop(r)
+			}
+			r.cfg = sc
+			if running {
+				e.start(r)
+			}
+		}
+	}
+	for name, sc := range next {
+		if _, ok := e.runner(name); ok {
+			continue
+		}
+		added = append(added, name)
+		r := &runner{cfg: sc}
+		e.mu.Lock()
+		e.runners[name] = r
+		e.mu.Unlock()
+		if running {
+			e.start(r)
+		}
+	}
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	msg := fmt.Sprintf("configuration reloaded from %s: %d added, %d removed, %d changed", cfg.Path, len(added), len(removed), len(changed))
+	e.Event(ctx, 0, levelInfo, "config.reloaded", msg, map[string]string{
+		"added": strings.Join(added, ","), "removed": strings.Join(removed, ","), "changed": strings.Join(changed, ","),
+	})
+	if len(needRestart) > 0 {
+		e.Event(ctx, 0, levelWarn, "config.restart_needed", fmt.Sprintf("changes to %s apply at the next start of btfu", strings.Join(needRestart, ", ")), nil)
+	}
+	return nil
+}
+
+func (e *Engine) snapshotRunners() map[string]*runner {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := make(map[string]*runner, len(e.runners))
+	for n, r := range e.runners {
+		m[n] = r
+	}
+	return m
+}
+
+// configPoll is how often WatchConfig looks at the file.
+var configPoll = 2 * time.Second
+
+// WatchConfig reloads the configuration file when its content changes or
+// when hup receives (SIGHUP). An invalid file keeps the running
+// configuration; the problem is reported as an event (the TUI's banner,
+// a headless log line) naming the key. It returns when ctx ends.
+func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
+	path := e.Config().Path
+	last := fileSum(path)
+	t := time.NewTicker(configPoll)
+	defer t.Stop()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			forced = true
+		case <-t.C:
+		}
+		sum := fileSum(path)
+		if sum == last && !forced {
+			continue
+		}
+		last = sum
+		cfg, err := config.Load(path)
+		if err != nil {
+			e.Event(ctx, 0, levelError, "config.invalid", fmt.Sprintf("%v; still running with the previous configuration", err), map[string]string{"config": path})
+			continue
+		}
+		if err := e.Reload(ctx, cfg); err != nil {
+			e.Event(ctx, 0, levelError, "config.reload_failed", err.Error(), map[string]string{"config": path})
+		}
+	}
+}
+
+func fileSum(path string) [32]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return [32]byte{}
+	}
+	return sha256.Sum256(b)
+}
