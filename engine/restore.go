@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
@@ -87,4 +88,19 @@ type RestoreRecord struct {
 	Status     string     `json:"status"`
 	Detail     string     `json:"detail"`
 	Error      string     `json:"error,omitempty"`
+}
+
+// Coverage returns the named source's chains, base backups, segments and
+// restorable ranges (the TUI's timeline, the control API).
+func (e *Engine) Coverage(ctx context.Context, name string) (coverage.Source, error) {
+	src, err := e.meta.GetSource(ctx, name)
+	if err != nil {
+		return coverage.Source{}, err
+	}
+	return coverage.Load(ctx, e.meta, src.ID)
+}
+
+// SourceRecord is the named source's metadata record.
+func (e *Engine) SourceRecord(ctx context.Context, name string) (store.Source, error) {
+	return e.meta.GetSource(ctx, name)
 }
