@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,34 @@ const batchTxs = 500
 // pipelineDepth is how many statements are sent in one round trip
 // (pgx.Batch, in order); their results are checked one by one.
 const pipelineDepth = 1000
+
+// copyMin is the shortest run of inserts into one table (same column set)
+// sent with COPY instead of pipelined INSERTs; copyChunk bounds the COPY
+// data held in memory before it is sent.
+const (
+	copyMin   = 8
+	copyChunk = 4 << 20
+)
+
+// insertRun collects consecutive inserts into one table with the same
+// columns. Anything else (another table, an UPDATE, DDL, the end of the
+// target transaction) ends the run first, so order is kept.
+type insertRun struct {
+	key     string // table and column list
+	table   string // schema.name, for messages
+	copySQL string
+	rows    int         // in the current chunk
+	lsn     segment.LSN // of the first row in the current chunk
+	buf     bytes.Buffer
+	copying bool     // a chunk was sent with COPY
+	stmts   []insert // while the run is shorter than copyMin
+}
+
+type insert struct {
+	lsn  segment.LSN
+	sql  string
+	args []any
+}
 
 // queued is a statement waiting in the pipeline, with what an error must
 // name.
@@ -41,8 +70,10 @@ type replayer struct {
 	done    bool // the target was reached
 
 	txs, rows int64
+	copied    int64 // rows sent with COPY
 	batch     *pgx.Batch
 	pending   []queued
+	run       *insertRun
 	// per transaction
 	cur        *segment.Record
 	skip       bool
@@ -151,10 +182,17 @@ func (p *replayer) beyond(begin *segment.Record) bool {
 
 // queue adds a statement to the pipeline, sending it when full.
 func (p *replayer) queue(ctx context.Context, q queued, sql string, args ...any) error {
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	q.lsn = p.cur.LSN()
+	return p.queueAt(ctx, q, sql, args...)
+}
+
+func (p *replayer) queueAt(ctx context.Context, q queued, sql string, args ...any) error {
 	if p.batch == nil {
 		p.batch = &pgx.Batch{}
 	}
-	q.lsn = p.cur.LSN()
 	p.batch.Queue(sql, args...)
 	p.pending = append(p.pending, q)
 	if len(p.pending) >= pipelineDepth {
@@ -167,6 +205,9 @@ func (p *replayer) queue(ctx context.Context, q queued, sql string, args ...any)
 // first (the pipeline prepares its statements before running any), then
 // the statement alone.
 func (p *replayer) execNow(ctx context.Context, what, sql string, args ...any) error {
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
 	if err := p.send(ctx); err != nil {
 		return err
 	}
@@ -206,6 +247,9 @@ func (p *replayer) flush(ctx context.Context) error {
 	if p.tx == nil {
 		return nil
 	}
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
 	if err := p.send(ctx); err != nil {
 		return err
 	}
@@ -243,9 +287,8 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			args = append(args, arg(v))
 			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
 		}
-		sql := "INSERT INTO " + table(rel) + " (" + strings.Join(cols, ", ") + ") OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(vals, ", ") + ")"
 		p.rows++
-		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, what: "INSERT"}, sql, args...)
+		return p.insert(ctx, rel, rec, cols, vals, args)
 	case segment.TypeUpdate, segment.TypeDelete:
 		rel := r.Relation(rec.RelOID)
 		if rel == nil {
@@ -385,6 +428,125 @@ func (p *replayer) where(rel *segment.Relation, rec *segment.Record, args *[]any
 		k = k[:200] + "…"
 	}
 	return w, k
+}
+
+// insert adds a row to the current run of inserts, starting a new run
+// when the table or the column set differs.
+func (p *replayer) insert(ctx context.Context, rel *segment.Relation, rec *segment.Record, cols, vals []string, args []any) error {
+	colList := strings.Join(cols, ", ")
+	key := table(rel) + " (" + colList + ")"
+	if p.run != nil && p.run.key != key {
+		if err := p.endRun(ctx); err != nil {
+			return err
+		}
+	}
+	if p.run == nil {
+		p.run = &insertRun{key: key, table: rel.Schema + "." + rel.Name, copySQL: "COPY " + key + " FROM STDIN"}
+	}
+	r := p.run
+	if r.rows == 0 {
+		r.lsn = p.cur.LSN()
+	}
+	r.rows++
+	first := true
+	for i := range rel.Columns {
+		v := rec.New[i]
+		if v.Kind == segment.Unchanged {
+			continue
+		}
+		if !first {
+			r.buf.WriteByte('\t')
+		}
+		first = false
+		if v.Kind == segment.Null {
+			r.buf.WriteString(`\N`)
+		} else {
+			copyEscape(&r.buf, v.Text)
+		}
+	}
+	r.buf.WriteByte('\n')
+	if !r.copying {
+		if len(r.stmts) < copyMin {
+			r.stmts = append(r.stmts, insert{lsn: p.cur.LSN(), args: args,
+				sql: "INSERT INTO " + key + " OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(vals, ", ") + ")"})
+		} else {
+			r.stmts = nil
+			r.copying = true
+		}
+	}
+	if r.copying && r.buf.Len() >= copyChunk {
+		return p.copyChunk(ctx)
+	}
+	return nil
+}
+
+// endRun sends the current run of inserts: pipelined INSERTs when it is
+// short, COPY otherwise.
+func (p *replayer) endRun(ctx context.Context) error {
+	r := p.run
+	if r == nil {
+		return nil
+	}
+	if !r.copying {
+		p.run = nil
+		for _, st := range r.stmts {
+			if err := p.queueAt(ctx, queued{table: r.table, what: "INSERT", lsn: st.lsn}, st.sql, st.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := p.copyChunk(ctx)
+	p.run = nil
+	return err
+}
+
+// copyChunk sends the statements queued before the run, then the run's
+// rows with COPY, and checks that every row arrived.
+func (p *replayer) copyChunk(ctx context.Context) error {
+	r := p.run
+	if r.rows == 0 {
+		return nil
+	}
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	rows := r.rows
+	tag, err := p.tx.Conn().PgConn().CopyFrom(ctx, &r.buf, r.copySQL)
+	if err != nil {
+		return &ReplayError{LSN: r.lsn, Table: r.table, Err: fmt.Errorf("COPY of %d inserted rows starting at this transaction: %w", rows, err)}
+	}
+	if tag.RowsAffected() != int64(rows) {
+		return &ReplayError{LSN: r.lsn, Table: r.table, Err: fmt.Errorf("COPY stored %d rows, want %d", tag.RowsAffected(), rows)}
+	}
+	p.copied += int64(rows)
+	r.buf.Reset()
+	r.rows = 0
+	return nil
+}
+
+// copyEscape writes s in COPY's text format.
+func copyEscape(b *bytes.Buffer, s string) {
+	start := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '\\':
+			esc = `\\`
+		case '\n':
+			esc = `\n`
+		case '\r':
+			esc = `\r`
+		case '\t':
+			esc = `\t`
+		default:
+			continue
+		}
+		b.WriteString(s[start:i])
+		b.WriteString(esc)
+		start = i + 1
+	}
+	b.WriteString(s[start:])
 }
 
 func arg(v segment.Value) any {

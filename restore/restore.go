@@ -49,6 +49,7 @@ type Summary struct {
 	Base         store.BaseBackup
 	Transactions int64
 	Rows         int64
+	CopiedRows   int64 // of Rows, inserted with COPY (runs of inserts into one table)
 	Sequences    int
 	Took         time.Duration
 }
@@ -134,7 +135,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := p.flush(ctx); err != nil {
 		return sum, fmt.Errorf("commit replay: %w", err)
 	}
-	sum.Transactions, sum.Rows = p.txs, p.rows
+	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
 	n, err := setSequences(ctx, conn, meta, sourceID, plan)
