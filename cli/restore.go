@@ -28,7 +28,7 @@ func restoreCommand() command {
 			lsn := fs.String("lsn", "", "restore every transaction ending at or before this LSN, e.g. 0/3000060")
 			latest := fs.Bool("latest", false, "restore everything stored")
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")
-			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (reserved)")
+			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			return func(env *Env, path string, args []string) error {

@@ -2,8 +2,16 @@ package restore
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/btfu/btfu/segment"
 )
 
 func TestCopyEscape(t *testing.T) {
@@ -59,5 +67,133 @@ func TestInsertRunsKeepOrderAndValues(t *testing.T) {
 	}
 	if strings.Contains(got["items"], "empty") {
 		t.Error("items restored empty")
+	}
+
+	// The same with parallel pg_restore.
+	plan, err := MakePlan(context.Background(), e.meta, e.id, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db2 := target.CreateDB(t)
+	if _, err := Run(context.Background(), e.meta, e.arts, e.id, plan, Options{TargetDSN: target.DSN(db2), Jobs: 2, TempDir: t.TempDir()}); err != nil {
+		t.Fatalf("restore with --jobs 2: %v", err)
+	}
+	if got2 := contentHash(t, target, db2); fmt.Sprint(got2) != fmt.Sprint(got) {
+		t.Error("restore with --jobs 2 differs")
+	}
+}
+
+// An UPDATE or DELETE that matches no row on the target means the target
+// diverged from the source: replay stops and names the transaction, the
+// table and the key instead of going on silently (DESIGN 4.5).
+func TestChangeMatchingNoRowStopsWithLSNTableAndKey(t *testing.T) {
+	ctx := context.Background()
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one')")
+	rel := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "name", Type: "text"}}}
+	for _, tc := range []struct {
+		name string
+		rec  segment.Record
+	}{
+		{"update", segment.Record{T: segment.TypeUpdate, RelOID: rel.OID, New: []segment.Value{segment.TextValue("42"), segment.TextValue("x")}}},
+		{"delete", segment.Record{T: segment.TypeDelete, RelOID: rel.OID, OldKind: "K", Old: []segment.Value{segment.TextValue("42"), {Kind: segment.Null}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			w, err := segment.NewWriter(&buf, segment.Header{Format: 1, Source: "app", ChainID: 1}, zstd.SpeedFastest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+			ok := func(err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			ok(w.BeginTx(segment.TxInfo{XID: 7, CommitLSN: 0x3000060, EndLSN: 0x3000090, CommitTime: at, Changes: 1}))
+			rec := tc.rec
+			ok(w.WriteChange(&rec, rel))
+			ok(w.CommitTx())
+			_, err = w.Close()
+			ok(err)
+			r, err := segment.NewReader(&buf)
+			ok(err)
+			defer r.Close()
+			conn := target.Connect(t, db)
+			p := &replayer{conn: conn, target: Target{Latest: true}}
+			err = p.segment(ctx, r)
+			if err == nil {
+				err = p.flush(ctx)
+			}
+			var re *ReplayError
+			if !errors.As(err, &re) {
+				t.Fatalf("replay of a change matching no row: %v", err)
+			}
+			for _, want := range []string{"0/3000060", "public.items", "id=42", "affected 0 rows, want exactly 1"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// Transactions running while a later base backup is taken commit on both
+// sides of its consistent point; a restore from that base applies each
+// exactly once (DESIGN 1.3).
+func TestTransactionsStraddlingABaseBackupAreAppliedOnce(t *testing.T) {
+	e := capturing(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 4)
+	for w := range 3 {
+		go func() {
+			conn := source.Connect(t, e.db)
+			for i := 0; ctx.Err() == nil; i++ {
+				// Long transactions with a change before and after a pause
+				// straddle whatever consistent point falls meanwhile.
+				_, err := conn.Exec(ctx, fmt.Sprintf(`BEGIN;
+					INSERT INTO items(name, qty) VALUES ('w%d-%d-a', %d);
+					UPDATE items SET qty = qty + 1 WHERE id = (SELECT max(id) FROM items);
+					SELECT pg_sleep(0.05);
+					INSERT INTO items(name, qty) VALUES ('w%d-%d-b', %d);
+					DELETE FROM items WHERE id = (SELECT min(id) FROM items WHERE name LIKE 'w%d-%%-a');
+					COMMIT`, w, i, i, w, i, i, w))
+				if err != nil && ctx.Err() == nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	b, err := e.w.BackupNow(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	m := e.mark(t, "after the second base")
+	e.waitStored(t, m)
+	plan, err := MakePlan(context.Background(), e.meta, e.id, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Base.ID != b.ID {
+		t.Fatalf("plan uses base %s, want the one taken under load (%s)", plan.Base.ArtifactKey, b.ArtifactKey)
+	}
+	db := target.CreateDB(t)
+	if _, err := Run(context.Background(), e.meta, e.arts, e.id, plan, Options{TargetDSN: target.DSN(db)}); err != nil {
+		t.Fatal(err)
+	}
+	got := contentHash(t, target, db)
+	if got["items"] != m.hash["items"] {
+		t.Fatal("items differs from the source: a transaction around the base's consistent point was lost or applied twice")
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,8 +30,9 @@ type Options struct {
 	// into it is refused (DESIGN 4.4).
 	SourceSystemID string
 	SourceDatabase string
-	Clean          bool // allow a non-empty target: its user tables are dropped first by pg_restore --clean
-	Jobs           int
+	Clean          bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
+	Jobs           int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
+	TempDir        string // "" for the system's
 	Log            *slog.Logger
 	// Progress, if set, is called at each phase and after each segment.
 	Progress func(Progress)
@@ -181,8 +185,26 @@ func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Option
 	if opts.Clean {
 		args = append(args, "--clean", "--if-exists")
 	}
+	var in io.Reader = rc
+	if opts.Jobs > 1 {
+		// Parallel pg_restore needs a seekable archive: a local copy.
+		f, err := os.CreateTemp(opts.TempDir, "btfu-restore-*.dump")
+		if err != nil {
+			return fmt.Errorf("local copy of the base backup for --jobs: %w", err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		if _, err := io.Copy(f, rc); err != nil {
+			return fmt.Errorf("local copy of the base backup for --jobs (in %s; set TMPDIR to a larger disk): %w", filepath.Dir(f.Name()), err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		args = append(args, "--jobs", strconv.Itoa(opts.Jobs), f.Name())
+		in = nil
+	}
 	cmd := exec.CommandContext(ctx, prog.Path, args...)
-	cmd.Stdin = rc
+	cmd.Stdin = in
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
@@ -48,6 +49,7 @@ type env struct {
 	arts artifact.Store
 	id   int64
 	src  *config.Source
+	w    *capture.Worker
 	stop func()
 }
 
@@ -71,7 +73,7 @@ func capturing(t *testing.T) *env {
 			t.Fatal("not streaming")
 		}
 	}
-	e := &env{db: db, meta: meta, arts: arts, id: rec.ID, src: src}
+	e := &env{db: db, meta: meta, arts: arts, id: rec.ID, src: src, w: w}
 	e.stop = func() { cancel(); <-done }
 	t.Cleanup(func() { e.stop() })
 	return e
