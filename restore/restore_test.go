@@ -16,6 +16,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/internal/s3test"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/local"
@@ -23,7 +24,20 @@ import (
 
 var source, target *pgtest.Cluster
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source, &target)) }
+var s3srv *s3test.Server
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		srv, err := s3test.Start()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer srv.Stop()
+		s3srv = srv
+		return pgtest.Main(m, &source, &target)
+	}())
+}
 
 var tables = []string{"items", "tags", "toasty"}
 
@@ -53,7 +67,10 @@ type env struct {
 	stop func()
 }
 
-func capturing(t *testing.T) *env {
+func capturing(t *testing.T) *env { return capturingTo(t, nil) }
+
+// capturingTo captures into arts (nil: a local directory).
+func capturingTo(t *testing.T, arts artifact.Store) *env {
 	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
@@ -61,6 +78,9 @@ func capturing(t *testing.T) *env {
 		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int);
 		INSERT INTO items(name, qty) VALUES ('before', 1)`)
 	ce := capturetest.Setup(t, source, db, `segment_max_age = "200ms"`)
+	if arts != nil {
+		ce.Arts = arts
+	}
 	meta, arts, src := ce.Meta, ce.Arts, ce.Source
 	rec := store.Source{ID: ce.SourceID}
 	w := ce.Worker(t)
