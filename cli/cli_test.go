@@ -397,4 +397,28 @@ func TestRestoreCommand(t *testing.T) {
 	if r := btfu(t, dir, "verify"); r.code != 0 || !strings.Contains(r.stdout, "all artifacts verified") || !strings.Contains(r.stdout, "restorable ") {
 		t.Fatalf("verify: %d %s", r.code, r.all())
 	}
+
+	// The restore test: the latest state into a scratch database, row
+	// counts compared with the (now quiet) source.
+	lsn := source.CurrentLSN(t)
+	for {
+		if r := btfu(t, dir, "restore", "--lsn", lsn.String(), "--dry-run"); r.code == 0 {
+			break
+		}
+		if time.Now().After(deadline.Add(60 * time.Second)) {
+			t.Fatal("coverage never reached the delete")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	scratch := source.CreateDB(t)
+	r = btfu(t, dir, "verify", "--restore-test", source.DSN(scratch))
+	if r.code != 0 || !strings.Contains(r.stdout, "restore test passed: 1 table(s) match the source") || !strings.Contains(r.stdout, "public.orders") {
+		t.Fatalf("verify --restore-test: %d %s", r.code, r.all())
+	}
+	if n := pgtest.QueryValue[int64](t, source, scratch, "SELECT count(*) FROM orders"); n != 5 {
+		t.Fatalf("restore test left %d rows, want 5", n)
+	}
+	if r := btfu(t, dir, "verify", "--restore-test", source.DSN(scratch)); r.code != 1 || !strings.Contains(r.stderr, "not empty") {
+		t.Fatalf("restore test into a non-empty database: %d %s", r.code, r.all())
+	}
 }

@@ -1,13 +1,20 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/logging"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/store/artifact"
 )
 
 func verifyCommand() command {
@@ -16,6 +23,7 @@ func verifyCommand() command {
 		summary: "check every stored artifact of a source (checksums, readability, chain continuity, pg_restore --list) and show coverage; exits 1 on any problem",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			restoreTest := fs.String("restore-test", "", "also restore the latest state into this EMPTY scratch database and compare row counts per table with the source")
 			return func(env *Env, path string, args []string) error {
 				st, err := openStored(env, path, *name, args)
 				if err != nil {
@@ -42,8 +50,62 @@ func verifyCommand() command {
 					return &ExitError{Code: 1, Err: fmt.Errorf("%d problem(s) found", len(rep.Problems))}
 				}
 				fmt.Fprintln(env.Stdout, "all artifacts verified")
-				return nil
+				if *restoreTest == "" {
+					return nil
+				}
+				return restoreTestRun(env, st, arts, *restoreTest)
 			}
 		},
 	}
+}
+
+// restoreTestRun restores the latest stored state into dsn and compares
+// row counts per published table with the source now.
+func restoreTestRun(env *Env, st *stored, arts artifact.Store, dsn string) error {
+	plan, err := restore.MakePlan(env.Ctx, st.meta, st.rec.ID, restore.Target{Latest: true})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "restore test: restoring the latest stored state (up to %s) into %s\n", plan.Range.ToLSN, redact.DSN(dsn))
+	log := logging.New(st.cfg.Log, env.Stderr)
+	sum, err := engine.Restore(env.Ctx, st.meta, arts, st.rec, plan, restore.Options{TargetDSN: dsn, Log: log})
+	if err != nil {
+		return &ExitError{Code: 1, Err: fmt.Errorf("restore test failed: %w", err)}
+	}
+	fmt.Fprintf(env.Stdout, "restore test: %d transactions, %d rows replayed in %s\n", sum.Transactions, sum.Rows, sum.Took.Round(time.Millisecond))
+	srcConn, err := probe.Connect(env.Ctx, st.src)
+	if err != nil {
+		return err
+	}
+	defer srcConn.Close(context.WithoutCancel(env.Ctx))
+	tgtConn, err := pgx.Connect(env.Ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to the scratch database: %s", redact.String(err.Error()))
+	}
+	defer tgtConn.Close(context.WithoutCancel(env.Ctx))
+	counts, err := restore.CompareCounts(env.Ctx, srcConn, tgtConn, st.src.Publication)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tSOURCE NOW\tRESTORED\t")
+	bad := 0
+	for _, c := range counts {
+		mark := "ok"
+		restored := fmt.Sprint(c.Target)
+		if c.Target < 0 {
+			restored, mark = "missing", "DIFFERS"
+			bad++
+		} else if c.Target != c.Source {
+			mark = "DIFFERS"
+			bad++
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", c.Table, c.Source, restored, mark)
+	}
+	tw.Flush()
+	if bad > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("restore test: %d of %d table(s) differ from the source (on a busy source, changes made after %s explain a difference; run it again when the source is quiet)", bad, len(counts), plan.Range.ToLSN)}
+	}
+	fmt.Fprintf(env.Stdout, "restore test passed: %d table(s) match the source\n", len(counts))
+	return nil
 }
