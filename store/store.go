@@ -22,7 +22,7 @@ import (
 
 // SchemaVersion is the newest metadata schema this binary knows. A store
 // whose schema is newer is refused (ErrSchemaTooNew).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	// ErrNotFound: the requested record does not exist.
@@ -88,6 +88,12 @@ type Store interface {
 	// included.
 	ListSequenceSnapshots(ctx context.Context, sourceID int64) ([]SequenceSnapshot, error)
 	DeleteSequenceSnapshotsBefore(ctx context.Context, sourceID int64, before time.Time) (int64, error)
+
+	// Table coverage: tables added to an explicit-list publication after
+	// the source was registered are covered from FromLSN on; a restore
+	// from a base backup older than that leaves them out and says so.
+	AddTableCoverage(ctx context.Context, c TableCoverage) (TableCoverage, error)
+	ListTableCoverage(ctx context.Context, sourceID int64) ([]TableCoverage, error)
 
 	// Job runs (base backups, retention, verification, restores).
 	StartJob(ctx context.Context, j Job) (Job, error)
@@ -191,6 +197,15 @@ type SchemaSnapshot struct {
 	ArtifactKey string
 	SizeBytes   int64
 	SHA256      string
+}
+
+// TableCoverage records when a table joined the publication.
+type TableCoverage struct {
+	ID       int64
+	SourceID int64
+	Table    string        // schema.table, as pgoutput names it
+	FromLSN  pglogrepl.LSN // WAL position after the table was added
+	AddedAt  time.Time
 }
 
 // SequenceSnapshot is every sequence's state at one moment.

@@ -140,6 +140,17 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE @sources ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE`,
 	},
+	// 3: tables added to an explicit-list publication after registration.
+	{
+		`CREATE TABLE @table_coverage (
+			id {{id}},
+			source_id BIGINT NOT NULL REFERENCES @sources (id),
+			table_name TEXT NOT NULL,
+			from_lsn BIGINT NOT NULL,
+			added_at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX table_coverage_source_idx ON @table_coverage (source_id, id)`,
+	},
 }
 
 // versionTable records one row per applied migration.

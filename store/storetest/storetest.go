@@ -216,6 +216,8 @@ func testSources(t *testing.T, st store.Store) {
 		t.Error("UpsertSource cleared a run-time pause")
 	}
 	ok(t, st.SetSourcePaused(ctx, got.ID, false))
+	tc := must(st.AddTableCoverage(ctx, store.TableCoverage{SourceID: got.ID, Table: "public.late", FromLSN: 0x3000060, AddedAt: at(5)}))(t)
+	same(t, "table coverage", must(st.ListTableCoverage(ctx, got.ID))(t), []store.TableCoverage{tc})
 	if must(st.GetSource(ctx, "app"))(t).Paused {
 		t.Error("SetSourcePaused(false) did not stick")
 	}
