@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +44,17 @@ type Worker struct {
 	// AfterBackup, if set, runs after each successful base backup
 	// (retention).
 	AfterBackup func(ctx context.Context, b store.BaseBackup)
+	// Notify, if set, receives events the user should see (tables added
+	// to the publication, tables that could not be).
+	Notify func(ctx context.Context, level slog.Level, kind, msg string)
+	// BackupOnStart, when not empty, says why a base backup is due as soon
+	// as the worker streams (tables added while btfu was not running).
+	BackupOnStart string
 
 	mu       sync.Mutex
 	status   Status
+	warned   map[string]bool  // tables already reported as not addable
+	bg       sync.WaitGroup   // base backups started by the worker itself
 	rcv      *stream.Receiver // the current stream, for the server's WAL end
 	backupMu sync.Mutex
 }
@@ -122,6 +131,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
 		stopSeq()
 		<-seqDone
+		w.bg.Wait()
 		// A last sequence snapshot at clean shutdown.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -129,6 +139,23 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.Log.Warn("sequence snapshot at shutdown failed", "err", err)
 		}
 	}()
+
+	if w.BackupOnStart != "" {
+		w.bg.Add(1)
+		go func() {
+			defer w.bg.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for w.Status().State != "streaming" {
+				select {
+				case <-seqCtx.Done():
+					return
+				case <-t.C:
+				}
+			}
+			w.backupSoon(seqCtx, w.BackupOnStart)
+		}()
+	}
 
 	backoff := w.MinBackoff
 	for {
@@ -437,6 +464,78 @@ func (w *Worker) BackupNow(ctx context.Context) (store.BaseBackup, error) {
 	return b, nil
 }
 
+// addNewTables adds tables created since registration to an explicit-list
+// publication and records from which LSN they are covered; a base backup
+// then makes them restorable from there on (restores from older bases
+// leave them out and say so).
+func (w *Worker) addNewTables(ctx context.Context) {
+	if w.Status().State != "streaming" {
+		return // no chain yet: the first base backup covers every table
+	}
+	nt, err := probe.AddNewTables(ctx, w.Source)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.Log.Warn("could not check for new tables", "err", err)
+		}
+		return
+	}
+	notify := func(level slog.Level, kind, msg string) {
+		w.Log.Log(ctx, level, msg, "kind", kind)
+		if w.Notify != nil {
+			w.Notify(ctx, level, kind, msg)
+		}
+	}
+	w.mu.Lock()
+	if w.warned == nil {
+		w.warned = map[string]bool{}
+	}
+	var fresh []string
+	for _, t := range nt.Undecided {
+		if !w.warned[t] {
+			w.warned[t] = true
+			fresh = append(fresh, t)
+		}
+	}
+	var freshNotOwned []string
+	for _, t := range nt.NotOwned {
+		if !w.warned[t] {
+			w.warned[t] = true
+			freshNotOwned = append(freshNotOwned, t)
+		}
+	}
+	w.mu.Unlock()
+	if len(fresh) > 0 {
+		notify(slog.LevelWarn, "publication.table_undecided", fmt.Sprintf("new table(s) %s have no primary key or replica identity: not backed up; add them to replica_identity_full or exclude_tables in source %s", strings.Join(fresh, ", "), w.Source.Name))
+	}
+	if len(freshNotOwned) > 0 {
+		notify(slog.LevelWarn, "publication.table_not_owned", fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
+	}
+	if len(nt.Added) == 0 {
+		return
+	}
+	for _, t := range nt.Added {
+		if _, err := w.Meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: w.SourceID, Table: t, FromLSN: nt.LSN, AddedAt: time.Now()}); err != nil {
+			w.Log.Warn("could not record table coverage", "table", t, "err", err)
+		}
+	}
+	notify(slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
+	w.backupSoon(ctx, "new tables")
+}
+
+// backupSoon takes a base backup in the background; Run waits for it.
+func (w *Worker) backupSoon(ctx context.Context, why string) {
+	w.bg.Add(1)
+	go func() {
+		defer w.bg.Done()
+		if _, err := w.BackupNow(ctx); err != nil && ctx.Err() == nil {
+			w.Log.Error("base backup failed", "why", why, "err", err)
+			if w.Notify != nil {
+				w.Notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed: %v", why, err))
+			}
+		}
+	}()
+}
+
 // retainedWAL asks the source how much WAL the main slot holds back.
 func (w *Worker) retainedWAL(ctx context.Context) (int64, error) {
 	conn, err := probe.Connect(ctx, w.Source)
@@ -475,6 +574,7 @@ func (w *Worker) sequences(ctx context.Context) {
 		if n, err := w.retainedWAL(ctx); err == nil {
 			w.setStatus(func(s *Status) { s.RetainedBytes = n })
 		}
+		w.addNewTables(ctx)
 		select {
 		case <-ctx.Done():
 			return

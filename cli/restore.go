@@ -76,6 +76,12 @@ func restoreCommand() command {
 				}
 				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s)\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
 					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
+				if len(sum.LeftOut) > 0 {
+					for _, l := range sum.LeftOut {
+						fmt.Fprintf(env.Stdout, "  LEFT OUT     %s\n", l)
+					}
+					return &ExitError{Code: 1, Err: fmt.Errorf("restored, but %d table(s) are not at the requested point (LEFT OUT above)", len(sum.LeftOut))}
+				}
 				return nil
 			}
 		},
@@ -119,4 +125,7 @@ func printPlan(w io.Writer, p *restore.Plan) {
 	est := time.Duration(float64(p.Base.SizeBytes+p.SegmentBytes*8)/float64(20<<20)*float64(time.Second)) + 2*time.Second
 	fmt.Fprintf(w, "  estimate     about %s\n", est.Round(time.Second))
 	fmt.Fprintf(w, "  coverage     %s .. %s\n", p.Range.FromTime.UTC().Format(time.RFC3339), p.Range.ToTime.UTC().Format(time.RFC3339))
+	for _, c := range p.LeftOut() {
+		fmt.Fprintf(w, "  LEFT OUT     %s: joined the publication at %s, after this base backup; its changes cannot be replayed from it\n", c.Table, c.FromLSN)
+	}
 }

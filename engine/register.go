@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
 )
 
 // register probes a configured source and, when no check fails, creates
@@ -51,6 +53,11 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 		"altered":     strings.Join(g.Altered, "; "),
 		"excluded":    strings.Join(pl.Excluded, ", "),
 	})
+	if len(g.AddedTables) > 0 {
+		if err := e.recordAddedTables(ctx, sc, src.ID, g); err != nil {
+			return r, err
+		}
+	}
 	src.SystemIdentifier = r.SystemIdentifier
 	if _, err := e.meta.UpsertSource(ctx, src); err != nil {
 		return r, fmt.Errorf("record source %s: %w", sc.Name, err)
@@ -59,4 +66,30 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 		return r, fmt.Errorf("record source %s: %w", sc.Name, err)
 	}
 	return r, nil
+}
+
+// recordAddedTables records from which LSN tables that registration added
+// to an existing publication are covered, and asks for a base backup once
+// the source streams, when the source already has a chain (otherwise its
+// first base backup covers them).
+func (e *Engine) recordAddedTables(ctx context.Context, sc *config.Source, sourceID int64, g *probe.Registration) error {
+	chains, err := e.meta.ListChains(ctx, sourceID)
+	if err != nil {
+		return err
+	}
+	if len(chains) == 0 {
+		return nil
+	}
+	for _, t := range g.AddedTables {
+		if _, err := e.meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: sourceID, Table: t, FromLSN: g.AddedLSN, AddedAt: time.Now()}); err != nil {
+			return fmt.Errorf("record coverage of %s: %w", t, err)
+		}
+	}
+	if r, ok := e.runner(sc.Name); ok {
+		r.mu.Lock()
+		r.backupOnStart = "tables added at registration"
+		r.mu.Unlock()
+	}
+	e.Event(ctx, sourceID, levelInfo, "publication.table_added", fmt.Sprintf("table(s) %s added to publication %s, covered from %s; a base backup follows", strings.Join(g.AddedTables, ", "), sc.Publication, g.AddedLSN), map[string]string{"source": sc.Name})
+	return nil
 }

@@ -33,6 +33,8 @@ type runner struct {
 	next   time.Time // next scheduled base backup
 	cancel context.CancelFunc
 	done   chan struct{}
+	// backupOnStart: a base backup is due once the worker streams.
+	backupOnStart string
 }
 
 func (r *runner) getWorker() *capture.Worker {
@@ -65,8 +67,12 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 		return
 	}
 	w := &capture.Worker{Source: sc, SourceID: src.ID, Meta: e.meta, Artifacts: e.artifacts, Log: e.log, SpoolDir: e.spoolDir(),
-		AfterBackup: func(ctx context.Context, b store.BaseBackup) { e.afterBackup(ctx, sc, src.ID, b) }}
+		AfterBackup: func(ctx context.Context, b store.BaseBackup) { e.afterBackup(ctx, sc, src.ID, b) },
+		Notify: func(ctx context.Context, level slog.Level, kind, msg string) {
+			e.Event(ctx, src.ID, level, kind, msg, map[string]string{"source": sc.Name})
+		}}
 	r.mu.Lock()
+	w.BackupOnStart, r.backupOnStart = r.backupOnStart, ""
 	r.worker = w
 	r.mu.Unlock()
 	defer func() {

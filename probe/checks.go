@@ -246,7 +246,20 @@ func (p *prober) checkSlotsAndSenders() {
 }
 
 func (p *prober) checkTables() {
-	rows, err := p.conn.Query(p.ctx, `
+	tables, err := listTables(p.ctx, p.conn)
+	if err != nil {
+		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not list tables: %v", err)})
+		return
+	}
+	p.r.Tables = tables
+	p.decide()
+	p.reportTables()
+}
+
+// listTables lists the database's user tables with what the probe needs
+// to decide about them.
+func listTables(ctx context.Context, conn *pgx.Conn) ([]Table, error) {
+	rows, err := conn.Query(ctx, `
 SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence = 'u', c.relreplident::text,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),
@@ -260,17 +273,16 @@ WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2`)
 	if err != nil {
-		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not list tables: %v", err)})
-		return
+		return nil, err
 	}
+	defer rows.Close()
+	var out []Table
 	for rows.Next() {
 		var t Table
 		var kind, ident string
 		var isPartition bool
 		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, new(bool), &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate); err != nil {
-			p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not read tables: %v", err)})
-			rows.Close()
-			return
+			return nil, err
 		}
 		t.Kind = map[bool]string{true: "partition", false: "table"}[isPartition]
 		if kind == "p" {
@@ -278,14 +290,9 @@ ORDER BY 1, 2`)
 		}
 		t.ReplicaIdentity = map[string]string{"d": "default", "f": "full", "i": "index", "n": "nothing"}[ident]
 		t.UsableIdentity = ident == "f" || (ident == "d" && t.HasPrimaryKey) || ident == "i" || kind == "p"
-		p.r.Tables = append(p.r.Tables, t)
+		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not read tables: %v", err)})
-		return
-	}
-	p.decide()
-	p.reportTables()
+	return out, rows.Err()
 }
 
 // matchAny reports whether schema.table matches one of the patterns.

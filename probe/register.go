@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/config"
@@ -16,6 +17,10 @@ type Registration struct {
 	Created []string `json:"created,omitempty"`
 	Altered []string `json:"altered,omitempty"`
 	Adopted []string `json:"adopted,omitempty"`
+	// AddedTables were added to an existing explicit-list publication;
+	// their changes are in the stream from AddedLSN on.
+	AddedTables []string      `json:"added_tables,omitempty"`
+	AddedLSN    pglogrepl.LSN `json:"added_lsn,omitempty"`
 }
 
 // Changed reports whether registration changed anything on the source.
@@ -153,6 +158,10 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 				return fmt.Errorf("add tables to publication %s: %w", pl.Publication, err)
 			}
 			g.Altered = append(g.Altered, "publication "+pl.Publication+": added "+strings.Join(missing, ", "))
+			g.AddedTables = missing
+			if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()`).Scan(&g.AddedLSN); err != nil {
+				return fmt.Errorf("read the WAL position: %w", err)
+			}
 		}
 	}
 	g.Adopted = append(g.Adopted, "publication "+pl.Publication)

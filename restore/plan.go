@@ -45,6 +45,29 @@ type Plan struct {
 	// StopLSN/StopTime are the resolved target (latest: the range end).
 	SegmentBytes int64
 	Transactions int64 // upper bound: transactions in the chosen segments
+	// LateTables joined the publication after registration (explicit-list
+	// publications); see LeftOut.
+	LateTables []store.TableCoverage
+}
+
+// LeftOut returns the tables whose changes this plan cannot replay: they
+// joined the publication after the plan's base backup, so the stream
+// holds their changes only from then on, and the target is at or after
+// that point. Restores from a newer base include them. (A table created
+// just before the target and not yet added when the target was reached,
+// which takes up to the capture's check interval, cannot be known.)
+func (p *Plan) LeftOut() []store.TableCoverage {
+	var out []store.TableCoverage
+	for _, c := range p.LateTables {
+		if c.FromLSN <= p.Base.ConsistentLSN {
+			continue
+		}
+		t := p.Target
+		if t.Latest || (t.LSN != 0 && t.LSN >= c.FromLSN) || (!t.Time.IsZero() && !c.AddedAt.After(t.Time)) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // ErrOutsideCoverage: the target cannot be reached with what is stored.
@@ -80,7 +103,11 @@ func MakePlan(ctx context.Context, meta store.Store, sourceID int64, t Target) (
 	if chosen == nil {
 		return nil, fmt.Errorf("%w: cannot restore to %s; restorable: %s", ErrOutsideCoverage, t, describe(ranges))
 	}
-	p := &Plan{Target: t, Base: base, Range: *chosen}
+	late, err := meta.ListTableCoverage(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Target: t, Base: base, Range: *chosen, LateTables: late}
 	for _, s := range segs {
 		if s.ChainID != chosen.ChainID || s.EndLSN <= base.ConsistentLSN {
 			continue

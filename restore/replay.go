@@ -74,6 +74,7 @@ type replayer struct {
 	batch     *pgx.Batch
 	pending   []queued
 	run       *insertRun
+	leftOut   map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
 	// per transaction
 	cur        *segment.Record
 	skip       bool
@@ -270,6 +271,25 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel.Name}.Sanitize() }
 
 func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+	if len(p.leftOut) > 0 {
+		if rel := r.Relation(rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.leftOut[rel.Schema+"."+rel.Name] {
+			return nil
+		}
+		if rec.T == segment.TypeTruncate {
+			var keep []uint32
+			for _, oid := range rec.RelOIDs {
+				if rel := r.Relation(oid); rel == nil || !p.leftOut[rel.Schema+"."+rel.Name] {
+					keep = append(keep, oid)
+				}
+			}
+			if len(keep) == 0 {
+				return nil
+			}
+			trunc := *rec
+			trunc.RelOIDs = keep
+			rec = &trunc
+		}
+	}
 	switch rec.T {
 	case segment.TypeInsert:
 		rel := r.Relation(rec.RelOID)

@@ -54,6 +54,9 @@ type Summary struct {
 	Transactions int64
 	Rows         int64
 	CopiedRows   int64 // of Rows, inserted with COPY (runs of inserts into one table)
+	// LeftOut names tables this restore could not bring to the target
+	// point, and why (they joined the publication after the base backup).
+	LeftOut []string
 	Sequences    int
 	Took         time.Duration
 }
@@ -111,6 +114,25 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: %w", err)
 	}
 	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target}
+	if late := plan.LeftOut(); len(late) > 0 {
+		p.leftOut = map[string]bool{}
+		for _, c := range late {
+			p.leftOut[c.Table] = true
+			schema, name, _ := strings.Cut(c.Table, ".")
+			var present bool
+			if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, name}.Sanitize()).Scan(&present); err != nil {
+				return sum, fmt.Errorf("target: %w", err)
+			}
+			why := fmt.Sprintf("%s: joined the publication at %s, after this base backup (%s); ", c.Table, c.FromLSN, plan.Base.ConsistentLSN)
+			if present {
+				why += "it holds its rows as of the base backup, without later changes"
+			} else {
+				why += "absent"
+			}
+			sum.LeftOut = append(sum.LeftOut, why+"; a restore to a point after a newer base backup includes it")
+			opts.Log.Warn("table left out of replay", "table", c.Table, "from_lsn", c.FromLSN.String())
+		}
+	}
 	var done int64
 	report(Progress{Phase: "replay"})
 	for _, s := range plan.Segments {
