@@ -102,4 +102,7 @@ func TestRestoreInterruptedSaysTheTargetIsPartial(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Sources) != 1 || st.Sources[0].LastRestore == nil || st.Sources[0].LastRestore.Status != "failed" {
 		t.Fatalf("status after an interrupted restore: %v\n%s", err, r.all())
 	}
+	if r := btfu(t, dir, "status"); !strings.Contains(r.stdout, "last restore:") || !strings.Contains(r.stdout, "failed") {
+		t.Fatalf("status table does not show the failed restore:\n%s", r.all())
+	}
 }

@@ -68,8 +68,17 @@ func printStatus(w io.Writer, st engine.Status) {
 			cov = strings.Join(parts, ", ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, s.BaseBackups, s.Segments, cov)
-		if s.LastError != "" {
+		if s.Attention != "" {
+			fmt.Fprintf(tw, "  attention:\t%s\n", s.Attention)
+		} else if s.LastError != "" {
 			fmt.Fprintf(tw, "  error:\t%s\n", s.LastError)
+		}
+		if r := s.LastRestore; r != nil {
+			line := fmt.Sprintf("%s %s: %s", r.StartedAt.UTC().Format(time.DateTime+"Z"), r.Status, r.Detail)
+			if r.Error != "" {
+				line += " (" + r.Error + ")"
+			}
+			fmt.Fprintf(tw, "  last restore:\t%s\n", line)
 		}
 	}
 	tw.Flush()
