@@ -66,6 +66,9 @@ func commands() []command {
 		registerCommand(),
 		restoreCommand(),
 		verifyCommand(),
+		backupCommand(),
+		pauseCommand(true),
+		pauseCommand(false),
 		configCommand(),
 		versionCommand(),
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"golang.org/x/term"
 
+	"github.com/btfu/btfu/api"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/logging"
 	"github.com/btfu/btfu/tui"
@@ -33,39 +35,58 @@ func runCommand() command {
 				if len(cfg.Sources) == 0 {
 					return fmt.Errorf("%s has no [[source]]; add one with name and dsn (see config.toml.example)", path)
 				}
+				if !*noTUI && (!isTerminal(env.Stdout) || !isTerminal(env.Stdin)) {
+					return errors.New("no terminal for the TUI; run 'btfu --no-tui' under tmux or systemd")
+				}
+				// The control API's socket first: a live btfu on it means
+				// this metadata is in use.
+				listeners, err := api.Listeners(cfg.SocketPath(), cfg.API.Listen)
+				if err != nil {
+					return err
+				}
+				var log *slog.Logger
 				if *noTUI {
-					log := logging.New(cfg.Log, env.Stderr)
-					eng, err := engine.Open(env.Ctx, cfg, log)
+					log = logging.New(cfg.Log, env.Stderr)
+				} else {
+					var closeLog func() error
+					log, closeLog, err = logging.ToFile(cfg.Log)
 					if err != nil {
 						return err
 					}
-					defer eng.Close()
-					go eng.WatchConfig(env.Ctx, hangups(env.Ctx))
-					return eng.Run(env.Ctx)
+					defer closeLog()
 				}
-				if !isTerminal(env.Stdout) || !isTerminal(env.Stdin) {
-					return errors.New("no terminal for the TUI; run 'btfu --no-tui' under tmux or systemd")
-				}
-				log, closeLog, err := logging.ToFile(cfg.Log)
-				if err != nil {
-					return err
-				}
-				defer closeLog()
 				eng, err := engine.Open(env.Ctx, cfg, log)
 				if err != nil {
+					for _, l := range listeners {
+						l.Close()
+					}
 					return err
 				}
 				defer eng.Close()
-				// The engine runs beside the TUI and stops when it quits,
+				// The engine stops with the TUI (or on SIGINT/SIGTERM),
 				// storing and acknowledging what it holds.
 				ctx, stop := context.WithCancel(env.Ctx)
+				defer stop()
 				go eng.WatchConfig(ctx, hangups(ctx))
+				apiDone := make(chan error, 1)
+				go func() { apiDone <- api.New(eng, cfg.API.Token).Serve(ctx, listeners) }()
+				if len(listeners) > 0 {
+					log.Info("control API listening", "socket", cfg.SocketPath(), "tcp", cfg.API.Listen)
+				}
 				done := make(chan error, 1)
 				go func() { done <- eng.Run(ctx) }()
-				tuiErr := tui.Run(ctx, eng)
+				var tuiErr error
+				if *noTUI {
+					<-ctx.Done()
+				} else {
+					tuiErr = tui.Run(ctx, eng)
+				}
 				stop()
 				if err := <-done; err != nil {
 					return err
+				}
+				if err := <-apiDone; err != nil {
+					log.Warn("control API", "err", err)
 				}
 				return tuiErr
 			}

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/probe"
 )
 
 func statusCommand() command {
 	return command{
 		name:    "status",
-		summary: "show every source's state, flushed LSN and restorable coverage (works without a running btfu)",
+		summary: "show every source's state, lag, flushed LSN, restorable coverage and last restore (live from a running btfu, else from metadata)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			asJSON := fs.Bool("json", false, "print JSON instead of a table")
 			return func(env *Env, path string, args []string) error {
@@ -26,14 +27,17 @@ func statusCommand() command {
 				if err != nil {
 					return err
 				}
-				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
-				if err != nil {
-					return err
-				}
-				defer meta.Close()
-				st, err := engine.ReadStatus(env.Ctx, meta, cfg)
-				if err != nil {
-					return err
+				st, live := liveStatus(env, cfg.SocketPath())
+				if !live {
+					fmt.Fprintln(env.Stderr, "btfu is not running; showing stored metadata")
+					meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
+					if err != nil {
+						return err
+					}
+					defer meta.Close()
+					if st, err = engine.ReadStatus(env.Ctx, meta, cfg); err != nil {
+						return err
+					}
 				}
 				if *asJSON {
 					enc := json.NewEncoder(env.Stdout)
@@ -53,7 +57,7 @@ func printStatus(w io.Writer, st engine.Status) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tBASES\tSEGMENTS\tRESTORABLE")
+	fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tLAG\tBASES\tSEGMENTS\tRESTORABLE")
 	for _, s := range st.Sources {
 		flushed := "-"
 		if s.FlushedTime != nil {
@@ -67,7 +71,11 @@ func printStatus(w io.Writer, st engine.Status) {
 			}
 			cov = strings.Join(parts, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, s.BaseBackups, s.Segments, cov)
+		lag := "-"
+		if s.LagBytes != nil && s.RPOSeconds != nil {
+			lag = fmt.Sprintf("%s, %s", probe.HumanBytes(*s.LagBytes), humanAge(time.Duration(*s.RPOSeconds*float64(time.Second))))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, lag, s.BaseBackups, s.Segments, cov)
 		if s.Attention != "" {
 			fmt.Fprintf(tw, "  attention:\t%s\n", s.Attention)
 		} else if s.LastError != "" {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -156,6 +157,21 @@ func (c *Config) check(p *Problems) {
 		p.add("metadata.driver", "%q is not a metadata driver; use \"sqlite\" or \"postgres\"", c.Metadata.Driver)
 	}
 
+	readSecretFile(p, "api.token_file", c.API.TokenFile, &c.API.Token, "api.token")
+	redact.Register(c.API.Token)
+	if c.API.Listen != "" {
+		host, _, err := net.SplitHostPort(c.API.Listen)
+		switch {
+		case err != nil:
+			p.add("api.listen", "%q is not host:port; write it like \"127.0.0.1:9187\"", c.API.Listen)
+		case !isLoopback(host) && c.API.Token == "":
+			p.add("api.token", "api.listen = %q accepts connections from other machines; set token (or token_file) so they must authenticate, or listen on 127.0.0.1", c.API.Listen)
+		}
+	}
+	if c.API.Token != "" && len(c.API.Token) < 16 {
+		p.add("api.token", "is too short to guess-proof; use at least 16 characters, e.g. from 'openssl rand -hex 16'")
+	}
+
 	switch c.Storage.Kind {
 	case "local":
 	case "s3":
@@ -300,6 +316,14 @@ func CheckSchedule(s string) error {
 		}
 	}
 	return fmt.Errorf("'%s' is not a cron expression; try %s", s, try)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func readSecretFile(p *Problems, key, file string, dst *string, dstKey string) {

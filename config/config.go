@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -34,6 +35,7 @@ type Config struct {
 	Storage  Storage  `toml:"storage"`
 	Log      Log      `toml:"log"`
 	Engine   Engine   `toml:"engine"`
+	API      API      `toml:"api"`
 	Sources  []Source `toml:"source"`
 
 	// Path is the file this was loaded from.
@@ -84,6 +86,32 @@ type Engine struct {
 	// SpoolDir holds segments being written and large transactions while
 	// they arrive; local disk. Default: the system temporary directory.
 	SpoolDir string `toml:"spool_dir,omitempty"`
+}
+
+// API configures the local control API (GET /health, /metrics, /v1/...).
+type API struct {
+	// Socket is the unix socket path; default beside the metadata file
+	// (btfu.db -> btfu.sock), or beside config.toml for postgres metadata;
+	// "off" disables it.
+	Socket string `toml:"socket,omitempty"`
+	// Listen is an optional TCP address, e.g. "127.0.0.1:9187".
+	Listen string `toml:"listen,omitempty"`
+	// Token is the bearer token TCP clients other than loopback must send.
+	Token     string `toml:"token,omitempty"`
+	TokenFile string `toml:"token_file,omitempty"`
+}
+
+// SocketPath is where the control API listens, "" when disabled.
+func (c *Config) SocketPath() string {
+	switch {
+	case c.API.Socket == "off":
+		return ""
+	case c.API.Socket != "":
+		return c.API.Socket
+	case c.Metadata.Driver == "sqlite":
+		return strings.TrimSuffix(c.Metadata.Path, filepath.Ext(c.Metadata.Path)) + ".sock"
+	}
+	return filepath.Join(filepath.Dir(c.Path), "btfu.sock")
 }
 
 // Source is one protected database.
@@ -322,6 +350,12 @@ func (c *Config) Show() (string, error) {
 	}
 	if cp.Storage.S3.SessionToken != "" {
 		cp.Storage.S3.SessionToken = redact.Mask
+	}
+	if cp.API.TokenFile != "" {
+		cp.API.Token = ""
+	}
+	if cp.API.Token != "" {
+		cp.API.Token = redact.Mask
 	}
 	for i := range cp.Sources {
 		cp.Sources[i].DSN = redact.DSN(cp.Sources[i].DSN)
