@@ -11,7 +11,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/segment"
+	"github.com/btfu/btfu/store"
 )
 
 func TestCopyEscape(t *testing.T) {
@@ -195,5 +197,26 @@ func TestTransactionsStraddlingABaseBackupAreAppliedOnce(t *testing.T) {
 	got := contentHash(t, target, db)
 	if got["items"] != m.hash["items"] {
 		t.Fatal("items differs from the source: a transaction around the base's consistent point was lost or applied twice")
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	ctx := context.Background()
+	srcDB := source.CreateDB(t)
+	src := store.Source{Database: srcDB, SystemIdentifier: pgtest.QueryValue[string](t, source, srcDB, "SELECT system_identifier::text FROM pg_control_system()")}
+	empty := target.CreateDB(t)
+	ti, err := CheckTarget(ctx, target.DSN(empty), src)
+	if err != nil || ti.Database != empty || ti.Major < 13 || ti.Tables != 0 {
+		t.Fatalf("empty target: %+v %v", ti, err)
+	}
+	if _, err := CheckTarget(ctx, source.DSN(srcDB), src); err == nil || !strings.Contains(err.Error(), "never restores into the source") {
+		t.Fatalf("the source as target: %v", err)
+	}
+	target.Exec(t, empty, "CREATE TABLE x(i int)")
+	if _, err := CheckTarget(ctx, target.DSN(empty), src); err == nil || !strings.Contains(err.Error(), "not empty (1 tables)") {
+		t.Fatalf("non-empty target: %v", err)
+	}
+	if _, err := CheckTarget(ctx, target.DSNFor("nobody", "s3cret-pw", empty), src); err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Fatalf("unreachable target: %v", err)
 	}
 }

@@ -91,18 +91,14 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("connect to the target: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var sysid, db string
-	var major, tables int
-	if err := conn.QueryRow(ctx, `SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database(), current_setting('server_version_num')::int / 10000,
-		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%')`).Scan(&sysid, &db, &major, &tables); err != nil {
-		return sum, fmt.Errorf("inspect the target: %w", err)
+	ti, err := inspectTarget(ctx, conn)
+	if err != nil {
+		return sum, err
 	}
-	if sysid == opts.SourceSystemID && db == opts.SourceDatabase {
-		return sum, fmt.Errorf("the target is the source itself (system %s, database %s): btfu never restores into the source; create an empty database elsewhere", sysid, db)
+	if err := ti.refuse(store.Source{SystemIdentifier: opts.SourceSystemID, Database: opts.SourceDatabase}, opts.Clean); err != nil {
+		return sum, err
 	}
-	if tables > 0 && !opts.Clean {
-		return sum, fmt.Errorf("the target database %s is not empty (%d tables); restore into an empty database, or pass --clean to drop what the backup contains first", db, tables)
-	}
+	major := ti.Major
 	// 3. pg_restore of the base.
 	report(Progress{Phase: "pg_restore"})
 	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, major); err != nil {
