@@ -1,17 +1,15 @@
 package api
 
 import (
-	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,9 +25,18 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source)) }
 
 const token = "0123456789abcdef-token"
 
-// running starts a real engine on a harness database and serves the API
-// on a unix socket and a loopback TCP port.
-func running(t *testing.T) (eng *engine.Engine, socket, tcp string) {
+// daemon is a real engine on a harness database with the API on its unix
+// socket and a loopback TCP port.
+type daemon struct {
+	eng    *engine.Engine
+	db     string
+	socket string
+	tcp    string // host:port
+}
+
+// running starts an engine with one source "app" and serves the API with
+// opts until the test ends.
+func running(t *testing.T, opts Options) *daemon {
 	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE t(id serial PRIMARY KEY, v text)")
@@ -39,6 +46,8 @@ func running(t *testing.T) (eng *engine.Engine, socket, tcp string) {
 path = %q
 [storage]
 path = %q
+[engine]
+spool_dir = %q
 [api]
 listen = "127.0.0.1:0"
 token = %q
@@ -47,11 +56,14 @@ name = "app"
 dsn = %q
 slot = "s_%s"
 schedule = "off"
-`, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"), token, source.DSN(db), db)))
+`, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"), t.TempDir(), token, source.DSN(db), db)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err = engine.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if want := filepath.Join(dir, "btfu.sock"); cfg.SocketPath() != want {
+		t.Fatalf("socket path %s, want %s beside the metadata file", cfg.SocketPath(), want)
+	}
+	eng, err := engine.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,160 +72,292 @@ schedule = "off"
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { eng.Run(ctx); done <- struct{}{} }()
-	go func() { New(eng, token).Serve(ctx, ls); done <- struct{}{} }()
+	apiDone := New(eng, opts).Start(ctx, ls)
+	engDone := make(chan error, 1)
+	go func() { engDone <- eng.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
-		<-done
+		if err := <-engDone; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+		if err := <-apiDone; err != nil {
+			t.Errorf("api: %v", err)
+		}
+		if _, err := os.Stat(cfg.SocketPath()); !os.IsNotExist(err) {
+			t.Errorf("socket file left after the API stopped: %v", err)
+		}
 		eng.Close()
 		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
 	})
-	return eng, cfg.SocketPath(), ls[1].Addr().String()
+	return &daemon{eng: eng, db: db, socket: cfg.SocketPath(), tcp: ls[1].Addr().String()}
 }
 
-func get(t *testing.T, c *Client, path string, out any) error {
+func (d *daemon) client(t *testing.T) *Client {
 	t.Helper()
-	return c.Do(context.Background(), http.MethodGet, path, out)
-}
-
-func waitHealthy(t *testing.T, c *Client) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for get(t, c, "/health", nil) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("never healthy")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func TestHealthSourcesCoverageAndControl(t *testing.T) {
-	eng, socket, _ := running(t)
-	fi, err := os.Stat(socket)
-	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
-		t.Fatalf("socket %s: %v %v", socket, fi.Mode(), err)
-	}
-	c, err := Dial(socket)
+	c, err := Dial(d.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHealthy(t, c)
-
-	var st engine.Status
-	if err := get(t, c, "/v1/sources", &st); err != nil || len(st.Sources) != 1 || st.Sources[0].State != "streaming" {
-		t.Fatalf("sources: %+v %v", st, err)
-	}
-	var cov Coverage
-	if err := get(t, c, "/v1/sources/app/coverage", &cov); err != nil || len(cov.BaseBackups) != 1 || len(cov.Ranges) != 1 {
-		t.Fatalf("coverage: %+v %v", cov, err)
-	}
-	if err := get(t, c, "/v1/sources/nope/coverage", nil); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Fatalf("unknown source: %v", err)
-	}
-	var b BaseBackup
-	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/backup", &b); err != nil || b.Status != "complete" {
-		t.Fatalf("backup: %+v %v", b, err)
-	}
-	if err := get(t, c, "/v1/sources/app/coverage", &cov); err != nil || len(cov.BaseBackups) != 2 {
-		t.Fatalf("coverage after backup: %+v %v", cov, err)
-	}
-
-	// Paused: /health says why, with 503.
-	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/pause", nil); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, body := rawGet(t, c, "/health")
-		if resp == http.StatusServiceUnavailable && strings.Contains(body, "paused") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health while paused: %d %s", resp, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/resume", nil); err != nil {
-		t.Fatal(err)
-	}
-	waitHealthy(t, c)
-	var evs []engine.EventRecord
-	if err := get(t, c, "/v1/events", &evs); err != nil || len(evs) == 0 {
-		t.Fatalf("events: %v %v", len(evs), err)
-	}
-	_ = eng
+	return c
 }
 
-func rawGet(t *testing.T, c *Client, path string) (int, string) {
+// raw sends a request and returns the status and body.
+func raw(t *testing.T, c *Client, method, path string) (int, string) {
 	t.Helper()
-	resp, err := c.http.Get("http://btfu" + path)
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// Prometheus text format 0.0.4: comments, then samples
-// name{label="value",...} number.
-var (
-	helpRE   = regexp.MustCompile(`^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$`)
-	typeRE   = regexp.MustCompile(`^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$`)
-	sampleRE = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$`)
-)
-
-func TestMetricsAreValidPrometheusText(t *testing.T) {
-	_, socket, _ := running(t)
-	c, err := Dial(socket)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitHealthy(t, c)
-	code, body := rawGet(t, c, "/metrics")
-	if code != 200 {
-		t.Fatalf("metrics: %d", code)
-	}
-	typed := map[string]bool{}
-	helped := map[string]bool{}
-	samples := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case helpRE.MatchString(line):
-			helped[helpRE.FindStringSubmatch(line)[1]] = true
-		case typeRE.MatchString(line):
-			typed[typeRE.FindStringSubmatch(line)[1]] = true
-		case sampleRE.MatchString(line):
-			name := sampleRE.FindStringSubmatch(line)[1]
-			if !typed[name] || !helped[name] {
-				t.Errorf("sample before its HELP/TYPE: %q", line)
-			}
-			samples[strings.SplitN(line, " ", 2)[0]] = true
-		default:
-			t.Errorf("not Prometheus text: %q", line)
+	return resp.StatusCode, string(b)
+}
+
+// waitFor polls path until its status code is code and its body holds
+// want.
+func waitFor(t *testing.T, c *Client, path string, code int, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, body := raw(t, c, http.MethodGet, path)
+		if got == code && strings.Contains(body, want) {
+			return body
 		}
-	}
-	for _, want := range []string{`btfu_lag_bytes{source="app"}`, `btfu_source_up{source="app"}`, `btfu_flushed_lsn{source="app"}`, `btfu_base_backup_age_seconds{source="app"}`} {
-		if !samples[want] {
-			t.Errorf("no sample %s in:\n%s", want, body)
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %d %s; want %d with %q", path, got, body, code, want)
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func TestTCPNeedsTheTokenExceptFromLoopback(t *testing.T) {
-	eng, _, tcp := running(t)
-	h := New(eng, token).Handler()
+func sourceStatus(t *testing.T, eng *engine.Engine) engine.SourceStatus {
+	t.Helper()
+	st, err := eng.Status(context.Background())
+	if err != nil || len(st.Sources) != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	return st.Sources[0]
+}
+
+func TestHealthSourcesCoverageAndControl(t *testing.T) {
+	d := running(t, Options{Token: token})
+	fi, err := os.Stat(d.socket)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket %s: %v %v", d.socket, fi.Mode(), err)
+	}
+	c := d.client(t)
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+
+	var st engine.Status
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources", &st); err != nil || len(st.Sources) != 1 || !capturing(st.Sources[0].State) {
+		t.Fatalf("sources: %+v %v", st, err)
+	}
+	var cov Coverage
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources/app/coverage", &cov); err != nil || len(cov.BaseBackups) != 1 || len(cov.Ranges) != 1 {
+		t.Fatalf("coverage: %+v %v", cov, err)
+	}
+
+	// Unknown sources and routes answer JSON errors.
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		want         string
+	}{
+		{"GET", "/v1/sources/nope/coverage", 404, `no source \"nope\"`},
+		{"POST", "/v1/sources/nope/backup", 404, `no source \"nope\"`},
+		{"POST", "/v1/sources/nope/pause", 404, `no source \"nope\"`},
+		{"POST", "/v1/sources/nope/resume", 404, `no source \"nope\"`},
+		{"POST", "/v1/sources/app/explode", 404, "no endpoint"},
+		{"GET", "/v2", 404, "no endpoint"},
+		{"POST", "/health", 405, "use GET"},
+		{"GET", "/v1/sources/app/backup", 405, "use POST"},
+		{"GET", "/v1/events?since=yesterday", 400, "neither an RFC 3339 time"},
+	} {
+		code, body := raw(t, c, tc.method, tc.path)
+		var e Error
+		if code != tc.code || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s; want %d with %q", tc.method, tc.path, code, body, tc.code, tc.want)
+		}
+	}
+
+	// Backup now: answers with the stored record, which status and
+	// coverage then show.
+	var b BaseBackup
+	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/backup", &b); err != nil || b.Status != "complete" || b.Key == "" || b.Bytes == 0 {
+		t.Fatalf("backup: %+v %v", b, err)
+	}
+	if ss := sourceStatus(t, d.eng); ss.BaseBackups != 2 || ss.LastBackup == nil || ss.LastBackup.Key != b.Key {
+		t.Fatalf("status after backup %s: %+v", b.Key, ss)
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources/app/coverage", &cov); err != nil || len(cov.BaseBackups) != 2 {
+		t.Fatalf("coverage after backup: %+v %v", cov, err)
+	}
+
+	// Pause: recorded in the metadata, the engine stops streaming, /health
+	// says which source and why with 503.
+	var p Paused
+	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/pause", &p); err != nil || !p.Paused {
+		t.Fatalf("pause: %+v %v", p, err)
+	}
+	if rec, err := d.eng.SourceRecord(context.Background(), "app"); err != nil || !rec.Paused {
+		t.Fatalf("metadata after pause: %+v %v", rec, err)
+	}
+	body := waitFor(t, c, "/health", 503, "paused")
+	var h Health
+	if err := json.Unmarshal([]byte(body), &h); err != nil || h.Status != "unhealthy" || len(h.Failing) != 1 || h.Failing[0].Source != "app" || !strings.Contains(h.Failing[0].Why, "paused") {
+		t.Fatalf("health while paused: %s (%v)", body, err)
+	}
+	if ss := sourceStatus(t, d.eng); !ss.Paused || ss.State == "streaming" {
+		t.Fatalf("status while paused: %+v", ss)
+	}
+	waitFor(t, c, "/metrics", 200, `btfu_source_up{source="app"} 0`)
+	if code, body := raw(t, c, http.MethodPost, "/v1/sources/app/backup"); code != http.StatusConflict || !strings.Contains(body, "needs it streaming") {
+		t.Fatalf("backup while paused: %d %s", code, body)
+	}
+
+	// Resume: recorded, streaming again, healthy.
+	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/resume", &p); err != nil || p.Paused {
+		t.Fatalf("resume: %+v %v", p, err)
+	}
+	if rec, err := d.eng.SourceRecord(context.Background(), "app"); err != nil || rec.Paused {
+		t.Fatalf("metadata after resume: %+v %v", rec, err)
+	}
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	if ss := sourceStatus(t, d.eng); ss.Paused || ss.State != "streaming" {
+		t.Fatalf("status after resume: %+v", ss)
+	}
+
+	// Events, all and since a time.
+	var evs []engine.EventRecord
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/events", &evs); err != nil || len(evs) == 0 {
+		t.Fatalf("events: %d %v", len(evs), err)
+	}
+	kinds := map[string]bool{}
+	for _, ev := range evs {
+		kinds[ev.Kind] = true
+	}
+	if !kinds["source.pause"] || !kinds["source.resume"] || !kinds["backup.finished"] {
+		t.Errorf("events lack pause, resume or backup: %v", kinds)
+	}
+	last := evs[len(evs)-1].At
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/events?since="+last.Format(time.RFC3339Nano), &evs); err != nil || len(evs) != 0 {
+		t.Fatalf("events since the last one: %+v %v", evs, err)
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/events?since=1h", &evs); err != nil || len(evs) == 0 {
+		t.Fatalf("events of the last hour: %d %v", len(evs), err)
+	}
+}
+
+// A client that goes away cancels the backup it asked for.
+func TestBackupFollowsTheRequestContext(t *testing.T) {
+	d := running(t, Options{Token: token})
+	c := d.client(t)
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	// pg_dump (and the backup's slot) wait behind this lock, so the
+	// backup is still running when the client gives up.
+	lock := source.Connect(t, d.db)
+	if _, err := lock.Exec(context.Background(), "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Do(ctx, http.MethodPost, "/v1/sources/app/backup", nil) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for sourceStatus(t, d.eng).State != "backing_up" {
+		if time.Now().After(deadline) {
+			t.Fatal("the backup never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("cancelled request succeeded")
+	}
+	// The backup stops while the lock is still held: it was cancelled.
+	deadline = time.Now().Add(30 * time.Second)
+	for sourceStatus(t, d.eng).State != "streaming" {
+		if time.Now().After(deadline) {
+			t.Fatal("the backup went on after its client left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := lock.Exec(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	if ss := sourceStatus(t, d.eng); ss.BaseBackups != 1 {
+		t.Fatalf("a cancelled backup was kept: %d base backups", ss.BaseBackups)
+	}
+}
+
+func TestMetricsAreValidPrometheusText(t *testing.T) {
+	d := running(t, Options{Token: token})
+	c := d.client(t)
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	// Traffic, so segments are stored, and an error event to count.
+	source.Exec(t, d.db, "INSERT INTO t(v) SELECT 'x' FROM generate_series(1, 100)")
+	d.eng.Event(context.Background(), 0, slog.LevelError, "test.failure", "a failure to count", map[string]string{"source": "app"})
+	d.eng.Event(context.Background(), 0, slog.LevelWarn, "test.warning", "a warning not to count", map[string]string{"source": "app"})
+	waitFor(t, c, "/metrics", 200, `btfu_errors_total{source="app",category="test"} 1`)
+	waitFor(t, c, "/metrics", 200, `btfu_segments_stored_total{source="app"} 1`)
+
+	req, _ := http.NewRequest(http.MethodGet, c.base+"/metrics", nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("content type %q", ct)
+	}
+	samples := parseExposition(t, string(b))
+	for _, want := range []string{
+		`btfu_lag_bytes{source="app"}`, `btfu_rpo_seconds{source="app"}`, `btfu_flushed_lsn{source="app"}`,
+		`btfu_segments_stored_total{source="app"}`, `btfu_segment_bytes_stored{source="app"}`,
+		`btfu_base_backup_age_seconds{source="app"}`, `btfu_base_backup_duration_seconds{source="app"}`,
+		`btfu_source_up{source="app"}`, `btfu_errors_total{source="app",category="test"}`,
+	} {
+		if _, ok := samples[want]; !ok {
+			t.Errorf("no sample %s in:\n%s", want, b)
+		}
+	}
+	// Retained WAL has a sample only once the worker has measured it
+	// (and the engine reports 0 as unknown); its family is always there.
+	if !strings.Contains(string(b), "# TYPE btfu_retained_wal_bytes gauge\n") {
+		t.Errorf("no btfu_retained_wal_bytes family")
+	}
+	if samples[`btfu_source_up{source="app"}`] != 1 || samples[`btfu_errors_total{source="app",category="test"}`] != 1 {
+		t.Errorf("source_up or errors_total wrong:\n%s", b)
+	}
+	if lsn := sourceStatus(t, d.eng).FlushedLSN; samples[`btfu_flushed_lsn{source="app"}`] == 0 || lsn == "0/0" {
+		t.Errorf("flushed LSN %s, metric %v", lsn, samples[`btfu_flushed_lsn{source="app"}`])
+	}
+}
+
+func TestTokenIsRequiredFromOtherMachines(t *testing.T) {
+	d := running(t, Options{Token: token})
+	h := New(d.eng, Options{Token: token}).Handler()
 	for _, tc := range []struct {
 		remote, auth string
 		want         int
 	}{
 		{"10.0.0.5:1234", "", http.StatusUnauthorized},
 		{"10.0.0.5:1234", "Bearer wrong-token-0123456789", http.StatusUnauthorized},
+		{"10.0.0.5:1234", "Basic " + token, http.StatusUnauthorized},
 		{"10.0.0.5:1234", "Bearer " + token, http.StatusOK},
+		{"10.0.0.5:1234", "bearer " + token, http.StatusOK},
+		{"[2001:db8::1]:1234", "", http.StatusUnauthorized},
 		{"127.0.0.1:5555", "", http.StatusOK},
 		{"[::1]:5555", "", http.StatusOK},
 	} {
@@ -227,17 +371,21 @@ func TestTCPNeedsTheTokenExceptFromLoopback(t *testing.T) {
 		if rec.Code != tc.want {
 			t.Errorf("%s %q: %d, want %d", tc.remote, tc.auth, rec.Code, tc.want)
 		}
+		if rec.Code == http.StatusUnauthorized && (rec.Header().Get("WWW-Authenticate") == "" || !strings.Contains(rec.Body.String(), `"error"`) || strings.Contains(rec.Body.String(), token)) {
+			t.Errorf("401 answer: %v %s", rec.Header(), rec.Body)
+		}
 	}
-	// A server with no token refuses every non-loopback request.
+	// Without a token, other machines are refused whatever they send.
 	req := httptest.NewRequest(http.MethodGet, "/health", nil)
 	req.RemoteAddr = "192.168.1.9:40000"
+	req.Header.Set("Authorization", "Bearer ")
 	rec := httptest.NewRecorder()
-	New(eng, "").Handler().ServeHTTP(rec, req)
+	New(d.eng, Options{}).Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Errorf("no token configured, remote client: %d", rec.Code)
 	}
-	// The real TCP listener answers loopback clients.
-	resp, err := http.Get("http://" + tcp + "/v1/sources")
+	// The real TCP listener serves loopback clients without a token.
+	resp, err := http.Get("http://" + d.tcp + "/v1/sources")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,22 +395,48 @@ func TestTCPNeedsTheTokenExceptFromLoopback(t *testing.T) {
 	}
 }
 
-func TestASecondBtfuOnTheSameSocketIsRefused(t *testing.T) {
-	_, socket, _ := running(t)
-	if _, err := Listeners(socket, ""); err == nil || !strings.Contains(err.Error(), "another btfu is running") {
-		t.Fatalf("second listener: %v", err)
+// With RequireToken, real TCP requests need the token even from
+// loopback; the unix socket never does.
+func TestRequireTokenOverRealTCP(t *testing.T) {
+	d := running(t, Options{Token: token, RequireToken: true})
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{
+		{"", http.StatusUnauthorized},
+		{"Bearer not-the-token-0123456", http.StatusUnauthorized},
+		{"Bearer " + token, http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+d.tcp+"/v1/sources", nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("TCP %q: %d %s, want %d", tc.auth, resp.StatusCode, body, tc.want)
+		}
 	}
-	// A stale socket file (nobody listening) is replaced.
-	stale := filepath.Join(t.TempDir(), "stale.sock")
-	l, err := net.Listen("unix", stale)
+	// The client sends the token it is given.
+	c, err := DialTCP(d.tcp, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
-	ls, err := Listeners(stale, "")
-	if err != nil {
-		t.Fatalf("stale socket: %v", err)
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources", nil); err != nil {
+		t.Fatalf("client with the token: %v", err)
 	}
-	ls[0].Close()
+	c, err = DialTCP(d.tcp, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources", nil); err == nil || !strings.Contains(err.Error(), "bearer token") {
+		t.Fatalf("client without the token: %v", err)
+	}
+	if code, body := raw(t, d.client(t), http.MethodGet, "/v1/sources"); code != 200 {
+		t.Fatalf("unix socket without a token: %d %s", code, body)
+	}
 }

@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/api"
+	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
 )
 
 func backupCommand() command {
 	return command{
 		name:    "backup",
-		summary: "take a base backup of a source now (asks the running btfu)",
+		summary: "take a base backup of a source now; asks the running btfu and waits until the backup is stored (Ctrl-C cancels it)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
 			return func(env *Env, path string, args []string) error {
@@ -27,19 +29,23 @@ func backupCommand() command {
 				if err != nil {
 					return err
 				}
-				c, err := api.Dial(cfg.SocketPath())
+				c, err := api.Connect(cfg)
 				if errors.Is(err, api.ErrNotRunning) {
-					return errors.New("btfu is not running: a base backup needs the running engine; start it with 'btfu --no-tui' (or the TUI) and run this again")
+					return fmt.Errorf("%s: a base backup needs the running engine; start it with 'btfu --no-tui' (or the TUI) and run this again", notRunning(cfg))
 				}
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.Stderr, "taking a base backup of %s...\n", src.Name)
+				fmt.Fprintf(env.Stderr, "taking a base backup of %s (btfu on %s)...\n", src.Name, c.Where())
 				var b api.BaseBackup
 				if err := c.Do(env.Ctx, http.MethodPost, "/v1/sources/"+src.Name+"/backup", &b); err != nil {
-					return fmt.Errorf("base backup of %s: %w", src.Name, err)
+					if env.Ctx.Err() != nil {
+						return fmt.Errorf("interrupted: the base backup of %s was cancelled", src.Name)
+					}
+					return err
 				}
-				fmt.Fprintf(env.Stdout, "base backup %s complete: consistent at %s, %s\n", b.Key, b.ConsistentLSN, probe.HumanBytes(b.Bytes))
+				fmt.Fprintf(env.Stdout, "base backup %s of %s complete: consistent at %s, %s in %s\n", b.Key, src.Name, b.ConsistentLSN,
+					probe.HumanBytes(b.Bytes), time.Duration(b.DurationSeconds*float64(time.Second)).Round(time.Second))
 				return nil
 			}
 		},
@@ -47,9 +53,9 @@ func backupCommand() command {
 }
 
 func pauseCommand(pause bool) command {
-	verb, summary := "pause", "stop streaming a source; its slot is kept up to pause_wal_budget (asks the running btfu, or records it for the next start)"
+	verb, summary := "pause", "stop streaming a source (its slot is kept up to pause_wal_budget); asks the running btfu, or records it for its next start"
 	if !pause {
-		verb, summary = "resume", "resume streaming a paused source (asks the running btfu, or records it for the next start)"
+		verb, summary = "resume", "resume streaming a paused source; asks the running btfu, or records it for its next start"
 	}
 	return command{
 		name:    verb,
@@ -65,42 +71,81 @@ func pauseCommand(pause bool) command {
 				if err != nil {
 					return err
 				}
-				c, err := api.Dial(cfg.SocketPath())
+				if !pause && src.Paused {
+					return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", src.Name, path)
+				}
+				c, err := api.Connect(cfg)
 				if err == nil {
-					if err := c.Do(env.Ctx, http.MethodPost, "/v1/sources/"+src.Name+"/"+verb, nil); err != nil {
+					var p api.Paused
+					if err := c.Do(env.Ctx, http.MethodPost, "/v1/sources/"+src.Name+"/"+verb, &p); err != nil {
 						return err
 					}
 					fmt.Fprintf(env.Stdout, "source %s: %sd\n", src.Name, verb)
 					return nil
 				}
-				if !pause && src.Paused {
-					return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", src.Name, path)
-				}
-				// No btfu running: record it for the next start.
-				st, err := openStored(env, path, src.Name, nil)
-				if err != nil {
+				if !errors.Is(err, api.ErrNotRunning) {
 					return err
 				}
-				defer st.meta.Close()
-				if err := st.meta.SetSourcePaused(env.Ctx, st.rec.ID, pause); err != nil {
-					return err
-				}
-				fmt.Fprintf(env.Stdout, "btfu is not running; source %s will be %sd when it starts\n", src.Name, verb)
-				return nil
+				return recordPause(env, cfg, src, pause, verb)
 			}
 		},
 	}
 }
 
-// liveStatus asks a running btfu for its status.
-func liveStatus(env *Env, socket string) (engine.Status, bool) {
-	c, err := api.Dial(socket)
+// recordPause writes a pause or resume into the metadata store, where the
+// engine reads it when it starts.
+func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, verb string) error {
+	meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
 	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	rec, err := meta.GetSource(env.Ctx, src.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && pause:
+		// Never run: record the source as the engine would, paused.
+		rec, err = meta.UpsertSource(env.Ctx, store.Source{Name: src.Name, State: "new", SlotName: src.Slot, PublicationName: src.Publication})
+	case errors.Is(err, store.ErrNotFound):
+		fmt.Fprintf(env.Stdout, "%s; source %s has never run and is not paused\n", notRunning(cfg), src.Name)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Paused == pause {
+		fmt.Fprintf(env.Stdout, "%s; source %s is already %sd\n", notRunning(cfg), src.Name, verb)
+		return nil
+	}
+	if err := meta.SetSourcePaused(env.Ctx, rec.ID, pause); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s; source %s will be %sd when it starts\n", notRunning(cfg), src.Name, verb)
+	return nil
+}
+
+// notRunning says that no btfu answered, or that none could have.
+func notRunning(cfg *config.Config) string {
+	if cfg.SocketPath() == "" && cfg.API.Listen == "" {
+		return "btfu's control API is off ([api] socket = \"off\"), so a running btfu cannot be asked"
+	}
+	return "btfu is not running"
+}
+
+// liveStatus asks a running btfu for its status; without one it says why
+// the stored metadata is shown instead.
+func liveStatus(env *Env, cfg *config.Config) (engine.Status, bool) {
+	c, err := api.Connect(cfg)
+	if errors.Is(err, api.ErrNotRunning) {
+		fmt.Fprintf(env.Stderr, "%s; showing stored metadata\n", notRunning(cfg))
+		return engine.Status{}, false
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%v; showing stored metadata\n", err)
 		return engine.Status{}, false
 	}
 	var st engine.Status
 	if err := c.Do(env.Ctx, http.MethodGet, "/v1/sources", &st); err != nil {
-		fmt.Fprintf(env.Stderr, "the running btfu did not answer (%v); showing stored metadata\n", err)
+		fmt.Fprintf(env.Stderr, "the running btfu on %s did not answer (%v); showing stored metadata\n", c.Where(), err)
 		return engine.Status{}, false
 	}
 	return st, true

@@ -44,6 +44,14 @@ func runCommand() command {
 				if err != nil {
 					return err
 				}
+				serving := false
+				defer func() {
+					if !serving {
+						for _, l := range listeners {
+							l.Close()
+						}
+					}
+				}()
 				var log *slog.Logger
 				if *noTUI {
 					log = logging.New(cfg.Log, env.Stderr)
@@ -57,9 +65,6 @@ func runCommand() command {
 				}
 				eng, err := engine.Open(env.Ctx, cfg, log)
 				if err != nil {
-					for _, l := range listeners {
-						l.Close()
-					}
 					return err
 				}
 				defer eng.Close()
@@ -68,10 +73,12 @@ func runCommand() command {
 				ctx, stop := context.WithCancel(env.Ctx)
 				defer stop()
 				go eng.WatchConfig(ctx, hangups(ctx))
-				apiDone := make(chan error, 1)
-				go func() { apiDone <- api.New(eng, cfg.API.Token).Serve(ctx, listeners) }()
-				if len(listeners) > 0 {
-					log.Info("control API listening", "socket", cfg.SocketPath(), "tcp", cfg.API.Listen)
+				// The API starts before the engine runs, so /metrics counts
+				// every error event; it stops with the engine.
+				apiDone := api.New(eng, api.Options{Token: cfg.API.Token, Log: log}).Start(ctx, listeners)
+				serving = true
+				for _, l := range listeners {
+					log.Info("control API listening", "addr", l.Addr().String(), "network", l.Addr().Network())
 				}
 				done := make(chan error, 1)
 				go func() { done <- eng.Run(ctx) }()
@@ -82,11 +89,12 @@ func runCommand() command {
 					tuiErr = tui.Run(ctx, eng)
 				}
 				stop()
-				if err := <-done; err != nil {
-					return err
-				}
+				runErr := <-done
 				if err := <-apiDone; err != nil {
 					log.Warn("control API", "err", err)
+				}
+				if runErr != nil {
+					return runErr
 				}
 				return tuiErr
 			}

@@ -16,7 +16,7 @@ import (
 func statusCommand() command {
 	return command{
 		name:    "status",
-		summary: "show every source's state, lag, flushed LSN, restorable coverage and last restore (live from a running btfu, else from metadata)",
+		summary: "show every source's state, flushed LSN, RPO, restorable coverage and last restore; live from the running btfu (with lag and throughput), else from the metadata",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			asJSON := fs.Bool("json", false, "print JSON instead of a table")
 			return func(env *Env, path string, args []string) error {
@@ -27,9 +27,8 @@ func statusCommand() command {
 				if err != nil {
 					return err
 				}
-				st, live := liveStatus(env, cfg.SocketPath())
+				st, live := liveStatus(env, cfg)
 				if !live {
-					fmt.Fprintln(env.Stderr, "btfu is not running; showing stored metadata")
 					meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
 					if err != nil {
 						return err
@@ -44,20 +43,26 @@ func statusCommand() command {
 					enc.SetIndent("", "  ")
 					return enc.Encode(st)
 				}
-				printStatus(env.Stdout, st)
+				printStatus(env.Stdout, st, live)
 				return nil
 			}
 		},
 	}
 }
 
-func printStatus(w io.Writer, st engine.Status) {
+// printStatus prints one line per source; live (from the running btfu)
+// adds the lag behind the source and the throughput.
+func printStatus(w io.Writer, st engine.Status, live bool) {
 	if len(st.Sources) == 0 {
 		fmt.Fprintln(w, "no sources configured; add a [[source]] with name and dsn to the config file")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tLAG\tBASES\tSEGMENTS\tRESTORABLE")
+	if live {
+		fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tLAG\tRPO\tTHROUGHPUT\tBASES\tSEGMENTS\tRESTORABLE")
+	} else {
+		fmt.Fprintln(tw, "SOURCE\tSTATE\tFLUSHED LSN\tFLUSHED AT\tRPO\tBASES\tSEGMENTS\tRESTORABLE")
+	}
 	for _, s := range st.Sources {
 		flushed := "-"
 		if s.FlushedTime != nil {
@@ -71,11 +76,20 @@ func printStatus(w io.Writer, st engine.Status) {
 			}
 			cov = strings.Join(parts, ", ")
 		}
-		lag := "-"
-		if s.LagBytes != nil && s.RPOSeconds != nil {
-			lag = fmt.Sprintf("%s, %s", probe.HumanBytes(*s.LagBytes), humanAge(time.Duration(*s.RPOSeconds*float64(time.Second))))
+		rpo := "-"
+		if s.RPOSeconds != nil {
+			rpo = humanAge(time.Duration(*s.RPOSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, lag, s.BaseBackups, s.Segments, cov)
+		if live {
+			lag := "-"
+			if s.LagBytes != nil {
+				lag = probe.HumanBytes(*s.LagBytes)
+			}
+			rate := fmt.Sprintf("%.1f tx/s, %s/s", s.TxPerSec, probe.HumanBytes(int64(s.BytesPerSec)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, lag, rpo, rate, s.BaseBackups, s.Segments, cov)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, rpo, s.BaseBackups, s.Segments, cov)
+		}
 		if s.Attention != "" {
 			fmt.Fprintf(tw, "  attention:\t%s\n", s.Attention)
 		} else if s.LastError != "" {

@@ -36,6 +36,7 @@ func expandAll(c *Config, p *Problems) {
 	walkStrings(reflect.ValueOf(&c.Metadata).Elem(), "metadata", expand)
 	walkStrings(reflect.ValueOf(&c.Storage).Elem(), "storage", expand)
 	walkStrings(reflect.ValueOf(&c.Log).Elem(), "log", expand)
+	walkStrings(reflect.ValueOf(&c.API).Elem(), "api", expand)
 	for i := range c.Sources {
 		walkStrings(reflect.ValueOf(&c.Sources[i]).Elem(), sourceKey(&c.Sources[i], i), expand)
 	}
@@ -169,7 +170,11 @@ func (c *Config) check(p *Problems) {
 		}
 	}
 	if c.API.Token != "" && len(c.API.Token) < 16 {
-		p.add("api.token", "is too short to guess-proof; use at least 16 characters, e.g. from 'openssl rand -hex 16'")
+		key := "api.token"
+		if c.API.TokenFile != "" {
+			key = "api.token_file"
+		}
+		p.add(key, "the token is too short to be guess-proof; use at least 16 characters, e.g. from 'openssl rand -hex 16'")
 	}
 
 	switch c.Storage.Kind {

@@ -56,9 +56,9 @@ type Summary struct {
 	CopiedRows   int64 // of Rows, inserted with COPY (runs of inserts into one table)
 	// LeftOut names tables this restore could not bring to the target
 	// point, and why (they joined the publication after the base backup).
-	LeftOut []string
-	Sequences    int
-	Took         time.Duration
+	LeftOut   []string
+	Sequences int
+	Took      time.Duration
 }
 
 // Run restores plan into the target. Every artifact is verified before the
