@@ -1,6 +1,9 @@
-// Package tui is btfu's terminal interface: a Bubble Tea v2 program that
-// reads the engine's status snapshots and sends it commands. It does no
-// I/O in Update; engine calls are tea.Cmds returning typed messages.
+// Package tui is btfu's terminal interface: a Bubble Tea v2 program over
+// the running engine. The root model routes; screens (dashboard, source
+// detail, coverage timeline, restore wizard, register form, event log) are
+// components returning strings. No I/O happens in Update: engine calls are
+// tea.Cmds returning typed messages, and engine events arrive through one
+// bridge goroutine.
 package tui
 
 import (
@@ -12,52 +15,56 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/tui/styles"
 )
 
-// StatusReader is what the TUI needs from the engine today.
-type StatusReader interface {
-	Status(ctx context.Context) (engine.Status, error)
-}
-
-// refreshEvery is how often the dashboard re-reads the status.
-const refreshEvery = 2 * time.Second
-
-type statusMsg struct {
-	st  engine.Status
-	err error
-}
-
-type tickMsg time.Time
+// refreshEvery is how often the status is re-read.
+const refreshEvery = time.Second
 
 // Model is the root model. It alone decides alt screen and window title.
 type Model struct {
-	ctx      context.Context
-	eng      StatusReader
-	keys     KeyMap
-	help     help.Model
-	styles   styles.Styles
-	width    int
-	height   int
-	status   engine.Status
-	err      error
-	loaded   bool
-	selected int
-	fullHelp bool
+	ctx     context.Context
+	eng     Engine
+	keys    KeyMap
+	help    help.Model
+	styles  styles.Styles
+	now     func() time.Time
+	width   int
+	height  int
+	status  engine.Status
+	err     error
+	loaded  bool
+	sel     int
+	screen  Component // nil: the dashboard
+	notice  NoticeMsg
+	banner  string // an engine-level problem (invalid config edit)
+	events  []engine.EventRecord
+	full    bool // full help
+	askQuit bool // a busy screen would be interrupted: y/n
 }
 
-// New returns the root model reading status from eng.
-func New(ctx context.Context, eng StatusReader) Model {
-	return Model{ctx: ctx, eng: eng, keys: DefaultKeyMap(), help: help.New(), styles: styles.Default(), width: 80, height: 24}
+// New returns the root model over eng.
+func New(ctx context.Context, eng Engine) Model {
+	return Model{ctx: ctx, eng: eng, keys: DefaultKeyMap(), help: help.New(), styles: styles.Default(), now: time.Now,
+		width: 80, height: 24, events: eng.RecentEvents()}
 }
 
 // Run shows the TUI until the user quits or ctx ends.
-func Run(ctx context.Context, eng StatusReader) error {
-	_, err := tea.NewProgram(New(ctx, eng), tea.WithContext(ctx)).Run()
+func Run(ctx context.Context, eng Engine) error {
+	p := tea.NewProgram(New(ctx, eng), tea.WithContext(ctx))
+	bridge, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		// Events reach the program in order; the engine's subscriber
+		// queue absorbs a slow UI, so the engine never waits for it.
+		for ev := range eng.Subscribe(bridge) {
+			p.Send(eventMsg(ev))
+		}
+	}()
+	_, err := p.Run()
 	if err != nil && ctx.Err() != nil {
 		return nil // interrupted: a clean stop
 	}
@@ -79,35 +86,146 @@ func tick() tea.Cmd {
 // Init implements tea.Model.
 func (m Model) Init() tea.Cmd { return tea.Batch(m.fetch(), tick()) }
 
-// Update implements tea.Model. It only routes.
+// Update implements tea.Model. It only routes: global messages first, then
+// the focused screen.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.width, m.height = msg.Width, msg.Height
-		m.help.SetWidth(msg.Width)
-	case tea.KeyPressMsg:
-		return m.onKey(msg)
+		return m.resize(msg), nil
 	case statusMsg:
-		m.status, m.err, m.loaded = msg.st, msg.err, true
-		m.selected = min(m.selected, max(len(m.status.Sources)-1, 0))
+		return m.onStatus(msg)
 	case tickMsg:
 		return m, tea.Batch(m.fetch(), tick())
+	case eventMsg:
+		return m.onEvent(msg)
+	case NoticeMsg:
+		m.notice = msg
+		return m, m.fetch()
+	case CloseMsg:
+		m.screen, m.notice = nil, NoticeMsg{Text: msg.Status}
+		return m, m.fetch()
+	case OpenWizardMsg:
+		return m.open(newWizard(m.ctx, m.eng, m.styles, msg.Source, msg.At))
+	case tea.KeyPressMsg:
+		return m.onKey(msg)
+	}
+	return m.toScreen(msg)
+}
+
+func (m Model) resize(msg tea.WindowSizeMsg) Model {
+	m.width, m.height = msg.Width, msg.Height
+	m.help.SetWidth(msg.Width)
+	if m.screen != nil {
+		m.screen.SetSize(msg.Width, m.bodyHeight())
+	}
+	return m
+}
+
+func (m Model) onStatus(msg statusMsg) (tea.Model, tea.Cmd) {
+	m.status, m.err, m.loaded = msg.st, msg.err, true
+	m.sel = min(m.sel, max(len(m.status.Sources)-1, 0))
+	return m.toScreen(msg)
+}
+
+func (m Model) onEvent(msg eventMsg) (tea.Model, tea.Cmd) {
+	ev := engine.EventRecord(msg)
+	m.events = append(m.events, ev)
+	if len(m.events) > 500 {
+		m.events = m.events[len(m.events)-500:]
+	}
+	switch ev.Kind {
+	case "config.invalid", "config.reload_failed":
+		m.banner = "config.toml: " + ev.Message
+	case "config.reloaded":
+		m.banner = ""
+	}
+	return m.toScreen(msg)
+}
+
+// toScreen hands a message to the focused screen.
+func (m Model) toScreen(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if m.screen == nil {
+		return m, nil
+	}
+	next, cmd := m.screen.Update(msg)
+	m.screen = next
+	return m, cmd
+}
+
+func (m Model) open(c Component) (tea.Model, tea.Cmd) {
+	c.SetSize(m.width, m.bodyHeight())
+	m.screen, m.notice, m.full = c, NoticeMsg{}, false
+	if i, ok := c.(interface{ Init() tea.Cmd }); ok {
+		return m, i.Init()
 	}
 	return m, nil
 }
 
+func (m Model) busy() bool {
+	b, ok := m.screen.(Busy)
+	return ok && b.Busy()
+}
+
 func (m Model) onKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
-	switch {
-	case key.Matches(msg, m.keys.Quit):
+	if m.askQuit {
+		m.askQuit = false
+		if msg.String() == "y" {
+			return m, tea.Quit
+		}
+		return m, nil
+	}
+	if msg.String() == "ctrl+c" || (m.screen == nil && key.Matches(msg, m.keys.Quit)) {
+		if m.busy() {
+			m.askQuit = true
+			return m, nil
+		}
 		return m, tea.Quit
+	}
+	if m.screen != nil {
+		if t, ok := m.screen.(interface{ Typing() bool }); key.Matches(msg, m.keys.Help) && !(ok && t.Typing()) {
+			m.full = !m.full
+			return m, nil
+		}
+		return m.toScreen(msg)
+	}
+	return m.dashboardKey(msg)
+}
+
+func (m Model) selected() string {
+	if m.sel < len(m.status.Sources) {
+		return m.status.Sources[m.sel].Name
+	}
+	return ""
+}
+
+func (m Model) dashboardKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	name := m.selected()
+	switch {
 	case key.Matches(msg, m.keys.Help):
-		m.fullHelp = !m.fullHelp
+		m.full = !m.full
 	case key.Matches(msg, m.keys.Refresh):
 		return m, m.fetch()
 	case key.Matches(msg, m.keys.Up):
-		m.selected = max(m.selected-1, 0)
+		m.sel = max(m.sel-1, 0)
 	case key.Matches(msg, m.keys.Down):
-		m.selected = min(m.selected+1, max(len(m.status.Sources)-1, 0))
+		m.sel = min(m.sel+1, max(len(m.status.Sources)-1, 0))
+	case key.Matches(msg, m.keys.Register):
+		return m.open(newRegister(m.ctx, m.eng, m.styles))
+	case key.Matches(msg, m.keys.Log):
+		return m.open(newLogView(m.styles, m.events, m.now))
+	case key.Matches(msg, m.keys.Restore):
+		return m.open(newWizard(m.ctx, m.eng, m.styles, name, time.Time{}))
+	case name == "":
+		return m, nil
+	case key.Matches(msg, m.keys.Detail):
+		return m.open(newDetail(m.ctx, m.eng, m.styles, name))
+	case key.Matches(msg, m.keys.Timeline):
+		return m.open(newTimeline(m.ctx, m.eng, m.styles, name, m.now))
+	case key.Matches(msg, m.keys.Backup):
+		m.notice = NoticeMsg{Text: "base backup of " + name + " started…"}
+		return m, backupCmd(m.ctx, m.eng, name)
+	case key.Matches(msg, m.keys.Pause):
+		return m, pauseCmd(m.ctx, m.eng, name, !m.status.Sources[m.sel].Paused)
 	}
 	return m, nil
 }
@@ -120,76 +238,83 @@ func (m Model) View() tea.View {
 	return v
 }
 
+func (m Model) bodyHeight() int { return max(m.height-4, 5) }
+
 // Render draws the screen as a string (used by View and by tests).
 func (m Model) Render() string {
 	var b strings.Builder
-	b.WriteString(m.styles.Title.Render("btfu — sources") + "\n\n")
+	title := "btfu — sources"
+	if m.screen != nil {
+		title = "btfu"
+	}
+	b.WriteString(m.styles.Title.Render(title) + "\n")
+	if m.banner != "" {
+		b.WriteString(m.styles.Error.Render("! "+m.banner) + "\n")
+	}
 	switch {
+	case m.screen != nil:
+		b.WriteString(m.screen.View())
 	case !m.loaded:
 		b.WriteString(m.styles.Muted.Render("reading status…") + "\n")
 	case m.err != nil:
 		b.WriteString(m.styles.Error.Render("status unavailable: "+m.err.Error()) + "\n")
 	default:
-		b.WriteString(m.dashboard())
+		b.WriteString(dashboard(m.styles, m.status, m.sel, m.width, m.now()))
 	}
-	b.WriteString("\n")
-	if m.fullHelp {
-		b.WriteString(m.help.FullHelpView(m.keys.FullHelp()))
-	} else {
-		b.WriteString(m.help.ShortHelpView(m.keys.ShortHelp()))
+	body := strings.TrimRight(b.String(), "\n")
+	var foot strings.Builder
+	if m.askQuit {
+		foot.WriteString(m.styles.Warn.Render("A restore is running; quitting stops it and leaves the target partial. Quit? (y/n)") + "\n")
+	} else if m.notice.Text != "" {
+		st := m.styles.OK
+		if m.notice.Err {
+			st = m.styles.Error
+		}
+		foot.WriteString(st.Render(m.notice.Text) + "\n")
 	}
-	lines := strings.Split(b.String(), "\n")
-	for i, l := range lines {
-		lines[i] = ansi.Truncate(l, m.width, "…")
+	foot.WriteString(m.helpView())
+	lines := strings.Split(body, "\n")
+	footLines := strings.Split(foot.String(), "\n")
+	if m.height > 0 && len(lines)+len(footLines)+1 > m.height {
+		lines = lines[:max(m.height-len(footLines)-1, 1)]
 	}
-	if len(lines) > m.height && m.height > 0 {
-		lines = lines[:m.height]
+	all := append(append(lines, ""), footLines...)
+	for i, l := range all {
+		all[i] = ansi.Truncate(l, m.width, "…")
 	}
-	return strings.Join(lines, "\n")
+	return strings.Join(all, "\n")
 }
 
-func (m Model) dashboard() string {
-	if len(m.status.Sources) == 0 {
-		return m.styles.Muted.Render("no sources configured; add a [[source]] to config.toml") + "\n"
+func (m Model) helpView() string {
+	var km help.KeyMap = m.keys
+	if m.screen != nil {
+		km = m.screen
 	}
-	cols := []struct {
-		title string
-		width int
-	}{{"SOURCE", 16}, {"STATE", 11}, {"FLUSHED LSN", 14}, {"BASES", 6}, {"SEGS", 7}, {"RESTORABLE FROM", 20}}
-	var b strings.Builder
-	for _, c := range cols {
-		b.WriteString(m.styles.Header.Render(pad(c.title, c.width-1)) + " ")
+	if m.full {
+		return m.help.FullHelpView(km.FullHelp())
 	}
-	b.WriteString("\n")
-	for i, s := range m.status.Sources {
-		from := "nothing yet"
-		if len(s.Coverage) > 0 {
-			from = s.Coverage[0].FromTime.UTC().Format("2006-01-02 15:04") + "Z"
-		}
-		cells := []string{s.Name, s.State, s.FlushedLSN, fmt.Sprint(s.BaseBackups), fmt.Sprint(s.Segments), from}
-		var row strings.Builder
-		for j, c := range cols {
-			cell := pad(ansi.Truncate(cells[j], c.width-1, "…"), c.width)
-			if j == 1 {
-				cell = m.styles.State(s.State).Render(cell)
-			}
-			row.WriteString(cell)
-		}
-		line := row.String()
-		if i == m.selected {
-			line = m.styles.Selected.Render(line)
-		}
-		b.WriteString(line + "\n")
-		if s.LastError != "" {
-			b.WriteString(m.styles.Error.Render("  ! "+s.LastError) + "\n")
-		}
-	}
-	return b.String()
+	return m.help.ShortHelpView(km.ShortHelp())
 }
 
-func pad(s string, w int) string {
-	if n := lipgloss.Width(s); n < w {
-		return s + strings.Repeat(" ", w-n)
+func backupCmd(ctx context.Context, eng Engine, name string) tea.Cmd {
+	return func() tea.Msg {
+		b, err := eng.BackupNow(ctx, name)
+		if err != nil {
+			return NoticeMsg{Text: fmt.Sprintf("base backup of %s failed: %v", name, err), Err: true}
+		}
+		return NoticeMsg{Text: fmt.Sprintf("base backup of %s complete: %s at %s", name, b.ArtifactKey, b.ConsistentLSN)}
 	}
-	return s
+}
+
+func pauseCmd(ctx context.Context, eng Engine, name string, pause bool) tea.Cmd {
+	return func() tea.Msg {
+		verb, f := "paused", eng.Pause
+		if !pause {
+			verb, f = "resumed", eng.Resume
+		}
+		if err := f(ctx, name); err != nil {
+			return NoticeMsg{Text: err.Error(), Err: true}
+		}
+		return NoticeMsg{Text: name + " " + verb}
+	}
 }

@@ -14,6 +14,11 @@ type Styles struct {
 	Error    lipgloss.Style
 	Muted    lipgloss.Style
 	Selected lipgloss.Style
+	// Covered and Gap draw the coverage timeline; Marker base backups.
+	Covered lipgloss.Style
+	Gap     lipgloss.Style
+	Marker  lipgloss.Style
+	Input   lipgloss.Style
 }
 
 // Default uses the 16 ANSI colours, which every terminal over SSH shows.
@@ -26,6 +31,10 @@ func Default() Styles {
 		Error:    lipgloss.NewStyle().Foreground(lipgloss.Color("1")).Bold(true),
 		Muted:    lipgloss.NewStyle().Foreground(lipgloss.Color("8")),
 		Selected: lipgloss.NewStyle().Reverse(true),
+		Covered:  lipgloss.NewStyle().Foreground(lipgloss.Color("2")),
+		Gap:      lipgloss.NewStyle().Foreground(lipgloss.Color("1")),
+		Marker:   lipgloss.NewStyle().Foreground(lipgloss.Color("6")).Bold(true),
+		Input:    lipgloss.NewStyle().Bold(true),
 	}
 }
 
@@ -34,9 +43,9 @@ func (s Styles) State(state string) lipgloss.Style {
 	switch state {
 	case "streaming":
 		return s.OK
-	case "error":
+	case "error", "reconnecting":
 		return s.Error
-	case "paused", "backing_up", "new":
+	case "paused", "backing_up", "new", "registered", "starting":
 		return s.Warn
 	}
 	return s.Muted

@@ -1,0 +1,154 @@
+package tui
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/tui/styles"
+)
+
+// dashboard renders one block per source: a row of the essentials, a
+// second row of backup and WAL facts, and a red line when the source
+// needs the user.
+func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.Time) string {
+	if len(status.Sources) == 0 {
+		return st.Muted.Render("no sources configured; press n to register one, or add a [[source]] to config.toml") + "\n"
+	}
+	wide := width >= 110
+	cols := []col{{"SOURCE", 14}, {"STATE", 11}, {"LAG", 16}, {"RPO", 7}, {"TX/S", 7}}
+	if wide {
+		cols = append(cols, col{"MB/S", 7}, col{"FLUSHED LSN", 13}, col{"LAG (10 MIN)", 22})
+	} else {
+		cols = append(cols, col{"LAG (10 MIN)", 14})
+	}
+	var b strings.Builder
+	for _, c := range cols {
+		b.WriteString(st.Header.Render(pad(c.title, c.width-1)) + " ")
+	}
+	b.WriteString("\n")
+	for i, s := range status.Sources {
+		lag, rpo := "-", "-"
+		if s.LagBytes != nil {
+			lag = probe.HumanBytes(*s.LagBytes)
+		}
+		if s.RPOSeconds != nil {
+			rpo = age(time.Duration(*s.RPOSeconds * float64(time.Second)))
+		}
+		cells := []string{s.Name, s.State, lag, rpo, fmt.Sprintf("%.0f", s.TxPerSec)}
+		spark := sparkline(s.LagHistory, cols[len(cols)-1].width-1)
+		if wide {
+			cells = append(cells, fmt.Sprintf("%.2f", s.BytesPerSec/(1<<20)), s.FlushedLSN, spark)
+		} else {
+			cells = append(cells, spark)
+		}
+		var row strings.Builder
+		for j, c := range cols {
+			cell := pad(ansi.Truncate(cells[j], c.width-1, "…"), c.width)
+			if j == 1 {
+				cell = st.State(s.State).Render(cell)
+			}
+			row.WriteString(cell)
+		}
+		line := row.String()
+		if i == sel {
+			line = st.Selected.Render(line)
+		}
+		b.WriteString(line + "\n")
+		b.WriteString(st.Muted.Render("  "+facts(s, now)) + "\n")
+		if s.Attention != "" {
+			b.WriteString(st.Error.Render("  ! "+s.Attention) + "\n")
+		}
+	}
+	return b.String()
+}
+
+type col struct {
+	title string
+	width int
+}
+
+// facts is the second line of a source: backups, coverage, WAL, restore.
+func facts(s engine.SourceStatus, now time.Time) string {
+	var parts []string
+	if s.LastBackup != nil {
+		parts = append(parts, "base "+age(now.Sub(s.LastBackup.At))+" ago")
+	} else {
+		parts = append(parts, "no base yet")
+	}
+	if s.NextBackup != nil {
+		parts = append(parts, "next in "+age(s.NextBackup.Sub(now)))
+	}
+	if len(s.Coverage) > 0 {
+		parts = append(parts, "restorable from "+s.Coverage[0].FromTime.UTC().Format("01-02 15:04")+"Z")
+	}
+	if s.RetainedBytes != nil {
+		parts = append(parts, fmt.Sprintf("WAL %s/%s", probe.HumanBytes(*s.RetainedBytes), probe.HumanBytes(s.WALBudget)))
+	}
+	if r := s.LastRestore; r != nil {
+		parts = append(parts, "last restore "+r.Status+" "+age(now.Sub(r.StartedAt))+" ago")
+	}
+	return strings.Join(parts, " · ")
+}
+
+// age renders a duration as 45s, 12m, 3.5h, 4d.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%.0fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%.0fm", d.Minutes())
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%.1fh", d.Hours())
+	}
+	return fmt.Sprintf("%.0fd", d.Hours()/24)
+}
+
+var sparks = []rune("▁▂▃▄▅▆▇█")
+
+// sparkline draws the last width values, scaled to their maximum.
+func sparkline(vals []int64, width int) string {
+	if len(vals) == 0 || width <= 0 {
+		return ""
+	}
+	if len(vals) > width {
+		// Average down to width buckets.
+		out := make([]int64, width)
+		for i := range out {
+			lo, hi := i*len(vals)/width, (i+1)*len(vals)/width
+			var sum int64
+			for _, v := range vals[lo:hi] {
+				sum += v
+			}
+			out[i] = sum / int64(max(hi-lo, 1))
+		}
+		vals = out
+	}
+	var top int64
+	for _, v := range vals {
+		top = max(top, v)
+	}
+	var b strings.Builder
+	for _, v := range vals {
+		i := 0
+		if top > 0 {
+			i = int(v * int64(len(sparks)-1) / top)
+		}
+		b.WriteRune(sparks[i])
+	}
+	return b.String()
+}
+
+func pad(s string, w int) string {
+	if n := lipgloss.Width(s); n < w {
+		return s + strings.Repeat(" ", w-n)
+	}
+	return s
+}

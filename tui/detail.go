@@ -1,0 +1,146 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/tui/styles"
+)
+
+// detail is one source: the probe's checks and plan, with actions.
+type detail struct {
+	ctx     context.Context
+	eng     Engine
+	st      styles.Styles
+	name    string
+	w, h    int
+	report  *probe.Report
+	err     error
+	probing bool
+	paused  bool
+	notice  NoticeMsg
+	scroll  int
+	keys    detailKeys
+}
+
+type detailKeys struct{ Probe, Backup, Pause, Up, Down, Back key.Binding }
+
+type probeMsg struct {
+	name string
+	r    *probe.Report
+	err  error
+}
+
+// newDetail is the source detail screen.
+func newDetail(ctx context.Context, eng Engine, st styles.Styles, name string) Component {
+	return &detail{ctx: ctx, eng: eng, st: st, name: name, probing: true, keys: detailKeys{
+		Probe:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "re-probe")),
+		Backup: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "backup now")),
+		Pause:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause/resume")),
+		Up:     key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll")),
+		Down:   key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll")),
+		Back:   back,
+	}}
+}
+
+func (d *detail) Init() tea.Cmd { return d.probe() }
+
+func (d *detail) probe() tea.Cmd {
+	ctx, eng, name := d.ctx, d.eng, d.name
+	return func() tea.Msg {
+		r, err := eng.Probe(ctx, name)
+		return probeMsg{name: name, r: r, err: err}
+	}
+}
+
+func (d *detail) SetSize(w, h int) { d.w, d.h = w, h }
+
+func (d *detail) ShortHelp() []key.Binding {
+	return []key.Binding{d.keys.Probe, d.keys.Backup, d.keys.Pause, d.keys.Down, d.keys.Back}
+}
+
+func (d *detail) FullHelp() [][]key.Binding { return [][]key.Binding{d.ShortHelp()} }
+
+func (d *detail) Update(msg tea.Msg) (Component, tea.Cmd) {
+	switch msg := msg.(type) {
+	case probeMsg:
+		d.report, d.err, d.probing = msg.r, msg.err, false
+	case statusMsg:
+		for _, s := range msg.st.Sources {
+			if s.Name == d.name {
+				d.paused = s.Paused
+			}
+		}
+	case NoticeMsg:
+		d.notice = msg
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, d.keys.Back):
+			return d, func() tea.Msg { return CloseMsg{} }
+		case key.Matches(msg, d.keys.Probe):
+			d.probing = true
+			return d, d.probe()
+		case key.Matches(msg, d.keys.Backup):
+			d.notice = NoticeMsg{Text: "base backup started…"}
+			return d, backupCmd(d.ctx, d.eng, d.name)
+		case key.Matches(msg, d.keys.Pause):
+			return d, pauseCmd(d.ctx, d.eng, d.name, !d.paused)
+		case key.Matches(msg, d.keys.Down):
+			d.scroll++
+		case key.Matches(msg, d.keys.Up):
+			d.scroll = max(d.scroll-1, 0)
+		}
+	}
+	return d, nil
+}
+
+func (d *detail) View() string {
+	var b strings.Builder
+	b.WriteString(d.st.Header.Render("Source "+d.name) + "\n")
+	if d.notice.Text != "" {
+		st := d.st.OK
+		if d.notice.Err {
+			st = d.st.Error
+		}
+		b.WriteString(st.Render(d.notice.Text) + "\n")
+	}
+	switch {
+	case d.probing:
+		b.WriteString(d.st.Muted.Render("probing…") + "\n")
+	case d.err != nil:
+		b.WriteString(d.st.Error.Render("probe failed: "+d.err.Error()) + "\n")
+	case d.report != nil:
+		r := d.report
+		b.WriteString(fmt.Sprintf("%s · PostgreSQL %s · %s\n", r.Target, r.ServerVersion, r.Provider))
+		var lines []string
+		for _, c := range r.Checks {
+			st := map[probe.Status]func(...string) string{probe.OK: d.st.OK.Render, probe.Warn: d.st.Warn.Render, probe.Fail: d.st.Error.Render}[c.Status]
+			if st == nil {
+				st = d.st.Muted.Render
+			}
+			lines = append(lines, st(fmt.Sprintf("%-4s", c.Status))+" "+pad(c.ID, 18)+" "+c.Finding)
+			if c.Fix != "" && c.Status != probe.OK {
+				lines = append(lines, "     "+d.st.Muted.Render("fix: "+c.Fix))
+			}
+		}
+		pl := r.Plan
+		lines = append(lines, "", d.st.Header.Render("Plan"),
+			fmt.Sprintf("publication %s %s, %d table(s); slot %s; DDL %s", pl.Publication, pl.PublicationForm, len(pl.Tables), pl.Slot, map[bool]string{true: "captured", false: "derived from relation changes"}[pl.DDLCapture]))
+		if len(pl.Excluded) > 0 {
+			lines = append(lines, "excluded: "+strings.Join(pl.Excluded, ", "))
+		}
+		if len(pl.Undecided) > 0 {
+			lines = append(lines, d.st.Error.Render("undecided (no replica identity): "+strings.Join(pl.Undecided, ", ")))
+		}
+		room := max(d.h-3, 3)
+		d.scroll = min(d.scroll, max(len(lines)-room, 0))
+		end := min(d.scroll+room, len(lines))
+		b.WriteString(strings.Join(lines[d.scroll:end], "\n") + "\n")
+	}
+	return b.String()
+}

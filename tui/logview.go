@@ -1,0 +1,115 @@
+package tui
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/tui/styles"
+)
+
+// logView lists engine events, newest last, filtered by source and level.
+type logView struct {
+	st     styles.Styles
+	now    func() time.Time
+	events []engine.EventRecord
+	source string // "" for all
+	level  slog.Level
+	w, h   int
+	scroll int // lines up from the bottom
+	keys   struct{ Source, Level, Up, Down, Back key.Binding }
+}
+
+func newLogView(st styles.Styles, events []engine.EventRecord, now func() time.Time) Component {
+	l := &logView{st: st, now: now, events: append([]engine.EventRecord(nil), events...), level: slog.LevelDebug}
+	l.keys.Source = key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "filter source"))
+	l.keys.Level = key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "min level"))
+	l.keys.Up = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "older"))
+	l.keys.Down = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "newer"))
+	l.keys.Back = back
+	return l
+}
+
+func (l *logView) SetSize(w, h int) { l.w, l.h = w, h }
+func (l *logView) ShortHelp() []key.Binding {
+	return []key.Binding{l.keys.Source, l.keys.Level, l.keys.Up, l.keys.Down, l.keys.Back}
+}
+func (l *logView) FullHelp() [][]key.Binding { return [][]key.Binding{l.ShortHelp()} }
+
+func (l *logView) sources() []string {
+	seen := map[string]bool{}
+	out := []string{""}
+	for _, e := range l.events {
+		if e.Source != "" && !seen[e.Source] {
+			seen[e.Source] = true
+			out = append(out, e.Source)
+		}
+	}
+	return out
+}
+
+func (l *logView) Update(msg tea.Msg) (Component, tea.Cmd) {
+	switch msg := msg.(type) {
+	case eventMsg:
+		l.events = append(l.events, engine.EventRecord(msg))
+	case tea.KeyPressMsg:
+		switch {
+		case key.Matches(msg, l.keys.Back):
+			return l, func() tea.Msg { return CloseMsg{} }
+		case key.Matches(msg, l.keys.Source):
+			srcs := l.sources()
+			for i, s := range srcs {
+				if s == l.source {
+					l.source = srcs[(i+1)%len(srcs)]
+					break
+				}
+			}
+		case key.Matches(msg, l.keys.Level):
+			l.level = map[slog.Level]slog.Level{slog.LevelDebug: slog.LevelInfo, slog.LevelInfo: slog.LevelWarn, slog.LevelWarn: slog.LevelError, slog.LevelError: slog.LevelDebug}[l.level]
+		case key.Matches(msg, l.keys.Up):
+			l.scroll++
+		case key.Matches(msg, l.keys.Down):
+			l.scroll = max(l.scroll-1, 0)
+		}
+	}
+	return l, nil
+}
+
+func (l *logView) View() string {
+	var rows []string
+	for _, e := range l.events {
+		if e.Level < l.level || (l.source != "" && e.Source != l.source) {
+			continue
+		}
+		st := l.st.Muted
+		switch {
+		case e.Level >= slog.LevelError:
+			st = l.st.Error
+		case e.Level >= slog.LevelWarn:
+			st = l.st.Warn
+		}
+		src := e.Source
+		if src == "" {
+			src = "-"
+		}
+		rows = append(rows, fmt.Sprintf("%s %s %-10s %s", e.At.Local().Format("15:04:05"), st.Render(fmt.Sprintf("%-5s", strings.ToLower(e.Level.String()))), src, e.Message))
+	}
+	filter := "all sources"
+	if l.source != "" {
+		filter = "source " + l.source
+	}
+	head := l.st.Header.Render("Event log") + l.st.Muted.Render(fmt.Sprintf("  %s, level ≥ %s, %d event(s)", filter, strings.ToLower(l.level.String()), len(rows)))
+	room := max(l.h-2, 3)
+	l.scroll = min(l.scroll, max(len(rows)-room, 0))
+	end := len(rows) - l.scroll
+	start := max(end-room, 0)
+	if len(rows) == 0 {
+		return head + "\n" + l.st.Muted.Render("no events") + "\n"
+	}
+	return head + "\n" + strings.Join(rows[start:end], "\n") + "\n"
+}
