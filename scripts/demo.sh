@@ -31,6 +31,8 @@ cleanup() {
 trap cleanup EXIT
 psql=("$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres)
 "${psql[@]}" -c "CREATE DATABASE shop"
+"${psql[@]}" -c "CREATE DATABASE shop_restore"
+target="postgres://postgres@127.0.0.1:$port/shop_restore?sslmode=disable"
 "${psql[@]}" -d shop -c "CREATE TABLE orders (id bigserial PRIMARY KEY, customer text NOT NULL, total numeric(10,2), created_at timestamptz DEFAULT now())"
 ( while sleep 1; do "${psql[@]}" -d shop -c "INSERT INTO orders (customer, total) VALUES ('c' || (random()*100)::int, (random()*500)::numeric(10,2))" 2>/dev/null || exit 0; done ) &
 workload=$!
@@ -41,8 +43,13 @@ path = "$root/btfu.db"
 path = "$root/data"
 [log]
 file = "$root/btfu.log"
+# Restore target for the wizard (press R in the TUI): $target
 [[source]]
 name = "shop"
 dsn = "postgres://postgres@127.0.0.1:$port/shop?sslmode=disable"
 TOML
+echo "demo: press R in the TUI to restore shop into the empty database"
+echo "      $target"
+echo "      (q quits and stops everything). Starting in 3 s..."
+sleep 3
 ./bin/btfu --config "$root/config.toml"
