@@ -12,7 +12,6 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
-	"github.com/jackc/pglogrepl"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
@@ -462,4 +461,3 @@ func TestViewOwnsAltScreen(t *testing.T) {
 	}
 }
 
-var _ = pglogrepl.LSN(0)
