@@ -460,4 +460,3 @@ func TestViewOwnsAltScreen(t *testing.T) {
 		t.Fatalf("view: alt=%v title=%q", v.AltScreen, v.WindowTitle)
 	}
 }
-
