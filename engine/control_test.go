@@ -166,9 +166,13 @@ func TestConfigReloadAddsSourcesAndKeepsRunningOnAnInvalidEdit(t *testing.T) {
 		t.Fatalf("after an invalid edit: %+v %v", st, err)
 	}
 
-	// Removing a source stops it; its records stay.
-	writeConfig(t, path, head+two)
+	// Removing a source stops it; its records stay. The [api] edit in the
+	// same change cannot apply live and is reported.
+	writeConfig(t, path, head+"[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"x-token-for-the-test\"\n"+two)
 	waitEvent(t, events, "config.reloaded")
+	if ev := waitEvent(t, events, "config.restart_needed"); !strings.Contains(ev.Message, "[api]") {
+		t.Fatalf("an [api] edit reported as %q", ev.Message)
+	}
 	waitFor(t, func() bool {
 		st, err := e.Status(context.Background())
 		return err == nil && len(st.Sources) == 1 && st.Sources[0].Name == "two"

@@ -15,8 +15,9 @@ import (
 // Reload applies a new configuration while the engine runs: sources added
 // start, sources removed stop (their records and backups stay), sources
 // whose settings changed restart with the new ones (a stopping source
-// stores and acknowledges what it holds first). [metadata], [storage] and
-// [engine] changes need a restart; they are reported, not applied.
+// stores and acknowledges what it holds first). [metadata], [storage],
+// [engine], [api] and [log] changes need a restart; they are reported,
+// not applied.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	e.ctl.Lock()
 	defer e.ctl.Unlock()
@@ -34,8 +35,14 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	if !reflect.DeepEqual(old.Engine, cfg.Engine) {
 		needRestart = append(needRestart, "[engine]")
 	}
+	if !reflect.DeepEqual(old.API, cfg.API) {
+		needRestart = append(needRestart, "[api]")
+	}
+	if !reflect.DeepEqual(old.Log, cfg.Log) {
+		needRestart = append(needRestart, "[log]")
+	}
 	// Keep what cannot change live.
-	cfg.Metadata, cfg.Storage, cfg.Engine = old.Metadata, old.Storage, old.Engine
+	cfg.Metadata, cfg.Storage, cfg.Engine, cfg.API, cfg.Log = old.Metadata, old.Storage, old.Engine, old.API, old.Log
 
 	e.mu.Lock()
 	running := e.runCtx != nil && e.runCtx.Err() == nil

@@ -1,0 +1,241 @@
+package cli_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btfu/btfu/internal/pgtest"
+)
+
+// tmuxSession runs the real binary in a detached tmux session on a
+// private server socket, so the test drives the TUI the way a user does:
+// keys in with send-keys, the screen out with capture-pane.
+type tmuxSession struct {
+	t    *testing.T
+	sock string
+	name string
+}
+
+func startTmux(t *testing.T, dir string, width, height int, env []string, args ...string) *tmuxSession {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatalf("tmux is needed for the TUI tests (Debian: apt-get install tmux): %v", err)
+	}
+	s := &tmuxSession{t: t, sock: fmt.Sprintf("btfu-test-%d-%d", os.Getpid(), time.Now().UnixNano()), name: "btfu"}
+	// The shell keeps the pane open after btfu exits, so its exit status
+	// and last words stay on the screen for the assertions.
+	cmdline := "cd " + shellQuote(dir) + " && " + shellQuote(bin)
+	for _, a := range args {
+		cmdline += " " + shellQuote(a)
+	}
+	cmdline += "; echo \"btfu exited with status $?\"; sleep 600"
+	full := []string{"-L", s.sock, "-f", "/dev/null", "new-session", "-d", "-s", s.name,
+		"-x", fmt.Sprint(width), "-y", fmt.Sprint(height)}
+	for _, e := range env {
+		full = append(full, "-e", e)
+	}
+	full = append(full, "sh", "-c", cmdline)
+	cmd := exec.Command("tmux", full...)
+	cmd.Env = append(os.Environ(), "BTFU_CONFIG=", "TERM=xterm-256color")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tmux new-session: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("tmux", "-L", s.sock, "kill-server").Run() })
+	return s
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func (s *tmuxSession) tmux(args ...string) string {
+	s.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", s.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// screen is the visible pane as text; escapes keeps the SGR sequences.
+func (s *tmuxSession) screen(escapes bool) string {
+	s.t.Helper()
+	if escapes {
+		return s.tmux("capture-pane", "-p", "-e", "-t", s.name)
+	}
+	return s.tmux("capture-pane", "-p", "-t", s.name)
+}
+
+// typeText sends literal text; keys sends named keys (Enter, Escape, Tab).
+func (s *tmuxSession) typeText(text string) {
+	s.t.Helper()
+	s.tmux("send-keys", "-t", s.name, "-l", text)
+}
+func (s *tmuxSession) keys(keys ...string) {
+	s.t.Helper()
+	s.tmux(append([]string{"send-keys", "-t", s.name}, keys...)...)
+}
+
+// waitFor polls the screen until it matches re, failing with the screen.
+func (s *tmuxSession) waitFor(re string, timeout time.Duration) string {
+	s.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(timeout)
+	for {
+		scr := s.screen(false)
+		if rx.MatchString(scr) {
+			return scr
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the screen never showed %q in %s; it shows:\n%s", re, timeout, scr)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+// A user who has never seen btfu restores a database to an earlier
+// point with the wizard alone, then registers a second database with the
+// form: the real binary under tmux, keys sent as a user types them, the
+// result checked on the screen, in the target database and in config.toml.
+func TestTUIWizardRestoresAndRegisterAddsASourceUnderTmux(t *testing.T) {
+	db := source.CreateDB(t)
+	other := source.CreateDB(t)
+	for _, d := range []string{db, other} {
+		t.Cleanup(func() {
+			source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", d))
+		})
+	}
+	source.Exec(t, db, `CREATE TABLE orders(id int PRIMARY KEY, customer text NOT NULL, total numeric(10,2));
+		INSERT INTO orders SELECT g, 'c' || g, g * 1.5 FROM generate_series(1, 40) g`)
+	source.Exec(t, other, `CREATE TABLE notes(id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'hello')`)
+	dir := writeConfig(t, fmt.Sprintf(`[log]
+file = "btfu.log"
+[[source]]
+name = "shop"
+dsn = %q
+slot = "s_%s"
+`, source.DSN(db), db))
+	cfgPath := filepath.Join(dir, "config.toml")
+	before, _ := os.ReadFile(cfgPath)
+
+	s := startTmux(t, dir, 120, 40, nil, "--config", cfgPath)
+	s.waitFor(`shop\s+streaming`, 60*time.Second)
+	// The first base backup is taken at start.
+	deadline := time.Now().Add(90 * time.Second)
+	for btfu(t, dir, "restore", "--latest", "--dry-run").code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no base backup")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Rows at the point to restore to, then changes after it.
+	source.Exec(t, db, "UPDATE orders SET total = total + 100 WHERE id <= 10; DELETE FROM orders WHERE id > 35; INSERT INTO orders VALUES (41, 'late', 1)")
+	time.Sleep(200 * time.Millisecond)
+	point := time.Now().UTC()
+	want := queryIDs(t, db, "SELECT id FROM orders")
+	wantSum := pgtest.QueryValue[string](t, source, db, "SELECT sum(total)::text FROM orders")
+	time.Sleep(200 * time.Millisecond)
+	source.Exec(t, db, "DELETE FROM orders WHERE id <= 20; UPDATE orders SET customer = 'after'")
+	after := source.CurrentLSN(t)
+	// Coverage must pass the point before the wizard can plan it.
+	deadline = time.Now().Add(60 * time.Second)
+	for btfu(t, dir, "restore", "--lsn", after.String(), "--dry-run").code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("coverage never reached the changes after the point")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	target := source.CreateDB(t)
+
+	s.keys("R")
+	s.waitFor(`Restore wizard`, 10*time.Second)
+	s.typeText("yesterday at noon")
+	s.keys("Enter")
+	s.waitFor(`! "yesterday at noon" is not a time`, 10*time.Second)
+	s.keys("C-u")
+	s.typeText(point.Format(time.RFC3339Nano))
+	s.keys("Enter")
+	s.waitFor(`target database:`, 10*time.Second)
+	// The source itself is refused before anything is written.
+	s.typeText(source.DSN(db))
+	s.keys("Enter")
+	s.waitFor(`! the target is the source itself`, 20*time.Second)
+	s.keys("C-u")
+	s.typeText(source.DSN(target))
+	s.keys("Enter")
+	s.waitFor(`base backup\s+\S+`, 20*time.Second)
+	s.keys("Enter")
+	s.waitFor(`type restore to go on`, 10*time.Second)
+	s.typeText("restore")
+	s.keys("Enter")
+	done := s.waitFor(`Restore finished|Restore failed`, 2*time.Minute)
+	if !strings.Contains(done, "Restore finished") {
+		t.Fatalf("the wizard's restore failed:\n%s", done)
+	}
+	if got := queryIDs(t, target, "SELECT id FROM orders"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("restored ids %v, the source held %v at the point", got, want)
+	}
+	if got := pgtest.QueryValue[string](t, source, target, "SELECT sum(total)::text FROM orders"); got != wantSum {
+		t.Fatalf("restored sum(total) %v, the source held %v", got, wantSum)
+	}
+	s.keys("Enter")
+	s.waitFor(`restored shop into`, 10*time.Second)
+
+	// Register the second database with the form.
+	s.keys("n")
+	s.waitFor(`name:`, 10*time.Second)
+	s.typeText("notes")
+	s.keys("Tab")
+	s.typeText(source.DSN(other))
+	s.keys("Tab", "Tab")
+	s.typeText("off")
+	s.keys("Enter")
+	s.waitFor(`add to config.toml`, 30*time.Second)
+	s.keys("y")
+	s.waitFor(`notes\s+streaming`, 60*time.Second)
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(cfg), string(before)) || !strings.Contains(string(cfg[len(before):]), `name = "notes"`) {
+		t.Fatalf("config.toml after registering: the old bytes must stay and a [[source]] for notes follow:\n%s", cfg)
+	}
+
+	// q during a backup asks first; after the answer everything stops.
+	s.keys("q")
+	scr := s.waitFor(`btfu exited with status|\(y/n\)`, 20*time.Second)
+	if strings.Contains(scr, "(y/n)") {
+		s.keys("y")
+	}
+	s.waitFor(`btfu exited with status 0`, 30*time.Second)
+}
+
+// With NO_COLOR the TUI draws without colour: the same screen under tmux
+// carries no colour escapes, while without it the dashboard is coloured.
+func TestTUIHonoursNoColor(t *testing.T) {
+	colour := regexp.MustCompile(`\x1b\[[0-9;]*(3[0-7]|38|4[0-7]|48|9[0-7]|10[0-7])[;m]`)
+	for _, tc := range []struct {
+		env        []string
+		wantColour bool
+	}{{nil, true}, {[]string{"NO_COLOR=1"}, false}} {
+		db := source.CreateDB(t)
+		t.Cleanup(func() {
+			source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
+		})
+		source.Exec(t, db, "CREATE TABLE t(id int PRIMARY KEY)")
+		dir := writeConfig(t, fmt.Sprintf("[log]\nfile = \"btfu.log\"\n[[source]]\nname = \"plain\"\ndsn = %q\nslot = \"s_%s\"\nschedule = \"off\"\n", source.DSN(db), db))
+		s := startTmux(t, dir, 80, 24, tc.env, "--config", filepath.Join(dir, "config.toml"))
+		s.waitFor(`plain\s+streaming`, 60*time.Second)
+		scr := s.screen(true)
+		if got := colour.MatchString(scr); got != tc.wantColour {
+			t.Errorf("env %v: colour escapes present = %v, want %v; screen:\n%q", tc.env, got, tc.wantColour, scr)
+		}
+		s.keys("q")
+		s.waitFor(`btfu exited with status 0`, 30*time.Second)
+	}
+}
