@@ -371,6 +371,11 @@ func TestRestoreCommand(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	// --base names the base backup; one that does not fit is refused with
+	// the ones that do.
+	if r := btfu(t, dir, "restore", "--time", markText, "--base", "no/such/base.dump", "--dry-run"); r.code != 1 || !strings.Contains(r.stderr, "base backup no/such/base.dump cannot restore") || !strings.Contains(r.stderr, "these can: ") {
+		t.Fatalf("restore --base with an unknown key: %d %s", r.code, r.all())
+	}
 	target := source.CreateDB(t)
 	if r := btfu(t, dir, "restore", "--time", markText, "--target", source.DSN(target)); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
 		t.Fatalf("no terminal, no --yes: %d %s", r.code, r.all())

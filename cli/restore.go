@@ -28,6 +28,7 @@ func restoreCommand() command {
 			lsn := fs.String("lsn", "", "restore every transaction ending at or before this LSN, e.g. 0/3000060")
 			latest := fs.Bool("latest", false, "restore everything stored")
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")
+			baseKey := fs.String("base", "", "restore from this base backup (its key as the plan and verify print it) instead of the newest fitting one")
 			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
@@ -45,7 +46,7 @@ func restoreCommand() command {
 				}
 				defer st.meta.Close()
 				cfg, meta, rec := st.cfg, st.meta, st.rec
-				plan, err := restore.MakePlan(env.Ctx, meta, rec.ID, t)
+				plan, err := restore.MakePlanFrom(env.Ctx, meta, rec.ID, t, *baseKey)
 				if err != nil {
 					return err
 				}

@@ -76,6 +76,15 @@ var ErrOutsideCoverage = errors.New("target outside coverage")
 // MakePlan picks the newest base backup whose range reaches the target with
 // no gap (DESIGN 4.2) and the segments to replay after it.
 func MakePlan(ctx context.Context, meta store.Store, sourceID int64, t Target) (*Plan, error) {
+	return MakePlanFrom(ctx, meta, sourceID, t, "")
+}
+
+// MakePlanFrom plans like MakePlan; a non-empty baseKey (an artifact key as
+// plans and verify print it) restores from that base backup instead of the
+// newest fitting one, e.g. when verify found the newest one damaged. The
+// base must be complete, taken at or before the target, and have unbroken
+// coverage from it to the target.
+func MakePlanFrom(ctx context.Context, meta store.Store, sourceID int64, t Target, baseKey string) (*Plan, error) {
 	src, err := coverage.Load(ctx, meta, sourceID)
 	if err != nil {
 		return nil, err
@@ -86,19 +95,34 @@ func MakePlan(ctx context.Context, meta store.Store, sourceID int64, t Target) (
 	}
 	var chosen *coverage.Range
 	var base store.BaseBackup
+	var fitting []string
 	for i := len(ranges) - 1; i >= 0 && chosen == nil; i-- {
 		r := ranges[i]
 		if !reaches(r, t) {
 			continue
 		}
-		chosen = &ranges[i]
-		// The newest complete base in this range at or before the target.
+		// The newest complete base in this range at or before the target
+		// (or the one asked for).
+		// The range's first base always fits: the range reaches the target.
+		found := baseKey == "" || r.Base.ArtifactKey == baseKey
 		base = r.Base
+		fitting = append(fitting, r.Base.ArtifactKey)
 		for _, b := range bases {
-			if b.ChainID == r.ChainID && b.Status == store.BackupComplete && b.ConsistentLSN >= base.ConsistentLSN && b.ConsistentLSN <= r.ToLSN && before(b, t) {
-				base = b
+			if b.ID == r.Base.ID || b.ChainID != r.ChainID || b.Status != store.BackupComplete || b.ConsistentLSN < r.Base.ConsistentLSN || b.ConsistentLSN > r.ToLSN || !before(b, t) {
+				continue
+			}
+			fitting = append(fitting, b.ArtifactKey)
+			if (baseKey == "" && b.ConsistentLSN >= base.ConsistentLSN) || b.ArtifactKey == baseKey {
+				base, found = b, true
 			}
 		}
+		if found {
+			chosen = &ranges[i]
+		}
+	}
+	if chosen == nil && baseKey != "" && len(fitting) > 0 {
+		return nil, fmt.Errorf("%w: base backup %s cannot restore to %s (it must be complete, taken at or before the target, with unbroken coverage to it); these can: %s",
+			ErrOutsideCoverage, baseKey, t, strings.Join(fitting, ", "))
 	}
 	if chosen == nil {
 		return nil, fmt.Errorf("%w: cannot restore to %s; restorable: %s", ErrOutsideCoverage, t, describe(ranges))
