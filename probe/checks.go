@@ -639,6 +639,11 @@ $btfu$`,
 }
 
 func (p *prober) checkDDLCapture() {
+	if p.r.ServerMajor > 0 && p.r.ServerMajor < 14 {
+		p.r.add(Check{ID: "ddl_capture", Status: Info,
+			Finding: fmt.Sprintf("PostgreSQL %d's pgoutput carries no logical messages: schema changes are derived from relation messages and periodic schema snapshots; nothing is installed for DDL capture", p.r.ServerMajor)})
+		return
+	}
 	var exists bool
 	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists)
 	objects := []string{"schema " + DDLSchema, "function " + DDLFunction + "()", "event trigger " + DDLTrigger + " ON ddl_command_end"}
@@ -776,7 +781,8 @@ func (p *prober) checkPgDump() {
 	for _, name := range []string{"pg_dump", "pg_restore"} {
 		prog, err := pgbin.Find(p.ctx, name, p.r.ServerMajor)
 		if err != nil {
-			p.r.add(Check{ID: "pg_dump", Status: Fail, Finding: err.Error(),
+			finding, _, _ := strings.Cut(err.Error(), "; install") // the fix has its own line
+			p.r.add(Check{ID: "pg_dump", Status: Fail, Finding: finding,
 				Fix: fmt.Sprintf("install the PostgreSQL %d client (Debian: apt-get install postgresql-client-%d) or set %s", p.r.ServerMajor, p.r.ServerMajor, pgbin.EnvBinDir)})
 			return
 		}

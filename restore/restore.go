@@ -98,10 +98,14 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := ti.refuse(store.Source{SystemIdentifier: opts.SourceSystemID, Database: opts.SourceDatabase}, opts.Clean); err != nil {
 		return sum, err
 	}
-	major := ti.Major
-	// 3. pg_restore of the base.
+	// 3. pg_restore of the base. It must read the archive the base's
+	// pg_dump wrote: at least that major (a newer target server is fine).
+	prog, err := pgbin.Find(ctx, "pg_restore", dumpMajor(plan.Base.PgDumpVersion, ti.Major))
+	if err != nil {
+		return sum, fmt.Errorf("%w; nothing was written to the target", err)
+	}
 	report(Progress{Phase: "pg_restore"})
-	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, major); err != nil {
+	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, prog); err != nil {
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
 	opts.Log.Info("base backup restored", "key", plan.Base.ArtifactKey)
@@ -189,11 +193,17 @@ func verify(ctx context.Context, arts artifact.Store, key, want string) error {
 	return nil
 }
 
-func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Options, major int) error {
-	prog, err := pgbin.Find(ctx, "pg_restore", major)
-	if err != nil {
-		return err
+// dumpMajor is the major of the pg_dump that wrote a base backup ("15.18"
+// -> 15); fallback when the record does not say.
+func dumpMajor(version string, fallback int) int {
+	major, _, _ := strings.Cut(version, ".")
+	if n, err := strconv.Atoi(major); err == nil && n > 0 {
+		return n
 	}
+	return fallback
+}
+
+func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Options, prog pgbin.Program) error {
 	rc, err := arts.Get(ctx, key)
 	if err != nil {
 		return err

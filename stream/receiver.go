@@ -122,7 +122,11 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 	args := []string{
 		"proto_version '" + strconv.Itoa(r.cfg.ProtoVersion) + "'",
 		"publication_names '" + r.cfg.Publication + "'",
-		"messages 'true'",
+	}
+	if r.cfg.ProtoVersion >= 2 {
+		// Logical messages (DDL capture) exist from PostgreSQL 14 on, as
+		// does protocol 2; 13's pgoutput refuses the option.
+		args = append(args, "messages 'true'")
 	}
 	if r.cfg.Streaming {
 		args = append(args, "streaming 'true'")
