@@ -59,6 +59,9 @@ var (
 	// cmdHook, when set by a test, sees every pg_dump command before it
 	// starts.
 	cmdHook func(*exec.Cmd)
+	// snapshotHook, when set by a test, runs after the snapshot is
+	// imported, before pg_dump starts.
+	snapshotHook func()
 
 	snapshotNameRE = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
 )
@@ -85,9 +88,23 @@ func Take(ctx context.Context, req Request) (store.BaseBackup, error) {
 	if req.Log == nil {
 		req.Log = slog.New(slog.DiscardHandler)
 	}
-	j := &job{Request: req, log: req.Log.With("source", req.Source.Name), started: time.Now()}
-	if err := j.run(ctx); err != nil {
-		return j.fail(ctx, fmt.Errorf("base backup of source %s: %w", req.Source.Name, err))
+	var j *job
+	for attempt := 1; ; attempt++ {
+		j = &job{Request: req, log: req.Log.With("source", req.Source.Name), started: time.Now()}
+		err := j.run(ctx)
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("base backup of source %s: %w", req.Source.Name, err)
+		if !isRewritten(err) || attempt == rewriteAttempts || ctx.Err() != nil {
+			if isRewritten(err) {
+				err = fmt.Errorf("%w; gave up after %d attempts: take the base backup when nothing truncates or rewrites published tables", err, attempt)
+			}
+			return j.fail(ctx, err)
+		}
+		// A new slot gives a new snapshot after the rewrite; fail logs
+		// any cleanup problem, and a slot left behind fails the next try.
+		_, _ = j.fail(ctx, fmt.Errorf("%w; starting over (attempt %d of %d)", err, attempt+1, rewriteAttempts))
 	}
 	j.log.Info("base backup complete", "consistent_lsn", j.base.ConsistentLSN.String(), "key", j.base.ArtifactKey,
 		"size", probe.HumanBytes(j.base.SizeBytes), "took", time.Since(j.started).Round(time.Millisecond).String())
@@ -141,6 +158,13 @@ func (j *job) run(ctx context.Context) error {
 	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
 		return fmt.Errorf("read snapshot time: %w", err)
 	}
+	files, err := tableFiles(ctx, tx, j.Source.Publication)
+	if err != nil {
+		return err
+	}
+	if snapshotHook != nil {
+		snapshotHook()
+	}
 
 	if j.Main {
 		j.chain, err = j.Meta.CreateChain(ctx, store.Chain{SourceID: j.SourceID, SlotName: j.slot,
@@ -170,6 +194,9 @@ func (j *job) run(ctx context.Context) error {
 
 	snapArg := "--snapshot=" + snapshot
 	if j.base.SizeBytes, j.base.SHA256, err = j.dump(ctx, j.base.ArtifactKey, nil, "-Fc", snapArg); err != nil {
+		return err
+	}
+	if err := checkRewrites(ctx, conn, files); err != nil {
 		return err
 	}
 	schemaKey := artifactKey(j.Source.Name, "schema", at, lsn, "sql")

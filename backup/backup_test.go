@@ -507,6 +507,78 @@ func TestSnapshotAlignment(t *testing.T) {
 	}
 }
 
+// A TRUNCATE committed after C but before pg_dump locks the table is not
+// MVCC-safe: pg_dump would read the truncated table in the old snapshot
+// (empty) while the stream replays from C, so the UPDATE committed between
+// C and the TRUNCATE would find no row. Take notices the new file and
+// starts over with a new slot; the dump it keeps holds the table as of
+// its own C.
+func TestRewriteBeforeDumpStartsOver(t *testing.T) {
+	f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY, what text);
+		CREATE TABLE other(id int);
+		CREATE PUBLICATION `+publication+` FOR ALL TABLES;
+		INSERT INTO events VALUES (1, 'before'), (2, 'before');`)
+	ctx := context.Background()
+	conn := source.Connect(t, f.db)
+	var after pglogrepl.LSN
+	calls := 0
+	snapshotHook = func() {
+		calls++
+		if calls > 1 {
+			return
+		}
+		for _, q := range []string{"UPDATE events SET what = 'after C' WHERE id = 1",
+			"BEGIN; TRUNCATE events; INSERT INTO events VALUES (3, 'after the truncate'); COMMIT"} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+		var s string
+		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+			t.Error(err)
+		}
+		after, _ = pglogrepl.ParseLSN(s)
+	}
+	defer func() { snapshotHook = nil }()
+
+	b := f.mustTake(t, true, 0)
+	if calls != 2 {
+		t.Errorf("the snapshot was imported %d times, want 2 (a rewrite, then a clean try)", calls)
+	}
+	if !strings.Contains(f.logs.String(), "events was truncated or rewritten") || !strings.Contains(f.logs.String(), "starting over (attempt 2 of 3)") {
+		t.Errorf("logs do not explain the second attempt:\n%s", f.logs)
+	}
+	// The dump must hold events as of its C: after the hook's changes when
+	// C is after them, before them otherwise.
+	want := "1,2"
+	if b.ConsistentLSN >= after {
+		want = "3"
+	}
+	restored := restore(t, f.arts, b.ArtifactKey)
+	if got := pgtest.QueryValue[string](t, target, restored, `SELECT COALESCE(string_agg(id::text, ',' ORDER BY id), '') FROM events`); got != want {
+		t.Errorf("dump at C=%s (the rewrite ended at %s) holds events %q, want %q", b.ConsistentLSN, after, got, want)
+	}
+	if got := f.slots(t); !slices.Equal(got, []string{f.slot}) {
+		t.Errorf("slots %v, want only %s", got, f.slot)
+	}
+	bases, err := f.meta.ListBaseBackups(ctx, f.sourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed, complete int
+	for _, x := range bases {
+		switch x.Status {
+		case store.BackupFailed:
+			failed++
+		case store.BackupComplete:
+			complete++
+		}
+	}
+	if failed != 1 || complete != 1 {
+		t.Errorf("%d failed and %d complete base backups recorded, want 1 and 1", failed, complete)
+	}
+}
+
 func TestTemporarySlotBaseBackup(t *testing.T) {
 	f := newFixture(t, nil, shopSchema)
 	ctx := context.Background()
