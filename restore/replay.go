@@ -397,7 +397,12 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 		// Derived statements are idempotent where replay may meet them
 		// after the captured DDL already ran.
+		rel := r.Relation(rec.RelOID)
 		for _, stmt := range splitStatements(rec.SQL) {
+			stmt, err := p.onRoot(ctx, rel, stmt)
+			if err != nil {
+				return err
+			}
 			if err := p.execNow(ctx, fmt.Sprintf("derived DDL %q", stmt), stmt); err != nil {
 				return err
 			}
@@ -405,6 +410,42 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		return nil
 	}
 	return nil
+}
+
+// onRoot turns a derived column change of a partition into the same
+// change of its partition tree's root: a partition's columns are its
+// root's, and PostgreSQL refuses to change them on the partition. The
+// partitions of a table published without publish_via_partition_root
+// each send such a change; on the root the first one applies and the
+// others find it done (the statements are idempotent).
+func (p *replayer) onRoot(ctx context.Context, rel *segment.Relation, stmt string) (string, error) {
+	if rel == nil {
+		return stmt, nil
+	}
+	prefix := "ALTER TABLE " + table(rel) + " "
+	rest, ok := strings.CutPrefix(stmt, prefix)
+	if !ok || !(strings.HasPrefix(rest, "ADD COLUMN ") || strings.HasPrefix(rest, "DROP COLUMN ") || strings.HasPrefix(rest, "ALTER COLUMN ")) {
+		return stmt, nil
+	}
+	if err := p.endRun(ctx); err != nil {
+		return "", err
+	}
+	if err := p.send(ctx); err != nil {
+		return "", err
+	}
+	var root *string
+	err := p.tx.QueryRow(ctx, `SELECT format('%I.%I', rn.nspname, r.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+			pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relispartition AND r.oid = pg_partition_root(c.oid)`,
+		rel.Schema, rel.Name).Scan(&root)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && root == nil) {
+		return stmt, nil
+	}
+	if err != nil {
+		return "", &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("find the partition root of %s.%s: %w", rel.Schema, rel.Name, err)}
+	}
+	return "ALTER TABLE " + *root + " " + rest, nil
 }
 
 // where builds the row match: the replica identity key, or every column

@@ -333,3 +333,45 @@ func TestDerivedDDLWithoutCapture(t *testing.T) {
 		t.Fatal("items differs after replaying derived DDL")
 	}
 }
+
+// A partitioned table created after registration is published partition
+// by partition (the publication was planned without publish_via_partition_root),
+// so a column added to it shows in each partition's next Relation message
+// as derived DDL on the partition, which PostgreSQL refuses ("cannot add
+// column to a partition"). Replay applies such column changes to the
+// partition tree's root, where the captured DDL may already have made them.
+func TestColumnChangesOfAPartitionReplayOnItsRoot(t *testing.T) {
+	for _, capture := range []bool{true, false} {
+		t.Run(fmt.Sprintf("captured=%v", capture), func(t *testing.T) {
+			e := capturing(t)
+			source.Exec(t, e.db, `CREATE TABLE parts(id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+				CREATE TABLE parts_a PARTITION OF parts FOR VALUES FROM (0) TO (100);
+				CREATE TABLE parts_b PARTITION OF parts FOR VALUES FROM (100) TO (200);
+				INSERT INTO parts VALUES (1, 'a'), (150, 'b')`)
+			if !capture {
+				// The table is in the base backup; later shape changes
+				// come only from Relation messages.
+				m := e.mark(t, "created")
+				e.waitStored(t, m)
+				if _, err := e.w.BackupNow(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				source.Exec(t, e.db, "DROP EVENT TRIGGER btfu_capture_ddl")
+			}
+			source.Exec(t, e.db, "ALTER TABLE parts ADD COLUMN d numeric(12,2), ALTER COLUMN v TYPE varchar(20)")
+			source.Exec(t, e.db, "INSERT INTO parts VALUES (2, 'c', 1.5), (151, 'd', 2.25); UPDATE parts SET d = 9 WHERE id = 150")
+			source.Exec(t, e.db, "ALTER TABLE parts DROP COLUMN v")
+			source.Exec(t, e.db, "INSERT INTO parts VALUES (3, 4); UPDATE parts SET d = 7 WHERE id = 1")
+			m := e.mark(t, "after")
+			want := pgtest.QueryValue[string](t, source, e.db, "SELECT string_agg(p::text, '|' ORDER BY id) FROM parts p")
+			e.waitStored(t, m)
+			db, _, err := e.restore(t, Target{LSN: m.lsn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := pgtest.QueryValue[string](t, target, db, "SELECT string_agg(p::text, '|' ORDER BY id) FROM parts p"); got != want {
+				t.Fatalf("parts restored as %s, source held %s", got, want)
+			}
+		})
+	}
+}
