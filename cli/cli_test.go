@@ -146,7 +146,7 @@ func sourceConfig(t *testing.T, db string) string {
 		source.Exec(t, db, "DROP OWNED BY "+role+" CASCADE")
 		source.Exec(t, "postgres", "DROP ROLE IF EXISTS "+role)
 	})
-	return writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\n", source.DSNFor(role, "cli-pass-77", db)))
+	return writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\n", source.DSNFor(role, "cli-pass-77", db), db))
 }
 
 func TestProbeAndStatus(t *testing.T) {
@@ -275,9 +275,9 @@ type statusJSON struct {
 func TestStatusShowsCoverageGrowingWhileRunning(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE orders(id serial PRIMARY KEY, total int)")
-	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\n", source.DSN(db)))
+	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\n", source.DSN(db), db))
 	t.Cleanup(func() {
-		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_shop' AND NOT active")
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 's_%s' AND NOT active", db))
 	})
 	cmd := exec.Command(bin, "--no-tui")
 	cmd.Dir = dir
@@ -324,9 +324,9 @@ func TestStatusShowsCoverageGrowingWhileRunning(t *testing.T) {
 func TestRestoreCommand(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE orders(id serial PRIMARY KEY, total int)")
-	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\n", source.DSN(db)))
+	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\n", source.DSN(db), db))
 	t.Cleanup(func() {
-		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_shop' AND NOT active")
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 's_%s' AND NOT active", db))
 	})
 	cmd := exec.Command(bin, "--no-tui")
 	cmd.Dir = dir

@@ -31,9 +31,9 @@ import (
 func TestKillNineAtRandomMomentsLosesNothing(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE log(id bigserial PRIMARY KEY, v text); CREATE TABLE acct(id int PRIMARY KEY, bal bigint); INSERT INTO acct SELECT g, 0 FROM generate_series(1, 100) g")
-	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nsegment_max_age = \"200ms\"\n", source.DSN(db)))
+	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\nsegment_max_age = \"200ms\"\n", source.DSN(db), db))
 	t.Cleanup(func() {
-		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_shop' AND NOT active")
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 's_%s' AND NOT active", db))
 	})
 
 	// Workload: two writers, each transaction a log insert plus an update.
