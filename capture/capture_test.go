@@ -82,7 +82,8 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-// openChain returns the source's open chain once it exists.
+// openChain returns the source's open chain once its first base backup
+// is stored.
 func (f *fixture) openChain() store.Chain {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -91,14 +92,22 @@ func (f *fixture) openChain() store.Chain {
 		if err != nil {
 			f.t.Fatal(err)
 		}
+		// A chain is recorded before its first base backup is stored; a
+		// worker stopped before then ends it, rightly.
+		bases, err := f.meta.ListBaseBackups(context.Background(), f.id)
+		if err != nil {
+			f.t.Fatal(err)
+		}
 		for _, c := range chains {
-			if c.EndedAt.IsZero() {
-				return c
+			for _, b := range bases {
+				if c.EndedAt.IsZero() && b.ChainID == c.ID && b.Status == store.BackupComplete {
+					return c
+				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	f.t.Fatal("no open chain within 60s")
+	f.t.Fatal("no open chain with a stored base backup within 60s")
 	return store.Chain{}
 }
 
