@@ -3,6 +3,8 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,9 +20,60 @@ var timeLayouts = []string{
 	"2006-01-02T15:04:05.999999999Z07",
 }
 
-// ParseTime reads RFC 3339 and PostgreSQL's usual timestamptz forms. A
-// time without a zone is refused with an example, never guessed.
-func ParseTime(s string) (time.Time, error) {
+// ParseTime reads RFC 3339 and PostgreSQL's usual timestamptz forms, and
+// a time relative to now ("2m ago", "1h30m ago", "90 seconds ago", "-5m").
+// A time without a zone is refused with an example, never guessed.
+func ParseTime(s string) (time.Time, error) { return parseTimeAt(s, time.Now()) }
+
+// relativeRE is one amount and unit of a relative time.
+var relativeRE = regexp.MustCompile(`(\d+(?:\.\d+)?)\s*([a-z]+)`)
+
+var relativeUnits = map[string]time.Duration{
+	"s": time.Second, "sec": time.Second, "secs": time.Second, "second": time.Second, "seconds": time.Second,
+	"m": time.Minute, "min": time.Minute, "mins": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hr": time.Hour, "hrs": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
+}
+
+// parseRelative reads "<amounts> ago" or "-<amounts>" as a time before
+// now; ok is false when s is not written that way.
+func parseRelative(s string, now time.Time) (t time.Time, ok bool, err error) {
+	l := strings.ToLower(strings.TrimSpace(s))
+	rest, ago := strings.CutSuffix(l, "ago")
+	if !ago {
+		if rest, ago = strings.CutPrefix(l, "-"); !ago {
+			return time.Time{}, false, nil
+		}
+	}
+	rest = strings.TrimSpace(rest)
+	var d time.Duration
+	parts := relativeRE.FindAllStringSubmatchIndex(rest, -1)
+	end := 0
+	for _, p := range parts {
+		if strings.Trim(rest[end:p[0]], " ,") != "" && !(end > 0 && strings.TrimSpace(rest[end:p[0]]) == "and") {
+			return time.Time{}, false, nil
+		}
+		unit, known := relativeUnits[rest[p[4]:p[5]]]
+		if !known {
+			return time.Time{}, true, fmt.Errorf("%q: unknown unit %q; use s, m, h or d, e.g. '5m ago'", s, rest[p[4]:p[5]])
+		}
+		n, err := strconv.ParseFloat(rest[p[2]:p[3]], 64)
+		if err != nil {
+			return time.Time{}, false, nil
+		}
+		d += time.Duration(n * float64(unit))
+		end = p[1]
+	}
+	if len(parts) == 0 || strings.TrimSpace(rest[end:]) != "" {
+		return time.Time{}, false, nil
+	}
+	return now.Add(-d), true, nil
+}
+
+func parseTimeAt(s string, now time.Time) (time.Time, error) {
+	if t, ok, err := parseRelative(s, now); ok {
+		return t, err
+	}
 	s = strings.TrimSpace(s)
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
@@ -35,7 +88,7 @@ func ParseTime(s string) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("%q has no time zone; add one, e.g. '%s+00' or '%sZ'", s, s, strings.Replace(s, " ", "T", 1))
 		}
 	}
-	return time.Time{}, fmt.Errorf("%q is not a time; write it like '2026-11-23 14:05:00+00' or 2026-11-23T14:05:00Z", s)
+	return time.Time{}, fmt.Errorf("%q is not a time; write it like '2026-11-23 14:05:00+00', 2026-11-23T14:05:00Z or '5m ago'", s)
 }
 
 // ParseLSN reads an LSN such as 0/3000060.

@@ -393,6 +393,18 @@ func TestWizardWalksToASummary(t *testing.T) {
 		if w.step != stepTarget {
 			t.Fatalf("step %d after a good time: %s", w.step, w.problem)
 		}
+		// A relative time is read against the clock when entered.
+		m, _ = update(t, m, press("esc"))
+		if w.step != stepPoint {
+			t.Fatalf("esc on the target step goes back to the point: step %d", w.step)
+		}
+		w.input.SetValue("")
+		m = typeText(t, m, "2 minutes ago")
+		m, _ = update(t, m, press("enter"))
+		if d := time.Since(w.target.Time) - 2*time.Minute; w.step != stepTarget || d < 0 || d > 10*time.Second {
+			t.Fatalf("\"2 minutes ago\": step %d, target %v (%s): %s", w.step, w.target, d, w.problem)
+		}
+		w.target = restore.Target{Time: time.Date(2026, 11, 23, 13, 50, 0, 0, time.UTC)}
 		// The target check itself needs a database (the tmux test does
 		// it); here the check's result is delivered.
 		m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})

@@ -115,7 +115,7 @@ func (w *wizard) toPoint(at time.Time) {
 	if !at.IsZero() {
 		v = at.UTC().Format("2006-01-02 15:04:05Z07:00")
 	}
-	w.newInput("restore to: ", "2026-11-23 14:05:00+00, an LSN like 0/3000060, or latest", v)
+	w.newInput("restore to: ", "5m ago, 2026-11-23 14:05:00+00, an LSN like 0/3000060, or latest", v)
 }
 
 func (w *wizard) Init() tea.Cmd { return textinput.Blink }
@@ -365,7 +365,7 @@ func (w *wizard) View() string {
 			b.WriteString(line + "\n")
 		}
 	case stepPoint:
-		b.WriteString("Restore every transaction committed at or before a time (with its zone), up to an LSN, or the latest stored state.\n")
+		b.WriteString("Restore every transaction committed at or before a time (with its zone, or like 5m ago), up to an LSN, or the latest stored state.\n")
 		b.WriteString(w.input.View() + "\n")
 	case stepTarget:
 		b.WriteString("The EMPTY database to restore into (never the source). It is checked before anything is written.\n")
