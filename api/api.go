@@ -212,11 +212,12 @@ type Health struct {
 	Failing []Failing `json:"failing,omitempty"`
 }
 
-// capturing: the source's changes are being stored. "backing_up" is a
-// base backup running beside the stream (the main slot keeps streaming).
+// capturing: the state of a source whose changes are being stored, or
+// whose base backup is running (the engine itself refuses a second one).
 func capturing(state string) bool { return state == "streaming" || state == "backing_up" }
 
-// health is 200 only when every source streams with nothing needing
+// health is 200 only when every source streams (a later base backup
+// beside the stream counts, the first one does not) with nothing needing
 // attention (max_lag, errors, pause, WAL budget).
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	st, err := s.eng.Status(r.Context())
@@ -227,7 +228,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", Sources: len(st.Sources)}
 	for _, ss := range st.Sources {
 		why := ss.Attention
-		if why == "" && !capturing(ss.State) {
+		switch {
+		case why != "":
+		case !ss.Streaming:
 			why = "not streaming (" + ss.State + ")"
 		}
 		if why != "" {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/internal/pgtest"
@@ -36,10 +38,17 @@ type daemon struct {
 
 // running starts an engine with one source "app" and serves the API with
 // opts until the test ends.
-func running(t *testing.T, opts Options) *daemon {
+func running(t *testing.T, opts Options) *daemon { return runningWith(t, opts, nil) }
+
+// runningWith calls beforeStart with the source database before the
+// engine starts.
+func runningWith(t *testing.T, opts Options, beforeStart func(db string)) *daemon {
 	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE t(id serial PRIMARY KEY, v text)")
+	if beforeStart != nil {
+		beforeStart(db)
+	}
 	dir := t.TempDir()
 	cfg, err := config.Parse(filepath.Join(dir, "config.toml"), []byte(fmt.Sprintf(`
 [metadata]
@@ -140,6 +149,17 @@ func waitFor(t *testing.T, c *Client, path string, code int, want string) string
 	}
 }
 
+// waitStreaming waits until the source streams: /health is ok during the
+// first base backup too, and a backup on demand needs it streaming.
+func waitStreaming(t *testing.T, eng *engine.Engine) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); sourceStatus(t, eng).State != "streaming"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not streaming after its first base backup: %+v", sourceStatus(t, eng))
+		}
+	}
+}
+
 func sourceStatus(t *testing.T, eng *engine.Engine) engine.SourceStatus {
 	t.Helper()
 	st, err := eng.Status(context.Background())
@@ -159,7 +179,7 @@ func TestHealthSourcesCoverageAndControl(t *testing.T) {
 	waitFor(t, c, "/health", 200, `"status": "ok"`)
 
 	var st engine.Status
-	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources", &st); err != nil || len(st.Sources) != 1 || !capturing(st.Sources[0].State) {
+	if err := c.Do(context.Background(), http.MethodGet, "/v1/sources", &st); err != nil || len(st.Sources) != 1 || !st.Sources[0].Streaming {
 		t.Fatalf("sources: %+v %v", st, err)
 	}
 	var cov Coverage
@@ -191,7 +211,10 @@ func TestHealthSourcesCoverageAndControl(t *testing.T) {
 	}
 
 	// Backup now: answers with the stored record, which status and
-	// coverage then show.
+	// coverage then show. The first base backup is stored a moment
+	// before the source turns from backing_up to streaming, and a backup
+	// on demand needs it streaming.
+	waitStreaming(t, d.eng)
 	var b BaseBackup
 	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/backup", &b); err != nil || b.Status != "complete" || b.Key == "" || b.Bytes == 0 {
 		t.Fatalf("backup: %+v %v", b, err)
@@ -258,11 +281,48 @@ func TestHealthSourcesCoverageAndControl(t *testing.T) {
 	}
 }
 
+// Until the first base backup is stored nothing is restorable: /health
+// says so, and btfu_source_up is 0.
+func TestHealthFailsUntilTheFirstBaseBackupIsStored(t *testing.T) {
+	ctx := context.Background()
+	var hold pgx.Tx
+	d := runningWith(t, Options{Token: token}, func(db string) {
+		// Slot creation waits for every transaction holding an ID.
+		tx, err := source.Connect(t, db).Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, "SELECT txid_current()")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold = tx
+	})
+	defer hold.Rollback(ctx)
+	c := d.client(t)
+	for deadline := time.Now().Add(30 * time.Second); sourceStatus(t, d.eng).State != "backing_up"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first base backup never started: %+v", sourceStatus(t, d.eng))
+		}
+	}
+	waitFor(t, c, "/health", 503, "no base backup yet: nothing is restorable")
+	if _, body := raw(t, c, http.MethodGet, "/metrics"); !strings.Contains(body, `btfu_source_up{source="app"} 0`) {
+		t.Errorf("metrics during the first base backup:\n%s", body)
+	}
+	if err := hold.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	if _, body := raw(t, c, http.MethodGet, "/metrics"); !strings.Contains(body, `btfu_source_up{source="app"} 1`) {
+		t.Errorf("metrics once streaming:\n%s", body)
+	}
+}
+
 // A client that goes away cancels the backup it asked for.
 func TestBackupFollowsTheRequestContext(t *testing.T) {
 	d := running(t, Options{Token: token})
 	c := d.client(t)
 	waitFor(t, c, "/health", 200, `"status": "ok"`)
+	waitStreaming(t, d.eng)
 	// pg_dump (and the backup's slot) wait behind this lock, so the
 	// backup is still running when the client gives up.
 	lock := source.Connect(t, d.db)

@@ -97,11 +97,11 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 		get             func(ss *engine.SourceStatus) value
 	}
 	families := []family{
-		{"btfu_source_up", "gauge", "1 when the source's changes are being captured (streaming), 0 when paused, reconnecting, failed or stopped.", func(ss *engine.SourceStatus) value {
-			return boolean(capturing(ss.State))
+		{"btfu_source_up", "gauge", "1 when the source's changes are being stored (streaming, also beside a later base backup), 0 during its first base backup and when paused, reconnecting, failed or stopped.", func(ss *engine.SourceStatus) value {
+			return boolean(ss.Streaming)
 		}},
 		{"btfu_source_healthy", "gauge", "1 when the source streams with nothing needing attention (what GET /health checks).", func(ss *engine.SourceStatus) value {
-			return boolean(capturing(ss.State) && ss.Attention == "")
+			return boolean(ss.Streaming && ss.Attention == "")
 		}},
 		{"btfu_lag_bytes", "gauge", "WAL bytes between the source's current position and what btfu has stored.", func(ss *engine.SourceStatus) value {
 			if ss.LagBytes == nil {

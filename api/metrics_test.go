@@ -205,7 +205,7 @@ func parseValue(s string) (float64, error) {
 func TestMetricsTextEscapesAndOmits(t *testing.T) {
 	lag, rpo := int64(12345678), 1.5
 	st := engine.Status{Sources: []engine.SourceStatus{
-		{Name: `we"ird\name` + "\nx", State: "streaming", FlushedLSN: "FFFFFFFF/FFFFFFFF", LagBytes: &lag, RPOSeconds: &rpo, Segments: 3, SegmentBytes: 1 << 40,
+		{Name: `we"ird\name` + "\nx", State: "streaming", Streaming: true, FlushedLSN: "FFFFFFFF/FFFFFFFF", LagBytes: &lag, RPOSeconds: &rpo, Segments: 3, SegmentBytes: 1 << 40,
 			LastBackup: &engine.BackupInfo{At: time.Now().Add(-time.Hour), Duration: 90 * time.Second}},
 		{Name: "paused", State: "paused", FlushedLSN: "0/16B3748", Attention: "paused: changes are not being captured"},
 	}}

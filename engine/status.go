@@ -18,9 +18,13 @@ type Status struct {
 
 // SourceStatus describes one source.
 type SourceStatus struct {
-	Name        string     `json:"name"`
-	State       string     `json:"state"`
-	Paused      bool       `json:"paused"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Paused bool   `json:"paused"`
+	// Streaming: changes are being stored (also while a later base
+	// backup runs beside the stream); false during the first base backup
+	// of a chain, before anything is restorable.
+	Streaming   bool       `json:"streaming"`
 	FlushedLSN  string     `json:"flushed_lsn"`
 	FlushedTime *time.Time `json:"flushed_time"`
 	// RPOSeconds is the age of the newest stored commit or keepalive: what
@@ -173,6 +177,7 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		ws := w.Status()
 		if ws.State != "" {
 			ss.State = ws.State
+			ss.Streaming = ws.State == "streaming"
 			if ws.BackingUp {
 				ss.State = "backing_up"
 			}
