@@ -426,4 +426,25 @@ func TestRestoreCommand(t *testing.T) {
 	if r := btfu(t, dir, "verify", "--restore-test", source.DSN(scratch)); r.code != 1 || !strings.Contains(r.stderr, "not empty") {
 		t.Fatalf("restore test into a non-empty database: %d %s", r.code, r.all())
 	}
+
+	// Without --target, the source's restore_target is used; without
+	// either, the command says which to give.
+	if r := btfu(t, dir, "restore", "--latest", "--yes"); r.code != 2 || !strings.Contains(r.stderr, "--target DSN is required") || !strings.Contains(r.stderr, "restore_target on source shop") {
+		t.Fatalf("no target: %d %s", r.code, r.all())
+	}
+	drill := source.CreateDB(t)
+	f, err := os.OpenFile(filepath.Join(dir, "config.toml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "restore_target = %q\n", source.DSN(drill))
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := btfu(t, dir, "restore", "--latest", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "Restored") {
+		t.Fatalf("restore into restore_target: %d %s", r.code, r.all())
+	}
+	if n := pgtest.QueryValue[int64](t, source, drill, "SELECT count(*) FROM orders"); n != 5 {
+		t.Fatalf("restore_target holds %d rows, want 5", n)
+	}
 }

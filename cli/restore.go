@@ -23,7 +23,7 @@ func restoreCommand() command {
 		summary: "restore a source into an empty database, as it was at a time or LSN (or its latest stored state)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
-			targetDSN := fs.String("target", "", "connection string of the EMPTY database to restore into (never the source)")
+			targetDSN := fs.String("target", "", "connection string of the EMPTY database to restore into (never the source); default: the source's restore_target")
 			at := fs.String("time", "", "restore every transaction committed at or before this time, with a zone, e.g. '2026-11-23 14:05:00+00' or RFC 3339")
 			lsn := fs.String("lsn", "", "restore every transaction ending at or before this LSN, e.g. 0/3000060")
 			latest := fs.Bool("latest", false, "restore everything stored")
@@ -37,14 +37,17 @@ func restoreCommand() command {
 				if err != nil {
 					return &ExitError{Code: 2, Err: err}
 				}
-				if *targetDSN == "" && !*dryRun {
-					return usageErr("--target DSN is required: the empty database to restore into")
-				}
 				st, err := openStored(env, path, *name, args)
 				if err != nil {
 					return err
 				}
 				defer st.meta.Close()
+				if *targetDSN == "" {
+					*targetDSN = st.src.RestoreTarget
+				}
+				if *targetDSN == "" && !*dryRun {
+					return usageErr("--target DSN is required: the empty database to restore into (or set restore_target on source %s)", st.src.Name)
+				}
 				cfg, meta, rec := st.cfg, st.meta, st.rec
 				plan, err := restore.MakePlanFrom(env.Ctx, meta, rec.ID, t, *baseKey)
 				if err != nil {

@@ -251,6 +251,9 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	} else {
 		checkDSN(p, key+".dsn", s.DSN, s.Password)
 	}
+	if s.RestoreTarget != "" {
+		checkDSN(p, key+".restore_target", s.RestoreTarget, "")
+	}
 
 	if !slotNameRE.MatchString(s.Slot) {
 		p.add(key+".slot", "%q is not a valid replication slot name; use up to 63 lower-case letters, digits and _", s.Slot)

@@ -148,6 +148,11 @@ type Source struct {
 	// (TUI red line, /health 503).
 	MaxLag Duration `toml:"max_lag"`
 
+	// RestoreTarget is the empty database the restore wizard and
+	// `btfu restore` use when none is given: a scratch database for
+	// restore drills. It is checked like any target (never the source).
+	RestoreTarget string `toml:"restore_target,omitempty"`
+
 	// Password read from PasswordFile; overrides any password in DSN.
 	Password string `toml:"-"`
 }
@@ -359,6 +364,7 @@ func (c *Config) Show() (string, error) {
 	}
 	for i := range cp.Sources {
 		cp.Sources[i].DSN = redact.DSN(cp.Sources[i].DSN)
+		cp.Sources[i].RestoreTarget = redact.DSN(cp.Sources[i].RestoreTarget)
 		if cp.Sources[i].DSNFile != "" {
 			cp.Sources[i].DSN = "" // shown as the file it comes from
 		}

@@ -64,6 +64,7 @@ func TestProblemsNameTheKey(t *testing.T) {
 		{"pattern", `exclude_tables = ["orders"]`, `source.orders.exclude_tables[0]: "orders" is not a schema.table pattern`},
 		{"keep", `keep_base_backups = -1`, `source.orders.keep_base_backups: must be at least 1`},
 		{"wrong type", `keep_base_backups = "two"`, `keep_base_backups`},
+		{"restore target", `restore_target = "postgres://u@h:notaport/d"`, `source.orders.restore_target: cannot parse`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -118,6 +119,7 @@ func TestEnvExpansionAndSecretFiles(t *testing.T) {
 [[source]]
 name = "a"
 dsn = "postgres://app:${BTFU_TEST_DB_PASS}@db/shop"
+restore_target = "postgres://drill:drill-pass-789@scratch/shop_drill"
 [[source]]
 name = "b"
 dsn = "postgres://app@db/shop"
@@ -145,7 +147,7 @@ dsn_file = "`+dsnFile+`"
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"env-pass-456", "file-pass-123", "dsn-file-pass"} {
+	for _, secret := range []string{"env-pass-456", "file-pass-123", "dsn-file-pass", "drill-pass-789"} {
 		if strings.Contains(shown, secret) {
 			t.Errorf("config show leaks %s:\n%s", secret, shown)
 		}

@@ -43,13 +43,13 @@ path = "$root/btfu.db"
 path = "$root/data"
 [log]
 file = "$root/btfu.log"
-# Restore target for the wizard (press R in the TUI): $target
 [[source]]
 name = "shop"
 dsn = "postgres://postgres@127.0.0.1:$port/shop?sslmode=disable"
+restore_target = "$target"     # the wizard (press R) offers it
 TOML
-echo "demo: press R in the TUI to restore shop into the empty database"
-echo "      $target"
+echo "demo: press R in the TUI, type 2m ago, and the wizard restores shop into"
+echo "      $target (the source's restore_target)"
 echo "      (q quits and stops everything). Starting in 3 s..."
 sleep 3
 ./bin/btfu --config "$root/config.toml"

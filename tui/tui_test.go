@@ -78,7 +78,7 @@ func (f *fakeEngine) Restore(context.Context, string, *restore.Plan, restore.Opt
 	return restore.Summary{Transactions: 10, Rows: 20}, nil
 }
 func (f *fakeEngine) Config() *config.Config {
-	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders"}, {Name: "billing"}}}
+	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders", RestoreTarget: "postgres://drill@scratch/orders_drill"}, {Name: "billing"}}}
 }
 func (f *fakeEngine) Reload(context.Context, *config.Config) error { return nil }
 
@@ -392,6 +392,9 @@ func TestWizardWalksToASummary(t *testing.T) {
 		m, _ = update(t, m, press("enter"))
 		if w.step != stepTarget {
 			t.Fatalf("step %d after a good time: %s", w.step, w.problem)
+		}
+		if got := w.input.Value(); got != "postgres://drill@scratch/orders_drill" {
+			t.Fatalf("the target step offers %q, want the source's restore_target", got)
 		}
 		// A relative time is read against the clock when entered.
 		m, _ = update(t, m, press("esc"))

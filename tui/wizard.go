@@ -96,6 +96,18 @@ func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source s
 	return w
 }
 
+// restoreTarget is the source's configured restore_target, or "".
+func (w *wizard) restoreTarget() string {
+	if cfg := w.eng.Config(); cfg != nil {
+		for _, s := range cfg.Sources {
+			if s.Name == w.source {
+				return s.RestoreTarget
+			}
+		}
+	}
+	return ""
+}
+
 // newWizard is the wizard factory the root uses.
 var newWizard = newWizardScreen
 
@@ -213,6 +225,9 @@ func (w *wizard) key(msg tea.KeyPressMsg) (Component, tea.Cmd) {
 				return w, nil
 			}
 			w.target, w.problem, w.step = t, "", stepTarget
+			if w.dsn == "" {
+				w.dsn = w.restoreTarget()
+			}
 			w.newInput("target database: ", "postgres://user@host:5432/empty_db", w.dsn)
 			return w, nil
 		}
@@ -365,7 +380,7 @@ func (w *wizard) View() string {
 			b.WriteString(line + "\n")
 		}
 	case stepPoint:
-		b.WriteString("Restore every transaction committed at or before a time (with its zone, or like 5m ago), up to an LSN, or the latest stored state.\n")
+		b.WriteString("Restore up to a time (with its zone, or like 5m ago), an LSN, or latest.\n")
 		b.WriteString(w.input.View() + "\n")
 	case stepTarget:
 		b.WriteString("The EMPTY database to restore into (never the source). It is checked before anything is written.\n")
