@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -445,4 +446,61 @@ func TestMillionRowTransaction(t *testing.T) {
 			t.Fatalf("insert %d has id %d", i, id)
 		}
 	}
+}
+
+// Two btfu instances (different configs) with a source of the same name
+// share the default spool location, the system temporary directory. The
+// second one's start must not remove the first one's spool directory as
+// left by a crash; and a spool directory removed anyway (a temporary-file
+// cleaner) is made again instead of failing every retry.
+func TestSpoolDirectoryOfARunningWorkerSurvives(t *testing.T) {
+	shared := t.TempDir()
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	w := f.env.Worker(t)
+	w.SpoolDir = shared
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	r := &running{w: w, cancel: cancel, done: done}
+	t.Cleanup(func() { r.stop(t) })
+	chain := f.openChain()
+	stop := workload(t, f.db)
+	mine, _ := filepath.Glob(filepath.Join(shared, "btfu-app-*"))
+	if len(mine) != 1 {
+		t.Fatalf("spool directories: %v", mine)
+	}
+
+	// Another instance starts with its own source called app.
+	other := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	os.Mkdir(filepath.Join(shared, "btfu-app-left-by-a-crash"), 0o700)
+	ow := other.env.Worker(t)
+	ow.SpoolDir = shared
+	octx, ocancel := context.WithCancel(context.Background())
+	odone := make(chan error, 1)
+	go func() { odone <- ow.Run(octx) }()
+	(&running{w: ow, cancel: ocancel, done: odone}).stopAfter(t, other)
+	if _, err := os.Stat(mine[0]); err != nil {
+		t.Fatalf("the other instance removed the running worker's spool directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "btfu-app-left-by-a-crash")); !os.IsNotExist(err) {
+		t.Fatalf("a spool directory no worker holds was kept: %v", err)
+	}
+
+	// Removed under the running worker: capture goes on.
+	time.Sleep(300 * time.Millisecond)
+	os.RemoveAll(mine[0])
+	time.Sleep(1500 * time.Millisecond)
+	if n := stop(); n == 0 {
+		t.Fatal("workload committed nothing")
+	}
+	f.waitCaughtUp()
+	r.stop(t)
+	f.checkExactlyOnce(chain.ID)
+}
+
+// stopAfter waits until the worker of fixture f streams, then stops it.
+func (r *running) stopAfter(t *testing.T, f *fixture) {
+	t.Helper()
+	f.openChain()
+	r.stop(t)
 }

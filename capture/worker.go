@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -119,11 +117,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.Log = w.Log.With("source", w.Source.Name)
 	w.cleanUpInterrupted(ctx)
-	spool, err := os.MkdirTemp(w.SpoolDir, "btfu-"+w.Source.Name+"-")
+	sp, err := makeSpool(w.SpoolDir, w.Source.Name)
 	if err != nil {
-		return fmt.Errorf("spool directory: %w", err)
+		return err
 	}
-	defer os.RemoveAll(spool)
+	defer sp.release()
+	spool := sp.path
 
 	seqDone := make(chan struct{})
 	seqCtx, stopSeq := context.WithCancel(ctx)
@@ -160,7 +159,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	backoff := w.MinBackoff
 	for {
 		started := time.Now()
-		err := w.runOnce(ctx, spool)
+		// A temporary-file cleaner may have removed the directory
+		// while btfu ran: make it again rather than fail forever.
+		err := sp.ensure()
+		if err == nil {
+			err = w.runOnce(ctx, spool)
+		}
 		if ctx.Err() != nil {
 			w.setState(ctx, "stopped", "")
 			return nil
@@ -198,9 +202,8 @@ func (w *Worker) cleanUpInterrupted(ctx context.Context) {
 			}
 		}
 	}
-	old, _ := filepath.Glob(filepath.Join(w.SpoolDir, "btfu-"+w.Source.Name+"-*"))
-	for _, d := range old {
-		os.RemoveAll(d)
+	for _, d := range removeLeftSpools(w.SpoolDir, w.Source.Name) {
+		w.Log.Info("removed a spool directory left by a stopped btfu", "dir", d)
 	}
 }
 
