@@ -24,7 +24,7 @@ func restoreCommand() command {
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
 			targetDSN := fs.String("target", "", "connection string of the EMPTY database to restore into (never the source); default: the source's restore_target")
-			at := fs.String("time", "", "restore every transaction committed at or before this time, with a zone, e.g. '2026-11-23 14:05:00+00' or RFC 3339")
+			at := fs.String("time", "", "restore every transaction committed at or before this time, with a zone, e.g. '2026-11-23 14:05:00+00' or RFC 3339, or relative to now: '5m ago'")
 			lsn := fs.String("lsn", "", "restore every transaction ending at or before this LSN, e.g. 0/3000060")
 			latest := fs.Bool("latest", false, "restore everything stored")
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")

@@ -50,7 +50,8 @@ func parseRelative(s string, now time.Time) (t time.Time, ok bool, err error) {
 	parts := relativeRE.FindAllStringSubmatchIndex(rest, -1)
 	end := 0
 	for _, p := range parts {
-		if strings.Trim(rest[end:p[0]], " ,") != "" && !(end > 0 && strings.TrimSpace(rest[end:p[0]]) == "and") {
+		// Between amounts: spaces, commas or "and".
+		if gap := strings.Trim(rest[end:p[0]], " ,"); gap != "" && (end == 0 || gap != "and") {
 			return time.Time{}, false, nil
 		}
 		unit, known := relativeUnits[rest[p[4]:p[5]]]

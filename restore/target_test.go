@@ -15,6 +15,7 @@ func TestParseTimeRelative(t *testing.T) {
 		"1h30m ago":           90 * time.Minute,
 		"1 hour, 5 mins ago":  65 * time.Minute,
 		"1 day and 2 hrs ago": 26 * time.Hour,
+		"1h, and 1m ago":      61 * time.Minute,
 		"-5m":                 5 * time.Minute,
 		"-1.5h":               90 * time.Minute,
 		"2M AGO":              2 * time.Minute,
