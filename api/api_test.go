@@ -149,8 +149,9 @@ func waitFor(t *testing.T, c *Client, path string, code int, want string) string
 	}
 }
 
-// waitStreaming waits until the source streams: /health is ok during the
-// first base backup too, and a backup on demand needs it streaming.
+// waitStreaming waits until the source streams: /health turns ok as the
+// first base backup is stored, a moment before the state turns to
+// streaming, and a backup on demand needs it streaming.
 func waitStreaming(t *testing.T, eng *engine.Engine) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); sourceStatus(t, eng).State != "streaming"; time.Sleep(50 * time.Millisecond) {
