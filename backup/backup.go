@@ -193,15 +193,15 @@ func (j *job) run(ctx context.Context) error {
 	}
 
 	snapArg := "--snapshot=" + snapshot
-	if j.base.SizeBytes, j.base.SHA256, err = j.dump(ctx, j.base.ArtifactKey, nil, "-Fc", snapArg); err != nil {
-		return err
-	}
-	if err := checkRewrites(ctx, conn, files); err != nil {
+	// Once pg_dump holds its locks no rewrite can happen until it ends:
+	// check for one between C and then (rewrite.go).
+	locked := func() error { return checkRewrites(ctx, conn, files) }
+	if j.base.SizeBytes, j.base.SHA256, err = j.dump(ctx, j.base.ArtifactKey, nil, locked, "-Fc", snapArg); err != nil {
 		return err
 	}
 	schemaKey := artifactKey(j.Source.Name, "schema", at, lsn, "sql")
 	digest := newSchemaDigest()
-	schemaSize, schemaSum, err := j.dump(ctx, schemaKey, digest, "--schema-only", "-Fp", snapArg)
+	schemaSize, schemaSum, err := j.dump(ctx, schemaKey, digest, nil, "--schema-only", "-Fp", snapArg)
 	if err != nil {
 		return err
 	}

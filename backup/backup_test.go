@@ -579,6 +579,56 @@ func TestRewriteBeforeDumpStartsOver(t *testing.T) {
 	}
 }
 
+// A rewrite that waited for pg_dump's lock and ran once pg_dump was done
+// is no reason to start over: the dump holds the table as of C.
+func TestRewriteQueuedBehindPgDumpIsNoAlarm(t *testing.T) {
+	f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY, what text);
+		CREATE TABLE gate(id int);
+		CREATE PUBLICATION `+publication+` FOR ALL TABLES;
+		INSERT INTO events VALUES (1, 'before'), (2, 'before');`)
+	ctx := context.Background()
+	calls := 0
+	snapshotHook = func() { calls++ }
+	defer func() { snapshotHook = nil }()
+	// pg_dump locks tables in creation order: it holds events while it
+	// waits for gate.
+	release := lockOnFirstDump(t, f.db, "gate", "")
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.take(ctx, true, 0)
+		done <- err
+	}()
+	waitForPgDumpBlocked(t, f.db)
+	truncated := make(chan error, 1)
+	go func() {
+		_, err := source.Connect(t, f.db).Exec(ctx, "TRUNCATE events")
+		truncated <- err
+	}()
+	waitFor(t, "postgres", "TRUNCATE waits behind pg_dump", `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+		WHERE datname = $1 AND query LIKE 'TRUNCATE events%' AND wait_event_type = 'Lock')`, f.db)
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("Take: %v\n%s", err, f.logs)
+	}
+	if err := <-truncated; err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || strings.Contains(f.logs.String(), "starting over") {
+		t.Errorf("the snapshot was imported %d times, want 1:\n%s", calls, f.logs)
+	}
+	bases, err := f.meta.ListBaseBackups(ctx, f.sourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bases) != 1 || bases[0].Status != store.BackupComplete {
+		t.Fatalf("base backups %+v", bases)
+	}
+	restored := restore(t, f.arts, bases[0].ArtifactKey)
+	if got := pgtest.QueryValue[string](t, target, restored, `SELECT string_agg(id::text, ',' ORDER BY id) FROM events`); got != "1,2" {
+		t.Errorf("dump holds events %q, want 1,2", got)
+	}
+}
+
 func TestTemporarySlotBaseBackup(t *testing.T) {
 	f := newFixture(t, nil, shopSchema)
 	ctx := context.Background()

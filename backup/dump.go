@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,15 +17,32 @@ import (
 // dump runs pg_dump with args and streams its output into the artifact
 // key, also copying it to extra when not nil. pg_dump's exit status is
 // checked before the store sees the end of the stream, so a failed dump
-// is never stored.
-func (j *job) dump(ctx context.Context, key string, extra io.Writer, args ...string) (size int64, sha string, err error) {
+// is never stored. locked, when not nil, runs once pg_dump holds its
+// locks on every table and is still connected: when it reports (verbose)
+// that it dumps the first table's contents, else after it ends. An error
+// from it stops the dump and is returned.
+func (j *job) dump(ctx context.Context, key string, extra io.Writer, locked func() error, args ...string) (size int64, sha string, err error) {
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if locked != nil {
+		args = append(args, "--verbose")
+	}
 	cmd := exec.CommandContext(dctx, j.pgDump.Path, append(args, "--no-password", "--dbname="+j.dsn)...)
 	cmd.Env = append(os.Environ(), j.env...)
 	cmd.WaitDelay = 10 * time.Second
 	out := &dumpOutput{cmd: cmd}
 	cmd.Stderr = &out.stderr
+	var lockedErr error
+	ran := false
+	if locked != nil {
+		cmd.Env = append(cmd.Env, "LC_MESSAGES=C", "LC_ALL=")
+		cmd.Stderr = &verboseWatch{keep: &out.stderr, marker: "dumping contents of table", at: func() {
+			ran = true
+			if lockedErr = locked(); lockedErr != nil {
+				cancel()
+			}
+		}}
+	}
 	if out.Reader, err = cmd.StdoutPipe(); err != nil {
 		return 0, "", fmt.Errorf("pg_dump: %w", err)
 	}
@@ -44,9 +62,17 @@ func (j *job) dump(ctx context.Context, key string, extra io.Writer, args ...str
 		cancel()
 		_ = out.wait()
 	}
+	if !stopped && locked != nil && !ran {
+		_ = out.wait() // the stderr watcher is done
+		if !ran && out.err == nil && err == nil {
+			lockedErr = locked() // no table data: check after the end
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		return 0, "", fmt.Errorf("pg_dump interrupted: %w", context.Cause(ctx))
+	case lockedErr != nil:
+		return 0, "", lockedErr
 	case out.err != nil && !stopped:
 		return 0, "", out.err
 	case err != nil:
@@ -91,6 +117,38 @@ func (d *dumpOutput) wait() error {
 		}
 	}
 	return d.err
+}
+
+// verboseWatch reads pg_dump --verbose's standard error line by line: it
+// calls at once, at the first line holding marker, and passes on only
+// warnings and errors to keep (the progress lines are no news).
+type verboseWatch struct {
+	keep    io.Writer
+	marker  string
+	at      func()
+	partial []byte
+}
+
+func (v *verboseWatch) Write(p []byte) (int, error) {
+	v.partial = append(v.partial, p...)
+	for {
+		i := bytes.IndexByte(v.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := v.partial[:i+1]
+		if v.at != nil && bytes.Contains(line, []byte(v.marker)) {
+			at := v.at
+			v.at = nil
+			at()
+		}
+		if !bytes.HasPrefix(line, []byte("pg_dump: ")) || bytes.Contains(line, []byte("warning:")) || bytes.Contains(line, []byte("error:")) ||
+			bytes.Contains(line, []byte("detail:")) || bytes.Contains(line, []byte("hint:")) {
+			v.keep.Write(line)
+		}
+		v.partial = v.partial[i+1:]
+	}
+	return len(p), nil
 }
 
 // tail keeps the last stderrLimit bytes written to it.

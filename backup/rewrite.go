@@ -19,7 +19,10 @@ import (
 // of C nor as of the rewrite, while the stream replays from C: replay
 // then stops at the first UPDATE of a row the dump lacks, or restores
 // wrong content. tableFiles remembers each published table's file as of
-// the snapshot; checkRewrites compares it with the file after the dump.
+// the snapshot; checkRewrites compares it with the current file when
+// pg_dump's first bytes arrive (its locks are all held by then), so a
+// rewrite that waited for pg_dump's locks and ran after it is no false
+// alarm.
 
 // tableFile is a published table (a leaf for partitioned tables) and its
 // file as of the exported snapshot.
@@ -65,8 +68,7 @@ func tableFiles(ctx context.Context, tx pgx.Tx, publication string) ([]tableFile
 }
 
 // checkRewrites reports the tables whose file is no longer the one they
-// had in the snapshot. Run just after pg_dump ends: a rewrite after that
-// is harmless but cannot be told apart, and only costs a retry.
+// had in the snapshot.
 func checkRewrites(ctx context.Context, conn interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, files []tableFile) error {
