@@ -228,9 +228,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", Sources: len(st.Sources)}
 	for _, ss := range st.Sources {
 		why := ss.Attention
-		switch {
-		case why != "":
-		case !ss.Streaming:
+		if why == "" && !ss.Streaming {
 			why = "not streaming (" + ss.State + ")"
 		}
 		if why != "" {

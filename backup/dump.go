@@ -62,11 +62,9 @@ func (j *job) dump(ctx context.Context, key string, extra io.Writer, locked func
 		cancel()
 		_ = out.wait()
 	}
-	if !stopped && locked != nil && !ran {
-		_ = out.wait() // the stderr watcher is done
-		if !ran && out.err == nil && err == nil {
-			lockedErr = locked() // no table data: check after the end
-		}
+	// Not stopped: pg_dump was waited for, so the stderr watcher is done.
+	if !stopped && locked != nil && !ran && out.err == nil && err == nil {
+		lockedErr = locked() // no table data: check after the end
 	}
 	switch {
 	case ctx.Err() != nil:

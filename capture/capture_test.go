@@ -478,7 +478,8 @@ func TestSpoolDirectoryOfARunningWorkerSurvives(t *testing.T) {
 	octx, ocancel := context.WithCancel(context.Background())
 	odone := make(chan error, 1)
 	go func() { odone <- ow.Run(octx) }()
-	(&running{w: ow, cancel: ocancel, done: odone}).stopAfter(t, other)
+	other.openChain()
+	(&running{w: ow, cancel: ocancel, done: odone}).stop(t)
 	if _, err := os.Stat(mine[0]); err != nil {
 		t.Fatalf("the other instance removed the running worker's spool directory: %v", err)
 	}
@@ -496,11 +497,4 @@ func TestSpoolDirectoryOfARunningWorkerSurvives(t *testing.T) {
 	f.waitCaughtUp()
 	r.stop(t)
 	f.checkExactlyOnce(chain.ID)
-}
-
-// stopAfter waits until the worker of fixture f streams, then stops it.
-func (r *running) stopAfter(t *testing.T, f *fixture) {
-	t.Helper()
-	f.openChain()
-	r.stop(t)
 }

@@ -99,10 +99,8 @@ func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source s
 // restoreTarget is the source's configured restore_target, or "".
 func (w *wizard) restoreTarget() string {
 	if cfg := w.eng.Config(); cfg != nil {
-		for _, s := range cfg.Sources {
-			if s.Name == w.source {
-				return s.RestoreTarget
-			}
+		if s, err := cfg.Source(w.source); err == nil {
+			return s.RestoreTarget
 		}
 	}
 	return ""
