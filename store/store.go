@@ -22,7 +22,7 @@ import (
 
 // SchemaVersion is the newest metadata schema this binary knows. A store
 // whose schema is newer is refused (ErrSchemaTooNew).
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	// ErrNotFound: the requested record does not exist.
@@ -199,13 +199,17 @@ type SchemaSnapshot struct {
 	SHA256      string
 }
 
-// TableCoverage records when a table joined the publication.
+// TableCoverage records when a table joined the publication, or (LeftOut)
+// from when it is not backed up: it has no usable replica identity, and
+// publishing it would make the application's UPDATE and DELETE fail.
 type TableCoverage struct {
 	ID       int64
 	SourceID int64
 	Table    string        // schema.table, as pgoutput names it
-	FromLSN  pglogrepl.LSN // WAL position after the table was added
+	FromLSN  pglogrepl.LSN // WAL position after the table was added (or left out)
 	AddedAt  time.Time
+	LeftOut  bool
+	Reason   string // why it is left out
 }
 
 // SequenceSnapshot is every sequence's state at one moment.

@@ -151,6 +151,12 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX table_coverage_source_idx ON @table_coverage (source_id, id)`,
 	},
+	// 4: tables left out of the publication (no usable replica identity),
+	// from an LSN on, and why.
+	{
+		`ALTER TABLE @table_coverage ADD COLUMN left_out BOOLEAN NOT NULL DEFAULT FALSE`,
+		`ALTER TABLE @table_coverage ADD COLUMN reason TEXT NOT NULL DEFAULT ''`,
+	},
 }
 
 // versionTable records one row per applied migration.

@@ -279,11 +279,11 @@ func (s *Store) AddSchemaSnapshot(ctx context.Context, x store.SchemaSnapshot) (
 
 // ListSchemaSnapshots returns the source's schema snapshots ordered by
 // TakenAt.
-// AddTableCoverage records when a table joined the publication.
+// AddTableCoverage records when a table joined or left the publication.
 func (s *Store) AddTableCoverage(ctx context.Context, c store.TableCoverage) (store.TableCoverage, error) {
 	c.AddedAt = utc(c.AddedAt)
-	id, err := s.insertID(ctx, s.db, `INSERT INTO @table_coverage (source_id, table_name, from_lsn, added_at) VALUES (?, ?, ?, ?)`,
-		c.SourceID, c.Table, lv(c.FromLSN), tv(c.AddedAt))
+	id, err := s.insertID(ctx, s.db, `INSERT INTO @table_coverage (source_id, table_name, from_lsn, added_at, left_out, reason) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.SourceID, c.Table, lv(c.FromLSN), tv(c.AddedAt), c.LeftOut, c.Reason)
 	if err != nil {
 		return store.TableCoverage{}, s.fail(err, "add table coverage of %q", c.Table)
 	}
@@ -295,11 +295,11 @@ func (s *Store) AddTableCoverage(ctx context.Context, c store.TableCoverage) (st
 // first.
 func (s *Store) ListTableCoverage(ctx context.Context, sourceID int64) ([]store.TableCoverage, error) {
 	scan := func(r scanner) (c store.TableCoverage, err error) {
-		err = r.Scan(&c.ID, &c.SourceID, &c.Table, lsnCol{&c.FromLSN}, timeCol{&c.AddedAt})
+		err = r.Scan(&c.ID, &c.SourceID, &c.Table, lsnCol{&c.FromLSN}, timeCol{&c.AddedAt}, &c.LeftOut, &c.Reason)
 		return c, err
 	}
 	return list(ctx, s, scan, fmt.Sprintf("list table coverage of source %d", sourceID),
-		`SELECT id, source_id, table_name, from_lsn, added_at FROM @table_coverage WHERE source_id = ? ORDER BY id`, sourceID)
+		`SELECT id, source_id, table_name, from_lsn, added_at, left_out, reason FROM @table_coverage WHERE source_id = ? ORDER BY id`, sourceID)
 }
 
 func (s *Store) ListSchemaSnapshots(ctx context.Context, sourceID int64) ([]store.SchemaSnapshot, error) {

@@ -217,7 +217,8 @@ func testSources(t *testing.T, st store.Store) {
 	}
 	ok(t, st.SetSourcePaused(ctx, got.ID, false))
 	tc := must(st.AddTableCoverage(ctx, store.TableCoverage{SourceID: got.ID, Table: "public.late", FromLSN: 0x3000060, AddedAt: at(5)}))(t)
-	same(t, "table coverage", must(st.ListTableCoverage(ctx, got.ID))(t), []store.TableCoverage{tc})
+	lo := must(st.AddTableCoverage(ctx, store.TableCoverage{SourceID: got.ID, Table: "public.nokey", FromLSN: 0x3000080, AddedAt: at(6), LeftOut: true, Reason: "no primary key"}))(t)
+	same(t, "table coverage", must(st.ListTableCoverage(ctx, got.ID))(t), []store.TableCoverage{tc, lo})
 	if must(st.GetSource(ctx, "app"))(t).Paused {
 		t.Error("SetSourcePaused(false) did not stick")
 	}
