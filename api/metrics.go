@@ -156,6 +156,9 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 		{"btfu_wal_budget_bytes", "gauge", "pause_wal_budget: retained WAL allowed while paused before the slot is dropped.", func(ss *engine.SourceStatus) value {
 			return integer(ss.WALBudget)
 		}},
+		{"btfu_tables_left_out", "gauge", "Tables not backed up: no usable replica identity (tables_without_key = leave_out), or they lost it.", func(ss *engine.SourceStatus) value {
+			return integer(int64(len(ss.LeftOut)))
+		}},
 		{"btfu_transactions_per_second", "gauge", "Transactions captured per second over the last 30 s.", func(ss *engine.SourceStatus) value { return float(ss.TxPerSec) }},
 		{"btfu_received_bytes_per_second", "gauge", "Change bytes captured per second over the last 30 s.", func(ss *engine.SourceStatus) value { return float(ss.BytesPerSec) }},
 	}

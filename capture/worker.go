@@ -7,6 +7,7 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/segment"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/stream"
@@ -49,12 +51,14 @@ type Worker struct {
 	// as the worker streams (tables added while btfu was not running).
 	BackupOnStart string
 
-	mu       sync.Mutex
-	status   Status
-	warned   map[string]bool  // tables already reported as not addable
-	bg       sync.WaitGroup   // base backups started by the worker itself
-	rcv      *stream.Receiver // the current stream, for the server's WAL end
-	backupMu sync.Mutex
+	mu     sync.Mutex
+	status Status
+	warned map[string]bool  // tables already reported as not addable
+	bg     sync.WaitGroup   // base backups started by the worker itself
+	rcv    *stream.Receiver // the current stream, for the server's WAL end
+	// backupDue, when set, says why a base backup should start soon.
+	backupDue string
+	backupMu  sync.Mutex
 }
 
 // Status is a worker's state, for the engine's status snapshots.
@@ -428,7 +432,12 @@ func isStoreError(err error) bool {
 func (w *Worker) handle(ctx context.Context, seg *segmenter, ev stream.Event) error {
 	var err error
 	if ev.Tx != nil {
+		events := ev.Tx.TableEvents
+		info := ev.Tx.Info
 		err = seg.add(ctx, ev.Tx)
+		if err == nil && len(events) > 0 {
+			w.recordTableEvents(ctx, info, events)
+		}
 	} else if ev.Idle {
 		err = seg.markIdle(ctx, ev)
 		if err == nil {
@@ -493,12 +502,6 @@ func (w *Worker) addNewTables(ctx context.Context) {
 		w.warned = map[string]bool{}
 	}
 	var fresh []string
-	for _, t := range nt.Undecided {
-		if !w.warned[t] {
-			w.warned[t] = true
-			fresh = append(fresh, t)
-		}
-	}
 	var freshNotOwned []string
 	for _, t := range nt.NotOwned {
 		if !w.warned[t] {
@@ -507,8 +510,24 @@ func (w *Worker) addNewTables(ctx context.Context) {
 		}
 	}
 	w.mu.Unlock()
+	// Left out is recorded, so status, the TUI and restore plans name the
+	// table for as long as it stays out.
+	dropped := map[string]bool{}
+	for _, t := range nt.Dropped {
+		dropped[t] = true
+	}
+	for _, t := range w.newlyLeftOut(ctx, append(nt.Undecided, nt.Dropped...)) {
+		reason := "no primary key or replica identity"
+		if dropped[t] {
+			reason = "left the publication when it lost its primary key or replica identity"
+		}
+		if _, err := w.Meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: w.SourceID, Table: t, FromLSN: nt.LSN, AddedAt: time.Now(), LeftOut: true, Reason: reason}); err != nil {
+			w.Log.Warn("could not record a table left out", "table", t, "err", err)
+		}
+		fresh = append(fresh, t)
+	}
 	if len(fresh) > 0 {
-		notify(slog.LevelWarn, "publication.table_undecided", fmt.Sprintf("new table(s) %s have no primary key or replica identity: not backed up; add them to replica_identity_full or exclude_tables in source %s", strings.Join(fresh, ", "), w.Source.Name))
+		notify(slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
 	}
 	if len(freshNotOwned) > 0 {
 		notify(slog.LevelWarn, "publication.table_not_owned", fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
@@ -523,6 +542,85 @@ func (w *Worker) addNewTables(ctx context.Context) {
 	}
 	notify(slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
 	w.backupSoon(ctx, "new tables")
+}
+
+// recordTableEvents records what the DDL-capture trigger did to the
+// publication in a transaction: an existing table that joined is covered
+// from its commit on (restores from older bases leave it out), one that
+// left (it lost its replica identity) is left out from there.
+func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, events []segment.Record) {
+	var joined []string
+	for _, ev := range events {
+		var m struct {
+			Action string `json:"action"`
+			Schema string `json:"schema"`
+			Table  string `json:"table"`
+		}
+		if err := json.Unmarshal([]byte(ev.Content), &m); err != nil {
+			w.Log.Warn("unreadable table message from the capture trigger", "content", ev.Content, "err", err)
+			continue
+		}
+		name := m.Schema + "." + m.Table
+		c := store.TableCoverage{SourceID: w.SourceID, Table: name, FromLSN: info.CommitLSN, AddedAt: info.CommitTime}
+		switch m.Action {
+		case "joined":
+			joined = append(joined, name)
+		case "left_out":
+			c.LeftOut, c.Reason = true, "no primary key or replica identity"
+			w.Log.Warn("new table has no primary key or replica identity: NOT backed up", "table", name, "lsn", info.CommitLSN.String())
+			if w.Notify != nil {
+				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
+			}
+		case "left":
+			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
+			w.Log.Warn("table left the publication: it lost its replica identity; not backed up from here on", "table", name, "lsn", info.CommitLSN.String())
+			if w.Notify != nil {
+				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
+			}
+		default:
+			continue
+		}
+		if _, err := w.Meta.AddTableCoverage(ctx, c); err != nil {
+			w.Log.Warn("could not record table coverage", "table", name, "err", err)
+		}
+	}
+	if len(joined) > 0 {
+		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; taking a base backup so restores include their earlier rows", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN)
+		w.Log.Info(msg)
+		if w.Notify != nil {
+			w.Notify(ctx, slog.LevelInfo, "publication.table_added", msg)
+		}
+		// The sequence loop starts it, under the worker's context.
+		w.mu.Lock()
+		w.backupDue = "tables joined the publication"
+		w.mu.Unlock()
+	}
+}
+
+// newlyLeftOut returns the tables of names whose newest coverage record
+// does not already say they are left out.
+func (w *Worker) newlyLeftOut(ctx context.Context, names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	recs, err := w.Meta.ListTableCoverage(ctx, w.SourceID)
+	if err != nil {
+		w.Log.Warn("could not read table coverage", "err", err)
+		return nil
+	}
+	out := map[string]bool{}
+	for _, c := range recs {
+		out[c.Table] = c.LeftOut
+	}
+	var fresh []string
+	seen := map[string]bool{}
+	for _, t := range names {
+		if !out[t] && !seen[t] {
+			seen[t] = true
+			fresh = append(fresh, t)
+		}
+	}
+	return fresh
 }
 
 // backupSoon takes a base backup in the background; Run waits for it.
@@ -578,6 +676,13 @@ func (w *Worker) sequences(ctx context.Context) {
 			w.setStatus(func(s *Status) { s.RetainedBytes = n })
 		}
 		w.addNewTables(ctx)
+		w.mu.Lock()
+		why := w.backupDue
+		w.backupDue = ""
+		w.mu.Unlock()
+		if why != "" {
+			w.backupSoon(ctx, why)
+		}
 		select {
 		case <-ctx.Done():
 			return

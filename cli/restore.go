@@ -130,6 +130,6 @@ func printPlan(w io.Writer, p *restore.Plan) {
 	fmt.Fprintf(w, "  estimate     about %s\n", est.Round(time.Second))
 	fmt.Fprintf(w, "  coverage     %s .. %s\n", p.Range.FromTime.UTC().Format(time.RFC3339), p.Range.ToTime.UTC().Format(time.RFC3339))
 	for _, c := range p.LeftOut() {
-		fmt.Fprintf(w, "  LEFT OUT     %s: joined the publication at %s, after this base backup; its changes cannot be replayed from it\n", c.Table, c.FromLSN)
+		fmt.Fprintf(w, "  LEFT OUT     %s\n", p.Describe(c))
 	}
 }

@@ -275,6 +275,9 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 		}
 	}
 
+	if s.TablesWithoutKey != KeylessLeaveOut && s.TablesWithoutKey != KeylessFull {
+		p.add(key+".tables_without_key", "%q is not a choice; use %q (new tables without a primary key are not backed up, and btfu says so) or %q (btfu sets REPLICA IDENTITY FULL on them and backs them up)", s.TablesWithoutKey, KeylessLeaveOut, KeylessFull)
+	}
 	if _, err := time.LoadLocation(s.Timezone); err != nil {
 		p.add(key+".timezone", "%q is not a time zone; use an IANA name such as \"UTC\", \"Europe/Paris\" or \"America/New_York\"", s.Timezone)
 	}

@@ -127,6 +127,11 @@ type Source struct {
 	// Tables without a usable replica identity that btfu may set to
 	// REPLICA IDENTITY FULL at registration (schema.table patterns).
 	ReplicaIdentityFull []string `toml:"replica_identity_full,omitempty"`
+	// TablesWithoutKey decides for tables (existing or created later)
+	// that have no usable replica identity and match neither list above:
+	// KeylessLeaveOut (not published, reported) or KeylessFull (btfu
+	// sets REPLICA IDENTITY FULL on them and publishes them).
+	TablesWithoutKey string `toml:"tables_without_key"`
 
 	Schedule string `toml:"schedule"` // base-backup cron, "" or "off" for none
 	Timezone string `toml:"timezone"`
@@ -172,6 +177,12 @@ const (
 	DefaultS3PartSize      = ByteSize(16 << 20)
 	DefaultPauseWALBudget  = ByteSize(1 << 30)
 	DefaultMaxLag          = Duration(5 * 60 * 1e9)
+)
+
+// tables_without_key values.
+const (
+	KeylessLeaveOut = "leave_out"
+	KeylessFull     = "replica_identity_full"
 )
 
 // Problems is every problem found in a config file, each naming its key.
@@ -278,6 +289,7 @@ func (c *Config) applyDefaults() {
 		def(&s.Publication, derived)
 		def(&s.Schedule, DefaultSchedule)
 		def(&s.Timezone, DefaultTimezone)
+		def(&s.TablesWithoutKey, KeylessLeaveOut)
 		if s.SegmentMaxSize == 0 {
 			s.SegmentMaxSize = DefaultSegmentMaxSize
 		}

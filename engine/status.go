@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/btfu/btfu/config"
@@ -46,6 +47,9 @@ type SourceStatus struct {
 	SegmentBytes  int64           `json:"segment_bytes"`
 	LastRestore   *RestoreRecord  `json:"last_restore,omitempty"`
 	LastError     string          `json:"last_error"`
+	// LeftOut names the tables not backed up now: no usable replica
+	// identity (tables_without_key = "leave_out"), or they lost it.
+	LeftOut []string `json:"left_out_tables,omitempty"`
 	// Attention, when set, is what the user must look at (the TUI's red
 	// line; /health fails).
 	Attention string `json:"attention,omitempty"`
@@ -125,6 +129,9 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 		for _, r := range cov.Ranges {
 			ss.Coverage = append(ss.Coverage, CoverageRange{FromLSN: r.FromLSN.String(), ToLSN: r.ToLSN.String(), FromTime: r.FromTime, ToTime: r.ToTime})
 		}
+		if ss.LeftOut, err = leftOutTables(ctx, meta, src.ID); err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
 		ss.Attention = attention(ss)
 		st.Sources = append(st.Sources, ss)
 	}
@@ -145,8 +152,38 @@ func attention(ss SourceStatus) string {
 		return fmt.Sprintf("newest stored change is %s old, over max_lag %s", time.Duration(*ss.RPOSeconds*1e9).Round(time.Second), time.Duration(ss.MaxLagSeconds*1e9))
 	case ss.RetainedBytes != nil && ss.WALBudget > 0 && *ss.RetainedBytes > ss.WALBudget:
 		return fmt.Sprintf("the slot holds %d MiB of WAL on the source, over its budget of %d MiB", *ss.RetainedBytes>>20, ss.WALBudget>>20)
+	case len(ss.LeftOut) > 0:
+		names := strings.Join(ss.LeftOut, ", ")
+		if len(ss.LeftOut) > 5 {
+			names = strings.Join(ss.LeftOut[:5], ", ") + fmt.Sprintf(" and %d more", len(ss.LeftOut)-5)
+		}
+		return fmt.Sprintf("%d table(s) NOT backed up (no primary key or replica identity): %s; add a key, or set tables_without_key = \"replica_identity_full\"", len(ss.LeftOut), names)
 	}
 	return ""
+}
+
+// leftOutTables lists the tables whose newest coverage record says they
+// are left out.
+func leftOutTables(ctx context.Context, meta store.Store, sourceID int64) ([]string, error) {
+	recs, err := meta.ListTableCoverage(ctx, sourceID)
+	if err != nil {
+		return nil, err
+	}
+	state := map[string]bool{}
+	var order []string
+	for _, c := range recs {
+		if _, seen := state[c.Table]; !seen {
+			order = append(order, c.Table)
+		}
+		state[c.Table] = c.LeftOut
+	}
+	var out []string
+	for _, t := range order {
+		if state[t] {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // Status reads the status of every configured source, with what the

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/btfu/btfu/config"
+
 	"github.com/btfu/btfu/pgbin"
 )
 
@@ -269,7 +271,7 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence
        greatest(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', '`+DDLSchema+`') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2`)
 	if err != nil {
@@ -280,8 +282,8 @@ ORDER BY 1, 2`)
 	for rows.Next() {
 		var t Table
 		var kind, ident string
-		var isPartition bool
-		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, new(bool), &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate); err != nil {
+		var isPartition, hasIdentIndex bool
+		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, &hasIdentIndex, &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate); err != nil {
 			return nil, err
 		}
 		t.Kind = map[bool]string{true: "partition", false: "table"}[isPartition]
@@ -289,7 +291,12 @@ ORDER BY 1, 2`)
 			t.Kind = "partitioned"
 		}
 		t.ReplicaIdentity = map[string]string{"d": "default", "f": "full", "i": "index", "n": "nothing"}[ident]
-		t.UsableIdentity = ident == "f" || (ident == "d" && t.HasPrimaryKey) || ident == "i" || kind == "p"
+		// A partitioned table's UPDATEs are checked on its partitions:
+		// only a primary key (which every partition has) makes it safe.
+		t.UsableIdentity = ident == "f" || (ident == "d" && t.HasPrimaryKey) || (ident == "i" && hasIdentIndex)
+		if kind == "p" {
+			t.UsableIdentity = t.HasPrimaryKey
+		}
 		out = append(out, t)
 	}
 	return out, rows.Err()
@@ -315,7 +322,7 @@ func (p *prober) decide() {
 			t.Decision = "not_logged"
 		case len(p.src.IncludeTables) > 0 && !matchAny(p.src.IncludeTables, name), matchAny(p.src.ExcludeTables, name):
 			t.Decision = "exclude"
-		case !t.UsableIdentity && matchAny(p.src.ReplicaIdentityFull, name):
+		case !t.UsableIdentity && t.ReplicaIdentity != "nothing" && (matchAny(p.src.ReplicaIdentityFull, name) || p.src.TablesWithoutKey == config.KeylessFull):
 			t.Decision = "set_full"
 		case !t.UsableIdentity:
 			t.Decision = "undecided"
@@ -363,10 +370,13 @@ func (p *prober) reportTables() {
 
 	switch {
 	case len(undecided) > 0:
-		p.r.add(Check{ID: "replica_identity", Status: Fail,
-			Finding: fmt.Sprintf("%d table(s) have no usable replica identity: publishing them would make the application's UPDATE and DELETE on them fail", len(undecided)),
+		if len(full) > 0 {
+			p.r.add(Check{ID: "replica_identity_full", Status: Info, Finding: fmt.Sprintf("%d table(s) will be set to REPLICA IDENTITY FULL as configured (more WAL per UPDATE/DELETE)", len(full)), Details: full})
+		}
+		p.r.add(Check{ID: "replica_identity", Status: Warn,
+			Finding: fmt.Sprintf("%d table(s) have no usable replica identity: LEFT OUT, not backed up (publishing them would make the application's UPDATE and DELETE on them fail)", len(undecided)),
 			Details: undecided,
-			Fix:     "decide per table in config.toml: exclude_tables = [\"schema.table\"], or replica_identity_full = [\"schema.table\"] (btfu runs ALTER TABLE … REPLICA IDENTITY FULL), or add a primary key"})
+			Fix:     "add a primary key, or let btfu run ALTER TABLE … REPLICA IDENTITY FULL: replica_identity_full = [\"schema.table\"] for some, tables_without_key = \"replica_identity_full\" for all; exclude_tables = [\"schema.table\"] silences this"})
 	case len(full) > 0:
 		p.r.add(Check{ID: "replica_identity", Status: Info, Finding: fmt.Sprintf("%d table(s) will be set to REPLICA IDENTITY FULL as configured (more WAL per UPDATE/DELETE)", len(full)), Details: full})
 	default:
@@ -461,21 +471,22 @@ func (p *prober) checkPublication() {
 		forms = append(forms, FormTablesInSchema)
 	}
 	forms = append(forms, FormTableList)
-	wholeSchemas := len(excluded) == 0 && len(undecided) == 0
-	switch {
-	case allErr == nil && wholeSchemas:
-		pl.PublicationForm = FormAllTables
-	case schemaErr == nil && len(schemas) > 0 && coversExactly(p.r.Tables, schemas, publish, pl.ViaPartitionRoot):
-		pl.PublicationForm, pl.Schemas = FormTablesInSchema, schemas
-	default:
-		pl.PublicationForm = FormTableList
-	}
+	// Always an explicit list (FOR TABLE ONLY …): FOR ALL TABLES and FOR
+	// TABLES IN SCHEMA publish every new table at once, with or without a
+	// usable replica identity, and a new table without one would then make
+	// the application's UPDATE and DELETE on it fail (DESIGN 5, 6.2).
+	// btfu keeps the list current itself.
+	pl.PublicationForm = FormTableList
+	_ = schemas
 	details := []string{"forms this role may create: " + strings.Join(forms, ", ")}
 	if allErr != nil {
 		details = append(details, "FOR ALL TABLES: "+shortErr(allErr))
 	}
-	if pl.PublicationForm == FormTableList {
-		details = append(details, "new tables are added to the publication by btfu, covered from the LSN it records")
+	details = append(details, "new tables with a primary key or replica identity join the publication: at once, in the creating transaction, where DDL capture is installed; else within a minute, covered from the LSN btfu records")
+	if p.src.TablesWithoutKey == config.KeylessFull {
+		details = append(details, "new tables without one are set to REPLICA IDENTITY FULL and join it (tables_without_key = \"replica_identity_full\")")
+	} else {
+		details = append(details, "new tables without one are left out and reported (tables_without_key = \"leave_out\")")
 	}
 	switch {
 	case pl.PublicationForm == FormTableList && len(notOwned) > 0:
@@ -535,6 +546,7 @@ func shortErr(err error) string {
 type existingPublication struct {
 	AllTables bool
 	ViaRoot   bool
+	Schemas   int // FOR TABLES IN SCHEMA entries (PostgreSQL 15+)
 	Tables    []string
 }
 
@@ -553,39 +565,19 @@ func readPublication(ctx context.Context, conn *pgx.Conn, name string) (*existin
 		return nil, err
 	}
 	ep.Tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	return &ep, err
-}
-
-// publicationMismatch explains how an existing publication differs from
-// the plan, or returns "" when it can be adopted. Tables the plan has and
-// an explicit-list publication lacks are added by registration, so they
-// are not a mismatch.
-func publicationMismatch(ep *existingPublication, pl *Plan) string {
-	switch {
-	case pl.PublicationForm == FormAllTables && !ep.AllTables:
-		return "it lists tables but the plan is FOR ALL TABLES"
-	case pl.PublicationForm != FormAllTables && ep.AllTables:
-		return "it is FOR ALL TABLES but the plan excludes tables (" + strings.Join(pl.Excluded, ", ") + strings.Join(pl.Undecided, ", ") + ")"
+	if err != nil {
+		return nil, err
 	}
-	if pl.PublicationForm == FormTableList {
-		want := map[string]bool{}
-		for _, t := range pl.Tables {
-			want[t] = true
-		}
-		var extra []string
-		for _, t := range ep.Tables {
-			if !want[t] {
-				extra = append(extra, t)
-			}
-		}
-		if len(extra) > 0 {
-			return "it publishes tables the plan leaves out: " + strings.Join(extra, ", ")
+	var hasNamespaces bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL`).Scan(&hasNamespaces); err != nil {
+		return nil, err
+	}
+	if hasNamespaces {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1`, name).Scan(&ep.Schemas); err != nil {
+			return nil, err
 		}
 	}
-	if ep.ViaRoot != pl.ViaPartitionRoot {
-		return fmt.Sprintf("publish_via_partition_root is %v, the plan needs %v", ep.ViaRoot, pl.ViaPartitionRoot)
-	}
-	return ""
+	return &ep, nil
 }
 
 func (p *prober) checkExistingPublication() {
@@ -598,43 +590,14 @@ func (p *prober) checkExistingPublication() {
 		p.r.add(Check{ID: "publication_existing", Status: Info, Finding: fmt.Sprintf("publication %s does not exist yet; registration creates it", p.src.Publication)})
 		return
 	}
-	if why := publicationMismatch(ep, &p.r.Plan); why != "" {
-		p.r.add(Check{ID: "publication_existing", Status: Fail, Finding: fmt.Sprintf("publication %s already exists and does not match the plan: %s", p.src.Publication, why),
-			Fix: fmt.Sprintf("drop it (DROP PUBLICATION %s) if nothing else uses it, or set publication = \"another_name\" in config.toml", p.src.Publication)})
-		return
-	}
-	p.r.add(Check{ID: "publication_existing", Status: OK, Finding: fmt.Sprintf("publication %s exists and matches the plan; it will be adopted", p.src.Publication)})
-}
-
-// DDL-capture objects, created by registration where allowed.
-const (
-	DDLSchema   = "btfu"
-	DDLFunction = "btfu.capture_ddl"
-	DDLTrigger  = "btfu_capture_ddl"
-	// DDLMessagePrefix is the logical message prefix of captured DDL.
-	DDLMessagePrefix = "btfu.ddl"
-)
-
-// ddlStatements create the DDL-capture objects. The trigger emits, in the
-// transaction of the DDL and so in commit order, one transactional logical
-// message per DDL command with the command tag, the statement text, the
-// search_path and the objects it touched.
-func ddlStatements() []string {
-	return []string{
-		"CREATE SCHEMA IF NOT EXISTS " + DDLSchema,
-		`CREATE OR REPLACE FUNCTION ` + DDLFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
-BEGIN
-  PERFORM pg_logical_emit_message(true, '` + DDLMessagePrefix + `', jsonb_build_object(
-    'v', 1,
-    'tag', tg_tag,
-    'query', current_query(),
-    'search_path', current_setting('search_path'),
-    'objects', (SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name)), '[]'::jsonb)
-                FROM pg_event_trigger_ddl_commands() WHERE NOT in_extension)
-  )::text);
-END
-$btfu$`,
-		"CREATE EVENT TRIGGER " + DDLTrigger + " ON ddl_command_end EXECUTE FUNCTION " + DDLFunction + "()",
+	switch {
+	case ep.AllTables || ep.Schemas > 0:
+		p.r.add(Check{ID: "publication_existing", Status: Warn, Finding: fmt.Sprintf("publication %s exists %s: it publishes every new table, with or without a usable replica identity, and a table without one makes the application's UPDATE and DELETE fail; registration replaces it by the explicit list in one transaction (no gap in coverage)", p.src.Publication, map[bool]string{true: "FOR ALL TABLES", false: "FOR TABLES IN SCHEMA"}[ep.AllTables])})
+	default:
+		// Keep its publish_via_partition_root: changing it would rename
+		// the relations in the stream.
+		p.r.Plan.ViaPartitionRoot = ep.ViaRoot
+		p.r.add(Check{ID: "publication_existing", Status: OK, Finding: fmt.Sprintf("publication %s exists; it will be adopted and its table list kept to the plan", p.src.Publication)})
 	}
 }
 
@@ -646,15 +609,13 @@ func (p *prober) checkDDLCapture() {
 	}
 	var exists bool
 	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists)
-	objects := []string{"schema " + DDLSchema, "function " + DDLFunction + "()", "event trigger " + DDLTrigger + " ON ddl_command_end"}
+	objects := ddlObjects()
 	if exists {
 		p.r.Plan.DDLCapture, p.r.Plan.DDLObjects = true, objects
 		p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture is installed (event trigger " + DDLTrigger + ")"})
 		return
 	}
-	stmts := ddlStatements()
-	stmts[2] = strings.Replace(stmts[2], DDLTrigger, "btfu_probe_"+randomSuffix(), 1)
-	if err := p.tryRolledBack(stmts...); err != nil {
+	if err := p.tryRolledBack(ddlStatements(p.src)...); err != nil {
 		p.r.add(Check{ID: "ddl_capture", Status: Info,
 			Finding: "this role may not create event triggers (" + shortErr(err) + "): schema changes are derived from relation messages and periodic schema snapshots",
 			Fix:     "run registration once as a superuser to install DDL capture, if you want DDL replayed in place"})

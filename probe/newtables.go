@@ -13,9 +13,14 @@ import (
 // NewTables is what AddNewTables did.
 type NewTables struct {
 	Added []string // schema.table added to the publication
-	// Undecided tables have no usable replica identity and are named in
-	// neither replica_identity_full nor exclude_tables: not added.
+	// Undecided tables have no usable replica identity, are named in
+	// neither replica_identity_full nor exclude_tables, and
+	// tables_without_key is "leave_out": not published, not backed up.
 	Undecided []string
+	// Dropped tables were published but lost their usable replica
+	// identity (or the config now leaves them out): they left the
+	// publication, so the application's UPDATE and DELETE keep working.
+	Dropped []string
 	// NotOwned tables cannot be added by a role that does not own them.
 	NotOwned []string
 	// LSN is the source's WAL position after the tables were added: their
@@ -23,43 +28,42 @@ type NewTables struct {
 	LSN pglogrepl.LSN
 }
 
-// AddNewTables adds tables created since registration to an explicit-list
-// publication, as the probe announced ("new tables are added to the
-// publication by btfu"): the same include/exclude/replica_identity_full
-// rules decide, REPLICA IDENTITY FULL is set only on tables the config
-// names. Publications FOR ALL TABLES or FOR TABLES IN SCHEMA take new
-// tables by themselves; nothing is done for them.
+// AddNewTables keeps the publication's table list to the config's rules
+// for tables created or changed since registration (where DDL capture is
+// installed its trigger does this in the DDL's own transaction; this check
+// catches the rest): tables with a usable replica identity join (ONLY, so
+// an inheritance parent does not bring its children), REPLICA IDENTITY
+// FULL is set where the config says so, and a published table that lost
+// its identity leaves. Publications FOR ALL TABLES or FOR TABLES IN SCHEMA
+// (registered by an older btfu) are moved to an explicit list by
+// registration at start; nothing is done for them here.
 func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	conn, err := Connect(ctx, src)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "SET "+InternalSetting+" = on"); err != nil {
+		return nil, err
+	}
+	// Never wait long behind the application's DDL on the publication.
+	if _, err := conn.Exec(ctx, "SET lock_timeout = '2s'"); err != nil {
+		return nil, err
+	}
 	out := &NewTables{}
 	ep, err := readPublication(ctx, conn, src.Publication)
 	if err != nil {
 		return nil, fmt.Errorf("read publication %s: %w", src.Publication, err)
 	}
-	if ep == nil || ep.AllTables {
-		return out, nil
-	}
-	var schemas int
-	if err := conn.QueryRow(ctx, `SELECT CASE WHEN current_setting('server_version_num')::int >= 150000
-		THEN (SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1)
-		ELSE 0 END`, src.Publication).Scan(&schemas); err != nil {
-		// Before PostgreSQL 15 pg_publication_namespace does not exist
-		// (the query fails) and there are no schema publications.
-		schemas = 0
-	}
-	if schemas > 0 {
+	if ep == nil || ep.AllTables || ep.Schemas > 0 {
 		return out, nil
 	}
 	tables, err := listTables(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	var superuser bool
-	if err := conn.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&superuser); err != nil {
+	var superuser, capture bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper, to_regclass($1) IS NOT NULL FROM pg_roles WHERE rolname = current_user`, IdentityTable).Scan(&superuser, &capture); err != nil {
 		return nil, err
 	}
 	p := &prober{ctx: ctx, src: src, r: &Report{Tables: tables}}
@@ -72,7 +76,28 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	pub := pgx.Identifier{src.Publication}.Sanitize()
 	for _, t := range p.r.Tables {
 		name := t.QualifiedName()
-		if have[name] || (t.Kind == "partition" && ep.ViaRoot) {
+		if t.Kind == "partition" && ep.ViaRoot {
+			continue
+		}
+		if have[name] {
+			if t.Decision == "publish" || t.Decision == "set_full" && t.UsableIdentity {
+				continue
+			}
+			if t.Decision == "set_full" {
+				if _, err := setReplicaFull(ctx, conn, q.one(name), capture); err != nil {
+					return out, fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", name, err)
+				}
+				continue
+			}
+			// Published, but no longer fit: out it goes, before the
+			// application's next UPDATE fails on it.
+			if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" DROP TABLE ONLY "+q.one(name)); err != nil {
+				return out, fmt.Errorf("drop %s from publication %s: %w", name, src.Publication, err)
+			}
+			out.Dropped = append(out.Dropped, name)
+			if t.Decision == "undecided" {
+				out.Undecided = append(out.Undecided, name)
+			}
 			continue
 		}
 		switch t.Decision {
@@ -88,11 +113,11 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 			continue
 		}
 		if t.Decision == "set_full" {
-			if _, err := conn.Exec(ctx, "ALTER TABLE "+q.one(name)+" REPLICA IDENTITY FULL"); err != nil {
+			if _, err := setReplicaFull(ctx, conn, q.one(name), capture); err != nil {
 				return out, fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", name, err)
 			}
 		}
-		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+q.one(name)); err != nil {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE ONLY "+q.one(name)); err != nil {
 			return out, fmt.Errorf("add %s to publication %s: %w", name, src.Publication, err)
 		}
 		out.Added = append(out.Added, name)

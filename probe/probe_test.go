@@ -77,7 +77,7 @@ func TestEveryCheckHasAFinding(t *testing.T) {
 	}
 	mustCheck(t, r, "unlogged", Warn)
 	mustCheck(t, r, "large_objects", Warn)
-	if r.Plan.PublicationForm != FormAllTables || !r.Plan.DDLCapture || !r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
+	if r.Plan.PublicationForm != FormTableList || !r.Plan.DDLCapture || !r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
 		t.Fatalf("superuser plan: %+v", r.Plan)
 	}
 	if r.SystemIdentifier == "" || r.Provider != ProviderSelfHosted {
@@ -160,44 +160,55 @@ func TestNonSuperuserGetsExplicitList(t *testing.T) {
 	}
 }
 
-func TestTableWithoutKeyNeedsADecision(t *testing.T) {
+// A table without a usable replica identity is never published as it is:
+// by default it is left out, loudly; the config may exclude it or have
+// btfu set REPLICA IDENTITY FULL on it (by name or for every such table).
+func TestTableWithoutKeyIsLeftOutOrSetFull(t *testing.T) {
 	db := source.CreateDB(t)
-	source.Exec(t, db, `CREATE TABLE keyed(id int PRIMARY KEY); CREATE TABLE log(at timestamptz, msg text); INSERT INTO log VALUES (now(), 'x')`)
+	source.Exec(t, db, `CREATE TABLE keyed(id int PRIMARY KEY); CREATE TABLE log(at timestamptz, msg text); INSERT INTO log VALUES (now(), 'x');
+		CREATE TABLE parent(id int PRIMARY KEY); CREATE TABLE child(note text) INHERITS (parent)`)
 
 	src := sourceFor(t, source.DSN(db), "")
 	r := run(t, src)
-	chk := mustCheck(t, r, "replica_identity", Fail)
-	if len(chk.Details) != 1 || !strings.Contains(chk.Details[0], "public.log") {
+	chk := mustCheck(t, r, "replica_identity", Warn)
+	if len(chk.Details) != 2 || !strings.Contains(strings.Join(chk.Details, " "), "public.log") || !strings.Contains(chk.Finding, "LEFT OUT") {
 		t.Fatalf("details %v", chk.Details)
-	}
-	if _, err := Register(context.Background(), src, r); !errors.Is(err, ErrChecksFailed) || !strings.Contains(err.Error(), "public.log") {
-		t.Fatalf("register without a decision: %v", err)
-	}
-	if n := pgtest.QueryValue[int64](t, source, db, `SELECT count(*) FROM pg_publication`); n != 0 {
-		t.Fatalf("a publication was created despite the failure")
-	}
-
-	// Excluded: published without it, as an explicit list.
-	src = sourceFor(t, source.DSN(db), `exclude_tables = ["public.log"]`)
-	r = run(t, src)
-	if r.Failed() || r.Plan.PublicationForm == FormAllTables || strings.Join(r.Plan.Tables, ",") != "public.keyed" {
-		t.Fatalf("excluded plan: %+v %s", r.Plan, r.FailedChecks())
-	}
-
-	// REPLICA IDENTITY FULL: published, and the application's UPDATE works.
-	src = sourceFor(t, source.DSN(db), `replica_identity_full = ["public.log"]`)
-	src.Publication = "btfu_app_full"
-	r = run(t, src)
-	if r.Failed() || r.Plan.PublicationForm != FormAllTables {
-		t.Fatalf("full plan: %+v %s", r.Plan, r.FailedChecks())
 	}
 	if _, err := Register(context.Background(), src, r); err != nil {
 		t.Fatal(err)
 	}
-	if got := pgtest.QueryValue[string](t, source, db, `SELECT relreplident::text FROM pg_class WHERE oid = 'public.log'::regclass`); got != "f" {
-		t.Fatalf("replica identity %q", got)
+	// Published: the keyed tables only (ONLY: the inheritance child, which
+	// has no key of its own, stays out); the application's UPDATE works.
+	if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'btfu_app'`); got != "keyed,parent" {
+		t.Fatalf("published %q", got)
 	}
-	source.Exec(t, db, `UPDATE log SET msg = 'y'; DELETE FROM log`)
+	source.Exec(t, db, `UPDATE log SET msg = 'y'; UPDATE parent SET id = id; INSERT INTO child VALUES (1, 'c'); UPDATE child SET note = 'd'; DELETE FROM child`)
+
+	// Excluded: published without it, as an explicit list.
+	src = sourceFor(t, source.DSN(db), `exclude_tables = ["public.log", "public.child"]`)
+	src.Publication = "btfu_app_excl"
+	r = run(t, src)
+	if r.Failed() || r.Plan.PublicationForm != FormTableList || strings.Join(r.Plan.Tables, ",") != "public.keyed,public.parent" {
+		t.Fatalf("excluded plan: %+v %s", r.Plan, r.FailedChecks())
+	}
+	mustCheck(t, r, "replica_identity", OK)
+
+	// REPLICA IDENTITY FULL: published, and the application's UPDATE works.
+	for _, extra := range []string{`replica_identity_full = ["public.log", "public.child"]`, `tables_without_key = "replica_identity_full"`} {
+		src = sourceFor(t, source.DSN(db), extra)
+		src.Publication = "btfu_app_full"
+		r = run(t, src)
+		if r.Failed() || strings.Join(r.Plan.SetReplicaFull, ",") != "public.child,public.log" {
+			t.Fatalf("full plan (%s): %+v %s", extra, r.Plan, r.FailedChecks())
+		}
+		if _, err := Register(context.Background(), src, r); err != nil {
+			t.Fatal(err)
+		}
+		if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(relreplident::text, '') FROM pg_class WHERE oid IN ('public.log'::regclass, 'public.child'::regclass)`); got != "ff" {
+			t.Fatalf("replica identity %q", got)
+		}
+		source.Exec(t, db, `UPDATE log SET msg = 'y'; DELETE FROM log; DROP PUBLICATION btfu_app_full; ALTER TABLE log REPLICA IDENTITY DEFAULT; ALTER TABLE child REPLICA IDENTITY DEFAULT`)
+	}
 }
 
 func TestRegisterTwiceIsANoOp(t *testing.T) {
@@ -208,7 +219,7 @@ func TestRegisterTwiceIsANoOp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Created) != 4 { // publication + schema, function, event trigger
+	if len(g.Created) != 1+len(ddlObjects()) { // publication + the DDL-capture objects
 		t.Fatalf("first registration created %v", g.Created)
 	}
 	r := run(t, src)
@@ -233,18 +244,22 @@ func TestRegisterTwiceIsANoOp(t *testing.T) {
 	}
 }
 
-func TestMismatchedPublicationIsReportedNotReplaced(t *testing.T) {
+// An existing publication of btfu's name is kept to the plan: planned
+// tables it lacks are added, tables the plan leaves out are dropped.
+func TestExistingPublicationIsKeptToThePlan(t *testing.T) {
 	db := source.CreateDB(t)
-	source.Exec(t, db, `CREATE TABLE t(id int PRIMARY KEY); CREATE TABLE u(id int PRIMARY KEY); CREATE PUBLICATION btfu_app FOR TABLE t`)
+	source.Exec(t, db, `CREATE TABLE t(id int PRIMARY KEY); CREATE TABLE u(id int PRIMARY KEY); CREATE TABLE nokey(a int);
+		CREATE PUBLICATION btfu_app FOR TABLE t, nokey`)
 	src := sourceFor(t, source.DSN(db), "")
 	r := run(t, src)
-	mustCheck(t, r, "publication_existing", Fail)
-	if _, err := Register(context.Background(), src, r); err == nil {
-		t.Fatal("registration should refuse")
+	mustCheck(t, r, "publication_existing", OK)
+	if _, err := Register(context.Background(), src, r); err != nil {
+		t.Fatal(err)
 	}
-	if got := pgtest.QueryValue[bool](t, source, db, `SELECT puballtables FROM pg_publication WHERE pubname = 'btfu_app'`); got {
-		t.Fatal("publication was replaced")
+	if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'btfu_app'`); got != "t,u" {
+		t.Fatalf("published %q", got)
 	}
+	source.Exec(t, db, `UPDATE nokey SET a = 1`)
 }
 
 func TestSlotWithAnotherPluginIsReported(t *testing.T) {

@@ -66,48 +66,116 @@ func Register(ctx context.Context, src *config.Source, r *Report) (*Registration
 	g := &Registration{}
 	pl := &r.Plan
 	q := newQuoter(r)
-
+	// btfu's own statements are not the application's DDL: the capture
+	// trigger leaves them alone.
+	if _, err := conn.Exec(ctx, "SET "+InternalSetting+" = on"); err != nil {
+		return g, fmt.Errorf("set %s: %w", InternalSetting, err)
+	}
+	if pl.DDLCapture {
+		if err := installDDLCapture(ctx, conn, src, pl, g); err != nil {
+			return g, err
+		}
+	}
 	for _, name := range pl.SetReplicaFull {
-		var ident string
-		if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, q.one(name)).Scan(&ident); err != nil {
-			return g, fmt.Errorf("read replica identity of %s: %w", name, err)
-		}
-		if ident == "f" {
-			continue
-		}
-		if _, err := conn.Exec(ctx, "ALTER TABLE "+q.one(name)+" REPLICA IDENTITY FULL"); err != nil {
+		changed, err := setReplicaFull(ctx, conn, q.one(name), pl.DDLCapture)
+		if err != nil {
 			return g, fmt.Errorf("set REPLICA IDENTITY FULL on %s: %w", name, err)
 		}
-		g.Altered = append(g.Altered, name+": REPLICA IDENTITY FULL")
+		if changed {
+			g.Altered = append(g.Altered, name+": REPLICA IDENTITY FULL")
+		}
 	}
-
 	if err := registerPublication(ctx, conn, pl, q, g); err != nil {
 		return g, err
 	}
+	return g, nil
+}
 
-	if pl.DDLCapture {
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists); err != nil {
-			return g, fmt.Errorf("look for event trigger %s: %w", DDLTrigger, err)
+// installDDLCapture creates the DDL-capture objects, or brings them up to
+// date when the functions differ from this btfu's (an older btfu, or a
+// config whose table rules changed).
+func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, pl *Plan, g *Registration) error {
+	var exists, current bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists); err != nil {
+		return fmt.Errorf("look for event trigger %s: %w", DDLTrigger, err)
+	}
+	if exists {
+		err := conn.QueryRow(ctx, `SELECT count(*) = 2 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+			WHERE n.nspname = $1 AND ((p.proname = 'capture_ddl' AND p.prosrc = $2) OR (p.proname = 'capture_ddl_core' AND p.prosrc = $3))`,
+			DDLSchema, functionBody(ddlFunctionSQL()), functionBody(ddlCoreSQL(src))).Scan(&current)
+		if err != nil {
+			return fmt.Errorf("read DDL capture functions: %w", err)
 		}
-		if exists {
+		if current {
 			g.Adopted = append(g.Adopted, "event trigger "+DDLTrigger)
-		} else {
-			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-				for _, s := range ddlStatements() {
-					if _, err := tx.Exec(ctx, s); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return g, fmt.Errorf("create DDL capture: %w", err)
-			}
-			g.Created = append(g.Created, pl.DDLObjects...)
+			return nil
 		}
 	}
-	return g, nil
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, s := range ddlStatements(src) {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create DDL capture: %w", err)
+	}
+	if exists {
+		g.Altered = append(g.Altered, "DDL capture functions updated")
+	} else {
+		g.Created = append(g.Created, pl.DDLObjects...)
+	}
+	return nil
+}
+
+// functionBody is the text between the $btfu$ quotes of a CREATE FUNCTION:
+// what pg_proc.prosrc holds.
+func functionBody(create string) string {
+	_, rest, _ := strings.Cut(create, "$btfu$")
+	body, _, _ := strings.Cut(rest, "$btfu$")
+	return body
+}
+
+// setReplicaFull sets REPLICA IDENTITY FULL on a table (quoted name),
+// recording its identity before where DDL capture keeps that list.
+func setReplicaFull(ctx context.Context, conn *pgx.Conn, table string, record bool) (bool, error) {
+	var ident string
+	if err := conn.QueryRow(ctx, `SELECT relreplident::text FROM pg_class WHERE oid = $1::regclass`, table).Scan(&ident); err != nil {
+		return false, err
+	}
+	if ident == "f" {
+		return false, nil
+	}
+	return true, pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if record {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+IdentityTable+` (relid, schema_name, table_name, previous)
+				SELECT c.oid, n.nspname, c.relname, $2 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass
+				ON CONFLICT (relid) DO NOTHING`, table, ident); err != nil {
+				return err
+			}
+		}
+		// A partitioned table's UPDATEs are checked on its partitions.
+		rows, err := tx.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::regclass) t
+			JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relreplident <> 'f'`, table)
+		if err != nil {
+			return err
+		}
+		parts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(parts) == 0 {
+			parts = []string{table}
+		}
+		for _, t := range parts {
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+t+" REPLICA IDENTITY FULL"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter, g *Registration) error {
@@ -116,52 +184,82 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 		return fmt.Errorf("read publication %s: %w", pl.Publication, err)
 	}
 	pubName := pgx.Identifier{pl.Publication}.Sanitize()
-	with := fmt.Sprintf(" WITH (publish_via_partition_root = %v)", pl.ViaPartitionRoot)
-	if ep == nil {
-		var target string
-		switch pl.PublicationForm {
-		case FormAllTables:
-			target = "FOR ALL TABLES"
-		case FormTablesInSchema:
-			var qs []string
-			for _, s := range pl.Schemas {
-				qs = append(qs, pgx.Identifier{s}.Sanitize())
-			}
-			target = "FOR TABLES IN SCHEMA " + strings.Join(qs, ", ")
-		default:
-			if len(pl.Tables) > 0 {
-				target = "FOR TABLE " + q.list(pl.Tables)
-			}
+	create := func(via bool) string {
+		target := ""
+		if len(pl.Tables) > 0 {
+			target = " FOR TABLE " + q.only(pl.Tables)
 		}
-		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+pubName+" "+target+with); err != nil {
+		return "CREATE PUBLICATION " + pubName + target + fmt.Sprintf(" WITH (publish_via_partition_root = %v)", via)
+	}
+	if ep == nil {
+		if _, err := conn.Exec(ctx, create(pl.ViaPartitionRoot)); err != nil {
 			return fmt.Errorf("create publication %s: %w", pl.Publication, err)
 		}
 		g.Created = append(g.Created, "publication "+pl.Publication+" "+describeForm(pl))
 		return nil
 	}
-	if why := publicationMismatch(ep, pl); why != "" {
-		return fmt.Errorf("publication %s already exists and does not match the plan: %s; drop it if nothing else uses it, or set publication = \"another_name\" in config.toml", pl.Publication, why)
+	if ep.AllTables || ep.Schemas > 0 {
+		// Registered by an older btfu: FOR ALL TABLES or FOR TABLES IN
+		// SCHEMA publish every new table, usable or not. Replace it by
+		// the explicit list in one transaction, so every change is decoded
+		// through exactly one of the two: no gap, and no table without a
+		// usable identity stays published. publish_via_partition_root is
+		// kept, so relation names in the stream do not change.
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "DROP PUBLICATION "+pubName); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, create(ep.ViaRoot))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("move publication %s to an explicit table list: %w", pl.Publication, err)
+		}
+		what := fmt.Sprintf("publication %s: moved from %s to an explicit list of %d table(s)", pl.Publication, map[bool]string{true: "FOR ALL TABLES", false: "FOR TABLES IN SCHEMA"}[ep.AllTables], len(pl.Tables))
+		if len(pl.Undecided) > 0 {
+			what += "; left out (no usable replica identity): " + strings.Join(pl.Undecided, ", ")
+		}
+		g.Altered = append(g.Altered, what)
+		return nil
 	}
-	if pl.PublicationForm == FormTableList {
-		have := map[string]bool{}
-		for _, t := range ep.Tables {
-			have[t] = true
+	have, want := map[string]bool{}, map[string]bool{}
+	for _, t := range ep.Tables {
+		have[t] = true
+	}
+	for _, t := range pl.Tables {
+		want[t] = true
+	}
+	// Tables the plan leaves out (they lost their replica identity, or
+	// the config now excludes them) leave the publication.
+	var extra []string
+	for _, t := range ep.Tables {
+		if !want[t] {
+			extra = append(extra, t)
 		}
-		var missing []string
-		for _, t := range pl.Tables {
-			if !have[t] {
-				missing = append(missing, t)
-			}
+	}
+	if len(extra) > 0 {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pubName+" DROP TABLE "+q.only(extra)); err != nil {
+			return fmt.Errorf("drop tables the plan leaves out from publication %s: %w", pl.Publication, err)
 		}
-		if len(missing) > 0 {
-			if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pubName+" ADD TABLE "+q.list(missing)); err != nil {
-				return fmt.Errorf("add tables to publication %s: %w", pl.Publication, err)
-			}
-			g.Altered = append(g.Altered, "publication "+pl.Publication+": added "+strings.Join(missing, ", "))
-			g.AddedTables = missing
-			if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()`).Scan(&g.AddedLSN); err != nil {
-				return fmt.Errorf("read the WAL position: %w", err)
-			}
+		g.Altered = append(g.Altered, "publication "+pl.Publication+": dropped "+strings.Join(extra, ", ")+" (left out by the plan)")
+	}
+	var missing []string
+	for _, t := range pl.Tables {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pubName+" ADD TABLE "+q.only(missing)); err != nil {
+			return fmt.Errorf("add tables to publication %s: %w", pl.Publication, err)
+		}
+		g.Altered = append(g.Altered, "publication "+pl.Publication+": added "+strings.Join(missing, ", "))
+		g.AddedTables = missing
+		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()`).Scan(&g.AddedLSN); err != nil {
+			return fmt.Errorf("read the WAL position: %w", err)
 		}
 	}
 	g.Adopted = append(g.Adopted, "publication "+pl.Publication)
@@ -188,10 +286,12 @@ func (q quoter) one(name string) string {
 	return pgx.Identifier{schema, table}.Sanitize()
 }
 
-func (q quoter) list(names []string) string {
+// only lists tables for a publication, each with ONLY: without it an
+// inheritance parent brings its children, usable identity or not.
+func (q quoter) only(names []string) string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = q.one(n)
+		out[i] = "ONLY " + q.one(n)
 	}
 	return strings.Join(out, ", ")
 }

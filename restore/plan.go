@@ -50,24 +50,53 @@ type Plan struct {
 	LateTables []store.TableCoverage
 }
 
-// LeftOut returns the tables whose changes this plan cannot replay: they
-// joined the publication after the plan's base backup, so the stream
-// holds their changes only from then on, and the target is at or after
-// that point. Restores from a newer base include them. (A table created
-// just before the target and not yet added when the target was reached,
-// which takes up to the capture's check interval, cannot be known.)
+// LeftOut returns the tables whose changes this plan cannot replay, one
+// record each: tables that joined the publication after the plan's base
+// backup (the stream holds their changes only from then on; restores from
+// a newer base include them), and tables that are left out of the
+// publication at the target (LeftOut records: no usable replica identity).
+// (A table created just before the target and not yet added when the
+// target was reached, which takes up to the capture's check interval
+// without DDL capture, cannot be known.)
 func (p *Plan) LeftOut() []store.TableCoverage {
-	var out []store.TableCoverage
+	t := p.Target
+	reached := func(c store.TableCoverage) bool {
+		return t.Latest || (t.LSN != 0 && t.LSN >= c.FromLSN) || (!t.Time.IsZero() && !c.AddedAt.After(t.Time))
+	}
+	last := map[string]store.TableCoverage{}
+	lateJoin := map[string]store.TableCoverage{}
+	var order []string
 	for _, c := range p.LateTables {
-		if c.FromLSN <= p.Base.ConsistentLSN {
+		if !reached(c) {
 			continue
 		}
-		t := p.Target
-		if t.Latest || (t.LSN != 0 && t.LSN >= c.FromLSN) || (!t.Time.IsZero() && !c.AddedAt.After(t.Time)) {
+		if _, seen := last[c.Table]; !seen {
+			order = append(order, c.Table)
+		}
+		last[c.Table] = c
+		if !c.LeftOut && c.FromLSN > p.Base.ConsistentLSN {
+			if _, seen := lateJoin[c.Table]; !seen {
+				lateJoin[c.Table] = c
+			}
+		}
+	}
+	var out []store.TableCoverage
+	for _, name := range order {
+		if c := last[name]; c.LeftOut {
+			out = append(out, c)
+		} else if c, ok := lateJoin[name]; ok {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// Describe says why a table of LeftOut is not at the plan's target.
+func (p *Plan) Describe(c store.TableCoverage) string {
+	if c.LeftOut {
+		return fmt.Sprintf("%s: not backed up since %s (%s); it holds at most its rows of the base backup", c.Table, c.FromLSN, c.Reason)
+	}
+	return fmt.Sprintf("%s: joined the publication at %s, after this base backup (%s); its changes cannot be replayed from it", c.Table, c.FromLSN, p.Base.ConsistentLSN)
 }
 
 // ErrOutsideCoverage: the target cannot be reached with what is stored.

@@ -123,13 +123,16 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 			if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgx.Identifier{schema, name}.Sanitize()).Scan(&present); err != nil {
 				return sum, fmt.Errorf("target: %w", err)
 			}
-			why := fmt.Sprintf("%s: joined the publication at %s, after this base backup (%s); ", c.Table, c.FromLSN, plan.Base.ConsistentLSN)
-			if present {
-				why += "it holds its rows as of the base backup, without later changes"
-			} else {
-				why += "absent"
+			why := plan.Describe(c)
+			if !c.LeftOut {
+				if present {
+					why += "; it holds its rows as of the base backup, without later changes"
+				} else {
+					why += "; absent"
+				}
+				why += "; a restore to a point after a newer base backup includes it"
 			}
-			sum.LeftOut = append(sum.LeftOut, why+"; a restore to a point after a newer base backup includes it")
+			sum.LeftOut = append(sum.LeftOut, why)
 			opts.Log.Warn("table left out of replay", "table", c.Table, "from_lsn", c.FromLSN.String())
 		}
 	}

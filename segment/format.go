@@ -48,6 +48,27 @@ const (
 	TypeCommit   = "commit" // end of a transaction
 )
 
+// Prefixes of the logical messages btfu's DDL-capture trigger emits on the
+// source (TypeMessage records; docs/segment-format.md describes them).
+const (
+	// DDLMessagePrefix: one DDL command, JSON with its tag, statement,
+	// search_path and objects (v2 adds stmt, temp flags and, for CREATE
+	// TABLE AS / SELECT INTO, the table's definition as "create").
+	DDLMessagePrefix = "btfu.ddl"
+	// RowsMessagePrefix: rows a CREATE TABLE AS or SELECT INTO wrote into
+	// a table before it joined the publication (so not in the stream as
+	// inserts), as record text, in messages of bounded size.
+	RowsMessagePrefix = "btfu.rows"
+	// MissedMessagePrefix: a DDL statement whose capture failed (the
+	// statement itself went through); replay falls back to the changes
+	// derived from relation messages for it.
+	MissedMessagePrefix = "btfu.ddl_missed"
+	// TableMessagePrefix: an existing table joined the publication
+	// ("joined": covered from this transaction on) or left it ("left": it
+	// lost its replica identity).
+	TableMessagePrefix = "btfu.table"
+)
+
 // Column describes one column of a relation.
 type Column struct {
 	Name    string `json:"name"`

@@ -16,6 +16,10 @@ import (
 // 2.5).
 type Tx struct {
 	Info segment.TxInfo
+	// TableEvents are the transaction's btfu.table messages (a table
+	// joining or leaving the publication in this transaction), outside
+	// aborted subtransactions.
+	TableEvents []segment.Record
 
 	mem     []entry
 	spool   *os.File
@@ -99,6 +103,7 @@ type builder struct {
 	spoolW   *bufio.Writer
 	spoolE   *json.Encoder
 	relIdx   map[*segment.Relation]int
+	tables   []entry
 }
 
 func newBuilder(xid uint32, dir string, limit int) *builder {
@@ -107,6 +112,9 @@ func newBuilder(xid uint32, dir string, limit int) *builder {
 
 func (b *builder) add(xid uint32, rels []*segment.Relation, rec segment.Record) error {
 	b.counts[xid]++
+	if rec.T == segment.TypeMessage && rec.Prefix == segment.TableMessagePrefix {
+		b.tables = append(b.tables, entry{xid: xid, rec: rec})
+	}
 	if b.spoolW == nil && b.memBytes < b.limit {
 		b.tx.mem = append(b.tx.mem, entry{xid: xid, rels: rels, rec: rec})
 		b.memBytes += recordSize(&rec)
@@ -178,6 +186,11 @@ func (b *builder) finish(info segment.TxInfo) (*Tx, error) {
 	}
 	info.Changes = n
 	b.tx.Info = info
+	for _, e := range b.tables {
+		if !b.tx.aborted[e.xid] {
+			b.tx.TableEvents = append(b.tx.TableEvents, e.rec)
+		}
+	}
 	return b.tx, nil
 }
 

@@ -390,7 +390,7 @@ func (w *wizard) View() string {
 		b.WriteString(fmt.Sprintf("segments     %d (%s), up to %d transactions\n", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions))
 		b.WriteString("result       " + p.Target.String() + "\n")
 		for _, c := range p.LeftOut() {
-			b.WriteString(w.st.Warn.Render(fmt.Sprintf("LEFT OUT     %s (joined the publication at %s, after this base)", c.Table, c.FromLSN)) + "\n")
+			b.WriteString(w.st.Warn.Render("LEFT OUT     "+p.Describe(c)) + "\n")
 		}
 		if w.step == stepPlan {
 			b.WriteString("\n" + w.st.Muted.Render("enter to continue, esc to change the target") + "\n")

@@ -1,0 +1,328 @@
+package probe
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/segment"
+)
+
+// DDL-capture objects, created by registration where allowed.
+const (
+	DDLSchema   = "btfu"
+	DDLFunction = "btfu.capture_ddl"
+	// DDLCore does the work of the trigger with the rights of btfu's
+	// role (SECURITY DEFINER): adding a table to the publication needs
+	// its owner, and the trigger runs as whoever ran the DDL.
+	DDLCore    = "btfu.capture_ddl_core"
+	DDLTrigger = "btfu_capture_ddl"
+	// IdentityTable lists the tables btfu set to REPLICA IDENTITY FULL,
+	// with their identity before, so unregister can put it back.
+	IdentityTable = "btfu.replica_identity_set"
+	// The prefixes of the messages the trigger emits (see segment).
+	DDLMessagePrefix    = segment.DDLMessagePrefix
+	RowsMessagePrefix   = segment.RowsMessagePrefix
+	MissedMessagePrefix = segment.MissedMessagePrefix
+	TableMessagePrefix  = segment.TableMessagePrefix
+	// InternalSetting, set to "on" in btfu's own sessions, makes the
+	// trigger ignore btfu's own statements (publication upkeep, REPLICA
+	// IDENTITY FULL) and the statements it runs itself.
+	InternalSetting = "btfu.internal"
+	// ddlCaptureVersion is the version of the message format ("v").
+	ddlCaptureVersion = 2
+)
+
+// ddlObjects names what DDL capture puts on the source, for the plan.
+func ddlObjects() []string {
+	return []string{
+		"schema " + DDLSchema,
+		"table " + IdentityTable + " (tables btfu set to REPLICA IDENTITY FULL)",
+		"function " + DDLFunction + "()",
+		"function " + DDLCore + "(text, text) SECURITY DEFINER (keeps the publication's table list)",
+		"event trigger " + DDLTrigger + " ON ddl_command_end",
+	}
+}
+
+// ddlStatements create (or bring up to date) the DDL-capture objects for
+// src. The trigger, in the transaction of the DDL and so in commit order:
+//   - emits one transactional logical message per DDL command with the
+//     command tag, the statement text, the search_path, a key equal for
+//     every command of one client statement, and the objects it touched;
+//   - keeps the publication's table list current: a new (or changed)
+//     table with a usable replica identity joins the publication at once,
+//     so it is covered from its first row; a table without one is set to
+//     REPLICA IDENTITY FULL when the config says so, else left out; a
+//     published table that loses its identity is set to FULL or leaves
+//     the publication, so the application's UPDATE and DELETE never fail;
+//   - for CREATE TABLE AS and SELECT INTO into a table it publishes,
+//     emits the table's definition and its rows (written before the table
+//     joined the publication, so not in the stream);
+//   - turns any error of its own into a WARNING: the user's DDL goes
+//     through, and a btfu.ddl_missed message tells replay to fall back to
+//     relation-derived changes (DESIGN 6.5).
+func ddlStatements(src *config.Source) []string {
+	return []string{
+		"CREATE SCHEMA IF NOT EXISTS " + DDLSchema,
+		"GRANT USAGE ON SCHEMA " + DDLSchema + " TO PUBLIC",
+		"CREATE TABLE IF NOT EXISTS " + IdentityTable + " (relid oid PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL, previous text NOT NULL, set_at timestamptz NOT NULL DEFAULT now())",
+		ddlFunctionSQL(),
+		ddlCoreSQL(src),
+		"REVOKE ALL ON FUNCTION " + DDLCore + "(text, text) FROM PUBLIC",
+		"GRANT EXECUTE ON FUNCTION " + DDLCore + "(text, text) TO PUBLIC",
+		`DO $btfu$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLTrigger + `') THEN
+    CREATE EVENT TRIGGER ` + DDLTrigger + ` ON ddl_command_end EXECUTE FUNCTION ` + DDLFunction + `();
+  END IF;
+END $btfu$`,
+	}
+}
+
+// ddlFunctionSQL is the event trigger's function. It runs with the rights
+// of whoever ran the DDL, so the search_path it records is theirs; it only
+// hands over to the SECURITY DEFINER core, and never fails the DDL.
+func ddlFunctionSQL() string {
+	return `CREATE OR REPLACE FUNCTION ` + DDLFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+BEGIN
+  IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
+    RETURN;
+  END IF;
+  BEGIN
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
+    PERFORM ` + DDLCore + `(pg_catalog.current_setting('search_path'), tg_tag);
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not capture this % statement (%: %); it went through, and btfu falls back to the changes it derives from the stream', tg_tag, SQLSTATE, SQLERRM;
+    BEGIN
+      PERFORM pg_catalog.pg_logical_emit_message(true, '` + MissedMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text);
+    EXCEPTION WHEN OTHERS THEN
+      NULL;
+    END;
+  END;
+END
+$btfu$`
+}
+
+// ddlCoreSQL is the trigger's work, run as btfu's role with a safe
+// search_path. Its errors reach ddlFunctionSQL's handler.
+func ddlCoreSQL(src *config.Source) string {
+	full := "false"
+	if src.TablesWithoutKey == config.KeylessFull {
+		full = "true"
+	}
+	pub := quoteLiteral(quoteIdent(src.Publication))
+	return `CREATE OR REPLACE FUNCTION ` + DDLCore + `(user_search_path text, tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $btfu$
+DECLARE
+  pubname constant text := ` + quoteLiteral(src.Publication) + `;
+  pubident constant text := ` + pub + `;
+  new_full constant boolean := ` + full + `;
+  rows_per_message constant int := 1000;
+  pubid oid;
+  viaroot boolean;
+  objs jsonb;
+  rels oid[];
+  rel record;
+  create_sql text;
+  decision text;
+  usable boolean;
+  batch text[];
+  r record;
+  saved_lock_timeout text := current_setting('lock_timeout');
+  created boolean := tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
+BEGIN
+  SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name,
+           'temp', coalesce(schema_name = 'pg_temp' OR schema_name LIKE 'pg\_temp\_%', false))), '[]'::jsonb),
+         array_agg(DISTINCT CASE
+           WHEN classid = 'pg_class'::regclass THEN objid
+           WHEN classid = 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = objid)
+           END) FILTER (WHERE classid IN ('pg_class'::regclass, 'pg_constraint'::regclass))
+    INTO objs, rels
+    FROM pg_event_trigger_ddl_commands() WHERE NOT in_extension;
+  SELECT oid, pubviaroot INTO pubid, viaroot FROM pg_publication WHERE pg_publication.pubname = ` + quoteLiteral(src.Publication) + `;
+
+  -- The definition of a CREATE TABLE AS / SELECT INTO table, for replay
+  -- to create it without running the query again.
+  IF tag IN ('CREATE TABLE AS', 'SELECT INTO') AND rels IS NOT NULL THEN
+    SELECT format('CREATE TABLE %I.%I (%s)', n.nspname, c.relname,
+             coalesce(string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
+               CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
+               ', ' ORDER BY a.attnum) FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), ''))
+      INTO create_sql
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      LEFT JOIN pg_attribute a ON a.attrelid = c.oid
+      LEFT JOIN pg_type t ON t.oid = a.atttypid
+      WHERE c.oid = rels[1] AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+      GROUP BY n.nspname, c.relname;
+  END IF;
+
+  PERFORM pg_logical_emit_message(true, '` + DDLMessagePrefix + `', jsonb_strip_nulls(jsonb_build_object(
+    'v', ` + fmt.Sprint(ddlCaptureVersion) + `,
+    'tag', tag,
+    'query', current_query(),
+    'search_path', user_search_path,
+    'stmt', txid_current()::text || ':' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text,
+    'objects', objs,
+    'create', create_sql))::text);
+
+  -- A FOR ALL TABLES publication (an older btfu's) takes new tables by
+  -- itself; registration at start replaces it by the list.
+  IF pubid IS NULL OR (SELECT puballtables FROM pg_publication WHERE oid = pubid) THEN
+    RETURN;
+  END IF;
+  -- Publication upkeep fails alone: the DDL message above stays, and the
+  -- periodic check catches up with the table list.
+  BEGIN
+  -- A DROP may have removed the index a published table's identity
+  -- relied on: look at every published table then.
+  IF tag LIKE 'DROP %' THEN
+    SELECT array_agg(prrelid) INTO rels FROM pg_publication_rel WHERE prpubid = pubid;
+  END IF;
+  IF rels IS NOT NULL THEN
+
+  FOR rel IN
+    SELECT c.oid, n.nspname, c.relname, c.relkind, c.relreplident, c.relispartition,
+           EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = pubid AND pr.prrelid = c.oid) AS listed,
+           c.relispartition AND EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = pubid AND pr.prrelid = pg_partition_root(c.oid)) AS via_root,
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid) AS has_ident_index
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = ANY (rels) AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema', '` + DDLSchema + `') AND n.nspname NOT LIKE 'pg\_toast%'
+  LOOP
+    decision := ` + decisionSQL(src, "rel.nspname || '.' || rel.relname") + `;
+    IF decision = 'exclude' THEN
+      CONTINUE;
+    END IF;
+    IF decision = 'new' THEN
+      decision := CASE WHEN new_full THEN 'full' ELSE 'leave_out' END;
+    END IF;
+    usable := rel.relreplident = 'f' OR (rel.relreplident = 'd' AND rel.has_pk) OR (rel.relreplident = 'i' AND rel.has_ident_index);
+    IF NOT usable AND decision = 'full' AND rel.relreplident <> 'n' THEN
+      INSERT INTO ` + IdentityTable + ` (relid, schema_name, table_name, previous)
+        VALUES (rel.oid, rel.nspname, rel.relname, rel.relreplident::text) ON CONFLICT (relid) DO NOTHING;
+      EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', rel.nspname, rel.relname);
+      usable := true;
+    END IF;
+    IF rel.via_root THEN
+      -- Published through its root: never listed itself.
+      IF NOT usable THEN
+        RAISE WARNING 'btfu: partition %.% has no usable replica identity; btfu cannot leave it out of its root''s publication: set REPLICA IDENTITY FULL on it or add a primary key to its root', rel.nspname, rel.relname;
+      END IF;
+      CONTINUE;
+    END IF;
+    IF usable AND NOT rel.listed THEN
+      PERFORM set_config('lock_timeout', '200ms', true);
+      EXECUTE format('ALTER PUBLICATION %s ADD TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
+      PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+      IF NOT created THEN
+        -- An existing table joins: its earlier rows are not in the stream.
+        PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text);
+      END IF;
+      IF create_sql IS NOT NULL AND rel.oid = rels[1] THEN
+        -- The rows of CREATE TABLE AS / SELECT INTO, in messages of
+        -- bounded size.
+        batch := '{}';
+        FOR r IN EXECUTE format('SELECT t::text AS row FROM ONLY %I.%I t', rel.nspname, rel.relname) LOOP
+          batch := batch || r.row;
+          IF cardinality(batch) >= rows_per_message THEN
+            PERFORM pg_logical_emit_message(true, '` + RowsMessagePrefix + `', jsonb_build_object('v', 1, 'schema', rel.nspname, 'table', rel.relname, 'rows', to_jsonb(batch))::text);
+            batch := '{}';
+          END IF;
+        END LOOP;
+        IF cardinality(batch) > 0 THEN
+          PERFORM pg_logical_emit_message(true, '` + RowsMessagePrefix + `', jsonb_build_object('v', 1, 'schema', rel.nspname, 'table', rel.relname, 'rows', to_jsonb(batch))::text);
+        END IF;
+      END IF;
+    ELSIF NOT usable AND NOT rel.listed AND created THEN
+      -- Left out from its first row: said in the stream, so restores name it.
+      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'left_out', 'schema', rel.nspname, 'table', rel.relname)::text);
+    ELSIF NOT usable AND rel.listed THEN
+      PERFORM set_config('lock_timeout', '200ms', true);
+      EXECUTE format('ALTER PUBLICATION %s DROP TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
+      PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'left', 'schema', rel.nspname, 'table', rel.relname)::text);
+      RAISE WARNING 'btfu: table %.% lost its replica identity and is no longer backed up; add a primary key, or list it in replica_identity_full', rel.nspname, rel.relname;
+    END IF;
+  END LOOP;
+  END IF;
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not update publication % for this statement (%: %); the statement went through, and btfu catches up within a minute', pubname, SQLSTATE, SQLERRM;
+  END;
+END
+$btfu$`
+}
+
+// decisionSQL is a SQL expression deciding a table from the config's
+// patterns, as decide() does: 'exclude', 'full' (replica_identity_full),
+// or 'new' (the tables_without_key choice applies when it has no
+// usable identity). name is a SQL expression giving schema.table.
+func decisionSQL(src *config.Source, name string) string {
+	var b strings.Builder
+	b.WriteString("CASE")
+	if len(src.IncludeTables) > 0 {
+		b.WriteString(" WHEN NOT (" + patternsSQL(src.IncludeTables, name) + ") THEN 'exclude'")
+	}
+	if len(src.ExcludeTables) > 0 {
+		b.WriteString(" WHEN " + patternsSQL(src.ExcludeTables, name) + " THEN 'exclude'")
+	}
+	if len(src.ReplicaIdentityFull) > 0 {
+		b.WriteString(" WHEN " + patternsSQL(src.ReplicaIdentityFull, name) + " THEN 'full'")
+	}
+	if b.Len() == len("CASE") {
+		return "'new'"
+	}
+	b.WriteString(" ELSE 'new' END")
+	return b.String()
+}
+
+func patternsSQL(patterns []string, name string) string {
+	var parts []string
+	for _, p := range patterns {
+		parts = append(parts, name+" ~ "+quoteLiteral(globRegexp(p)))
+	}
+	return strings.Join(parts, " OR ")
+}
+
+// globRegexp turns a path.Match pattern (as the config's table patterns
+// use) into an anchored POSIX regular expression with the same meaning.
+func globRegexp(p string) string {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch c {
+		case '*':
+			b.WriteString("[^/]*")
+		case '?':
+			b.WriteString("[^/]")
+		case '\\':
+			if i+1 < len(p) {
+				i++
+				b.WriteString(regexp.QuoteMeta(string(p[i])))
+			}
+		case '[':
+			j := strings.IndexByte(p[i+1:], ']')
+			if j < 0 {
+				b.WriteString(`\[`)
+				continue
+			}
+			class := p[i+1 : i+1+j]
+			if strings.HasPrefix(class, "^") {
+				b.WriteString("[^" + strings.ReplaceAll(class[1:], `\`, `\\`) + "]")
+			} else {
+				b.WriteString("[" + strings.ReplaceAll(class, `\`, `\\`) + "]")
+			}
+			i += j + 1
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	return b.String()
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
