@@ -326,90 +326,111 @@ func (r *Receiver) relation(oid uint32) (*segment.Relation, error) {
 }
 
 func (r *Receiver) handleMessage(ctx context.Context, data []byte, out chan<- Event) error {
-	msg, err := pglogrepl.ParseV2(data, r.inStream)
+	msg, err := DecodeMessage(data, r.inStream)
 	if err != nil {
-		return fmt.Errorf("decode pgoutput: %w", err)
+		return err
 	}
 	switch m := msg.(type) {
-	case *pglogrepl.BeginMessage:
+	case *BeginMsg:
 		if r.cur != nil {
 			r.cur.discard()
 		}
-		r.cur = newBuilder(m.Xid, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
-	case *pglogrepl.CommitMessage:
+		r.cur = newBuilder(m.XID, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
+	case *CommitMsg:
 		if r.cur == nil {
 			return errors.New("commit without begin")
 		}
 		b := r.cur
 		r.cur = nil
-		return r.deliver(ctx, out, b, segment.TxInfo{XID: b.xid, CommitLSN: m.CommitLSN, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
-	case *pglogrepl.RelationMessageV2:
-		return r.onRelation(ctx, &m.RelationMessage)
-	case *pglogrepl.InsertMessageV2:
-		rel, err := r.relation(m.RelationID)
+		return r.deliver(ctx, out, b, segment.TxInfo{XID: b.xid, CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime})
+	case *OriginMsg, *TypeMsg:
+		// The origin of a transaction replayed into the source, and the
+		// names of user-defined types (Relation messages carry their OIDs,
+		// named with TypeName): nothing a restore needs.
+	case *RelationMsg:
+		return r.onRelation(ctx, m)
+	case *InsertMsg:
+		rel, err := r.relation(m.RelOID)
 		if err != nil {
 			return err
 		}
-		return r.add(m.Xid, segment.Record{T: segment.TypeInsert, RelOID: m.RelationID, New: values(m.Tuple)}, rel)
-	case *pglogrepl.UpdateMessageV2:
-		rel, err := r.relation(m.RelationID)
+		rec := segment.Record{T: segment.TypeInsert, RelOID: m.RelOID}
+		if rec.New, err = values(m.New); err != nil {
+			return fmt.Errorf("insert into %s.%s: %w", rel.Schema, rel.Name, err)
+		}
+		return r.add(m.XID, rec, rel)
+	case *UpdateMsg:
+		rel, err := r.relation(m.RelOID)
 		if err != nil {
 			return err
 		}
-		rec := segment.Record{T: segment.TypeUpdate, RelOID: m.RelationID, New: values(m.NewTuple)}
-		if m.OldTuple != nil {
-			rec.Old, rec.OldKind = values(m.OldTuple), string(rune(m.OldTupleType))
+		rec := segment.Record{T: segment.TypeUpdate, RelOID: m.RelOID}
+		if rec.New, err = values(m.New); err == nil && m.OldKind != 0 {
+			rec.OldKind = string(rune(m.OldKind))
+			rec.Old, err = values(m.Old)
 		}
-		return r.add(m.Xid, rec, rel)
-	case *pglogrepl.DeleteMessageV2:
-		rel, err := r.relation(m.RelationID)
+		if err != nil {
+			return fmt.Errorf("update of %s.%s: %w", rel.Schema, rel.Name, err)
+		}
+		return r.add(m.XID, rec, rel)
+	case *DeleteMsg:
+		rel, err := r.relation(m.RelOID)
 		if err != nil {
 			return err
 		}
-		return r.add(m.Xid, segment.Record{T: segment.TypeDelete, RelOID: m.RelationID, Old: values(m.OldTuple), OldKind: string(rune(m.OldTupleType))}, rel)
-	case *pglogrepl.TruncateMessageV2:
-		rec := segment.Record{T: segment.TypeTruncate, RelOIDs: append([]uint32(nil), m.RelationIDs...),
-			Cascade: m.Option&pglogrepl.TruncateOptionCascade != 0, RestartIdentity: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0}
+		rec := segment.Record{T: segment.TypeDelete, RelOID: m.RelOID, OldKind: string(rune(m.OldKind))}
+		if rec.Old, err = values(m.Old); err != nil {
+			return fmt.Errorf("delete from %s.%s: %w", rel.Schema, rel.Name, err)
+		}
+		return r.add(m.XID, rec, rel)
+	case *TruncateMsg:
+		rec := segment.Record{T: segment.TypeTruncate, RelOIDs: m.RelOIDs, Cascade: m.Cascade, RestartIdentity: m.RestartIdentity}
 		// The schemas of truncated relations travel with the change.
 		var rels []*segment.Relation
-		for _, oid := range m.RelationIDs {
+		for _, oid := range m.RelOIDs {
 			rel, err := r.relation(oid)
 			if err != nil {
 				return err
 			}
 			rels = append(rels, rel)
 		}
-		return r.add(m.Xid, rec, rels...)
-	case *pglogrepl.LogicalDecodingMessageV2:
+		return r.add(m.XID, rec, rels...)
+	case *LogicalMsg:
 		if !m.Transactional {
 			return nil // btfu emits only transactional messages
 		}
-		return r.add(m.Xid, segment.Record{T: segment.TypeMessage, Prefix: m.Prefix, Content: string(m.Content)})
-	case *pglogrepl.StreamStartMessageV2:
-		r.inStream, r.streamX = true, m.Xid
-		if r.streams[m.Xid] == nil {
-			r.streams[m.Xid] = newBuilder(m.Xid, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
+		return r.add(m.XID, segment.Record{T: segment.TypeMessage, Prefix: m.Prefix, Content: string(m.Content)})
+	case *StreamStartMsg:
+		r.inStream, r.streamX = true, m.XID
+		if r.streams[m.XID] == nil {
+			r.streams[m.XID] = newBuilder(m.XID, r.cfg.SpoolDir, r.cfg.SpoolThreshold)
 		}
-	case *pglogrepl.StreamStopMessageV2:
+	case *StreamStopMsg:
 		r.inStream = false
-	case *pglogrepl.StreamCommitMessageV2:
-		b := r.streams[m.Xid]
+	case *StreamCommitMsg:
+		b := r.streams[m.XID]
 		if b == nil {
-			return fmt.Errorf("stream commit of unknown transaction %d", m.Xid)
+			return fmt.Errorf("stream commit of unknown transaction %d", m.XID)
 		}
-		delete(r.streams, m.Xid)
-		return r.deliver(ctx, out, b, segment.TxInfo{XID: m.Xid, CommitLSN: m.CommitLSN, EndLSN: m.TransactionEndLSN, CommitTime: m.CommitTime})
-	case *pglogrepl.StreamAbortMessageV2:
-		b := r.streams[m.Xid]
+		delete(r.streams, m.XID)
+		return r.deliver(ctx, out, b, segment.TxInfo{XID: m.XID, CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime})
+	case *StreamAbortMsg:
+		b := r.streams[m.XID]
 		if b == nil {
 			return nil
 		}
-		if m.SubXid == m.Xid {
+		if m.SubXID == m.XID {
 			b.discard()
-			delete(r.streams, m.Xid)
+			delete(r.streams, m.XID)
 		} else {
-			b.abortSub(m.SubXid)
+			b.abortSub(m.SubXID)
 		}
+	case *BeginPrepareMsg, *PrepareMsg, *StreamPrepareMsg, *CommitPreparedMsg, *RollbackPreparedMsg:
+		// Only sent with two_phase, which btfu does not request; skipping
+		// them would lose the prepared transactions' changes.
+		return fmt.Errorf("pgoutput sent a %s message, but two_phase was not requested", MessageName(m.Type()))
+	default:
+		return fmt.Errorf("pgoutput %s message not handled", MessageName(m.Type()))
 	}
 	return nil
 }
@@ -428,17 +449,18 @@ func (r *Receiver) deliver(ctx context.Context, out chan<- Event, b *builder, in
 	return r.emit(ctx, out, Event{Tx: tx})
 }
 
-func (r *Receiver) onRelation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	rel := &segment.Relation{OID: m.RelationID, Schema: m.Namespace, Name: m.RelationName, ReplicaIdentity: string(rune(m.ReplicaIdentity))}
-	for _, c := range m.Columns {
-		name, err := r.typeName(ctx, c.DataType, c.TypeModifier)
+func (r *Receiver) onRelation(ctx context.Context, m *RelationMsg) error {
+	rel := &segment.Relation{OID: m.RelOID, Schema: m.Namespace, Name: m.Name, ReplicaIdentity: string(rune(m.ReplicaIdentity))}
+	for i := range m.Columns {
+		c := &m.Columns[i]
+		name, err := r.typeName(ctx, c.TypeOID, c.TypMod)
 		if err != nil {
 			return err
 		}
-		rel.Columns = append(rel.Columns, segment.Column{Name: c.Name, TypeOID: c.DataType, Type: name, TypMod: c.TypeModifier, Key: c.Flags&1 != 0})
+		rel.Columns = append(rel.Columns, segment.Column{Name: c.Name, TypeOID: c.TypeOID, Type: name, TypMod: c.TypMod, Key: c.Key()})
 	}
-	old := r.rels[m.RelationID]
-	r.rels[m.RelationID] = rel
+	old := r.rels[m.RelOID]
+	r.rels[m.RelOID] = rel
 	// A changed shape is recorded in the transaction as derived DDL
 	// (DESIGN 5), for sources where no event trigger captures DDL.
 	if old != nil && (r.cur != nil || r.inStream) {
@@ -506,22 +528,44 @@ func (r *Receiver) typeName(ctx context.Context, oid uint32, typmod int32) (stri
 	return n, nil
 }
 
-func values(t *pglogrepl.TupleData) []segment.Value {
+// values turns a tuple into segment values in PostgreSQL's text form,
+// NULL and unchanged TOAST kept apart. A row's texts share one string, so
+// a row costs two allocations whatever its width. A tuple of no columns
+// gives an empty, non-nil row; no tuple gives nil. Binary data is an
+// error: btfu never asks for it, and it is not the text form.
+func values(t Tuple) ([]segment.Value, error) {
 	if t == nil {
-		return nil
+		return nil, nil
 	}
-	out := make([]segment.Value, len(t.Columns))
-	for i, c := range t.Columns {
-		switch c.DataType {
-		case pglogrepl.TupleDataTypeNull:
-			out[i] = segment.Value{Kind: segment.Null}
-		case pglogrepl.TupleDataTypeToast:
-			out[i] = segment.Value{Kind: segment.Unchanged}
+	size := 0
+	for i, d := range t {
+		switch d.Kind {
+		case DatumNull, DatumUnchanged:
+		case DatumText:
+			size += len(d.Data)
 		default:
-			out[i] = segment.Value{Kind: segment.Text, Text: string(c.Data)}
+			return nil, fmt.Errorf("column %d: tuple data of kind %q, not text", i, d.Kind)
 		}
 	}
-	return out
+	var b strings.Builder
+	b.Grow(size)
+	for _, d := range t {
+		b.Write(d.Data)
+	}
+	all := b.String()
+	out := make([]segment.Value, len(t))
+	for i, d := range t {
+		switch d.Kind {
+		case DatumNull:
+			out[i] = segment.Value{Kind: segment.Null}
+		case DatumUnchanged:
+			out[i] = segment.Value{Kind: segment.Unchanged}
+		default:
+			out[i] = segment.Value{Kind: segment.Text, Text: all[:len(d.Data)]}
+			all = all[len(d.Data):]
+		}
+	}
+	return out, nil
 }
 
 func (r *Receiver) releaseAll() {
