@@ -1,0 +1,338 @@
+package corpus
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Status is the part of `btfu status --json` the corpus test reads (the
+// binary's interface; Status is what prints it).
+type Status struct {
+	Sources []SourceStatus `json:"sources"`
+}
+
+// SourceStatus is one source of Status.
+type SourceStatus struct {
+	Name          string  `json:"name"`
+	State         string  `json:"state"`
+	Streaming     bool    `json:"streaming"`
+	FlushedLSN    string  `json:"flushed_lsn"`
+	SourceLSN     string  `json:"source_lsn"`
+	LagBytes      *int64  `json:"lag_bytes"`
+	RetainedBytes *int64  `json:"retained_wal_bytes"`
+	WALBudget     int64   `json:"wal_budget_bytes"`
+	Coverage      []Range `json:"coverage"`
+	BaseBackups   int     `json:"base_backups"`
+	Segments      int     `json:"segments"`
+	SegmentBytes  int64   `json:"segment_bytes"`
+	LastError     string  `json:"last_error"`
+	Attention     string  `json:"attention"`
+}
+
+// Range is one restorable range.
+type Range struct {
+	FromLSN string `json:"from_lsn"`
+	ToLSN   string `json:"to_lsn"`
+}
+
+// Build compiles the btfu binary of the module at moduleDir into dir.
+func Build(ctx context.Context, moduleDir, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "btfu")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = moduleDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build btfu: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Btfu is the real binary running headless (btfu --no-tui) on a config
+// of one source.
+type Btfu struct {
+	Bin     string
+	Dir     string // working directory: config, metadata, artifacts, spool, log
+	Config  string
+	LogPath string // its stderr: JSON log lines
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+}
+
+// Config is the configuration the corpus test gives btfu: the defaults,
+// with metadata and artifacts in dir, one source named source on
+// dsn, and extra appended to the [[source]] table.
+func Config(dir, source, dsn, extra string) string {
+	return fmt.Sprintf(`[metadata]
+driver = "sqlite"
+path = %q
+
+[storage]
+kind = "local"
+path = %q
+
+[[source]]
+name = %q
+dsn = %q
+%s
+`, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "artifacts"), source, dsn, extra)
+}
+
+// NewBtfu writes config into dir and returns a handle to start the binary
+// with.
+func NewBtfu(bin, dir, config string) (*Btfu, error) {
+	b := &Btfu{Bin: bin, Dir: dir, Config: filepath.Join(dir, "config.toml"), LogPath: filepath.Join(dir, "btfu.log")}
+	if err := os.WriteFile(b.Config, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Start runs btfu --no-tui in the background, its stderr into LogPath.
+func (b *Btfu) Start() error {
+	logf, err := os.OpenFile(b.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(b.Bin, "--config", b.Config, "--no-tui")
+	cmd.Dir = b.Dir
+	cmd.Env = append(os.Environ(), "BTFU_CONFIG=")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start btfu: %w", err)
+	}
+	b.cmd = cmd
+	b.exited = make(chan struct{})
+	go func() {
+		b.waitErr = cmd.Wait()
+		logf.Close()
+		close(b.exited)
+	}()
+	return nil
+}
+
+// Exited reports whether the daemon has ended, and how.
+func (b *Btfu) Exited() (bool, error) {
+	if b.exited == nil {
+		return false, nil
+	}
+	select {
+	case <-b.exited:
+		return true, b.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// Stop sends SIGTERM and waits up to timeout (then kills). It returns how
+// the process ended; an error when it needed the kill or exited non-zero.
+func (b *Btfu) Stop(timeout time.Duration) error {
+	if b.cmd == nil {
+		return nil
+	}
+	if done, err := b.Exited(); done {
+		return fmt.Errorf("btfu had already exited: %v", err)
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+		if b.waitErr != nil {
+			return fmt.Errorf("btfu exited after SIGTERM: %w", b.waitErr)
+		}
+		return nil
+	case <-time.After(timeout):
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+		return fmt.Errorf("btfu did not stop within %s of SIGTERM (killed)", timeout)
+	}
+}
+
+// Result is one run of a btfu command.
+type Result struct {
+	Args           []string
+	Stdout, Stderr string
+	Code           int
+	Took           time.Duration
+}
+
+// Run runs btfu --config CONFIG args... and waits up to timeout.
+func (b *Btfu) Run(ctx context.Context, timeout time.Duration, args ...string) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.Bin, append([]string{"--config", b.Config}, args...)...)
+	cmd.Dir = b.Dir
+	cmd.Env = append(os.Environ(), "BTFU_CONFIG=")
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{Args: args, Stdout: out.String(), Stderr: errb.String(), Took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return r, fmt.Errorf("btfu %s did not finish within %s", strings.Join(args, " "), timeout)
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	case err != nil:
+		return r, fmt.Errorf("btfu %s: %w", strings.Join(args, " "), err)
+	}
+	return r, nil
+}
+
+// Status returns btfu status --json (live from the daemon, else from the
+// metadata).
+func (b *Btfu) Status(ctx context.Context) (Status, error) {
+	var st Status
+	r, err := b.Run(ctx, time.Minute, "status", "--json")
+	if err != nil {
+		return st, err
+	}
+	if r.Code != 0 {
+		return st, fmt.Errorf("btfu status --json exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		return st, fmt.Errorf("btfu status --json: %w\n%s", err, r.Stdout)
+	}
+	return st, nil
+}
+
+// Source returns the status of the one configured source.
+func (b *Btfu) Source(ctx context.Context) (SourceStatus, error) {
+	st, err := b.Status(ctx)
+	if err != nil {
+		return SourceStatus{}, err
+	}
+	if len(st.Sources) != 1 {
+		return SourceStatus{}, fmt.Errorf("btfu status lists %d sources, want 1", len(st.Sources))
+	}
+	return st.Sources[0], nil
+}
+
+// WaitStreaming polls the status until the source is streaming (its
+// first base backup stored and changes being stored).
+func (b *Btfu) WaitStreaming(ctx context.Context, timeout time.Duration) (SourceStatus, error) {
+	deadline := time.Now().Add(timeout)
+	var last SourceStatus
+	var lastErr error
+	for {
+		if done, err := b.Exited(); done {
+			return last, fmt.Errorf("btfu exited before streaming: %v", err)
+		}
+		s, err := b.Source(ctx)
+		if err == nil && s.State == "streaming" && s.Streaming {
+			return s, nil
+		}
+		if err == nil {
+			last = s
+		}
+		lastErr = err
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return last, fmt.Errorf("not streaming after %s (state %q, attention %q, last error %q, status error %v)",
+				timeout, last.State, last.Attention, last.LastError, lastErr)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// CoverageEnd returns the end LSN of the last restorable range (0 when
+// nothing is restorable).
+func CoverageEnd(s SourceStatus) pglogrepl.LSN {
+	var end pglogrepl.LSN
+	for _, r := range s.Coverage {
+		if l, err := pglogrepl.ParseLSN(r.ToLSN); err == nil && l > end {
+			end = l
+		}
+	}
+	return end
+}
+
+// LogLine is one line of btfu's JSON log.
+type LogLine struct {
+	Time  string
+	Level string
+	Msg   string
+	Raw   string
+}
+
+// LogLines returns the log lines at one of levels (e.g. "WARN", "ERROR");
+// lines that are not JSON are returned with level "TEXT".
+func (b *Btfu) LogLines(levels ...string) []LogLine {
+	f, err := os.Open(b.LogPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	want := map[string]bool{}
+	for _, l := range levels {
+		want[l] = true
+	}
+	var out []LogLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		raw := sc.Text()
+		if strings.TrimSpace(raw) == "" {
+			continue
+		}
+		var rec struct {
+			Time  string `json:"time"`
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+			out = append(out, LogLine{Level: "TEXT", Raw: raw})
+			continue
+		}
+		if want[rec.Level] {
+			out = append(out, LogLine{Time: rec.Time, Level: rec.Level, Msg: rec.Msg, Raw: raw})
+		}
+	}
+	return out
+}
+
+// LogGroup is the log lines of one level and message.
+type LogGroup struct {
+	Level, Msg  string
+	Count       int
+	First, Last LogLine
+}
+
+// GroupLog groups lines by level and message, in order of first
+// appearance.
+func GroupLog(lines []LogLine) []LogGroup {
+	idx := map[string]int{}
+	var groups []LogGroup
+	for _, l := range lines {
+		k := l.Level + "\x00" + l.Msg
+		if l.Level == "TEXT" {
+			k += "\x00" + l.Raw
+		}
+		i, ok := idx[k]
+		if !ok {
+			i = len(groups)
+			idx[k] = i
+			groups = append(groups, LogGroup{Level: l.Level, Msg: l.Msg, First: l})
+		}
+		groups[i].Count++
+		groups[i].Last = l
+	}
+	return groups
+}
