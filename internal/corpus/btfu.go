@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -269,6 +270,7 @@ type LogLine struct {
 	Time  string
 	Level string
 	Msg   string
+	Kind  string // the event kind ("publication.table_left_out"), when the line has one
 	Raw   string
 }
 
@@ -296,40 +298,59 @@ func (b *Btfu) LogLines(levels ...string) []LogLine {
 			Time  string `json:"time"`
 			Level string `json:"level"`
 			Msg   string `json:"msg"`
+			Kind  string `json:"kind"`
 		}
 		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
 			out = append(out, LogLine{Level: "TEXT", Raw: raw})
 			continue
 		}
 		if want[rec.Level] {
-			out = append(out, LogLine{Time: rec.Time, Level: rec.Level, Msg: rec.Msg, Raw: raw})
+			out = append(out, LogLine{Time: rec.Time, Level: rec.Level, Msg: rec.Msg, Kind: rec.Kind, Raw: raw})
 		}
 	}
 	return out
 }
 
-// LogGroup is the log lines of one level and message.
+// LogGroup is the log lines of one level and kind of message.
 type LogGroup struct {
-	Level, Msg  string
+	Level, Key  string
 	Count       int
 	First, Last LogLine
 }
 
-// GroupLog groups lines by level and message, in order of first
+var (
+	quoted    = regexp.MustCompile(`"[^"]*"|'[^']*'`)
+	qualified = regexp.MustCompile(`\b[\w$]+\.[\w$]+\b`)
+	number    = regexp.MustCompile(`[0-9A-F]+/[0-9A-F]+|\d+`)
+)
+
+// logKey is what groups log lines: the event kind when there is one,
+// else the message with quoted strings, qualified names, LSNs and numbers
+// blanked (the table a message names does not make it another message).
+func logKey(l LogLine) string {
+	if l.Level == "TEXT" {
+		return "TEXT\x00" + l.Raw
+	}
+	if l.Kind != "" {
+		return l.Level + "\x00kind " + l.Kind
+	}
+	m := quoted.ReplaceAllString(l.Msg, "…")
+	m = qualified.ReplaceAllString(m, "X.Y")
+	return l.Level + "\x00" + number.ReplaceAllString(m, "N")
+}
+
+// GroupLog groups lines by level and kind of message, in order of first
 // appearance.
 func GroupLog(lines []LogLine) []LogGroup {
 	idx := map[string]int{}
 	var groups []LogGroup
 	for _, l := range lines {
-		k := l.Level + "\x00" + l.Msg
-		if l.Level == "TEXT" {
-			k += "\x00" + l.Raw
-		}
+		k := logKey(l)
 		i, ok := idx[k]
 		if !ok {
 			i = len(groups)
 			idx[k] = i
-			groups = append(groups, LogGroup{Level: l.Level, Msg: l.Msg, First: l})
+			groups = append(groups, LogGroup{Level: l.Level, Key: k, First: l})
 		}
 		groups[i].Count++
 		groups[i].Last = l

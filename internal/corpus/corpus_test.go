@@ -346,6 +346,7 @@ func restoreAndCompare(t *testing.T, b *Btfu, into *pgtest.Cluster, label string
 			t.Fatalf("snapshot of the restore: %v", err)
 		}
 		c := Compare(want, got)
+		c.LeftOut = LeftOutTables(r.Stdout)
 		t.Logf("restore %s (source at %s) compared with the source:\n%s", label, want.LSN, c.Summary())
 		if !c.OK() {
 			t.Errorf("restore %s: %d of %d tables equal, %d differing, %d missing (see above)", label, len(c.Equal), len(want.Tables), len(c.Differing), len(c.Missing))
@@ -426,12 +427,12 @@ func logBtfu(t *testing.T, b *Btfu, src *pgtest.Cluster, plainLog string) {
 	fmt.Fprintf(&sb, "replication slots on the source:\n%s", slots(ctx, src))
 	lines := b.LogLines("WARN", "ERROR")
 	groups := GroupLog(lines)
-	fmt.Fprintf(&sb, "btfu log (%s): %d WARN/ERROR lines, %d distinct messages\n", b.LogPath, len(lines), len(groups))
+	fmt.Fprintf(&sb, "btfu log (%s): %d WARN/ERROR lines, %d kinds of message\n", b.LogPath, len(lines), len(groups))
 	for _, g := range groups {
 		if g.Count == 1 {
-			fmt.Fprintf(&sb, "  %s\n", g.First.Raw)
+			fmt.Fprintf(&sb, "  %s\n", cut(g.First.Raw, 1000))
 		} else {
-			fmt.Fprintf(&sb, "  %dx, first: %s\n        last: %s\n", g.Count, g.First.Raw, g.Last.Raw)
+			fmt.Fprintf(&sb, "  %dx, first: %s\n        last: %s\n", g.Count, cut(g.First.Raw, 1000), cut(g.Last.Raw, 1000))
 		}
 	}
 	other, waits := ServerLogLines(src.LogFile, plainLog)
@@ -534,7 +535,7 @@ func (w *watch) loop(ctx context.Context) {
 			}
 		}
 		if err == nil {
-			if prev == nil || s.State != prev.State || s.Streaming != prev.Streaming || s.Attention != prev.Attention || s.LastError != prev.LastError {
+			if prev == nil || s.State != prev.State || s.Streaming != prev.Streaming || sameGist(s.Attention) != sameGist(prev.Attention) || sameGist(s.LastError) != sameGist(prev.LastError) {
 				w.events = append(w.events, fmt.Sprintf("%s during %s: state %s (streaming %v), flushed %s, attention %q, last error %q",
 					now.Format("15:04:05"), file, s.State, s.Streaming, s.FlushedLSN, s.Attention, s.LastError))
 			}
@@ -554,6 +555,13 @@ func (w *watch) loop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// sameGist is an attention or error line without its numbers and cut
+// short: "75 table(s) NOT backed up: a, b" and "99 table(s) NOT backed
+// up: a, c" are the same news.
+func sameGist(s string) string {
+	return cut(number.ReplaceAllString(s, "N"), 48)
 }
 
 func (w *watch) stop() {

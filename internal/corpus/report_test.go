@@ -144,7 +144,25 @@ func TestCompareSnapshots(t *testing.T) {
 	if s := c.Summary(); !strings.Contains(s, "tables: 1 of 3 equal, 1 differing, 1 missing") || !strings.Contains(s, "public.b: 2 rows both, contents differ") {
 		t.Fatalf("summary:\n%s", s)
 	}
+	c.LeftOut = LeftOutTables("plan\n  LEFT OUT     public.c: not backed up since 0/1 (no key)\n")
+	if s := c.Summary(); !strings.Contains(s, "missing tables (1, 1 of them LEFT OUT by the restore)") || !strings.Contains(s, "public.c  (LEFT OUT)") {
+		t.Fatalf("summary with left out tables:\n%s", s)
+	}
 	if !Compare(src, src).OK() {
 		t.Fatal("a snapshot differs from itself")
+	}
+}
+
+func TestGroupLog(t *testing.T) {
+	lines := []LogLine{
+		{Level: "WARN", Msg: "new table public.a has no key", Kind: "publication.table_left_out"},
+		{Level: "WARN", Msg: "new table public.b has no key", Kind: "publication.table_left_out"},
+		{Level: "ERROR", Msg: `base backup failed: relation "public.x" does not exist at 0/3C30AC0`},
+		{Level: "ERROR", Msg: `base backup failed: relation "public.y" does not exist at 0/5D16B38`},
+		{Level: "WARN", Msg: "capture interrupted; retrying"},
+	}
+	g := GroupLog(lines)
+	if len(g) != 3 || g[0].Count != 2 || g[1].Count != 2 || g[1].Last.Msg != lines[3].Msg || g[2].Count != 1 {
+		t.Fatalf("%+v", g)
 	}
 }

@@ -204,6 +204,9 @@ type Comparison struct {
 	// SequencesBehind: a restored sequence below the source's value (it
 	// would hand out a value the source already had).
 	SequencesBehind []string
+	// LeftOut are the tables the restore said it left out (no usable
+	// replica identity); the summary marks them.
+	LeftOut map[string]bool
 }
 
 // OK reports whether the restore holds exactly the source's tables and
@@ -279,8 +282,21 @@ func (c Comparison) Summary() string {
 		if len(names) == 0 {
 			return
 		}
-		fmt.Fprintf(&b, "  %s (%d):\n", title, len(names))
+		left := 0
 		for _, n := range names {
+			if c.LeftOut[tableOf(n)] {
+				left++
+			}
+		}
+		if left > 0 {
+			fmt.Fprintf(&b, "  %s (%d, %d of them LEFT OUT by the restore):\n", title, len(names), left)
+		} else {
+			fmt.Fprintf(&b, "  %s (%d):\n", title, len(names))
+		}
+		for _, n := range names {
+			if c.LeftOut[tableOf(n)] {
+				n += "  (LEFT OUT)"
+			}
 			fmt.Fprintf(&b, "    %s\n", n)
 		}
 	}
@@ -300,6 +316,28 @@ func (c Comparison) Summary() string {
 	fmt.Fprintf(&b, "sequences behind the source: %d\n", len(c.SequencesBehind))
 	list("sequences behind", c.SequencesBehind)
 	return b.String()
+}
+
+// tableOf is the table name a Differing or Missing entry starts with.
+func tableOf(entry string) string {
+	name, _, _ := strings.Cut(entry, ": ")
+	return name
+}
+
+// LeftOutTables reads the tables btfu restore names as LEFT OUT in its
+// output ("  LEFT OUT     schema.table: why").
+func LeftOutTables(stdout string) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range strings.Split(stdout, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "LEFT OUT")
+		if !ok {
+			continue
+		}
+		if name := tableOf(strings.TrimSpace(rest)); name != "" {
+			m[name] = true
+		}
+	}
+	return m
 }
 
 func setDiff(a, b []string) (onlyA, onlyB []string) {
