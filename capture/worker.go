@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -34,12 +35,23 @@ type Worker struct {
 	// SpoolDir holds segments being written and large transactions; it
 	// must be on local disk. A subdirectory per source is created.
 	SpoolDir string
-	// Backoff bounds for reconnecting; defaults 1s and 30s.
+	// Backoff bounds for reconnecting; defaults 250ms and 30s. The
+	// backoff doubles from MinBackoff while attempts fail without
+	// progress, and starts again from MinBackoff once one makes some.
 	MinBackoff, MaxBackoff time.Duration
 	// SequenceInterval is how often sequences are snapshotted; default 10s.
 	SequenceInterval time.Duration
 	// StatusInterval is the receiver's standby status interval; default 1s.
 	StatusInterval time.Duration
+	// SilenceTimeout is the receiver's: no message for this long after a
+	// reply was requested means a dead connection; default 10s. After
+	// each silence met with no progress the next attempt waits twice as
+	// long (up to 5 minutes), so a server busy in one huge transaction is
+	// not reconnected to forever.
+	SilenceTimeout time.Duration
+	// MaxRetainedWAL, when set, replaces the source's max_retained_wal
+	// (tests).
+	MaxRetainedWAL int64
 
 	// AfterBackup, if set, runs after each successful base backup
 	// (retention).
@@ -59,6 +71,18 @@ type Worker struct {
 	// backupDue, when set, says why a base backup should start soon.
 	backupDue string
 	backupMu  sync.Mutex
+
+	// What failed and whether capture is stuck (health.go).
+	lastFail   *Failure
+	stuck      bool
+	progressed bool
+	silence    time.Duration // the receiver's silence timeout for the next attempt
+	// The WAL guard (walguard.go).
+	walWarned     bool
+	dropDue       bool
+	cancelAttempt context.CancelCauseFunc
+	wake          chan struct{}
+	pids          map[uint32]bool // backends of this worker's replication connections
 }
 
 // Status is a worker's state, for the engine's status snapshots.
@@ -80,6 +104,16 @@ type Status struct {
 	// RetainedBytes is the WAL the source keeps for the main slot
 	// (current WAL position minus the slot's restart_lsn), -1 if unknown.
 	RetainedBytes int64
+	// WALStatus and SafeWALSize are the slot's (pg_replication_slots;
+	// SafeWALSize -1 when max_slot_wal_keep_size is unlimited); WALBudget
+	// is max_retained_wal, past which the slot is dropped.
+	WALStatus   string
+	SafeWALSize int64
+	WALBudget   int64
+	// Error is set while capture is stuck (State "error").
+	Error *Failure
+	// Errors counts failed attempts by category since the worker started.
+	Errors map[string]int64
 }
 
 // Status returns the current status.
@@ -87,6 +121,11 @@ func (w *Worker) Status() Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := w.status
+	if st.Error != nil {
+		f := *st.Error
+		st.Error = &f
+	}
+	st.Errors = maps.Clone(st.Errors)
 	if w.rcv != nil {
 		if end := w.rcv.ServerWALEnd(); end > st.SourceLSN {
 			st.SourceLSN, st.SourceAt = end, time.Now()
@@ -111,8 +150,12 @@ func (w *Worker) setState(ctx context.Context, state, lastError string) {
 // Run captures until ctx ends; it returns nil on a clean stop.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.MinBackoff == 0 {
-		w.MinBackoff = time.Second
+		w.MinBackoff = 250 * time.Millisecond
 	}
+	if w.SilenceTimeout == 0 {
+		w.SilenceTimeout = stream.DefaultSilenceTimeout
+	}
+	w.silence, w.wake, w.pids = w.SilenceTimeout, make(chan struct{}, 1), map[uint32]bool{}
 	if w.MaxBackoff == 0 {
 		w.MaxBackoff = 30 * time.Second
 	}
@@ -121,6 +164,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.Log = w.Log.With("source", w.Source.Name)
 	w.cleanUpInterrupted(ctx)
+	w.reportAtStart(ctx)
 	sp, err := makeSpool(w.SpoolDir, w.Source.Name)
 	if err != nil {
 		return err
@@ -162,27 +206,46 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	backoff := w.MinBackoff
 	for {
-		started := time.Now()
+		if w.takeDropDue() {
+			if err := w.dropOverBudget(ctx, w.describe()); err != nil && ctx.Err() == nil {
+				w.Log.Error("could not drop the slot past max_retained_wal", "err", err)
+			}
+		}
+		// An attempt the WAL guard can stop.
+		actx, cancel := context.WithCancelCause(ctx)
+		w.setCancelAttempt(cancel)
 		// A temporary-file cleaner may have removed the directory
 		// while btfu ran: make it again rather than fail forever.
 		err := sp.ensure()
 		if err == nil {
-			err = w.runOnce(ctx, spool)
+			err = w.runOnce(actx, spool)
 		}
+		w.setCancelAttempt(nil)
+		cancel(nil)
 		if ctx.Err() != nil {
 			w.setState(ctx, "stopped", "")
 			return nil
 		}
-		if time.Since(started) > time.Minute {
-			backoff = w.MinBackoff
+		if cause := context.Cause(actx); errors.Is(cause, errOverBudget) {
+			w.Log.Warn("capture stopped by the WAL guard", "err", err)
+			continue // the slot is dropped at the top of the loop
 		}
-		w.setState(ctx, "reconnecting", err.Error())
-		w.Log.Warn("capture interrupted; retrying", "err", err, "in", backoff.String())
+		if err == nil {
+			err = errors.New("capture stopped")
+		}
+		if w.tookProgress() {
+			backoff, w.silence = w.MinBackoff, w.SilenceTimeout
+		} else if errors.Is(err, stream.ErrSilent) {
+			w.silence = min(2*w.silence, 5*time.Minute)
+		}
+		stuck := w.failed(ctx, err)
+		w.Log.Warn("capture interrupted; retrying", "err", err, "in", backoff.String(), "category", category(err), "stuck", stuck)
 		select {
 		case <-ctx.Done():
 			w.setState(ctx, "stopped", "")
 			return nil
 		case <-time.After(backoff):
+		case <-w.wake:
 		}
 		backoff = min(backoff*2, w.MaxBackoff)
 	}
@@ -241,12 +304,13 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 			}
 		}
 	}
-	w.setState(ctx, "backing_up", "")
+	w.setRunning(ctx, "backing_up")
 	w.Log.Info("taking the first base backup of a new chain")
 	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, Main: true})
 	if err != nil {
-		return store.Chain{}, err
+		return store.Chain{}, backupError{err}
 	}
+	w.progress(ctx)
 	if w.AfterBackup != nil {
 		w.AfterBackup(ctx, b)
 	}
@@ -285,7 +349,10 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	}
 	defer side.Close(context.WithoutCancel(ctx))
 	var versionNum int
-	if err := side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&versionNum); err != nil {
+	// The stream has caught up (made progress, health.go) once an idle
+	// mark reaches the source's WAL position of now.
+	var catchUp stream.LSN
+	if err := side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_current_wal_lsn()").Scan(&versionNum, &catchUp); err != nil {
 		return fmt.Errorf("read server version: %w", err)
 	}
 	repl, err := probe.ConnectReplication(ctx, w.Source)
@@ -293,10 +360,17 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 		return err
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
+	w.mu.Lock()
+	w.pids[repl.PID()] = true
+	silence := w.silence
+	w.mu.Unlock()
+	if err := w.releaseSlot(ctx, side, repl.PID()); err != nil {
+		return err
+	}
 
 	cfg := stream.Config{
 		Slot: w.Source.Slot, Publication: w.Source.Publication, ProtoVersion: 1,
-		StartLSN: chain.CursorLSN, SpoolDir: spool, StatusInterval: w.StatusInterval,
+		StartLSN: chain.CursorLSN, SpoolDir: spool, StatusInterval: w.StatusInterval, SilenceTimeout: silence,
 		TypeName: func(ctx context.Context, oid uint32, typmod int32) (string, error) {
 			var n string
 			err := side.QueryRow(ctx, "SELECT format_type($1, $2)", oid, typmod).Scan(&n)
@@ -325,13 +399,14 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 				st.StoredBytes += s.StoredBytes
 				st.FlushedLSN, st.FlushedAt = s.EndLSN, s.LastCommitAt
 			})
+			w.progress(context.WithoutCancel(ctx))
 		},
 		onAdded: func(n int64) {
 			w.setStatus(func(st *Status) { st.Transactions++; st.ReceivedBytes += n })
 		},
 	}
 	w.setStatus(func(s *Status) { s.ChainID, s.FlushedLSN, s.FlushedAt = chain.ID, chain.CursorLSN, chain.CursorTime })
-	w.setState(ctx, "streaming", "")
+	w.setRunning(ctx, "streaming")
 	w.Log.Info("streaming", "chain", chain.ID, "from", chain.CursorLSN.String(), "protocol", cfg.ProtoVersion)
 
 	events := make(chan stream.Event, 256)
@@ -353,6 +428,9 @@ loop:
 			if err := w.handle(storeCtx, seg, ev); err != nil {
 				runErr = err
 				break loop
+			}
+			if ev.Idle && seg.w == nil && ev.WALEnd >= catchUp {
+				w.progress(storeCtx)
 			}
 		case <-tick.C:
 			if seg.due() {
@@ -440,7 +518,10 @@ func (w *Worker) handle(ctx context.Context, seg *segmenter, ev stream.Event) er
 		}
 	} else if ev.Idle {
 		err = seg.markIdle(ctx, ev)
-		if err == nil {
+		// With a segment pending, the mark waits for it to be stored: the
+		// status shows only what is stored (and what a stuck capture is
+		// stuck at).
+		if err == nil && seg.w == nil {
 			w.setStatus(func(s *Status) {
 				if ev.WALEnd > s.FlushedLSN {
 					s.FlushedLSN = ev.WALEnd
@@ -637,22 +718,6 @@ func (w *Worker) backupSoon(ctx context.Context, why string) {
 	}()
 }
 
-// retainedWAL asks the source how much WAL the main slot holds back.
-func (w *Worker) retainedWAL(ctx context.Context) (int64, error) {
-	conn, err := probe.Connect(ctx, w.Source)
-	if err != nil {
-		return -1, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var n int64
-	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, w.Source.Slot).Scan(&n)
-	if err != nil {
-		return -1, err
-	}
-	return n, nil
-}
-
 func orStarting(s string) string {
 	if s == "" {
 		return "starting"
@@ -661,7 +726,8 @@ func orStarting(s string) string {
 }
 
 // sequences snapshots the source's sequences at start and on an interval;
-// the same query gives the source's WAL position for lag.
+// the same query gives the source's WAL position for lag. On the same
+// interval it checks the WAL the main slot retains (walguard.go).
 func (w *Worker) sequences(ctx context.Context) {
 	t := time.NewTicker(w.SequenceInterval)
 	defer t.Stop()
@@ -672,9 +738,7 @@ func (w *Worker) sequences(ctx context.Context) {
 		} else if err == nil {
 			w.setStatus(func(s *Status) { s.SourceLSN, s.SourceAt = snap.LSN, snap.TakenAt })
 		}
-		if n, err := w.retainedWAL(ctx); err == nil {
-			w.setStatus(func(s *Status) { s.RetainedBytes = n })
-		}
+		w.checkWAL(ctx) // the WAL guard
 		w.addNewTables(ctx)
 		w.mu.Lock()
 		why := w.backupDue

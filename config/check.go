@@ -299,6 +299,9 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.PauseWALBudget < 16<<20 {
 		p.add(key+".pause_wal_budget", "%s is too small; at least 16MiB (the default is 1GiB)", s.PauseWALBudget)
 	}
+	if s.MaxRetainedWAL < 16<<20 {
+		p.add(key+".max_retained_wal", "%s is too small; at least 16MiB (the default is 4GiB)", s.MaxRetainedWAL)
+	}
 	if s.MaxLag.D() < 5*time.Second {
 		p.add(key+".max_lag", "%s is too short; at least 5s (segments are stored every segment_max_age; the default is 5m)", s.MaxLag)
 	}

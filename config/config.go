@@ -147,6 +147,11 @@ type Source struct {
 	// recorded, and resuming starts a new chain with a base backup.
 	Paused         bool     `toml:"paused"`
 	PauseWALBudget ByteSize `toml:"pause_wal_budget"`
+	// MaxRetainedWAL bounds the WAL the slot may hold back on the source
+	// whatever capture is doing (stuck, failing, btfu stopped); past it
+	// the slot is dropped and the gap recorded, so the source's disk
+	// never fills. A paused source uses the smaller of the two budgets.
+	MaxRetainedWAL ByteSize `toml:"max_retained_wal"`
 
 	// MaxLag is the recovery point btfu promises: when the newest stored
 	// commit or keepalive is older than this, the source needs attention
@@ -176,6 +181,7 @@ const (
 	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)
 	DefaultS3PartSize      = ByteSize(16 << 20)
 	DefaultPauseWALBudget  = ByteSize(1 << 30)
+	DefaultMaxRetainedWAL  = ByteSize(4 << 30)
 	DefaultMaxLag          = Duration(5 * 60 * 1e9)
 )
 
@@ -304,6 +310,9 @@ func (c *Config) applyDefaults() {
 		}
 		if s.PauseWALBudget == 0 {
 			s.PauseWALBudget = DefaultPauseWALBudget
+		}
+		if s.MaxRetainedWAL == 0 {
+			s.MaxRetainedWAL = DefaultMaxRetainedWAL
 		}
 		if s.MaxLag == 0 {
 			s.MaxLag = DefaultMaxLag

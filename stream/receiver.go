@@ -9,9 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -57,6 +60,13 @@ type Config struct {
 	// StatusInterval is how often the standby status is sent (and a reply
 	// requested, so idle sources send keepalives); default 1s.
 	StatusInterval time.Duration
+	// SilenceTimeout: when no message at all arrives for this long after
+	// a reply was requested, Run returns ErrSilent so the caller
+	// reconnects. A walsender answers a reply request at once unless it
+	// is busy in one long transaction, so silence means a connection that
+	// died without closing (a dropped route, a stalled proxy). Default
+	// 10s.
+	SilenceTimeout time.Duration
 	TypeName       TypeNamer
 }
 
@@ -80,6 +90,11 @@ type Receiver struct {
 	streamX  uint32
 
 	lastStatus time.Time
+	// askedAt is when a reply was requested with nothing received since
+	// (zero when every request has been answered).
+	askedAt time.Time
+	// msgLSN is the WAL position of the XLogData message being handled.
+	msgLSN LSN
 }
 
 // New prepares a receiver on an open replication connection
@@ -90,6 +105,9 @@ func New(conn *pgconn.PgConn, cfg Config) *Receiver {
 	}
 	if cfg.StatusInterval == 0 {
 		cfg.StatusInterval = time.Second
+	}
+	if cfg.SilenceTimeout == 0 {
+		cfg.SilenceTimeout = DefaultSilenceTimeout
 	}
 	r := &Receiver{conn: conn, cfg: cfg, rels: map[uint32]*segment.Relation{}, types: map[[2]int64]string{}, streams: map[uint32]*builder{}}
 	r.acked.Store(uint64(cfg.StartLSN))
@@ -115,6 +133,63 @@ func (r *Receiver) Acked() LSN { return LSN(r.acked.Load()) }
 // is broken.
 var ErrSlotGone = errors.New("replication slot is gone or lost")
 
+// ErrSilent: the server sent nothing for Config.SilenceTimeout after a
+// reply was requested.
+var ErrSilent = errors.New("no message from the server")
+
+// DefaultSilenceTimeout is Config.SilenceTimeout's default.
+const DefaultSilenceTimeout = 10 * time.Second
+
+// slotGone tells the errors that mean the slot cannot stream any more
+// (missing, invalidated) from others of the same codes: a missing
+// publication is also 42704 (undefined_object), and the slot survives it.
+func slotGone(pgErr *pgconn.PgError) bool {
+	switch pgErr.Code {
+	case "55000":
+		return true
+	case "42704":
+		return strings.Contains(pgErr.Message, "replication slot")
+	}
+	return false
+}
+
+// MessageError is a failure to handle one message of the stream (its
+// decoding, or what it says): the server sends the same message again
+// after a reconnect, so it repeats at the same position.
+type MessageError struct {
+	LSN LSN // WAL position of the message
+	Err error
+}
+
+func (e *MessageError) Error() string { return fmt.Sprintf("message at %s: %v", e.LSN, e.Err) }
+
+func (e *MessageError) Unwrap() error { return e.Err }
+
+// Disconnected reports whether err is the connection failing (closed,
+// reset, timed out) rather than something the server or a message said.
+func Disconnected(err error) bool {
+	var ne net.Error
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr):
+		return false
+	case errors.Is(err, ErrSilent), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE), errors.As(err, &ne):
+		return true
+	}
+	return pgconn.Timeout(err) || strings.Contains(err.Error(), "conn closed")
+}
+
+// messageError marks err, met handling the current message, as the
+// message's unless it is the connection (or ctx) failing.
+func (r *Receiver) messageError(ctx context.Context, err error) error {
+	var pgErr *pgconn.PgError
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.As(err, &pgErr) || Disconnected(err) {
+		return err
+	}
+	return &MessageError{LSN: r.msgLSN, Err: err}
+}
+
 // Run starts replication and delivers events to out until ctx ends or the
 // connection fails. It releases spooled transactions it still holds.
 func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
@@ -134,7 +209,7 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 	err := pglogrepl.StartReplication(ctx, r.conn, r.cfg.Slot, r.cfg.StartLSN, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000") {
+		if errors.As(err, &pgErr) && slotGone(pgErr) {
 			return fmt.Errorf("%w: %s", ErrSlotGone, pgErr.Message)
 		}
 		return fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
@@ -169,18 +244,22 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 			}
 			if pgconn.Timeout(err) {
 				recv.ctx = nil
+				if !r.askedAt.IsZero() && time.Since(r.askedAt) >= r.cfg.SilenceTimeout {
+					return fmt.Errorf("%w for %s after a reply was requested", ErrSilent, r.cfg.SilenceTimeout)
+				}
 				continue
 			}
 			return fmt.Errorf("receive: %w", err)
 		}
+		r.askedAt = time.Time{}
 		switch msg := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := r.handleCopyData(ctx, msg.Data, out); err != nil {
-				return err
+				return r.messageError(ctx, err)
 			}
 		case *pgproto3.ErrorResponse:
 			pgErr := pgconn.ErrorResponseToPgError(msg)
-			if pgErr.Code == "55000" || pgErr.Code == "42704" {
+			if slotGone(pgErr) {
 				return fmt.Errorf("%w: %s", ErrSlotGone, pgErr.Message)
 			}
 			return fmt.Errorf("replication: %w", pgErr)
@@ -213,6 +292,9 @@ func (r *Receiver) maybeSendStatus(ctx context.Context, force bool) error {
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	r.lastStatus = time.Now()
+	if !force && r.askedAt.IsZero() {
+		r.askedAt = r.lastStatus
+	}
 	return nil
 }
 
@@ -247,6 +329,7 @@ func (r *Receiver) handleCopyData(ctx context.Context, data []byte, out chan<- E
 		if xld.WALStart > r.received {
 			r.received = xld.WALStart
 		}
+		r.msgLSN = xld.WALStart
 		r.noteServerEnd(xld.ServerWALEnd)
 		return r.handleMessage(ctx, xld.WALData, out)
 	}
