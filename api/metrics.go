@@ -153,7 +153,7 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 			}
 			return integer(*ss.RetainedBytes)
 		}},
-		{"btfu_wal_budget_bytes", "gauge", "pause_wal_budget: retained WAL allowed while paused before the slot is dropped.", func(ss *engine.SourceStatus) value {
+		{"btfu_wal_budget_bytes", "gauge", "Retained WAL past which btfu drops the slot (a gap, then a new base backup): max_retained_wal, or while paused the smaller of it and pause_wal_budget.", func(ss *engine.SourceStatus) value {
 			return integer(ss.WALBudget)
 		}},
 		{"btfu_tables_left_out", "gauge", "Tables not backed up: no usable replica identity (tables_without_key = leave_out), or they lost it.", func(ss *engine.SourceStatus) value {
@@ -184,6 +184,18 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 	})
 	for _, k := range keys {
 		fmt.Fprintf(w, "btfu_errors_total{source=\"%s\",category=\"%s\"} %d\n", labelValue(k.source), labelValue(k.category), errs[k])
+	}
+
+	writeFamily(w, "btfu_capture_errors_total", "counter", "Failed capture attempts by source and category (connection, auth, publication, slot, source, decode, store, base_backup, capture), counted since the source's worker started.")
+	for _, ss := range st.Sources {
+		cats := make([]string, 0, len(ss.CaptureErrors))
+		for c := range ss.CaptureErrors {
+			cats = append(cats, c)
+		}
+		sort.Strings(cats)
+		for _, c := range cats {
+			fmt.Fprintf(w, "btfu_capture_errors_total{source=\"%s\",category=\"%s\"} %d\n", labelValue(ss.Name), labelValue(c), ss.CaptureErrors[c])
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
@@ -150,20 +148,39 @@ func (e *Engine) BackupNow(ctx context.Context, name string) (store.BaseBackup, 
 	return w.BackupNow(ctx)
 }
 
+// pausedBudget is the retained WAL a paused source's slot may hold: the
+// smaller of pause_wal_budget and max_retained_wal.
+func pausedBudget(sc *config.Source) int64 {
+	return int64(min(sc.PauseWALBudget, sc.MaxRetainedWAL))
+}
+
 // watchPaused keeps a paused source's slot while it retains less WAL than
-// the budget; past it, the slot is dropped and the chain ended, so the
-// source's disk is safe (DESIGN 6.3).
+// the budget (warning at 75% of it); past it, the slot is dropped and the
+// chain ended, so the source's disk is safe (DESIGN 6.3).
 func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID int64) {
 	if err := e.meta.SetSourceState(ctx, sourceID, "paused", ""); err != nil {
 		e.log.Warn("record state", "err", err)
 	}
-	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL", sc.Name, sc.PauseWALBudget), map[string]string{"source": sc.Name})
+	budget := pausedBudget(sc)
+	attrs := map[string]string{"source": sc.Name}
+	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL (the smaller of pause_wal_budget and max_retained_wal)", sc.Name, probe.HumanBytes(budget)), attrs)
 	t := time.NewTicker(pauseCheckEvery)
 	defer t.Stop()
-	for {
-		dropped, err := e.checkPausedSlot(ctx, sc, sourceID)
+	for first, warned := true, false; ; first = false {
+		dropped, retained, err := e.checkPausedSlot(ctx, sc, sourceID)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("could not check the paused slot", "source", sc.Name, "err", err)
+		}
+		if first && err == nil && retained > 0 {
+			e.Event(ctx, sourceID, slog.LevelInfo, "slot.wal_at_start", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, probe.HumanBytes(retained), probe.HumanBytes(budget)), attrs)
+		}
+		switch {
+		case !dropped && !warned && float64(retained) >= capture.WALWarnFraction*float64(budget):
+			warned = true
+			e.Event(ctx, sourceID, slog.LevelWarn, "slot.wal_warning", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source, %.0f%% of its budget %s: past it btfu drops the slot (a gap, then a new base backup on resume)",
+				sc.Slot, sc.Name, probe.HumanBytes(retained), 100*float64(retained)/float64(budget), probe.HumanBytes(budget)), attrs)
+		case retained < budget/2:
+			warned = false
 		}
 		if dropped {
 			return
@@ -176,38 +193,37 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 	}
 }
 
-func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceID int64) (dropped bool, err error) {
+func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceID int64) (dropped bool, retained int64, err error) {
 	conn, err := probe.Connect(ctx, sc)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var retained int64
-	var active bool
-	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, active FROM pg_replication_slots WHERE slot_name = $1`, sc.Slot).Scan(&retained, &active)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return true, nil // no slot to protect
-	}
+	u, err := capture.ReadSlotWAL(ctx, conn, sc.Slot)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	if retained <= int64(sc.PauseWALBudget) || active {
-		return false, nil
+	if !u.Exists {
+		return true, 0, nil // no slot to protect
+	}
+	budget := pausedBudget(sc)
+	if u.Retained <= budget || u.ActivePID != 0 {
+		return false, u.Retained, nil
 	}
 	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, sc.Slot); err != nil {
-		return false, fmt.Errorf("drop slot %s: %w", sc.Slot, err)
+		return false, u.Retained, fmt.Errorf("drop slot %s: %w", sc.Slot, err)
 	}
 	chains, err := e.meta.ListChains(ctx, sourceID)
 	if err != nil {
-		return true, err
+		return true, u.Retained, err
 	}
 	for _, ch := range chains {
 		if ch.EndedAt.IsZero() {
-			if err := e.meta.EndChain(ctx, ch.ID, time.Now(), fmt.Sprintf("paused past its WAL budget (%s retained, budget %s): slot dropped", probe.HumanBytes(retained), sc.PauseWALBudget)); err != nil {
-				return true, err
+			if err := e.meta.EndChain(ctx, ch.ID, time.Now(), fmt.Sprintf("paused past its WAL budget (%s retained, budget %s): slot dropped", probe.HumanBytes(u.Retained), probe.HumanBytes(budget))); err != nil {
+				return true, u.Retained, err
 			}
 		}
 	}
-	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, probe.HumanBytes(retained), sc.PauseWALBudget, sc.Slot), map[string]string{"source": sc.Name})
-	return true, nil
+	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, probe.HumanBytes(u.Retained), probe.HumanBytes(budget), sc.Slot), map[string]string{"source": sc.Name})
+	return true, u.Retained, nil
 }

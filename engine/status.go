@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
+	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
 
@@ -38,7 +40,7 @@ type SourceStatus struct {
 	BytesPerSec   float64         `json:"bytes_per_sec"`
 	LagHistory    []int64         `json:"lag_history,omitempty"` // lag bytes, one per sample (2 s), oldest first
 	RetainedBytes *int64          `json:"retained_wal_bytes,omitempty"`
-	WALBudget     int64           `json:"wal_budget_bytes"`
+	WALBudget     int64           `json:"wal_budget_bytes"` // retained WAL past which the slot is dropped
 	LastBackup    *BackupInfo     `json:"last_base_backup,omitempty"`
 	NextBackup    *time.Time      `json:"next_base_backup,omitempty"`
 	Coverage      []CoverageRange `json:"coverage"`
@@ -53,6 +55,27 @@ type SourceStatus struct {
 	// Attention, when set, is what the user must look at (the TUI's red
 	// line; /health fails).
 	Attention string `json:"attention,omitempty"`
+
+	// WALBudget above is max_retained_wal, or while paused the smaller of
+	// it and pause_wal_budget. WALStatus and SafeWALSize are the slot's,
+	// from pg_replication_slots (SafeWALSize only with
+	// max_slot_wal_keep_size set).
+	WALStatus   string `json:"wal_status,omitempty"`
+	SafeWALSize *int64 `json:"safe_wal_size,omitempty"`
+	// Error is what keeps capture from progressing (state "error").
+	Error *CaptureError `json:"error,omitempty"`
+	// CaptureErrors counts failed capture attempts by category since the
+	// source's worker started.
+	CaptureErrors map[string]int64 `json:"capture_errors,omitempty"`
+}
+
+// CaptureError is the failure a stuck capture keeps meeting.
+type CaptureError struct {
+	Category string    `json:"category"`
+	LSN      string    `json:"lsn"`
+	Message  string    `json:"message"`
+	Since    time.Time `json:"since"`
+	Attempts int       `json:"attempts"`
 }
 
 // BackupInfo describes a completed base backup.
@@ -81,7 +104,7 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 	st := Status{Sources: []SourceStatus{}}
 	for _, sc := range cfg.Sources {
 		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{},
-			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.PauseWALBudget), Paused: sc.Paused}
+			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.MaxRetainedWAL), Paused: sc.Paused}
 		src, err := meta.GetSource(ctx, sc.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			ss.State = "new"
@@ -96,6 +119,9 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 		}
 		ss.LastError = src.LastError
 		ss.Paused = ss.Paused || src.Paused
+		if ss.Paused {
+			ss.WALBudget = int64(min(sc.PauseWALBudget, sc.MaxRetainedWAL))
+		}
 		if ss.LastRestore, err = lastRestore(ctx, meta, src.ID); err != nil {
 			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
 		}
@@ -144,14 +170,17 @@ func attention(ss SourceStatus) string {
 	switch {
 	case ss.State == "error" || ss.State == "reconnecting":
 		return ss.State + ": " + ss.LastError
+	case ss.RetainedBytes != nil && ss.WALBudget > 0 && float64(*ss.RetainedBytes) >= capture.WALWarnFraction*float64(ss.WALBudget):
+		return fmt.Sprintf("the slot holds %s of WAL on the source, %.0f%% of its budget of %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
+			probe.HumanBytes(*ss.RetainedBytes), 100*float64(*ss.RetainedBytes)/float64(ss.WALBudget), probe.HumanBytes(ss.WALBudget))
+	case ss.WALStatus == "unreserved" || ss.WALStatus == "lost":
+		return fmt.Sprintf("the slot's wal_status is %s: the server (max_slot_wal_keep_size) is about to invalidate it or has", ss.WALStatus)
 	case ss.Paused:
 		return "paused: changes are not being captured"
 	case ss.BaseBackups == 0 && ss.State != "new":
 		return "no base backup yet: nothing is restorable"
 	case ss.RPOSeconds != nil && *ss.RPOSeconds > ss.MaxLagSeconds && ss.State != "stopped":
 		return fmt.Sprintf("newest stored change is %s old, over max_lag %s", time.Duration(*ss.RPOSeconds*1e9).Round(time.Second), time.Duration(ss.MaxLagSeconds*1e9))
-	case ss.RetainedBytes != nil && ss.WALBudget > 0 && *ss.RetainedBytes > ss.WALBudget:
-		return fmt.Sprintf("the slot holds %d MiB of WAL on the source, over its budget of %d MiB", *ss.RetainedBytes>>20, ss.WALBudget>>20)
 	case len(ss.LeftOut) > 0:
 		names := strings.Join(ss.LeftOut, ", ")
 		if len(ss.LeftOut) > 5 {
@@ -232,6 +261,18 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 			n := ws.RetainedBytes
 			ss.RetainedBytes = &n
 		}
+		if ws.WALBudget > 0 && !ss.Paused {
+			ss.WALBudget = ws.WALBudget
+		}
+		if ws.SafeWALSize >= 0 && ws.WALStatus != "" {
+			n := ws.SafeWALSize
+			ss.SafeWALSize = &n
+		}
+		ss.WALStatus = ws.WALStatus
+		if f := ws.Error; f != nil {
+			ss.Error = &CaptureError{Category: f.Category, LSN: f.LSN.String(), Message: f.Message, Since: f.Since, Attempts: f.Attempts}
+		}
+		ss.CaptureErrors = ws.Errors
 		if !ws.FlushedAt.IsZero() {
 			rpo := time.Since(ws.FlushedAt).Seconds()
 			ss.RPOSeconds = &rpo
