@@ -222,8 +222,9 @@ func statementBefore(out []string, line string, nth int) []string {
 	return stmt
 }
 
-// statementEnd ends a statement: ";", then perhaps a comment.
-var statementEnd = regexp.MustCompile(`;\s*(--.*)?$`)
+// statementEnd ends a statement: ";", then perhaps a comment; or is a
+// psql meta-command line (\d, \set ...).
+var statementEnd = regexp.MustCompile(`;\s*(--.*)?$|^\\`)
 
 // contextLine continues a CONTEXT: of the output before.
 var contextLine = regexp.MustCompile(`^(PL/pgSQL function |SQL statement "|SQL function "|SQL expression "|PL/pgSQL assignment |COPY |extended query with)`)

@@ -34,6 +34,7 @@ func TestReadScheduleFlattensGroups(t *testing.T) {
 func TestErrorLinesAndStatement(t *testing.T) {
 	out := strings.Join([]string{
 		"CREATE TABLE t (a int);",
+		"\\d t",
 		"-- fail",
 		"UPDATE t",
 		"  SET a = 1;",
