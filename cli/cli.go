@@ -64,6 +64,7 @@ func commands() []command {
 		statusCommand(),
 		probeCommand(),
 		registerCommand(),
+		unregisterCommand(),
 		restoreCommand(),
 		verifyCommand(),
 		backupCommand(),

@@ -170,6 +170,8 @@ func attention(ss SourceStatus) string {
 	switch {
 	case ss.State == "error" || ss.State == "reconnecting":
 		return ss.State + ": " + ss.LastError
+	case ss.State == "unregistered":
+		return "unregistered: nothing is captured (btfu unregister removed btfu's objects from the source); remove the source from config.toml, or start btfu to register it again"
 	case ss.RetainedBytes != nil && ss.WALBudget > 0 && float64(*ss.RetainedBytes) >= capture.WALWarnFraction*float64(ss.WALBudget):
 		return fmt.Sprintf("the slot holds %s of WAL on the source, %.0f%% of its budget of %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
 			probe.HumanBytes(*ss.RetainedBytes), 100*float64(*ss.RetainedBytes)/float64(ss.WALBudget), probe.HumanBytes(ss.WALBudget))
