@@ -19,7 +19,7 @@ const RestoreJob = "restore"
 // `btfu status` and the TUI show the last restore and how it ended. An
 // interrupted restore says the target is partial.
 func Restore(ctx context.Context, meta store.Store, arts artifact.Store, src store.Source, plan *restore.Plan, opts restore.Options) (restore.Summary, error) {
-	opts.SourceSystemID, opts.SourceDatabase = src.SystemIdentifier, src.Database
+	opts.SourceSystemID, opts.SourceDatabase, opts.SourcePublication = src.SystemIdentifier, src.Database, src.PublicationName
 	job, jerr := meta.StartJob(ctx, store.Job{SourceID: src.ID, Kind: RestoreJob, StartedAt: time.Now(), Detail: plan.Target.String()})
 	sum, err := restore.Run(ctx, meta, arts, src.ID, plan, opts)
 	if err != nil && ctx.Err() != nil {

@@ -164,7 +164,10 @@ BEGIN
     'search_path', user_search_path,
     'stmt', txid_current()::text || ':' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text,
     'objects', objs,
-    'create', create_sql))::text);
+    'create', create_sql,
+    -- btfu's own publication is not the application's schema: a restore
+    -- must not recreate or change it.
+    'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text);
 
   -- A FOR ALL TABLES publication (an older btfu's) takes new tables by
   -- itself; registration at start replaces it by the list.

@@ -30,6 +30,12 @@ type Options struct {
 	// into it is refused (DESIGN 4.4).
 	SourceSystemID string
 	SourceDatabase string
+	// SourcePublication is btfu's publication on the source: pg_dump put
+	// it, and btfu's DDL-capture objects, in the base backup; the restore
+	// drops them from the target, which is not a source of btfu's (a
+	// restored FOR ALL TABLES publication would make the restored
+	// database's UPDATEs on tables without a key fail).
+	SourcePublication string
 	Clean          bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
 	Jobs           int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
 	TempDir        string // "" for the system's
@@ -109,6 +115,9 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
 	opts.Log.Info("base backup restored", "key", plan.Base.ArtifactKey)
+	if err := dropCaptureObjects(ctx, conn, opts.SourcePublication); err != nil {
+		return sum, fmt.Errorf("target: drop btfu's capture objects restored from the base backup: %w (the target is partial)", err)
+	}
 	// 4. Replay.
 	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
 		return sum, fmt.Errorf("target: %w", err)
@@ -303,3 +312,29 @@ func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceI
 	}
 	return n, nil
 }
+
+// dropCaptureObjects removes from the target what btfu put on the source
+// and pg_dump copied: the DDL-capture event trigger, the btfu schema and
+// btfu's publication.
+func dropCaptureObjects(ctx context.Context, conn *pgx.Conn, publication string) error {
+	stmts := []string{
+		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{captureTrigger}.Sanitize(),
+		"DROP SCHEMA IF EXISTS " + pgx.Identifier{captureSchema}.Sanitize() + " CASCADE",
+	}
+	if publication != "" {
+		stmts = append(stmts, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{publication}.Sanitize())
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// The DDL-capture objects' names on the source (probe.DDLTrigger and
+// probe.DDLSchema; restore does not import probe).
+const (
+	captureTrigger = "btfu_capture_ddl"
+	captureSchema  = "btfu"
+)
