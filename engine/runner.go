@@ -33,6 +33,9 @@ type runner struct {
 	done   chan struct{}
 	// backupOnStart: a base backup is due once the worker streams.
 	backupOnStart string
+	// pausedRetained is the WAL a paused source's slot holds, as last
+	// measured (0 when unknown or not paused).
+	pausedRetained int64
 }
 
 func (r *runner) getWorker() *capture.Worker {
@@ -170,6 +173,14 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 		dropped, retained, err := e.checkPausedSlot(ctx, sc, sourceID)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("could not check the paused slot", "source", sc.Name, "err", err)
+		}
+		if r, ok := e.runner(sc.Name); ok && err == nil {
+			r.mu.Lock()
+			r.pausedRetained = retained
+			if dropped {
+				r.pausedRetained = 0
+			}
+			r.mu.Unlock()
 		}
 		if first && err == nil && retained > 0 {
 			e.Event(ctx, sourceID, slog.LevelInfo, "slot.wal_at_start", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, probe.HumanBytes(retained), probe.HumanBytes(budget)), attrs)

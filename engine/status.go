@@ -240,6 +240,12 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		}
 		w := r.getWorker()
 		if w == nil {
+			r.mu.Lock()
+			if n := r.pausedRetained; n > 0 && ss.Paused {
+				ss.RetainedBytes = &n
+				ss.Attention = attention(*ss)
+			}
+			r.mu.Unlock()
 			continue
 		}
 		ws := w.Status()

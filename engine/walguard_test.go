@@ -32,8 +32,8 @@ func TestPausedSourceUsesTheSmallerBudget(t *testing.T) {
 	}
 	waitEvent(t, events, "slot.wal_warning")
 	st := waitState(t, e, "paused")
-	if st.WALBudget != 16<<20 {
-		t.Fatalf("paused budget %d", st.WALBudget)
+	if st.WALBudget != 16<<20 || st.RetainedBytes == nil || !strings.Contains(st.Attention, "of its budget of 16.0 MiB") {
+		t.Fatalf("paused source near its budget: budget %d, attention %q", st.WALBudget, st.Attention)
 	}
 	source.Exec(t, db, "INSERT INTO t(v) SELECT repeat('w', 1000) FROM generate_series(1, 8000)")
 	if ev := waitEvent(t, events, "slot.dropped"); !strings.Contains(ev.Message, "budget of 16.0 MiB") {
