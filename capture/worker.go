@@ -652,6 +652,12 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 			if w.Notify != nil {
 				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
 			}
+		case "unlogged":
+			c.LeftOut, c.Reason = true, "set UNLOGGED: its changes are not in the WAL"
+			w.Log.Warn("table set UNLOGGED: not backed up from here on", "table", name, "lsn", info.CommitLSN.String())
+			if w.Notify != nil {
+				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was set UNLOGGED at %s: its changes are not in the WAL, so it is NOT backed up from there on", name, info.CommitLSN))
+			}
 		case "left":
 			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
 			w.Log.Warn("table left the publication: it lost its replica identity; not backed up from here on", "table", name, "lsn", info.CommitLSN.String())

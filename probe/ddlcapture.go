@@ -18,6 +18,15 @@ const (
 	// its owner, and the trigger runs as whoever ran the DDL.
 	DDLCore    = "btfu.capture_ddl_core"
 	DDLTrigger = "btfu_capture_ddl"
+	// DDLStartTrigger (ddl_command_start, ALTER TABLE only) takes a table
+	// out of the publication before ALTER TABLE … SET UNLOGGED, which
+	// PostgreSQL refuses for a published table.
+	DDLStartTrigger  = "btfu_capture_ddl_start"
+	DDLStartFunction = "btfu.capture_ddl_start"
+	DDLStartCore     = "btfu.capture_ddl_start_core"
+	// unloggedSetting carries, within a transaction, the tables the start
+	// trigger took out, so the end trigger puts back those still logged.
+	unloggedSetting = "btfu.out_for_unlogged"
 	// IdentityTable lists the tables btfu set to REPLICA IDENTITY FULL,
 	// with their identity before, so unregister can put it back.
 	IdentityTable = "btfu.replica_identity_set"
@@ -42,6 +51,7 @@ func ddlObjects() []string {
 		"function " + DDLFunction + "()",
 		"function " + DDLCore + "(text, text) SECURITY DEFINER (keeps the publication's table list)",
 		"event trigger " + DDLTrigger + " ON ddl_command_end",
+		"function " + DDLStartFunction + "(), " + DDLStartCore + "() SECURITY DEFINER, event trigger " + DDLStartTrigger + " ON ddl_command_start WHEN TAG IN ('ALTER TABLE') (takes a table out of the publication before SET UNLOGGED)",
 	}
 }
 
@@ -71,9 +81,14 @@ func ddlStatements(src *config.Source) []string {
 		ddlCoreSQL(src),
 		"REVOKE ALL ON FUNCTION " + DDLCore + "(text, text) FROM PUBLIC",
 		"GRANT EXECUTE ON FUNCTION " + DDLCore + "(text, text) TO PUBLIC",
+		ddlStartCoreSQL(src),
+		ddlStartFunctionSQL(),
 		`DO $btfu$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLTrigger + `') THEN
     CREATE EVENT TRIGGER ` + DDLTrigger + ` ON ddl_command_end EXECUTE FUNCTION ` + DDLFunction + `();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLStartTrigger + `') THEN
+    CREATE EVENT TRIGGER ` + DDLStartTrigger + ` ON ddl_command_start WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ` + DDLStartFunction + `();
   END IF;
 END $btfu$`,
 	}
@@ -100,6 +115,59 @@ BEGIN
       NULL;
     END;
   END;
+END
+$btfu$`
+}
+
+// ddlStartFunctionSQL is the ddl_command_start trigger's function; like
+// ddlFunctionSQL it never fails the statement.
+func ddlStartFunctionSQL() string {
+	return `CREATE OR REPLACE FUNCTION ` + DDLStartFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+BEGIN
+  IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
+    RETURN;
+  END IF;
+  BEGIN
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
+    PERFORM ` + DDLStartCore + `();
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not prepare the publication for this ALTER TABLE (%: %)', SQLSTATE, SQLERRM;
+  END;
+END
+$btfu$`
+}
+
+// ddlStartCoreSQL: before an ALTER TABLE … SET UNLOGGED, the published
+// tables the statement names leave the publication (PostgreSQL refuses to
+// make a published table unlogged); the end trigger puts back those that
+// are still logged, and reports the others as left out.
+func ddlStartCoreSQL(src *config.Source) string {
+	return `CREATE OR REPLACE FUNCTION ` + DDLStartCore + `() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $btfu$
+DECLARE
+  q constant text := lower(current_query());
+  pubid oid;
+  r record;
+  taken text := '';
+  saved_lock_timeout text := current_setting('lock_timeout');
+BEGIN
+  IF q !~ 'set\s+unlogged' THEN
+    RETURN;
+  END IF;
+  SELECT oid INTO pubid FROM pg_publication WHERE pubname = ` + quoteLiteral(src.Publication) + ` AND NOT puballtables;
+  IF pubid IS NULL THEN
+    RETURN;
+  END IF;
+  FOR r IN SELECT c.oid, n.nspname, c.relname FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE pr.prpubid = pubid AND position(lower(c.relname) IN q) > 0 LOOP
+    PERFORM set_config('lock_timeout', '200ms', true);
+    EXECUTE format('ALTER PUBLICATION %s DROP TABLE ONLY %I.%I', ` + quoteLiteral(quoteIdent(src.Publication)) + `, r.nspname, r.relname);
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+    taken := taken || r.oid::text || ',';
+  END LOOP;
+  PERFORM set_config('` + unloggedSetting + `', coalesce(current_setting('` + unloggedSetting + `', true), '') || taken, true);
 END
 $btfu$`
 }
@@ -131,6 +199,7 @@ DECLARE
   r record;
   saved_lock_timeout text := current_setting('lock_timeout');
   created boolean := tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
+  taken oid[] := string_to_array(trim(trailing ',' FROM coalesce(current_setting('` + unloggedSetting + `', true), '')), ',')::oid[];
 BEGIN
   SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name,
            'temp', coalesce(schema_name = 'pg_temp' OR schema_name LIKE 'pg\_temp\_%', false))), '[]'::jsonb),
@@ -182,6 +251,16 @@ BEGIN
   IF tag LIKE 'DROP %' THEN
     SELECT array_agg(prrelid) INTO rels FROM pg_publication_rel WHERE prpubid = pubid;
   END IF;
+  -- Tables the start trigger took out for SET UNLOGGED: those now
+  -- unlogged are left out (not in the WAL), the others go back in.
+  IF cardinality(taken) > 0 THEN
+    PERFORM set_config('` + unloggedSetting + `', '', true);
+    FOR r IN SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = ANY (taken) AND c.relpersistence = 'u' LOOP
+      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'unlogged', 'schema', r.nspname, 'table', r.relname)::text);
+    END LOOP;
+    rels := coalesce(rels, '{}') || taken;
+  END IF;
   IF rels IS NOT NULL THEN
 
   FOR rel IN
@@ -219,7 +298,7 @@ BEGIN
       PERFORM set_config('lock_timeout', '200ms', true);
       EXECUTE format('ALTER PUBLICATION %s ADD TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-      IF NOT created THEN
+      IF NOT created AND NOT rel.oid = ANY (taken) THEN
         -- An existing table joins: its earlier rows are not in the stream.
         PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text);
       END IF;

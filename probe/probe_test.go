@@ -322,3 +322,41 @@ func dropRoleAtEnd(t *testing.T, db, role string) {
 		source.Exec(t, "postgres", "DROP ROLE IF EXISTS "+role)
 	})
 }
+
+// DDL capture never fails the application's DDL: ALTER TABLE … SET
+// UNLOGGED of a published table (PostgreSQL refuses it for a published
+// table) works, the table leaves the publication and comes back when set
+// LOGGED; and a capture function that fails turns into a WARNING, with a
+// btfu.ddl_missed message in the stream.
+func TestDDLCaptureNeverFailsTheDDL(t *testing.T) {
+	db := source.CreateDB(t)
+	source.Exec(t, db, `CREATE TABLE keep(id int PRIMARY KEY); CREATE TABLE logged1(id int PRIMARY KEY)`)
+	src := sourceFor(t, source.DSN(db), "")
+	if _, err := Register(context.Background(), src, run(t, src)); err != nil {
+		t.Fatal(err)
+	}
+	published := func() string {
+		return pgtest.QueryValue[string](t, source, db, `SELECT coalesce(string_agg(tablename, ',' ORDER BY tablename), '') FROM pg_publication_tables WHERE pubname = 'btfu_app'`)
+	}
+	source.Exec(t, db, `ALTER TABLE logged1 SET UNLOGGED`)
+	if got := published(); got != "keep" {
+		t.Fatalf("after SET UNLOGGED published %q", got)
+	}
+	source.Exec(t, db, `ALTER TABLE logged1 SET LOGGED; ALTER TABLE keep ADD COLUMN note text`)
+	if got := published(); got != "keep,logged1" {
+		t.Fatalf("after SET LOGGED published %q", got)
+	}
+
+	slot := "missed_" + db
+	source.Exec(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'test_decoding')`, slot))
+	t.Cleanup(func() { source.Exec(t, "postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot('%s')`, slot)) })
+	source.Exec(t, db, `CREATE OR REPLACE FUNCTION `+DDLCore+`(user_search_path text, tag text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'capture broken'; END $$`)
+	conn := source.Connect(t, db)
+	if _, err := conn.Exec(context.Background(), `CREATE TABLE after_break (id int PRIMARY KEY)`); err != nil {
+		t.Fatalf("DDL failed because capture failed: %v", err)
+	}
+	got := pgtest.QueryValue[string](t, source, db, fmt.Sprintf(`SELECT string_agg(data, E'\n') FROM pg_logical_slot_get_changes('%s', NULL, NULL)`, slot))
+	if !strings.Contains(got, "prefix: btfu.ddl_missed") || !strings.Contains(got, "capture broken") {
+		t.Fatalf("no btfu.ddl_missed message:\n%s", got)
+	}
+}

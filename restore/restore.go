@@ -319,6 +319,7 @@ func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceI
 func dropCaptureObjects(ctx context.Context, conn *pgx.Conn, publication string) error {
 	stmts := []string{
 		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{captureTrigger}.Sanitize(),
+		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{captureTrigger + "_start"}.Sanitize(),
 		"DROP SCHEMA IF EXISTS " + pgx.Identifier{captureSchema}.Sanitize() + " CASCADE",
 	}
 	if publication != "" {
