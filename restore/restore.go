@@ -36,10 +36,10 @@ type Options struct {
 	// restored FOR ALL TABLES publication would make the restored
 	// database's UPDATEs on tables without a key fail).
 	SourcePublication string
-	Clean          bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
-	Jobs           int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
-	TempDir        string // "" for the system's
-	Log            *slog.Logger
+	Clean             bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
+	Jobs              int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
+	TempDir           string // "" for the system's
+	Log               *slog.Logger
 	// Progress, if set, is called at each phase and after each segment.
 	Progress func(Progress)
 }
