@@ -21,7 +21,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	source.Exec(f, db, serverSchema)
 	slot := newRawSlot(f, source, db, false, protoOptions(source)...)
 	for _, step := range serverSteps {
-		if source.Major >= step.minMajor {
+		if source.Major >= step.minMajor && (step.maxMajor == 0 || source.Major <= step.maxMajor) {
 			source.Exec(f, db, step.sql)
 		}
 	}
