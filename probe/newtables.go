@@ -80,7 +80,7 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 			continue
 		}
 		if have[name] {
-			if t.Decision == "publish" || t.Decision == "set_full" && t.UsableIdentity {
+			if t.Decision == "publish" {
 				continue
 			}
 			if t.Decision == "set_full" {
