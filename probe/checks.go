@@ -424,18 +424,8 @@ func (p *prober) tryRolledBack(stmts ...string) error {
 
 func (p *prober) checkPublication() {
 	pl := &p.r.Plan
-	name := "btfu_probe_" + randomSuffix()
-	allErr := p.tryRolledBack("CREATE PUBLICATION " + name + " FOR ALL TABLES")
-	var schemaErr error = errors.New("needs PostgreSQL 15")
-	if p.r.ServerMajor >= 15 {
-		schemaErr = p.tryRolledBack("CREATE PUBLICATION " + name + " FOR TABLES IN SCHEMA public")
-	}
 	var publish, excluded, setFull, undecided, notOwned []string
-	schemaClean := map[string]bool{}
 	for _, t := range p.r.Tables {
-		if _, seen := schemaClean[t.Schema]; !seen {
-			schemaClean[t.Schema] = true
-		}
 		switch t.Decision {
 		case "publish", "set_full":
 			if t.Kind != "partition" || !pl.ViaPartitionRoot {
@@ -449,39 +439,18 @@ func (p *prober) checkPublication() {
 			}
 		case "exclude":
 			excluded = append(excluded, t.QualifiedName())
-			schemaClean[t.Schema] = false
 		case "undecided":
 			undecided = append(undecided, t.QualifiedName())
-			schemaClean[t.Schema] = false
 		}
 	}
 	pl.Tables, pl.Excluded, pl.SetReplicaFull, pl.Undecided = publish, excluded, setFull, undecided
-	var schemas []string
-	for s, clean := range schemaClean {
-		if clean {
-			schemas = append(schemas, s)
-		}
-	}
-	sort.Strings(schemas)
-	forms := []string{}
-	if allErr == nil {
-		forms = append(forms, FormAllTables)
-	}
-	if schemaErr == nil {
-		forms = append(forms, FormTablesInSchema)
-	}
-	forms = append(forms, FormTableList)
 	// Always an explicit list (FOR TABLE ONLY …): FOR ALL TABLES and FOR
 	// TABLES IN SCHEMA publish every new table at once, with or without a
 	// usable replica identity, and a new table without one would then make
 	// the application's UPDATE and DELETE on it fail (DESIGN 5, 6.2).
 	// btfu keeps the list current itself.
 	pl.PublicationForm = FormTableList
-	_ = schemas
-	details := []string{"forms this role may create: " + strings.Join(forms, ", ")}
-	if allErr != nil {
-		details = append(details, "FOR ALL TABLES: "+shortErr(allErr))
-	}
+	var details []string
 	details = append(details, "new tables with a primary key or replica identity join the publication: at once, in the creating transaction, where DDL capture is installed; else within a minute, covered from the LSN btfu records")
 	if p.src.TablesWithoutKey == config.KeylessFull {
 		details = append(details, "new tables without one are set to REPLICA IDENTITY FULL and join it (tables_without_key = \"replica_identity_full\")")
@@ -498,30 +467,6 @@ func (p *prober) checkPublication() {
 		p.r.add(Check{ID: "publication", Status: OK, Finding: fmt.Sprintf("publication %s %s (%d tables)", pl.Publication, describeForm(pl), len(publish)), Details: details})
 	}
 	p.checkExistingPublication()
-}
-
-// coversExactly reports whether publishing whole schemas gives exactly the
-// planned tables.
-func coversExactly(tables []Table, schemas []string, publish []string, viaRoot bool) bool {
-	in := map[string]bool{}
-	for _, s := range schemas {
-		in[s] = true
-	}
-	want := map[string]bool{}
-	for _, t := range publish {
-		want[t] = true
-	}
-	n := 0
-	for _, t := range tables {
-		if !in[t.Schema] || t.Unlogged || (t.Kind == "partition" && viaRoot) {
-			continue
-		}
-		if !want[t.QualifiedName()] {
-			return false
-		}
-		n++
-	}
-	return n == len(publish)
 }
 
 func describeForm(pl *Plan) string {
