@@ -190,8 +190,3 @@ func (w *Worker) setRunning(ctx context.Context, state string) {
 	}
 }
 
-func (w *Worker) notify(ctx context.Context, level slog.Level, kind, msg string) {
-	if w.Notify != nil {
-		w.Notify(ctx, level, kind, msg)
-	}
-}

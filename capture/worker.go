@@ -572,12 +572,6 @@ func (w *Worker) addNewTables(ctx context.Context) {
 		}
 		return
 	}
-	notify := func(level slog.Level, kind, msg string) {
-		w.Log.Log(ctx, level, msg, "kind", kind)
-		if w.Notify != nil {
-			w.Notify(ctx, level, kind, msg)
-		}
-	}
 	w.mu.Lock()
 	if w.warned == nil {
 		w.warned = map[string]bool{}
@@ -608,10 +602,10 @@ func (w *Worker) addNewTables(ctx context.Context) {
 		fresh = append(fresh, t)
 	}
 	if len(fresh) > 0 {
-		notify(slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
+		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
 	}
 	if len(freshNotOwned) > 0 {
-		notify(slog.LevelWarn, "publication.table_not_owned", fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
+		w.notify(ctx, slog.LevelWarn, "publication.table_not_owned", fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
 	}
 	if len(nt.Added) == 0 {
 		return
@@ -621,7 +615,7 @@ func (w *Worker) addNewTables(ctx context.Context) {
 			w.Log.Warn("could not record table coverage", "table", t, "err", err)
 		}
 	}
-	notify(slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
+	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
 	w.backupSoon(ctx, "new tables")
 }
 
@@ -648,22 +642,13 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 			joined = append(joined, name)
 		case "left_out":
 			c.LeftOut, c.Reason = true, "no primary key or replica identity"
-			w.Log.Warn("new table has no primary key or replica identity: NOT backed up", "table", name, "lsn", info.CommitLSN.String())
-			if w.Notify != nil {
-				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
-			}
+			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
 		case "unlogged":
 			c.LeftOut, c.Reason = true, "set UNLOGGED: its changes are not in the WAL"
-			w.Log.Warn("table set UNLOGGED: not backed up from here on", "table", name, "lsn", info.CommitLSN.String())
-			if w.Notify != nil {
-				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was set UNLOGGED at %s: its changes are not in the WAL, so it is NOT backed up from there on", name, info.CommitLSN))
-			}
+			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was set UNLOGGED at %s: its changes are not in the WAL, so it is NOT backed up from there on", name, info.CommitLSN))
 		case "left":
 			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
-			w.Log.Warn("table left the publication: it lost its replica identity; not backed up from here on", "table", name, "lsn", info.CommitLSN.String())
-			if w.Notify != nil {
-				w.Notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
-			}
+			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
 		default:
 			continue
 		}
@@ -673,10 +658,7 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 	}
 	if len(joined) > 0 {
 		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; taking a base backup so restores include their earlier rows", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN)
-		w.Log.Info(msg)
-		if w.Notify != nil {
-			w.Notify(ctx, slog.LevelInfo, "publication.table_added", msg)
-		}
+		w.notify(ctx, slog.LevelInfo, "publication.table_added", msg)
 		// The sequence loop starts it, under the worker's context.
 		w.mu.Lock()
 		w.backupDue = "tables joined the publication"
@@ -696,8 +678,8 @@ func (w *Worker) newlyLeftOut(ctx context.Context, names []string) []string {
 		return nil
 	}
 	out := map[string]bool{}
-	for _, c := range recs {
-		out[c.Table] = c.LeftOut
+	for _, t := range store.LeftOutNow(recs) {
+		out[t] = true
 	}
 	var fresh []string
 	seen := map[string]bool{}
@@ -710,16 +692,23 @@ func (w *Worker) newlyLeftOut(ctx context.Context, names []string) []string {
 	return fresh
 }
 
+// notify tells the user: through Notify (the engine logs and publishes
+// the event), or in the log when there is none. Once, never both.
+func (w *Worker) notify(ctx context.Context, level slog.Level, kind, msg string) {
+	if w.Notify != nil {
+		w.Notify(ctx, level, kind, msg)
+		return
+	}
+	w.Log.Log(ctx, level, msg, "kind", kind)
+}
+
 // backupSoon takes a base backup in the background; Run waits for it.
 func (w *Worker) backupSoon(ctx context.Context, why string) {
 	w.bg.Add(1)
 	go func() {
 		defer w.bg.Done()
 		if _, err := w.BackupNow(ctx); err != nil && ctx.Err() == nil {
-			w.Log.Error("base backup failed", "why", why, "err", err)
-			if w.Notify != nil {
-				w.Notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed: %v", why, err))
-			}
+			w.notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed: %v", why, err))
 		}
 	}()
 }

@@ -193,28 +193,13 @@ func attention(ss SourceStatus) string {
 	return ""
 }
 
-// leftOutTables lists the tables whose newest coverage record says they
-// are left out.
+// leftOutTables lists the tables not backed up now.
 func leftOutTables(ctx context.Context, meta store.Store, sourceID int64) ([]string, error) {
 	recs, err := meta.ListTableCoverage(ctx, sourceID)
 	if err != nil {
 		return nil, err
 	}
-	state := map[string]bool{}
-	var order []string
-	for _, c := range recs {
-		if _, seen := state[c.Table]; !seen {
-			order = append(order, c.Table)
-		}
-		state[c.Table] = c.LeftOut
-	}
-	var out []string
-	for _, t := range order {
-		if state[t] {
-			out = append(out, t)
-		}
-	}
-	return out, nil
+	return store.LeftOutNow(recs), nil
 }
 
 // Status reads the status of every configured source, with what the

@@ -212,6 +212,27 @@ type TableCoverage struct {
 	Reason   string // why it is left out
 }
 
+// LeftOutNow returns the tables whose newest record in recs (oldest
+// first, as ListTableCoverage gives them) says they are left out, in the
+// order they first appear.
+func LeftOutNow(recs []TableCoverage) []string {
+	state := map[string]bool{}
+	var order []string
+	for _, c := range recs {
+		if _, seen := state[c.Table]; !seen {
+			order = append(order, c.Table)
+		}
+		state[c.Table] = c.LeftOut
+	}
+	var out []string
+	for _, t := range order {
+		if state[t] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // SequenceSnapshot is every sequence's state at one moment.
 type SequenceSnapshot struct {
 	ID       int64
