@@ -374,6 +374,29 @@ func TestSilentConnectionIsNoticed(t *testing.T) {
 	t.Logf("silence noticed; coverage passed a new commit %s after the path came back", took.Round(10*time.Millisecond))
 }
 
+// A route that dies under an open connection (nothing closes it) leaves
+// the server's walsender holding the slot until wal_sender_timeout
+// (60s). btfu notices the silence, and since that walsender is its own it
+// ends it, so capture resumes at once on a new connection.
+func TestSilentCutResumesWithoutWaitingForTheServerTimeout(t *testing.T) {
+	f := newFixtureWith(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)", "")
+	p := f.proxied()
+	const silence = 2 * time.Second
+	f.startWith(func(w *capture.Worker) {
+		w.SilenceTimeout = silence
+		w.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	})
+	f.openChain()
+	f.waitCaughtUp()
+	p.Stall()
+	stalled := time.Now()
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('while the old route is dead')")
+	// The silence timeout, then a reconnect: well under the 60s the
+	// server would take to let go of the slot by itself.
+	f.waitStored(source.CurrentLSN(t), 15*time.Second)
+	t.Logf("coverage passed a commit made as the route died %s later (silence timeout %s)", time.Since(stalled).Round(10*time.Millisecond), silence)
+}
+
 // Reconnecting is quick however many cuts came before: the backoff
 // starts again from its minimum once capture progresses. After several
 // cuts, coverage passes a commit made after a 3 s cut within 5 s of the

@@ -1,8 +1,10 @@
 // Package faultproxy is a loopback TCP proxy for tests that need a
 // network fault between btfu and a server: it forwards every connection
 // to a target address until told to freeze (stop forwarding without
-// closing anything, like a path that silently drops packets) or to cut
-// (close every connection and refuse new ones, like a broken link).
+// closing anything, like a path that silently drops packets), to stall
+// the connections open now while new ones pass (a route that died under
+// them), or to cut (close every connection and refuse new ones, like a
+// broken link).
 package faultproxy
 
 import (
@@ -20,7 +22,7 @@ type Proxy struct {
 	thawed *sync.Cond // signalled when frozen turns false
 	frozen bool
 	cut    bool
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]*link
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -32,7 +34,7 @@ func Start(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
-	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{target: target, ln: ln, conns: map[net.Conn]*link{}}
 	p.thawed = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
@@ -53,13 +55,30 @@ func (p *Proxy) Freeze() {
 	p.mu.Unlock()
 }
 
-// Thaw resumes forwarding, including what was held while frozen.
+// Thaw resumes forwarding, including what was held while frozen or
+// stalled.
 func (p *Proxy) Thaw() {
 	p.mu.Lock()
 	p.frozen = false
+	for _, l := range p.conns {
+		l.stalled = false
+	}
 	p.thawed.Broadcast()
 	p.mu.Unlock()
 }
+
+// Stall stops forwarding on the connections open now, without closing
+// them; new connections are forwarded.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	for _, l := range p.conns {
+		l.stalled = true
+	}
+	p.mu.Unlock()
+}
+
+// link is one proxied connection (both of its sockets).
+type link struct{ stalled bool }
 
 // Cut closes every connection and refuses new ones (they are closed as
 // soon as accepted) until Restore.
@@ -113,32 +132,33 @@ func (p *Proxy) accept() {
 			c.Close()
 			continue
 		}
-		if !p.track(c, up) {
+		l := &link{}
+		if !p.track(l, c, up) {
 			c.Close()
 			up.Close()
 			continue
 		}
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(l, c, up)
+		go p.pipe(l, up, c)
 	}
 }
 
-func (p *Proxy) track(conns ...net.Conn) bool {
+func (p *Proxy) track(l *link, conns ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cut || p.closed {
 		return false
 	}
 	for _, c := range conns {
-		p.conns[c] = struct{}{}
+		p.conns[c] = l
 	}
 	return true
 }
 
-// pipe copies from src to dst, waiting while the proxy is frozen; when
-// either side ends, both are closed.
-func (p *Proxy) pipe(src, dst net.Conn) {
+// pipe copies from src to dst, waiting while the proxy is frozen or the
+// link stalled; when either side ends, both are closed.
+func (p *Proxy) pipe(l *link, src, dst net.Conn) {
 	defer p.wg.Done()
 	defer func() {
 		src.Close()
@@ -153,7 +173,7 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			for p.frozen && !p.closed {
+			for (p.frozen || l.stalled) && !p.closed {
 				p.thawed.Wait()
 			}
 			p.mu.Unlock()
