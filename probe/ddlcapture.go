@@ -94,45 +94,40 @@ END $btfu$`,
 	}
 }
 
-// ddlFunctionSQL is the event trigger's function. It runs with the rights
-// of whoever ran the DDL, so the search_path it records is theirs; it only
-// hands over to the SECURITY DEFINER core, and never fails the DDL.
+// ddlFunctionSQL is the ddl_command_end trigger's function. It runs with
+// the rights of whoever ran the DDL, so the search_path it records is
+// theirs; it only hands over to the SECURITY DEFINER core, and never fails
+// the DDL: an error becomes a WARNING and a btfu.ddl_missed message.
 func ddlFunctionSQL() string {
-	return `CREATE OR REPLACE FUNCTION ` + DDLFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
-BEGIN
-  IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
-    RETURN;
-  END IF;
-  BEGIN
-    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
-    PERFORM ` + DDLCore + `(pg_catalog.current_setting('search_path'), tg_tag);
-    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
-  EXCEPTION WHEN OTHERS THEN
+	return triggerFunctionSQL(DDLFunction, DDLCore+`(pg_catalog.current_setting('search_path'), tg_tag)`, `
     RAISE WARNING 'btfu could not capture this % statement (%: %); it went through, and btfu falls back to the changes it derives from the stream', tg_tag, SQLSTATE, SQLERRM;
     BEGIN
-      PERFORM pg_catalog.pg_logical_emit_message(true, '` + MissedMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text);
+      PERFORM pg_catalog.pg_logical_emit_message(true, '`+MissedMessagePrefix+`', pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text);
     EXCEPTION WHEN OTHERS THEN
       NULL;
-    END;
-  END;
-END
-$btfu$`
+    END;`)
 }
 
-// ddlStartFunctionSQL is the ddl_command_start trigger's function; like
-// ddlFunctionSQL it never fails the statement.
+// ddlStartFunctionSQL is the ddl_command_start trigger's function.
 func ddlStartFunctionSQL() string {
-	return `CREATE OR REPLACE FUNCTION ` + DDLStartFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+	return triggerFunctionSQL(DDLStartFunction, DDLStartCore+`()`, `
+    RAISE WARNING 'btfu could not prepare the publication for this ALTER TABLE (%: %)', SQLSTATE, SQLERRM;`)
+}
+
+// triggerFunctionSQL is an event trigger function that calls core with
+// btfu's own statements marked (InternalSetting), skips when they are
+// already, and runs onError instead of failing the user's statement.
+func triggerFunctionSQL(name, core, onError string) string {
+	return `CREATE OR REPLACE FUNCTION ` + name + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
 BEGIN
   IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
     RETURN;
   END IF;
   BEGIN
     PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
-    PERFORM ` + DDLStartCore + `();
+    PERFORM ` + core + `;
     PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
-  EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'btfu could not prepare the publication for this ALTER TABLE (%: %)', SQLSTATE, SQLERRM;
+  EXCEPTION WHEN OTHERS THEN` + onError + `
   END;
 END
 $btfu$`

@@ -314,14 +314,12 @@ func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceI
 }
 
 // dropCaptureObjects removes from the target what btfu put on the source
-// and pg_dump copied: the DDL-capture event trigger, the btfu schema and
-// btfu's publication.
+// and pg_dump copied: the btfu schema with the DDL-capture functions and
+// their event triggers, and btfu's publication.
 func dropCaptureObjects(ctx context.Context, conn *pgx.Conn, publication string) error {
-	stmts := []string{
-		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{captureTrigger}.Sanitize(),
-		"DROP EVENT TRIGGER IF EXISTS " + pgx.Identifier{captureTrigger + "_start"}.Sanitize(),
-		"DROP SCHEMA IF EXISTS " + pgx.Identifier{captureSchema}.Sanitize() + " CASCADE",
-	}
+	// The event triggers depend on their functions in the schema: CASCADE
+	// drops them too.
+	stmts := []string{"DROP SCHEMA IF EXISTS " + pgx.Identifier{captureSchema}.Sanitize() + " CASCADE"}
 	if publication != "" {
 		stmts = append(stmts, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{publication}.Sanitize())
 	}
@@ -333,9 +331,6 @@ func dropCaptureObjects(ctx context.Context, conn *pgx.Conn, publication string)
 	return nil
 }
 
-// The DDL-capture objects' names on the source (probe.DDLTrigger and
-// probe.DDLSchema; restore does not import probe).
-const (
-	captureTrigger = "btfu_capture_ddl"
-	captureSchema  = "btfu"
-)
+// captureSchema holds btfu's DDL-capture objects on the source
+// (probe.DDLSchema; restore does not import probe).
+const captureSchema = "btfu"
