@@ -78,6 +78,9 @@ func ddlStatements(src *config.Source) []string {
 		"GRANT USAGE ON SCHEMA " + DDLSchema + " TO PUBLIC",
 		"CREATE TABLE IF NOT EXISTS " + IdentityTable + " (relid oid PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL, previous text NOT NULL, set_at timestamptz NOT NULL DEFAULT now())",
 		ddlFunctionSQL(),
+		// An older btfu's core returned void; the return type cannot be
+		// replaced in place.
+		"DROP FUNCTION IF EXISTS " + DDLCore + "(text, text)",
 		ddlCoreSQL(src),
 		"REVOKE ALL ON FUNCTION " + DDLCore + "(text, text) FROM PUBLIC",
 		"GRANT EXECUTE ON FUNCTION " + DDLCore + "(text, text) TO PUBLIC",
@@ -96,38 +99,73 @@ END $btfu$`,
 
 // ddlFunctionSQL is the ddl_command_end trigger's function. It runs with
 // the rights of whoever ran the DDL, so the search_path it records is
-// theirs; it only hands over to the SECURITY DEFINER core, and never fails
-// the DDL: an error becomes a WARNING and a btfu.ddl_missed message.
+// theirs. The SECURITY DEFINER core does the work and hands back the
+// messages, which this function emits outside any subtransaction: a
+// message emitted inside one (an EXCEPTION block) can be decoded after the
+// changes that follow it in the transaction (seen on PostgreSQL 15 with
+// "ALTER TABLE …; INSERT …" in one query), and replay needs it before
+// them. It never fails the DDL: an error of the core becomes a WARNING and
+// a btfu.ddl_missed message.
 func ddlFunctionSQL() string {
-	return triggerFunctionSQL(DDLFunction, DDLCore+`(pg_catalog.current_setting('search_path'), tg_tag)`, `
-    RAISE WARNING 'btfu could not capture this % statement (%: %); it went through, and btfu falls back to the changes it derives from the stream', tg_tag, SQLSTATE, SQLERRM;
-    BEGIN
-      PERFORM pg_catalog.pg_logical_emit_message(true, '`+MissedMessagePrefix+`', pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text);
-    EXCEPTION WHEN OTHERS THEN
-      NULL;
-    END;`)
-}
-
-// ddlStartFunctionSQL is the ddl_command_start trigger's function.
-func ddlStartFunctionSQL() string {
-	return triggerFunctionSQL(DDLStartFunction, DDLStartCore+`()`, `
-    RAISE WARNING 'btfu could not prepare the publication for this ALTER TABLE (%: %)', SQLSTATE, SQLERRM;`)
-}
-
-// triggerFunctionSQL is an event trigger function that calls core with
-// btfu's own statements marked (InternalSetting), skips when they are
-// already, and runs onError instead of failing the user's statement.
-func triggerFunctionSQL(name, core, onError string) string {
-	return `CREATE OR REPLACE FUNCTION ` + name + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+	return `CREATE OR REPLACE FUNCTION ` + DDLFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+DECLARE
+  prefixes text[];
+  contents text[];
+  target jsonb;
+  batch text[];
+  r record;
 BEGIN
   IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
     RETURN;
   END IF;
   BEGIN
     PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
-    PERFORM ` + core + `;
+    SELECT pg_catalog.array_agg(m.msg_prefix ORDER BY m.n), pg_catalog.array_agg(m.msg_content ORDER BY m.n) INTO prefixes, contents
+      FROM ` + DDLCore + `(pg_catalog.current_setting('search_path'), tg_tag) WITH ORDINALITY AS m(msg_prefix, msg_content, n);
     PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
-  EXCEPTION WHEN OTHERS THEN` + onError + `
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not capture this % statement (%: %); it went through, and btfu falls back to the changes it derives from the stream', tg_tag, SQLSTATE, SQLERRM;
+    prefixes := ARRAY['` + MissedMessagePrefix + `'];
+    contents := ARRAY[pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text];
+  END;
+  FOR i IN 1 .. COALESCE(pg_catalog.array_length(prefixes, 1), 0) LOOP
+    IF prefixes[i] <> 'rows' THEN
+      PERFORM pg_catalog.pg_logical_emit_message(true, prefixes[i], contents[i]);
+      CONTINUE;
+    END IF;
+    -- The rows of a CREATE TABLE AS / SELECT INTO table btfu publishes,
+    -- in messages of bounded size. Its creator may read it.
+    target := contents[i]::jsonb;
+    batch := '{}';
+    FOR r IN EXECUTE pg_catalog.format('SELECT t::text AS row FROM ONLY %I.%I t', target->>'schema', target->>'table') LOOP
+      batch := batch || r.row;
+      IF pg_catalog.cardinality(batch) >= 1000 THEN
+        PERFORM pg_catalog.pg_logical_emit_message(true, '` + RowsMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'schema', target->>'schema', 'table', target->>'table', 'rows', pg_catalog.to_jsonb(batch))::text);
+        batch := '{}';
+      END IF;
+    END LOOP;
+    IF pg_catalog.cardinality(batch) > 0 THEN
+      PERFORM pg_catalog.pg_logical_emit_message(true, '` + RowsMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'schema', target->>'schema', 'table', target->>'table', 'rows', pg_catalog.to_jsonb(batch))::text);
+    END IF;
+  END LOOP;
+END
+$btfu$`
+}
+
+// ddlStartFunctionSQL is the ddl_command_start trigger's function; like
+// ddlFunctionSQL it never fails the statement.
+func ddlStartFunctionSQL() string {
+	return `CREATE OR REPLACE FUNCTION ` + DDLStartFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+BEGIN
+  IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
+    RETURN;
+  END IF;
+  BEGIN
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
+    PERFORM ` + DDLStartCore + `();
+    PERFORM pg_catalog.set_config('` + InternalSetting + `', 'off', true);
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not prepare the publication for this ALTER TABLE (%: %)', SQLSTATE, SQLERRM;
   END;
 END
 $btfu$`
@@ -175,13 +213,12 @@ func ddlCoreSQL(src *config.Source) string {
 		full = "true"
 	}
 	pub := quoteLiteral(quoteIdent(src.Publication))
-	return `CREATE OR REPLACE FUNCTION ` + DDLCore + `(user_search_path text, tag text) RETURNS void
+	return `CREATE OR REPLACE FUNCTION ` + DDLCore + `(user_search_path text, tag text) RETURNS TABLE (msg_prefix text, msg_content text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $btfu$
 DECLARE
   pubname constant text := ` + quoteLiteral(src.Publication) + `;
   pubident constant text := ` + pub + `;
   new_full constant boolean := ` + full + `;
-  rows_per_message constant int := 1000;
   pubid oid;
   viaroot boolean;
   objs jsonb;
@@ -190,7 +227,6 @@ DECLARE
   create_sql text;
   decision text;
   usable boolean;
-  batch text[];
   r record;
   saved_lock_timeout text := current_setting('lock_timeout');
   created boolean := tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
@@ -221,7 +257,7 @@ BEGIN
       GROUP BY n.nspname, c.relname;
   END IF;
 
-  PERFORM pg_logical_emit_message(true, '` + DDLMessagePrefix + `', jsonb_strip_nulls(jsonb_build_object(
+  msg_prefix := '` + DDLMessagePrefix + `'; msg_content := jsonb_strip_nulls(jsonb_build_object(
     'v', ` + fmt.Sprint(ddlCaptureVersion) + `,
     'tag', tag,
     'query', current_query(),
@@ -231,7 +267,8 @@ BEGIN
     'create', create_sql,
     -- btfu's own publication is not the application's schema: a restore
     -- must not recreate or change it.
-    'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text);
+    'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text;
+  RETURN NEXT;
 
   -- A FOR ALL TABLES publication (an older btfu's) takes new tables by
   -- itself; registration at start replaces it by the list.
@@ -252,7 +289,7 @@ BEGIN
     PERFORM set_config('` + unloggedSetting + `', '', true);
     FOR r IN SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid = ANY (taken) AND c.relpersistence = 'u' LOOP
-      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'unlogged', 'schema', r.nspname, 'table', r.relname)::text);
+      msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'unlogged', 'schema', r.nspname, 'table', r.relname)::text; RETURN NEXT;
     END LOOP;
     rels := coalesce(rels, '{}') || taken;
   END IF;
@@ -295,31 +332,21 @@ BEGIN
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
       IF NOT created AND NOT rel.oid = ANY (taken) THEN
         -- An existing table joins: its earlier rows are not in the stream.
-        PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text);
+        msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       END IF;
       IF create_sql IS NOT NULL AND rel.oid = rels[1] THEN
-        -- The rows of CREATE TABLE AS / SELECT INTO, in messages of
-        -- bounded size.
-        batch := '{}';
-        FOR r IN EXECUTE format('SELECT t::text AS row FROM ONLY %I.%I t', rel.nspname, rel.relname) LOOP
-          batch := batch || r.row;
-          IF cardinality(batch) >= rows_per_message THEN
-            PERFORM pg_logical_emit_message(true, '` + RowsMessagePrefix + `', jsonb_build_object('v', 1, 'schema', rel.nspname, 'table', rel.relname, 'rows', to_jsonb(batch))::text);
-            batch := '{}';
-          END IF;
-        END LOOP;
-        IF cardinality(batch) > 0 THEN
-          PERFORM pg_logical_emit_message(true, '` + RowsMessagePrefix + `', jsonb_build_object('v', 1, 'schema', rel.nspname, 'table', rel.relname, 'rows', to_jsonb(batch))::text);
-        END IF;
+        -- The rows of CREATE TABLE AS / SELECT INTO: the trigger function
+        -- emits them, streaming, outside any subtransaction.
+        msg_prefix := 'rows'; msg_content := jsonb_build_object('schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       END IF;
     ELSIF NOT usable AND NOT rel.listed AND created THEN
       -- Left out from its first row: said in the stream, so restores name it.
-      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'left_out', 'schema', rel.nspname, 'table', rel.relname)::text);
+      msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'left_out', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
     ELSIF NOT usable AND rel.listed THEN
       PERFORM set_config('lock_timeout', '200ms', true);
       EXECUTE format('ALTER PUBLICATION %s DROP TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-      PERFORM pg_logical_emit_message(true, '` + TableMessagePrefix + `', jsonb_build_object('v', 1, 'action', 'left', 'schema', rel.nspname, 'table', rel.relname)::text);
+      msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'left', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       RAISE WARNING 'btfu: table %.% lost its replica identity and is no longer backed up; add a primary key, or list it in replica_identity_full', rel.nspname, rel.relname;
     END IF;
   END LOOP;

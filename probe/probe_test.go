@@ -350,7 +350,7 @@ func TestDDLCaptureNeverFailsTheDDL(t *testing.T) {
 	slot := "missed_" + db
 	source.Exec(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'test_decoding')`, slot))
 	t.Cleanup(func() { source.Exec(t, "postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot('%s')`, slot)) })
-	source.Exec(t, db, `CREATE OR REPLACE FUNCTION `+DDLCore+`(user_search_path text, tag text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'capture broken'; END $$`)
+	source.Exec(t, db, `CREATE OR REPLACE FUNCTION `+DDLCore+`(user_search_path text, tag text) RETURNS TABLE (msg_prefix text, msg_content text) LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'capture broken'; END $$`)
 	conn := source.Connect(t, db)
 	if _, err := conn.Exec(context.Background(), `CREATE TABLE after_break (id int PRIMARY KEY)`); err != nil {
 		t.Fatalf("DDL failed because capture failed: %v", err)
