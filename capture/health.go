@@ -189,4 +189,3 @@ func (w *Worker) setRunning(ctx context.Context, state string) {
 		w.setState(ctx, state, "")
 	}
 }
-
