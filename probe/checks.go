@@ -268,7 +268,8 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence
        EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped),
        pg_has_role(c.relowner, 'USAGE'),
        CASE WHEN c.relkind = 'p' THEN 0 ELSE coalesce(pg_total_relation_size(c.oid), 0) END, -- NULL: dropped meanwhile
-       greatest(c.reltuples, 0)::bigint
+       greatest(c.reltuples, 0)::bigint,
+       CASE WHEN c.relispartition THEN (SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) ELSE '' END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', '`+DDLSchema+`') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
@@ -283,7 +284,7 @@ ORDER BY 1, 2`)
 		var t Table
 		var kind, ident string
 		var isPartition, hasIdentIndex bool
-		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, &hasIdentIndex, &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, &hasIdentIndex, &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate, &t.Root); err != nil {
 			return nil, err
 		}
 		t.Kind = map[bool]string{true: "partition", false: "table"}[isPartition]
@@ -425,10 +426,15 @@ func (p *prober) tryRolledBack(stmts ...string) error {
 func (p *prober) checkPublication() {
 	pl := &p.r.Plan
 	var publish, excluded, setFull, undecided, notOwned []string
+	published := map[string]bool{}
+	for _, t := range p.r.Tables {
+		published[t.QualifiedName()] = t.Decision == "publish" || t.Decision == "set_full"
+	}
 	for _, t := range p.r.Tables {
 		switch t.Decision {
 		case "publish", "set_full":
-			if t.Kind != "partition" || !pl.ViaPartitionRoot {
+			// A partition of a published root is published through it.
+			if t.Kind != "partition" || !(pl.ViaPartitionRoot || published[t.Root]) {
 				publish = append(publish, t.QualifiedName())
 				if !t.Owned && !p.superuser {
 					notOwned = append(notOwned, t.QualifiedName())

@@ -76,7 +76,8 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	pub := pgx.Identifier{src.Publication}.Sanitize()
 	for _, t := range p.r.Tables {
 		name := t.QualifiedName()
-		if t.Kind == "partition" && ep.ViaRoot {
+		// A partition of a published root is published through it.
+		if t.Kind == "partition" && (ep.ViaRoot || have[t.Root]) {
 			continue
 		}
 		if have[name] {

@@ -43,7 +43,8 @@ type Check struct {
 type Table struct {
 	Schema          string `json:"schema"`
 	Name            string `json:"name"`
-	Kind            string `json:"kind"` // table, partitioned, partition
+	Kind            string `json:"kind"`           // table, partitioned, partition
+	Root            string `json:"root,omitempty"` // a partition's partition tree root, schema.name
 	Unlogged        bool   `json:"unlogged,omitempty"`
 	ReplicaIdentity string `json:"replica_identity"` // default, full, index, nothing
 	HasPrimaryKey   bool   `json:"has_primary_key"`
