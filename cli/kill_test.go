@@ -220,10 +220,18 @@ func cursorOf(t *testing.T, metaPath string) uint64 {
 	if err != nil {
 		return 0
 	}
+	// A new chain starts at its slot's consistent point, before its first
+	// base backup is stored: only a chain with a complete base counts.
 	chains, _ := meta.ListChains(ctx, src.ID)
+	bases, _ := meta.ListBaseBackups(ctx, src.ID)
 	for _, c := range chains {
-		if c.EndedAt.IsZero() {
-			return uint64(c.CursorLSN)
+		if !c.EndedAt.IsZero() {
+			continue
+		}
+		for _, b := range bases {
+			if b.ChainID == c.ID && b.Status == store.BackupComplete {
+				return uint64(c.CursorLSN)
+			}
 		}
 	}
 	return 0
