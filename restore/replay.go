@@ -46,6 +46,7 @@ type insertRun struct {
 
 type insert struct {
 	lsn  segment.LSN
+	key  string // for messages
 	sql  string
 	args []any
 }
@@ -58,6 +59,15 @@ type queued struct {
 	key       string
 	what      string // for messages: "UPDATE", "DELETE", "captured DDL ..."
 	expectOne bool
+}
+
+// err is a failure of q as a ReplayError naming its transaction, table,
+// operation and key.
+func (q queued) err(err error) error {
+	if q.what != "" {
+		err = fmt.Errorf("%s: %w", q.what, err)
+	}
+	return &ReplayError{LSN: q.lsn, Table: q.table, Key: q.key, Err: err}
 }
 
 // replayer applies segment records to the target.
@@ -80,6 +90,9 @@ type replayer struct {
 	skip       bool
 	capturedDD bool
 	lastDDL    string
+	// typeMatch caches, per column type, how REPLICA IDENTITY FULL rows
+	// are matched on the target (match.go); DDL empties it.
+	typeMatch map[string]colMatch
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -212,6 +225,8 @@ func (p *replayer) execNow(ctx context.Context, what, sql string, args ...any) e
 	if err := p.send(ctx); err != nil {
 		return err
 	}
+	// Schema changes may change how rows are matched.
+	p.typeMatch = nil
 	if _, err := p.tx.Exec(ctx, sql, args...); err != nil {
 		return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s: %w", what, err)}
 	}
@@ -231,10 +246,19 @@ func (p *replayer) send(ctx context.Context) error {
 	for _, q := range pending {
 		tag, err := br.Exec()
 		if err != nil {
-			if q.what != "" && q.table == "" {
-				err = fmt.Errorf("%s: %w", q.what, err)
+			// The pipeline prepares every new statement before it runs
+			// any: a statement that cannot be prepared fails the first
+			// result. Name the statement that failed, not the first.
+			var pe pgx.ErrPreprocessingBatch
+			if errors.As(err, &pe) {
+				for i, qq := range batch.QueuedQueries {
+					if qq.SQL == pe.SQL() {
+						q = pending[i]
+						break
+					}
+				}
 			}
-			return &ReplayError{LSN: q.lsn, Table: q.table, Key: q.key, Err: err}
+			return q.err(err)
 		}
 		if q.expectOne && tag.RowsAffected() != 1 {
 			return &ReplayError{LSN: q.lsn, Table: q.table, Key: q.key, Err: fmt.Errorf("%s affected %d rows, want exactly 1", q.what, tag.RowsAffected())}
@@ -332,7 +356,10 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
 			}
 		}
-		where, key := p.where(rel, rec, &args)
+		where, key, err := p.where(ctx, rel, rec, &args)
+		if err != nil {
+			return err
+		}
 		var sql string
 		if rec.T == segment.TypeUpdate {
 			if len(sets) == 0 {
@@ -449,13 +476,23 @@ func (p *replayer) onRoot(ctx context.Context, rel *segment.Relation, stmt strin
 }
 
 // where builds the row match: the replica identity key, or every column
-// (IS NOT DISTINCT FROM, one row at a time) for REPLICA IDENTITY FULL.
-func (p *replayer) where(rel *segment.Relation, rec *segment.Record, args *[]any) (string, string) {
+// for REPLICA IDENTITY FULL, one row at a time even when duplicates exist
+// (DESIGN 4.5). A FULL column is matched by equality, by equality and its
+// text form, or by its text form alone, as its type on the target allows
+// (match.go).
+func (p *replayer) where(ctx context.Context, rel *segment.Relation, rec *segment.Record, args *[]any) (string, string, error) {
 	vals := rec.Old
 	if vals == nil {
 		vals = rec.New // key unchanged: the new row carries it
 	}
 	full := rec.OldKind == "O"
+	var how []colMatch
+	if full {
+		var err error
+		if how, err = p.matches(ctx, rel); err != nil {
+			return "", "", err
+		}
+	}
 	var conds, key []string
 	for i, c := range rel.Columns {
 		if !full && !c.Key {
@@ -471,24 +508,23 @@ func (p *replayer) where(rel *segment.Relation, rec *segment.Record, args *[]any
 			continue
 		}
 		*args = append(*args, v.Text)
-		// Key columns are NOT NULL: '=' lets the target use its index.
-		// Whole-row matching needs NULL-safe equality.
-		op := "="
-		if full {
-			op = "IS NOT DISTINCT FROM"
-		}
-		conds = append(conds, fmt.Sprintf("%s %s $%d::text::%s", ident(c.Name), op, len(*args), c.Type))
 		key = append(key, c.Name+"="+v.Text)
+		if full {
+			conds = append(conds, fullCond(c.Name, c.Type, len(*args), how[i]))
+			continue
+		}
+		// Key columns are NOT NULL and have equality: '=' lets the
+		// target use its index.
+		conds = append(conds, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(*args), c.Type))
 	}
 	w := strings.Join(conds, " AND ")
+	if w == "" {
+		w = "true"
+	}
 	if full {
 		w = "(tableoid, ctid) = (SELECT tableoid, ctid FROM " + table(rel) + " WHERE " + w + " LIMIT 1)"
 	}
-	k := strings.Join(key, ",")
-	if len(k) > 200 {
-		k = k[:200] + "…"
-	}
-	return w, k
+	return w, cutKey(strings.Join(key, ",")), nil
 }
 
 // insert adds a row to the current run of inserts, starting a new run
@@ -528,7 +564,7 @@ func (p *replayer) insert(ctx context.Context, rel *segment.Relation, rec *segme
 	r.buf.WriteByte('\n')
 	if !r.copying {
 		if len(r.stmts) < copyMin {
-			r.stmts = append(r.stmts, insert{lsn: p.cur.LSN(), args: args,
+			r.stmts = append(r.stmts, insert{lsn: p.cur.LSN(), args: args, key: rowKey(rel, rec.New),
 				sql: "INSERT INTO " + key + " OVERRIDING SYSTEM VALUE VALUES (" + strings.Join(vals, ", ") + ")"})
 		} else {
 			r.stmts = nil
@@ -551,7 +587,7 @@ func (p *replayer) endRun(ctx context.Context) error {
 	if !r.copying {
 		p.run = nil
 		for _, st := range r.stmts {
-			if err := p.queueAt(ctx, queued{table: r.table, what: "INSERT", lsn: st.lsn}, st.sql, st.args...); err != nil {
+			if err := p.queueAt(ctx, queued{table: r.table, what: "INSERT", key: st.key, lsn: st.lsn}, st.sql, st.args...); err != nil {
 				return err
 			}
 		}

@@ -220,3 +220,55 @@ func TestCheckTarget(t *testing.T) {
 		t.Fatalf("unreachable target: %v", err)
 	}
 }
+
+// A statement that the target cannot even prepare (here: its table is
+// missing) fails the first statement of its pipelined batch; the error
+// still names the statement that failed, with its transaction, table,
+// operation and key, not the batch's first.
+func TestPrepareErrorNamesTheFailingStatement(t *testing.T) {
+	ctx := context.Background()
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one')")
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "name", Type: "text"}}}
+	gone := &segment.Relation{OID: 16401, Schema: "public", Name: "gone", ReplicaIdentity: "f", Columns: []segment.Column{
+		{Name: "a", Type: "integer"}, {Name: "b", Type: "text"}}}
+	var buf bytes.Buffer
+	w, err := segment.NewWriter(&buf, segment.Header{Format: 1, Source: "app", ChainID: 1}, zstd.SpeedFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	ok(w.BeginTx(segment.TxInfo{XID: 7, CommitLSN: 0x3000060, EndLSN: 0x3000090, CommitTime: at, Changes: 1}))
+	ok(w.WriteChange(&segment.Record{T: segment.TypeUpdate, RelOID: items.OID, New: []segment.Value{segment.TextValue("1"), segment.TextValue("uno")}}, items))
+	ok(w.CommitTx())
+	ok(w.BeginTx(segment.TxInfo{XID: 8, CommitLSN: 0x3000160, EndLSN: 0x3000190, CommitTime: at, Changes: 1}))
+	ok(w.WriteChange(&segment.Record{T: segment.TypeDelete, RelOID: gone.OID, OldKind: "O",
+		Old: []segment.Value{segment.TextValue("5"), segment.TextValue("five")}}, gone))
+	ok(w.CommitTx())
+	_, err = w.Close()
+	ok(err)
+	r, err := segment.NewReader(&buf)
+	ok(err)
+	defer r.Close()
+	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+	err = p.segment(ctx, r)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	var re *ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("replay of a change on a missing table: %v", err)
+	}
+	for _, want := range []string{"0/3000160", "public.gone", "DELETE", "a=5,b=five", `relation "public.gone" does not exist`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}

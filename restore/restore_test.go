@@ -70,13 +70,21 @@ type env struct {
 func capturing(t *testing.T) *env { return capturingTo(t, nil) }
 
 // capturingTo captures into arts (nil: a local directory).
-func capturingTo(t *testing.T, arts artifact.Store) *env {
+func capturingTo(t *testing.T, arts artifact.Store) *env { return capturingWith(t, arts, "") }
+
+// capturingWith runs setup on the source before registration, so the
+// tables it creates are published and in the first base backup whatever
+// DDL capture does.
+func capturingWith(t *testing.T, arts artifact.Store, setup string) *env {
 	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
 		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
 		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int);
 		INSERT INTO items(name, qty) VALUES ('before', 1)`)
+	if setup != "" {
+		source.Exec(t, db, setup)
+	}
 	ce := capturetest.Setup(t, source, db, `segment_max_age = "200ms"`)
 	if arts != nil {
 		ce.Arts = arts
