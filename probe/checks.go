@@ -269,7 +269,8 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence
        pg_has_role(c.relowner, 'USAGE'),
        CASE WHEN c.relkind = 'p' THEN 0 ELSE coalesce(pg_total_relation_size(c.oid), 0) END, -- NULL: dropped meanwhile
        greatest(c.reltuples, 0)::bigint,
-       CASE WHEN c.relispartition THEN (SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) ELSE '' END
+       -- NULL when the partition was detached or its root dropped meanwhile
+       CASE WHEN c.relispartition THEN coalesce((SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)), '') ELSE '' END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', '`+DDLSchema+`') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
