@@ -30,10 +30,15 @@ func restoreCommand() command {
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")
 			baseKey := fs.String("base", "", "restore from this base backup (its key as the plan and verify print it) instead of the newest fitting one")
 			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1)")
+			onDDLError := fs.String("on-ddl-error", "stop", "when captured DDL fails on the target: stop (name its LSN and text) or skip (go on; the summary lists it)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			return func(env *Env, path string, args []string) error {
 				t, err := restore.ParseTarget(*at, *lsn, *latest)
+				if err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+				ddlPolicy, err := restore.ParseDDLErrorPolicy(*onDDLError)
 				if err != nil {
 					return &ExitError{Code: 2, Err: err}
 				}
@@ -73,18 +78,31 @@ func restoreCommand() command {
 				}
 				log := logging.New(cfg.Log, env.Stderr)
 				sum, err := engine.Restore(env.Ctx, meta, arts, rec, plan, restore.Options{
-					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, Log: log, Progress: progressPrinter(env, log),
+					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, OnDDLError: ddlPolicy, Log: log, Progress: progressPrinter(env, log),
 				})
 				if err != nil {
 					return fmt.Errorf("restore failed: %w", err)
 				}
 				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s)\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
 					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
+				if sum.TempDDL > 0 {
+					fmt.Fprintf(env.Stdout, "  temporary    %d DDL command(s) on temporary objects not replayed (they lived in their session only)\n", sum.TempDDL)
+				}
+				for _, l := range sum.LeftOut {
+					fmt.Fprintf(env.Stdout, "  LEFT OUT     %s\n", l)
+				}
+				for _, d := range sum.SkippedDDL {
+					fmt.Fprintf(env.Stdout, "  SKIPPED DDL  %s\n", d)
+				}
+				var short []string
 				if len(sum.LeftOut) > 0 {
-					for _, l := range sum.LeftOut {
-						fmt.Fprintf(env.Stdout, "  LEFT OUT     %s\n", l)
-					}
-					return &ExitError{Code: 1, Err: fmt.Errorf("restored, but %d table(s) are not at the requested point (LEFT OUT above)", len(sum.LeftOut))}
+					short = append(short, fmt.Sprintf("%d table(s) are not at the requested point (LEFT OUT above)", len(sum.LeftOut)))
+				}
+				if len(sum.SkippedDDL) > 0 {
+					short = append(short, fmt.Sprintf("%d DDL statement(s) failed on the target and were skipped (SKIPPED DDL above)", len(sum.SkippedDDL)))
+				}
+				if len(short) > 0 {
+					return &ExitError{Code: 1, Err: fmt.Errorf("restored, but %s", strings.Join(short, "; "))}
 				}
 				return nil
 			}

@@ -21,6 +21,14 @@ const (
 	// DDLStartTrigger (ddl_command_start, ALTER TABLE only) takes a table
 	// out of the publication before ALTER TABLE … SET UNLOGGED, which
 	// PostgreSQL refuses for a published table.
+	// DDLDropTrigger (sql_drop) notes what a DROP removed, with its
+	// temporary flag, for the ddl_command_end trigger's message: replay
+	// leaves drops of temporary objects alone.
+	DDLDropTrigger  = "btfu_capture_ddl_drop"
+	DDLDropFunction = "btfu.capture_ddl_drop"
+	// droppedSetting carries the dropped objects from the sql_drop
+	// trigger to the ddl_command_end trigger, within the transaction.
+	droppedSetting   = "btfu.dropped"
 	DDLStartTrigger  = "btfu_capture_ddl_start"
 	DDLStartFunction = "btfu.capture_ddl_start"
 	DDLStartCore     = "btfu.capture_ddl_start_core"
@@ -35,12 +43,14 @@ const (
 	RowsMessagePrefix   = segment.RowsMessagePrefix
 	MissedMessagePrefix = segment.MissedMessagePrefix
 	TableMessagePrefix  = segment.TableMessagePrefix
+	OrderMessagePrefix  = segment.OrderMessagePrefix
 	// InternalSetting, set to "on" in btfu's own sessions, makes the
 	// trigger ignore btfu's own statements (publication upkeep, REPLICA
 	// IDENTITY FULL) and the statements it runs itself.
 	InternalSetting = "btfu.internal"
-	// ddlCaptureVersion is the version of the message format ("v").
-	ddlCaptureVersion = 2
+	// ddlCaptureVersion is the version of the message format ("v"): 3
+	// adds "dropped".
+	ddlCaptureVersion = 3
 )
 
 // ddlObjects names what DDL capture puts on the source, for the plan.
@@ -52,6 +62,7 @@ func ddlObjects() []string {
 		"function " + DDLCore + "(text, text) SECURITY DEFINER (keeps the publication's table list)",
 		"event trigger " + DDLTrigger + " ON ddl_command_end",
 		"function " + DDLStartFunction + "(), " + DDLStartCore + "() SECURITY DEFINER, event trigger " + DDLStartTrigger + " ON ddl_command_start WHEN TAG IN ('ALTER TABLE') (takes a table out of the publication before SET UNLOGGED)",
+		"function " + DDLDropFunction + "(), event trigger " + DDLDropTrigger + " ON sql_drop (notes which dropped objects were temporary)",
 	}
 }
 
@@ -86,12 +97,16 @@ func ddlStatements(src *config.Source) []string {
 		"GRANT EXECUTE ON FUNCTION " + DDLCore + "(text, text) TO PUBLIC",
 		ddlStartCoreSQL(src),
 		ddlStartFunctionSQL(),
+		ddlDropFunctionSQL(),
 		`DO $btfu$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLTrigger + `') THEN
     CREATE EVENT TRIGGER ` + DDLTrigger + ` ON ddl_command_end EXECUTE FUNCTION ` + DDLFunction + `();
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLStartTrigger + `') THEN
     CREATE EVENT TRIGGER ` + DDLStartTrigger + ` ON ddl_command_start WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ` + DDLStartFunction + `();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLDropTrigger + `') THEN
+    CREATE EVENT TRIGGER ` + DDLDropTrigger + ` ON sql_drop EXECUTE FUNCTION ` + DDLDropFunction + `();
   END IF;
 END $btfu$`,
 	}
@@ -113,6 +128,7 @@ DECLARE
   contents text[];
   target jsonb;
   batch text[];
+  saved text[];
   r record;
 BEGIN
   IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
@@ -128,6 +144,13 @@ BEGIN
     prefixes := ARRAY['` + MissedMessagePrefix + `'];
     contents := ARRAY[pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text];
   END;
+  -- Row text in forms every server reads back the same, whatever the
+  -- user's session settings; put back after the rows.
+  IF '` + "rows" + `' = ANY (prefixes) THEN
+    saved := ARRAY[pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('lc_monetary'), pg_catalog.current_setting('bytea_output')];
+    PERFORM pg_catalog.set_config('DateStyle', 'ISO, MDY', true), pg_catalog.set_config('IntervalStyle', 'postgres', true),
+      pg_catalog.set_config('extra_float_digits', '3', true), pg_catalog.set_config('lc_monetary', 'C', true), pg_catalog.set_config('bytea_output', 'hex', true);
+  END IF;
   FOR i IN 1 .. COALESCE(pg_catalog.array_length(prefixes, 1), 0) LOOP
     IF prefixes[i] <> 'rows' THEN
       PERFORM pg_catalog.pg_logical_emit_message(true, prefixes[i], contents[i]);
@@ -148,6 +171,34 @@ BEGIN
       PERFORM pg_catalog.pg_logical_emit_message(true, '` + RowsMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'schema', target->>'schema', 'table', target->>'table', 'rows', pg_catalog.to_jsonb(batch))::text);
     END IF;
   END LOOP;
+  IF saved IS NOT NULL THEN
+    PERFORM pg_catalog.set_config('DateStyle', saved[1], true), pg_catalog.set_config('IntervalStyle', saved[2], true),
+      pg_catalog.set_config('extra_float_digits', saved[3], true), pg_catalog.set_config('lc_monetary', saved[4], true), pg_catalog.set_config('bytea_output', saved[5], true);
+  END IF;
+  IF COALESCE(pg_catalog.array_length(prefixes, 1), 0) > 0 THEN
+    PERFORM pg_catalog.pg_logical_emit_message(true, '` + OrderMessagePrefix + `', '');
+  END IF;
+END
+$btfu$`
+}
+
+// ddlDropFunctionSQL is the sql_drop trigger's function: it notes the
+// objects the DROP named, with their temporary flag, for the message the
+// ddl_command_end trigger emits next (pg_event_trigger_dropped_objects is
+// only readable here). Like the others, it never fails the statement.
+func ddlDropFunctionSQL() string {
+	return `CREATE OR REPLACE FUNCTION ` + DDLDropFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+BEGIN
+  IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
+    RETURN;
+  END IF;
+  BEGIN
+    PERFORM pg_catalog.set_config('` + droppedSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+        'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name, 'temp', d.is_temporary, 'original', true))
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.original)::text, ''), true);
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not note the objects this DROP removed (%: %)', SQLSTATE, SQLERRM;
+  END;
 END
 $btfu$`
 }
@@ -231,7 +282,11 @@ DECLARE
   saved_lock_timeout text := current_setting('lock_timeout');
   created boolean := tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
   taken oid[] := string_to_array(trim(trailing ',' FROM coalesce(current_setting('` + unloggedSetting + `', true), '')), ',')::oid[];
+  dropped jsonb := nullif(current_setting('` + droppedSetting + `', true), '')::jsonb;
 BEGIN
+  IF dropped IS NOT NULL THEN
+    PERFORM set_config('` + droppedSetting + `', '', true);
+  END IF;
   SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name,
            'temp', coalesce(schema_name = 'pg_temp' OR schema_name LIKE 'pg\_temp\_%', false))), '[]'::jsonb),
          array_agg(DISTINCT CASE
@@ -245,7 +300,7 @@ BEGIN
   -- The definition of a CREATE TABLE AS / SELECT INTO table, for replay
   -- to create it without running the query again.
   IF tag IN ('CREATE TABLE AS', 'SELECT INTO') AND rels IS NOT NULL THEN
-    SELECT format('CREATE TABLE %I.%I (%s)', n.nspname, c.relname,
+    SELECT format('CREATE %sTABLE %I.%I (%s)', CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, n.nspname, c.relname,
              coalesce(string_agg(format('%I %s%s', a.attname, format_type(a.atttypid, a.atttypmod),
                CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END),
                ', ' ORDER BY a.attnum) FILTER (WHERE a.attnum > 0 AND NOT a.attisdropped), ''))
@@ -253,8 +308,8 @@ BEGIN
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       LEFT JOIN pg_attribute a ON a.attrelid = c.oid
       LEFT JOIN pg_type t ON t.oid = a.atttypid
-      WHERE c.oid = rels[1] AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-      GROUP BY n.nspname, c.relname;
+      WHERE c.oid = rels[1] AND c.relkind IN ('r', 'p') AND c.relpersistence IN ('p', 'u')
+      GROUP BY n.nspname, c.relname, c.relpersistence;
   END IF;
 
   msg_prefix := '` + DDLMessagePrefix + `'; msg_content := jsonb_strip_nulls(jsonb_build_object(
@@ -264,6 +319,7 @@ BEGIN
     'search_path', user_search_path,
     'stmt', txid_current()::text || ':' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text,
     'objects', objs,
+    'dropped', dropped,
     'create', create_sql,
     -- btfu's own publication is not the application's schema: a restore
     -- must not recreate or change it.

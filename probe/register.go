@@ -102,15 +102,16 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 	if exists {
 		// Current when both triggers exist and every function is this
 		// btfu's, for this config.
-		want := map[string]string{DDLFunction: ddlFunctionSQL(), DDLCore: ddlCoreSQL(src), DDLStartFunction: ddlStartFunctionSQL(), DDLStartCore: ddlStartCoreSQL(src)}
+		want := map[string]string{DDLFunction: ddlFunctionSQL(), DDLCore: ddlCoreSQL(src), DDLStartFunction: ddlStartFunctionSQL(), DDLStartCore: ddlStartCoreSQL(src),
+			DDLDropFunction: ddlDropFunctionSQL()}
 		var names, bodies []string
 		for n, sql := range want {
 			names, bodies = append(names, strings.TrimPrefix(n, DDLSchema+".")), append(bodies, functionBody(sql))
 		}
-		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN ($4, $5)) = 2
+		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN ($4, $5, $6)) = 3
 			AND (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN unnest($2::text[], $3::text[]) w(name, body) ON w.name = p.proname AND w.body = p.prosrc
 				WHERE n.nspname = $1) = cardinality($2::text[])`,
-			DDLSchema, names, bodies, DDLTrigger, DDLStartTrigger).Scan(&current)
+			DDLSchema, names, bodies, DDLTrigger, DDLStartTrigger, DDLDropTrigger).Scan(&current)
 		if err != nil {
 			return fmt.Errorf("read DDL capture functions: %w", err)
 		}

@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +88,12 @@ type replayer struct {
 	cur        *segment.Record
 	skip       bool
 	capturedDD bool
-	lastDDL    string
+	ddl        ddlState
+	// captured DDL: what failing DDL does, what was skipped, how many
+	// commands on temporary objects were left alone
+	onDDLError DDLErrorPolicy
+	skippedDDL []SkippedDDL
+	tempDDL    int
 	// typeMatch caches, per column type, how REPLICA IDENTITY FULL rows
 	// are matched on the target (match.go); DDL empties it.
 	typeMatch map[string]colMatch
@@ -140,7 +144,7 @@ func (p *replayer) record(ctx context.Context, r *segment.Reader, rec *segment.R
 	case segment.TypeRelation:
 		return nil
 	case segment.TypeBegin:
-		p.cur, p.capturedDD, p.lastDDL = rec, false, ""
+		p.cur, p.capturedDD, p.ddl = rec, false, ddlState{}
 		// DESIGN 1.3: a transaction is after the base iff its commit LSN is
 		// at or after the consistent point.
 		p.skip = rec.LSN() < p.base
@@ -211,24 +215,6 @@ func (p *replayer) queueAt(ctx context.Context, q queued, sql string, args ...an
 	p.pending = append(p.pending, q)
 	if len(p.pending) >= pipelineDepth {
 		return p.send(ctx)
-	}
-	return nil
-}
-
-// execNow runs a statement that changes the schema: what is queued goes
-// first (the pipeline prepares its statements before running any), then
-// the statement alone.
-func (p *replayer) execNow(ctx context.Context, what, sql string, args ...any) error {
-	if err := p.endRun(ctx); err != nil {
-		return err
-	}
-	if err := p.send(ctx); err != nil {
-		return err
-	}
-	// Schema changes may change how rows are matched.
-	p.typeMatch = nil
-	if _, err := p.tx.Exec(ctx, sql, args...); err != nil {
-		return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s: %w", what, err)}
 	}
 	return nil
 }
@@ -390,34 +376,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 		return p.queue(ctx, queued{what: sql}, sql)
 	case segment.TypeMessage:
-		if rec.Prefix != "btfu.ddl" {
-			return nil
-		}
-		var m struct {
-			Query      string `json:"query"`
-			SearchPath string `json:"search_path"`
-		}
-		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
-			return fmt.Errorf("captured DDL message: %w", err)
-		}
-		p.capturedDD = true
-		// The trigger fires once per command of a multi-command query:
-		// apply the query once.
-		if m.Query == p.lastDDL {
-			return nil
-		}
-		p.lastDDL = m.Query
-		if err := p.execNow(ctx, "set search_path", "SELECT set_config('search_path', $1, true)", m.SearchPath); err != nil {
-			return err
-		}
-		// Only the schema changes: the query's data changes come through
-		// the stream.
-		for _, stmt := range ddlStatements(m.Query) {
-			if err := p.execNow(ctx, fmt.Sprintf("captured DDL %q", stmt), stmt); err != nil {
-				return err
-			}
-		}
-		return p.execNow(ctx, "reset search_path", "RESET search_path")
+		return p.message(ctx, rec)
 	case segment.TypeDDL:
 		if p.capturedDD {
 			return nil
@@ -430,7 +389,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			if err != nil {
 				return err
 			}
-			if err := p.execNow(ctx, fmt.Sprintf("derived DDL %q", stmt), stmt); err != nil {
+			if err := p.runDDL(ctx, "derived DDL", nil, stmt); err != nil {
 				return err
 			}
 		}

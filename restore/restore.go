@@ -39,7 +39,10 @@ type Options struct {
 	Clean             bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
 	Jobs              int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
 	TempDir           string // "" for the system's
-	Log               *slog.Logger
+	// OnDDLError: what replay does when captured DDL fails on the
+	// target (default DDLErrorStop).
+	OnDDLError DDLErrorPolicy
+	Log        *slog.Logger
 	// Progress, if set, is called at each phase and after each segment.
 	Progress func(Progress)
 }
@@ -62,7 +65,14 @@ type Summary struct {
 	CopiedRows   int64 // of Rows, inserted with COPY (runs of inserts into one table)
 	// LeftOut names tables this restore could not bring to the target
 	// point, and why (they joined the publication after the base backup).
-	LeftOut   []string
+	LeftOut []string
+	// SkippedDDL lists captured DDL that failed on the target and was
+	// skipped (Options.OnDDLError = DDLErrorSkip): the restore differs
+	// from the source there.
+	SkippedDDL []SkippedDDL
+	// TempDDL counts captured commands on temporary objects, which stay
+	// in the session that made them and are not replayed.
+	TempDDL   int
 	Sequences int
 	Took      time.Duration
 }
@@ -118,11 +128,15 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := dropCaptureObjects(ctx, conn, opts.SourcePublication); err != nil {
 		return sum, fmt.Errorf("target: drop btfu's capture objects restored from the base backup: %w (the target is partial)", err)
 	}
-	// 4. Replay.
-	if _, err := conn.Exec(ctx, "SET session_replication_role = replica"); err != nil {
-		return sum, fmt.Errorf("target: %w", err)
+	// 4. Replay. Triggers do not fire (DESIGN 4.5); function bodies are
+	// not checked against objects that captured DDL creates later, as
+	// pg_restore does not check them.
+	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off"} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return sum, fmt.Errorf("target: %s: %w", s, err)
+		}
 	}
-	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target}
+	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError}
 	if late := plan.LeftOut(); len(late) > 0 {
 		p.leftOut = map[string]bool{}
 		for _, c := range late {
@@ -174,6 +188,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("commit replay: %w", err)
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
+	sum.SkippedDDL, sum.TempDDL = p.skippedDDL, p.tempDDL
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
 	n, err := setSequences(ctx, conn, meta, sourceID, plan)

@@ -77,6 +77,13 @@ func capturingTo(t *testing.T, arts artifact.Store) *env { return capturingWith(
 // DDL capture does.
 func capturingWith(t *testing.T, arts artifact.Store, setup string) *env {
 	t.Helper()
+	return capturingConf(t, arts, setup, "")
+}
+
+// capturingConf is capturingWith with extra lines for the source's
+// [[source]] table.
+func capturingConf(t *testing.T, arts artifact.Store, setup, extra string) *env {
+	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
 		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
@@ -85,7 +92,7 @@ func capturingWith(t *testing.T, arts artifact.Store, setup string) *env {
 	if setup != "" {
 		source.Exec(t, db, setup)
 	}
-	ce := capturetest.Setup(t, source, db, `segment_max_age = "200ms"`)
+	ce := capturetest.Setup(t, source, db, "segment_max_age = \"200ms\"\n"+extra)
 	if arts != nil {
 		ce.Arts = arts
 	}

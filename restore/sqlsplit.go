@@ -62,14 +62,17 @@ func isTag(s string) bool {
 	return true
 }
 
-// ddlStatements keeps the schema-changing statements of a captured query:
-// the data changes of the same query arrive through the stream.
+// ddlStatements keeps the statements of a captured query that fire event
+// triggers (the commands DDL capture sees): the data changes of the same
+// query arrive through the stream. REFRESH MATERIALIZED VIEW is among
+// them: a materialized view's rows are not decoded, so the target
+// computes them again from tables equal to the source's at that point.
 func ddlStatements(q string) []string {
 	var out []string
 	for _, s := range splitStatements(q) {
 		word := strings.ToUpper(strings.Fields(stripLeadingComments(s) + " x")[0])
 		switch word {
-		case "CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY":
+		case "CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY", "REFRESH", "IMPORT":
 			out = append(out, s)
 		}
 	}

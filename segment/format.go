@@ -67,6 +67,13 @@ const (
 	// ("joined": covered from this transaction on) or left it ("left": it
 	// lost its replica identity).
 	TableMessagePrefix = "btfu.table"
+	// OrderMessagePrefix: an empty message the trigger emits after its
+	// last one. PostgreSQL orders a transactional message by its end LSN
+	// and a row change by its start LSN; a row written right after the
+	// trigger (in another subtransaction) ties with the trigger's last
+	// message and may be decoded before it. The separator takes the tie.
+	// The receiver drops it.
+	OrderMessagePrefix = "btfu.order"
 )
 
 // Column describes one column of a relation.

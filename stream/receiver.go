@@ -479,8 +479,8 @@ func (r *Receiver) handleMessage(ctx context.Context, data []byte, out chan<- Ev
 		}
 		return r.add(m.XID, rec, rels...)
 	case *LogicalMsg:
-		if !m.Transactional {
-			return nil // btfu emits only transactional messages
+		if !m.Transactional || m.Prefix == segment.OrderMessagePrefix {
+			return nil // btfu emits only transactional messages; the separator only orders
 		}
 		return r.add(m.XID, segment.Record{T: segment.TypeMessage, Prefix: m.Prefix, Content: string(m.Content)})
 	case *StreamStartMsg:

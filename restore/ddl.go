@@ -1,0 +1,433 @@
+package restore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/btfu/btfu/segment"
+)
+
+// DDLErrorPolicy says what replay does when captured DDL fails on the
+// target.
+type DDLErrorPolicy string
+
+const (
+	// DDLErrorStop stops the restore at the statement, naming its LSN and
+	// text (the default: the restore would otherwise differ from the
+	// source without saying where).
+	DDLErrorStop DDLErrorPolicy = "stop"
+	// DDLErrorSkip rolls the statement back, goes on, and lists it in the
+	// summary.
+	DDLErrorSkip DDLErrorPolicy = "skip"
+)
+
+// ParseDDLErrorPolicy reads --on-ddl-error.
+func ParseDDLErrorPolicy(s string) (DDLErrorPolicy, error) {
+	switch p := DDLErrorPolicy(strings.ToLower(strings.TrimSpace(s))); p {
+	case "", DDLErrorStop:
+		return DDLErrorStop, nil
+	case DDLErrorSkip:
+		return p, nil
+	}
+	return "", fmt.Errorf("--on-ddl-error=%q: want stop (the default: the restore stops at DDL that fails on the target) or skip (go on and list it)", s)
+}
+
+// SkippedDDL is a captured statement that failed on the target and was
+// skipped (DDLErrorSkip).
+type SkippedDDL struct {
+	LSN       segment.LSN // commit LSN of its transaction
+	Statement string
+	Err       string
+}
+
+func (s SkippedDDL) String() string {
+	return fmt.Sprintf("%s: %s: %s", s.LSN, cutStatement(s.Statement), s.Err)
+}
+
+// ddlMessage is one captured DDL command (segment.DDLMessagePrefix; see
+// docs/segment-format.md).
+type ddlMessage struct {
+	V          int         `json:"v"`
+	Tag        string      `json:"tag"`
+	Query      string      `json:"query"`
+	SearchPath string      `json:"search_path"`
+	Stmt       string      `json:"stmt"`
+	Objects    []ddlObject `json:"objects"`
+	Dropped    []ddlObject `json:"dropped"`
+	Create     string      `json:"create"`
+	Skip       bool        `json:"skip"`
+}
+
+type ddlObject struct {
+	Type     string `json:"type"`
+	Identity string `json:"identity"`
+	Schema   string `json:"schema"`
+	Temp     bool   `json:"temp"`
+	Original bool   `json:"original"`
+}
+
+// rowsMessage carries the rows CREATE TABLE AS or SELECT INTO wrote
+// (segment.RowsMessagePrefix), each as its record's text.
+type rowsMessage struct {
+	Schema string   `json:"schema"`
+	Table  string   `json:"table"`
+	Rows   []string `json:"rows"`
+}
+
+// ddlState is what replay remembers of captured DDL within one source
+// transaction: the client statement whose query text was applied. The
+// trigger fires once per command, and one statement (CREATE TABLE with a
+// serial column, a query string of several statements) may run several.
+type ddlState struct {
+	stmt string
+	temp string // the last statement on temporary objects, counted once
+}
+
+// message applies a logical message: captured DDL and the rows of
+// CREATE TABLE AS; other prefixes are the application's.
+func (p *replayer) message(ctx context.Context, rec *segment.Record) error {
+	switch rec.Prefix {
+	case segment.DDLMessagePrefix:
+		var m ddlMessage
+		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
+			return fmt.Errorf("captured DDL message: %w", err)
+		}
+		p.capturedDD = true
+		return p.capturedDDL(ctx, &m)
+	case segment.RowsMessagePrefix:
+		var m rowsMessage
+		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
+			return fmt.Errorf("captured rows message: %w", err)
+		}
+		return p.capturedRows(ctx, &m)
+	}
+	return nil
+}
+
+func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
+	if m.Skip {
+		return nil // btfu's own publication
+	}
+	// Commands on temporary objects stay in their session (DESIGN 5):
+	// replaying them would create objects the source never kept, or fail
+	// on objects the base backup never held.
+	key := m.Stmt
+	if key == "" { // v1: no statement key; the query text stands for it
+		key = m.Query
+	}
+	if onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
+		if key != p.ddl.temp {
+			p.ddl.temp = key
+			p.tempDDL++
+		}
+		return nil
+	}
+	if m.Create != "" {
+		// CREATE TABLE AS / SELECT INTO: the definition, never the query
+		// again (its rows follow as btfu.rows messages when published).
+		return p.runDDL(ctx, "captured DDL", &m.SearchPath, m.Create)
+	}
+	if key == p.ddl.stmt {
+		return nil // another command of a statement already applied
+	}
+	p.ddl.stmt = key
+	stmts := ddlStatements(m.Query)
+	if dropped := originals(m.Dropped); anyTemp(dropped) {
+		// DROP of temporary and permanent objects at once: drop the
+		// permanent ones alone.
+		stmts = dropStatements(dropped)
+	}
+	for _, s := range stmts {
+		if isCreateAs(s) {
+			continue // its own message carries its definition
+		}
+		if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// capturedRows inserts the rows a CREATE TABLE AS or SELECT INTO wrote.
+func (p *replayer) capturedRows(ctx context.Context, m *rowsMessage) error {
+	if len(m.Rows) == 0 || p.leftOut[m.Schema+"."+m.Table] {
+		return nil
+	}
+	tbl := pgx.Identifier{m.Schema, m.Table}.Sanitize()
+	// OFFSET 0 keeps the cast to one evaluation per row.
+	sql := "INSERT INTO " + tbl + " SELECT (r).* FROM (SELECT t::" + tbl + " AS r FROM unnest($1::text[]) t OFFSET 0) s"
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	p.rows += int64(len(m.Rows))
+	return p.queue(ctx, queued{table: m.Schema + "." + m.Table, what: fmt.Sprintf("INSERT of %d rows written by CREATE TABLE AS", len(m.Rows))}, sql, m.Rows)
+}
+
+// runDDL applies one captured statement in a savepoint, with the
+// search_path of the session that ran it. A statement that cannot run in
+// a transaction block (CREATE INDEX CONCURRENTLY, …) runs alone between
+// two target transactions. On failure, the policy decides: stop with the
+// statement's LSN and text, or roll it back, list it and go on.
+func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, stmt string) error {
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	// Schema changes may change how rows are matched.
+	p.typeMatch = nil
+	err := p.inSavepoint(ctx, func() error {
+		if searchPath != nil {
+			if _, err := p.tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", *searchPath); err != nil {
+				return err
+			}
+		}
+		_, err := p.tx.Exec(ctx, stmt)
+		return err
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "25001" { // active_sql_transaction
+		err = p.outsideTransaction(ctx, searchPath, stmt)
+	}
+	if err == nil {
+		if enumValueAdded(stmt) {
+			// A value added to an enum cannot be used before its
+			// transaction commits; the source used it in a later one.
+			return p.flush(ctx)
+		}
+		return nil
+	}
+	if p.onDDLError == DDLErrorSkip {
+		p.skippedDDL = append(p.skippedDDL, SkippedDDL{LSN: p.cur.LSN(), Statement: what + ": " + stmt, Err: err.Error()})
+		return nil
+	}
+	return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s %q failed on the target: %w (restore with --on-ddl-error=skip to go on without it; the summary lists what was skipped)", what, cutStatement(stmt), err)}
+}
+
+// inSavepoint runs f in a savepoint of the open target transaction and
+// rolls it back when f fails, so the transaction goes on.
+func (p *replayer) inSavepoint(ctx context.Context, f func() error) error {
+	if _, err := p.tx.Exec(ctx, "SAVEPOINT btfu_ddl"); err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		if _, rerr := p.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT btfu_ddl"); rerr != nil {
+			return fmt.Errorf("%w (and rolling it back: %v)", err, rerr)
+		}
+		return err
+	}
+	_, err := p.tx.Exec(ctx, "RELEASE SAVEPOINT btfu_ddl")
+	return err
+}
+
+// outsideTransaction commits what replay holds, runs stmt on its own and
+// opens the next target transaction.
+func (p *replayer) outsideTransaction(ctx context.Context, searchPath *string, stmt string) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	if searchPath != nil {
+		if _, err := p.conn.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, false)", *searchPath); err != nil {
+			return err
+		}
+	}
+	_, err := p.conn.Exec(ctx, stmt)
+	if searchPath != nil {
+		if _, rerr := p.conn.Exec(ctx, "RESET search_path"); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	tx, berr := p.conn.Begin(ctx)
+	if berr != nil {
+		return berr
+	}
+	p.tx = tx
+	return err
+}
+
+func onlyTemp(objs []ddlObject) bool {
+	for _, o := range objs {
+		if !o.Temp {
+			return false
+		}
+	}
+	return len(objs) > 0
+}
+
+func anyTemp(objs []ddlObject) bool {
+	for _, o := range objs {
+		if o.Temp {
+			return true
+		}
+	}
+	return false
+}
+
+// originals are the objects a DROP named (not those it took with it).
+func originals(objs []ddlObject) []ddlObject {
+	var out []ddlObject
+	for _, o := range objs {
+		if o.Original {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// dropTypes are the object types whose DROP statement is "DROP <type>
+// <identity>" with pg_event_trigger_dropped_objects' identity.
+var dropTypes = map[string]bool{
+	"table": true, "view": true, "materialized view": true, "sequence": true, "index": true,
+	"foreign table": true, "type": true, "domain": true, "function": true, "procedure": true,
+	"aggregate": true, "schema": true,
+}
+
+// dropStatements drop the permanent objects of a DROP that named
+// temporary ones too.
+func dropStatements(objs []ddlObject) []string {
+	var out []string
+	for _, o := range objs {
+		if o.Temp {
+			continue
+		}
+		typ := o.Type
+		if typ == "composite type" {
+			typ = "type"
+		}
+		if !dropTypes[typ] {
+			continue
+		}
+		out = append(out, "DROP "+strings.ToUpper(typ)+" IF EXISTS "+o.Identity+" CASCADE")
+	}
+	return out
+}
+
+// isCreateAs tells a CREATE TABLE … AS statement (its table comes from
+// the captured definition instead): AS outside parentheses, quotes and
+// comments, after CREATE [GLOBAL|LOCAL] [TEMP|TEMPORARY|UNLOGGED] TABLE.
+// (AS inside the column list, as in GENERATED ALWAYS AS, does not count.)
+func isCreateAs(s string) bool {
+	w := topLevelWords(s)
+	if len(w) < 2 || w[0] != "CREATE" {
+		return false
+	}
+	i := 1
+	if i < len(w) && (w[i] == "GLOBAL" || w[i] == "LOCAL") {
+		i++
+	}
+	if i < len(w) && (w[i] == "TEMP" || w[i] == "TEMPORARY" || w[i] == "UNLOGGED") {
+		i++
+	}
+	if i >= len(w) || w[i] != "TABLE" {
+		return false
+	}
+	for _, x := range w[i+1:] {
+		if x == "AS" {
+			return true
+		}
+	}
+	return false
+}
+
+// enumValueAdded tells ALTER TYPE … ADD VALUE.
+func enumValueAdded(s string) bool {
+	w := topLevelWords(s)
+	if len(w) < 4 || w[0] != "ALTER" || w[1] != "TYPE" {
+		return false
+	}
+	for i := 2; i+1 < len(w); i++ {
+		if w[i] == "ADD" && w[i+1] == "VALUE" {
+			return true
+		}
+	}
+	return false
+}
+
+// topLevelWords returns the unquoted words of a statement outside
+// parentheses, quotes, dollar quotes and comments, upper-cased.
+func topLevelWords(s string) []string {
+	var out []string
+	depth := 0
+	word := func(i int) int {
+		j := i
+		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9' || s[j] == '$' || s[j] >= 0x80) {
+			j++
+		}
+		if depth == 0 {
+			out = append(out, strings.ToUpper(s[i:j]))
+		}
+		return j
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '\'' || c == '"':
+			i++
+			for i < len(s) {
+				if s[i] == c {
+					if i+1 < len(s) && s[i+1] == c {
+						i += 2
+						continue
+					}
+					break
+				}
+				i++
+			}
+			i++
+		case c == '-' && strings.HasPrefix(s[i:], "--"):
+			if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
+				i += j + 1
+			} else {
+				i = len(s)
+			}
+		case c == '/' && strings.HasPrefix(s[i:], "/*"):
+			if j := strings.Index(s[i+2:], "*/"); j >= 0 {
+				i += j + 4
+			} else {
+				i = len(s)
+			}
+		case c == '$':
+			j := strings.IndexByte(s[i+1:], '$')
+			if j >= 0 && isTag(s[i+1:i+1+j]) {
+				tag := s[i : i+j+2]
+				if k := strings.Index(s[i+len(tag):], tag); k >= 0 {
+					i += len(tag) + k + len(tag)
+				} else {
+					i = len(s)
+				}
+				continue
+			}
+			i++
+		case c == '(':
+			depth++
+			i++
+		case c == ')':
+			depth--
+			i++
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80:
+			i = word(i)
+		default:
+			i++
+		}
+	}
+	return out
+}
+
+func cutStatement(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		i := 300
+		for i > 0 && s[i]&0xC0 == 0x80 {
+			i--
+		}
+		s = s[:i] + "…"
+	}
+	return s
+}

@@ -1,0 +1,166 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/internal/pgtest"
+)
+
+// Captured DDL replays in the order the source ran it, once, and never
+// runs a statement's query again: a table created in a subtransaction
+// before the rows of the next one, CREATE TABLE AS and SELECT INTO (rows
+// from their own messages, not doubled), materialized views created and
+// refreshed, an enum value used after it was added, CREATE INDEX
+// CONCURRENTLY, and commands on temporary tables of two sessions with the
+// same name, which stay on the source (DESIGN 5).
+func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
+	e := capturingConf(t, nil, "", `tables_without_key = "replica_identity_full"`)
+	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
+
+	// Two sessions with temporary tables of the same name.
+	s1, s2 := source.Connect(t, e.db), source.Connect(t, e.db)
+	for i, conn := range []*pgx.Conn{s1, s2} {
+		for _, sql := range []string{
+			"CREATE TEMP TABLE scratch (a int PRIMARY KEY, b text)",
+			fmt.Sprintf("INSERT INTO scratch VALUES (%d, 'x')", i),
+			"CREATE INDEX ON scratch (b)",
+			"ALTER TABLE scratch ADD COLUMN c int",
+			"CREATE TEMP VIEW scratch_v AS SELECT * FROM scratch",
+		} {
+			execOn(t, conn, sql)
+		}
+	}
+
+	src(`BEGIN;
+		SAVEPOINT one;
+		CREATE TABLE sp (a int PRIMARY KEY);
+		SAVEPOINT two;
+		INSERT INTO sp VALUES (1);
+		RELEASE SAVEPOINT two;
+		INSERT INTO sp VALUES (2);
+		COMMIT`)
+	src(`CREATE TABLE ser (id serial PRIMARY KEY, note text DEFAULT 'n'); INSERT INTO ser(note) SELECT 'r' || g FROM generate_series(1, 5) g`)
+	src(`CREATE TABLE ctas AS SELECT g AS a, md5(g::text) AS b, now()::date AS d FROM generate_series(1, 2500) g`)
+	src(`INSERT INTO ctas VALUES (-1, 'after', '2020-01-02'); UPDATE ctas SET b = 'changed' WHERE a = 7; DELETE FROM ctas WHERE a = 8`)
+	src(`SELECT a, b INTO sel_into FROM ctas WHERE a < 50`)
+	src(`CREATE UNLOGGED TABLE ctas_unlogged AS SELECT 1 AS a`)
+	src(`CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n, sum(a) AS s FROM ctas`)
+	src(`INSERT INTO ctas SELECT g, 'more', NULL FROM generate_series(3000, 3010) g; REFRESH MATERIALIZED VIEW mv`)
+	src(`CREATE TYPE mood AS ENUM ('sad', 'ok'); CREATE TABLE moods (id int PRIMARY KEY, m mood)`)
+	src(`ALTER TYPE mood ADD VALUE 'happy'`)
+	src(`INSERT INTO moods VALUES (1, 'happy'), (2, 'sad')`)
+	src(`CREATE INDEX CONCURRENTLY ctas_b ON ctas (b)`)
+	// A DROP of a temporary and a permanent table at once.
+	src(`CREATE TABLE gone (a int PRIMARY KEY)`)
+	execOn(t, s1, "DROP TABLE scratch, gone CASCADE")
+	execOn(t, s2, "DROP TABLE scratch CASCADE")
+
+	m := e.mark(t, "after DDL")
+	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv"}
+	want := map[string]string{}
+	for _, tbl := range compare {
+		want[tbl] = tableHash(t, source, e.db, tbl)
+	}
+	e.waitStored(t, m)
+	db, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range compare {
+		if got := tableHash(t, target, db, tbl); got != want[tbl] {
+			t.Errorf("%s restored as %s, source held %s", tbl, got, want[tbl])
+		}
+	}
+	for obj, wantExists := range map[string]bool{"ctas_b": true, "ctas_unlogged": true, "gone": false, "scratch": false, "scratch_v": false} {
+		if got := pgtest.QueryValue[bool](t, target, db, "SELECT to_regclass($1) IS NOT NULL", obj); got != wantExists {
+			t.Errorf("%s exists in the restore: %v, want %v", obj, got, wantExists)
+		}
+	}
+	// Four statements per session, and the second session's DROP.
+	if sum.TempDDL != 9 {
+		t.Errorf("%d statements on temporary objects left alone, want 9", sum.TempDDL)
+	}
+	if len(sum.SkippedDDL) != 0 {
+		t.Errorf("skipped DDL: %v", sum.SkippedDDL)
+	}
+}
+
+// A temporary table made before a base backup and dropped after it is not
+// in the base: its DROP is left alone, not a failure.
+func TestDropOfTemporaryTableFromBeforeTheBase(t *testing.T) {
+	e := capturing(t)
+	ctx := context.Background()
+	s1 := source.Connect(t, e.db)
+	execOn(t, s1, "CREATE TEMP TABLE t3 (a int)")
+	base, err := e.w.BackupNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execOn(t, s1, "DROP TABLE t3")
+	source.Exec(t, e.db, "INSERT INTO items(name, qty) VALUES ('after the drop', 2)")
+	m := e.mark(t, "after drop")
+	e.waitStored(t, m)
+	db, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Base.ArtifactKey != base.ArtifactKey {
+		t.Fatalf("restored from base backup %s; the test needs %s, taken after CREATE TEMP TABLE", sum.Base.ArtifactKey, base.ArtifactKey)
+	}
+	if got := contentHash(t, target, db)["items"]; got != m.hash["items"] {
+		t.Errorf("items differs from the source")
+	}
+}
+
+// Captured DDL that fails on the target stops the restore with its LSN and
+// text; --on-ddl-error=skip goes on and lists it.
+func TestFailingDDLStopsOrIsSkipped(t *testing.T) {
+	e := capturing(t)
+	role := "btfu_only_on_source_" + e.db
+	source.Exec(t, "postgres", "CREATE ROLE "+role)
+	t.Cleanup(func() { source.Exec(t, e.db, "DROP OWNED BY "+role); source.Exec(t, "postgres", "DROP ROLE "+role) })
+	source.Exec(t, e.db, "GRANT SELECT ON items TO "+role)
+	source.Exec(t, e.db, "INSERT INTO items(name, qty) VALUES ('after the grant', 3)")
+	m := e.mark(t, "after grant")
+	e.waitStored(t, m)
+	_, _, err := e.restore(t, Target{LSN: m.lsn})
+	var re *ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("restore with a GRANT to a role the target lacks: %v, want a replay error", err)
+	}
+	for _, want := range []string{"GRANT SELECT ON items TO " + role, "does not exist", "--on-ddl-error=skip", re.LSN.String()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+
+	plan, err := MakePlan(context.Background(), e.meta, e.id, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := target.CreateDB(t)
+	sum, err := Run(context.Background(), e.meta, e.arts, e.id, plan, Options{TargetDSN: target.DSN(db), OnDDLError: DDLErrorSkip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.SkippedDDL) != 1 || !strings.Contains(sum.SkippedDDL[0].String(), "GRANT SELECT ON items TO "+role) {
+		t.Errorf("skipped DDL %v, want the GRANT", sum.SkippedDDL)
+	}
+	if got := contentHash(t, target, db)["items"]; got != m.hash["items"] {
+		t.Errorf("items differs from the source after skipping the GRANT")
+	}
+}
+
+// execOn runs sql in one session of the source.
+func execOn(t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
