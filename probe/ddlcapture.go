@@ -280,21 +280,33 @@ DECLARE
   usable boolean;
   r record;
   saved_lock_timeout text := current_setting('lock_timeout');
-  created boolean := tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO');
+  -- Tables this statement created (also inside CREATE SCHEMA … CREATE
+  -- TABLE): covered from their first row, they never "join".
+  created_rels oid[];
   taken oid[] := string_to_array(trim(trailing ',' FROM coalesce(current_setting('` + unloggedSetting + `', true), '')), ',')::oid[];
   dropped jsonb := nullif(current_setting('` + droppedSetting + `', true), '')::jsonb;
 BEGIN
   IF dropped IS NOT NULL THEN
     PERFORM set_config('` + droppedSetting + `', '', true);
   END IF;
-  SELECT coalesce(jsonb_agg(jsonb_build_object('type', object_type, 'identity', object_identity, 'schema', schema_name,
-           'temp', coalesce(schema_name = 'pg_temp' OR schema_name LIKE 'pg\_temp\_%', false))), '[]'::jsonb),
-         array_agg(DISTINCT CASE
-           WHEN classid = 'pg_class'::regclass THEN objid
-           WHEN classid = 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = objid)
-           END) FILTER (WHERE classid IN ('pg_class'::regclass, 'pg_constraint'::regclass))
-    INTO objs, rels
-    FROM pg_event_trigger_ddl_commands() WHERE NOT in_extension;
+  -- An object is temporary when its schema is, or when the relation it
+  -- belongs to is (triggers, rules, policies, constraints and defaults
+  -- have no schema of their own).
+  SELECT coalesce(jsonb_agg(jsonb_build_object('type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name,
+           'temp', coalesce(d.schema_name = 'pg_temp' OR d.schema_name LIKE 'pg\_temp\_%', false)
+             OR coalesce((SELECT c.relpersistence = 't' FROM pg_class c WHERE c.oid = d.relid), false))), '[]'::jsonb),
+         array_agg(DISTINCT d.relid) FILTER (WHERE d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass)),
+         array_agg(DISTINCT d.objid) FILTER (WHERE d.classid = 'pg_class'::regclass AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO'))
+    INTO objs, rels, created_rels
+    FROM (SELECT e.*, CASE e.classid
+             WHEN 'pg_class'::regclass THEN e.objid
+             WHEN 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = e.objid)
+             WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = e.objid)
+             WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = e.objid)
+             WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = e.objid)
+             WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = e.objid)
+             END AS relid
+          FROM pg_event_trigger_ddl_commands() e WHERE NOT e.in_extension) d;
   SELECT oid, pubviaroot INTO pubid, viaroot FROM pg_publication WHERE pg_publication.pubname = ` + quoteLiteral(src.Publication) + `;
 
   -- The definition of a CREATE TABLE AS / SELECT INTO table, for replay
@@ -386,7 +398,7 @@ BEGIN
       PERFORM set_config('lock_timeout', '200ms', true);
       EXECUTE format('ALTER PUBLICATION %s ADD TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-      IF NOT created AND NOT rel.oid = ANY (taken) THEN
+      IF NOT rel.oid = ANY (coalesce(created_rels, '{}')) AND NOT rel.oid = ANY (taken) THEN
         -- An existing table joins: its earlier rows are not in the stream.
         msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       END IF;
@@ -395,7 +407,7 @@ BEGIN
         -- emits them, streaming, outside any subtransaction.
         msg_prefix := 'rows'; msg_content := jsonb_build_object('schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       END IF;
-    ELSIF NOT usable AND NOT rel.listed AND created THEN
+    ELSIF NOT usable AND NOT rel.listed AND rel.oid = ANY (coalesce(created_rels, '{}')) THEN
       -- Left out from its first row: said in the stream, so restores name it.
       msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'left_out', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
     ELSIF NOT usable AND rel.listed THEN

@@ -23,7 +23,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	e := capturingConf(t, nil, "", `tables_without_key = "replica_identity_full"`)
 	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
 
-	// Two sessions with temporary tables of the same name.
+	src(`CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`)
+	// Two sessions with temporary tables of the same name, and objects
+	// on them without a schema of their own.
 	s1, s2 := source.Connect(t, e.db), source.Connect(t, e.db)
 	for i, conn := range []*pgx.Conn{s1, s2} {
 		for _, sql := range []string{
@@ -32,6 +34,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 			"CREATE INDEX ON scratch (b)",
 			"ALTER TABLE scratch ADD COLUMN c int",
 			"CREATE TEMP VIEW scratch_v AS SELECT * FROM scratch",
+			"CREATE TRIGGER scratch_t BEFORE INSERT ON scratch FOR EACH ROW EXECUTE FUNCTION noop()",
+			"CREATE POLICY scratch_p ON scratch USING (a > 0)",
+			"CREATE RULE scratch_r AS ON DELETE TO scratch_v DO INSTEAD NOTHING",
 		} {
 			execOn(t, conn, sql)
 		}
@@ -46,6 +51,8 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 		INSERT INTO sp VALUES (2);
 		COMMIT`)
 	src(`CREATE TABLE ser (id serial PRIMARY KEY, note text DEFAULT 'n'); INSERT INTO ser(note) SELECT 'r' || g FROM generate_series(1, 5) g`)
+	src(`CREATE SCHEMA elems CREATE TABLE t1 (id serial PRIMARY KEY, v text)`)
+	src(`INSERT INTO elems.t1(v) VALUES ('a'), ('b')`)
 	src(`CREATE TABLE ctas AS SELECT g AS a, md5(g::text) AS b, now()::date AS d FROM generate_series(1, 2500) g`)
 	src(`INSERT INTO ctas VALUES (-1, 'after', '2020-01-02'); UPDATE ctas SET b = 'changed' WHERE a = 7; DELETE FROM ctas WHERE a = 8`)
 	src(`SELECT a, b INTO sel_into FROM ctas WHERE a < 50`)
@@ -62,7 +69,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	execOn(t, s2, "DROP TABLE scratch CASCADE")
 
 	m := e.mark(t, "after DDL")
-	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv"}
+	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv", "elems.t1"}
 	want := map[string]string{}
 	for _, tbl := range compare {
 		want[tbl] = tableHash(t, source, e.db, tbl)
@@ -82,12 +89,17 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 			t.Errorf("%s exists in the restore: %v, want %v", obj, got, wantExists)
 		}
 	}
-	// Four statements per session, and the second session's DROP.
-	if sum.TempDDL != 9 {
-		t.Errorf("%d statements on temporary objects left alone, want 9", sum.TempDDL)
+	// Seven statements per session, and the second session's DROP.
+	if sum.TempDDL != 15 {
+		t.Errorf("%d statements on temporary objects left alone, want 15", sum.TempDDL)
 	}
 	if len(sum.SkippedDDL) != 0 {
 		t.Errorf("skipped DDL: %v", sum.SkippedDDL)
+	}
+	// Tables created by the statement (also within CREATE SCHEMA) are
+	// covered from their first row: none is left out of this restore.
+	if len(sum.LeftOut) != 0 {
+		t.Errorf("left out: %v", sum.LeftOut)
 	}
 }
 
