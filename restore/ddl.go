@@ -183,6 +183,12 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 	}
 	// Schema changes may change how rows are matched.
 	p.typeMatch = nil
+	if changes, event := changesTriggerState(stmt); changes && p.guard != nil {
+		// The statement acts on the triggers' true state.
+		if err := p.guard.restore(ctx, p.tx, event); err != nil {
+			return &ReplayError{LSN: p.cur.LSN(), Err: err}
+		}
+	}
 	err := p.inSavepoint(ctx, func() error {
 		if searchPath != nil {
 			if _, err := p.tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", *searchPath); err != nil {
@@ -195,6 +201,13 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "25001" { // active_sql_transaction
 		err = p.outsideTransaction(ctx, searchPath, stmt)
+	}
+	if p.guard != nil {
+		// The statement may have made or enabled a trigger that would
+		// fire during replay.
+		if gerr := p.guard.quiet(ctx, p.tx); gerr != nil {
+			return &ReplayError{LSN: p.cur.LSN(), Err: gerr}
+		}
 	}
 	if err == nil {
 		if enumValueAdded(stmt) {

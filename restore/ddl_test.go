@@ -176,3 +176,54 @@ func execOn(t *testing.T, conn *pgx.Conn, sql string) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// Triggers and event triggers set ENABLE ALWAYS fire under
+// session_replication_role = replica, and ENABLE REPLICA ones fire only
+// then: replay keeps them quiet (their effects are in the stream, or never
+// happened on the source) and gives the restore the source's trigger
+// states, also where replayed DDL changed them (DESIGN 4.5).
+func TestTriggersThatFireInReplicaModeStayQuiet(t *testing.T) {
+	e := capturingConf(t, nil, `
+CREATE TABLE log (id serial PRIMARY KEY, what text);
+CREATE FUNCTION log_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO log(what) VALUES (TG_TABLE_NAME || ' ' || TG_OP); RETURN NEW; END $$;
+CREATE FUNCTION log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO log(what) VALUES ('ddl ' || tg_tag); END $$;
+CREATE TABLE a (id int PRIMARY KEY);
+CREATE TABLE b (id int PRIMARY KEY);
+CREATE TRIGGER ta AFTER INSERT ON a FOR EACH ROW EXECUTE FUNCTION log_row();
+CREATE TRIGGER tb AFTER INSERT ON b FOR EACH ROW EXECUTE FUNCTION log_row();
+ALTER TABLE a ENABLE ALWAYS TRIGGER ta;
+ALTER TABLE b ENABLE REPLICA TRIGGER tb;
+CREATE EVENT TRIGGER log_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION log_ddl();
+ALTER EVENT TRIGGER log_ddl ENABLE ALWAYS;`, "")
+	t.Cleanup(func() { source.Exec(t, e.db, "DROP EVENT TRIGGER IF EXISTS log_ddl") })
+	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
+	src("INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (1)")
+	src("CREATE TABLE c (id int PRIMARY KEY)")
+	src("CREATE TRIGGER tc AFTER INSERT ON c FOR EACH ROW EXECUTE FUNCTION log_row()")
+	src("ALTER TABLE c ENABLE ALWAYS TRIGGER tc")
+	src("INSERT INTO c VALUES (1)")
+	src("ALTER TABLE a DISABLE TRIGGER ta")
+	src("INSERT INTO a VALUES (3)")
+	m := e.mark(t, "triggers")
+	states := `SELECT string_agg(x, ' ' ORDER BY x) FROM (SELECT tgname || '=' || tgenabled::text AS x FROM pg_trigger WHERE NOT tgisinternal
+		UNION ALL SELECT evtname || '=' || evtenabled::text FROM pg_event_trigger WHERE evtname NOT LIKE 'btfu%') s`
+	wantStates := pgtest.QueryValue[string](t, source, e.db, states)
+	want := map[string]string{}
+	for _, tbl := range []string{"log", "a", "b", "c"} {
+		want[tbl] = tableHash(t, source, e.db, tbl)
+	}
+	e.waitStored(t, m)
+	db, _, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Exec(t, db, "DROP EVENT TRIGGER IF EXISTS log_ddl") })
+	for tbl, h := range want {
+		if got := tableHash(t, target, db, tbl); got != h {
+			t.Errorf("%s restored as %s, source held %s", tbl, got, h)
+		}
+	}
+	if got := pgtest.QueryValue[string](t, target, db, states); got != wantStates {
+		t.Errorf("trigger states restored as %q, source has %q", got, wantStates)
+	}
+}

@@ -94,6 +94,7 @@ type replayer struct {
 	onDDLError DDLErrorPolicy
 	skippedDDL []SkippedDDL
 	tempDDL    int
+	guard      *triggerGuard // nil: triggers are left as they are
 	// typeMatch caches, per column type, how REPLICA IDENTITY FULL rows
 	// are matched on the target (match.go); DDL empties it.
 	typeMatch map[string]colMatch

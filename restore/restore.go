@@ -136,7 +136,11 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 			return sum, fmt.Errorf("target: %s: %w", s, err)
 		}
 	}
-	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError}
+	guard := newTriggerGuard()
+	if err := guard.quiet(ctx, conn); err != nil {
+		return sum, fmt.Errorf("target: %w (the target is partial: it holds the base backup)", err)
+	}
+	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError, guard: guard}
 	if late := plan.LeftOut(); len(late) > 0 {
 		p.leftOut = map[string]bool{}
 		for _, c := range late {
@@ -179,6 +183,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 			if p.tx != nil {
 				p.tx.Rollback(context.WithoutCancel(ctx))
 			}
+			// Best effort: a partial target keeps its triggers' states.
+			_ = guard.restore(context.WithoutCancel(ctx), conn, true)
 			return sum, fmt.Errorf("segment %s: %w (the target is partial: it holds the base backup and %d replayed transactions)", s.ArtifactKey, err, p.txs-int64(p.inBatch))
 		}
 		done += s.StoredBytes
@@ -186,6 +192,9 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	if err := p.flush(ctx); err != nil {
 		return sum, fmt.Errorf("commit replay: %w", err)
+	}
+	if err := guard.restore(ctx, conn, true); err != nil {
+		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
 	sum.SkippedDDL, sum.TempDDL = p.skippedDDL, p.tempDDL
