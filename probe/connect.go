@@ -73,8 +73,23 @@ func Connect(ctx context.Context, src *config.Source) (*pgx.Conn, error) {
 	return conn, nil
 }
 
+// TextFormSettings fix the text form of values: pgoutput writes each
+// value with its type's output function in the walsender's session, and
+// the source's database or role defaults (DateStyle 'SQL, DMY', a time
+// zone abbreviation, IntervalStyle sql_standard, few float digits, a
+// national lc_monetary) would otherwise give text that a restore reads
+// back as another value, or not at all (DESIGN 2.4). Restores read with
+// the same settings.
+var TextFormSettings = map[string]string{
+	"datestyle":          "ISO, MDY",
+	"intervalstyle":      "postgres",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+	"lc_monetary":        "C",
+}
+
 // ConnectReplication opens a replication connection (replication=database),
-// the kind the slot is created and streamed on.
+// the kind the slot is created and streamed on, with TextFormSettings.
 func ConnectReplication(ctx context.Context, src *config.Source) (*pgconn.PgConn, error) {
 	cfg, err := connConfig(src)
 	if err != nil {
@@ -84,6 +99,9 @@ func ConnectReplication(ctx context.Context, src *config.Source) (*pgconn.PgConn
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["replication"] = "database"
+	for k, v := range TextFormSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, connError(src.Name, cfg, err)

@@ -131,7 +131,10 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	// 4. Replay. Triggers do not fire (DESIGN 4.5); function bodies are
 	// not checked against objects that captured DDL creates later, as
 	// pg_restore does not check them.
-	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off"} {
+	// Values are read in the settings the stream wrote them with
+	// (probe.TextFormSettings; restore does not import probe).
+	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off",
+		"SET datestyle = 'ISO, MDY'", "SET intervalstyle = postgres", "SET extra_float_digits = 3", "SET bytea_output = hex", "SET lc_monetary = 'C'"} {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return sum, fmt.Errorf("target: %s: %w", s, err)
 		}
