@@ -587,19 +587,30 @@ func (w *Worker) addNewTables(ctx context.Context) {
 	w.mu.Unlock()
 	// Left out is recorded, so status, the TUI and restore plans name the
 	// table for as long as it stays out.
-	dropped := map[string]bool{}
+	reasons := map[string]string{}
 	for _, t := range nt.Dropped {
-		dropped[t] = true
+		reasons[t] = "left the publication when it lost its primary key or replica identity"
 	}
-	for _, t := range w.newlyLeftOut(ctx, append(nt.Undecided, nt.Dropped...)) {
-		reason := "no primary key or replica identity"
-		if dropped[t] {
-			reason = "left the publication when it lost its primary key or replica identity"
+	for _, t := range nt.Unlogged {
+		reasons[t] = unloggedReason
+	}
+	var freshUnlogged []string
+	for _, t := range w.newlyLeftOut(ctx, append(append(nt.Undecided, nt.Dropped...), nt.Unlogged...)) {
+		reason := reasons[t]
+		if reason == "" {
+			reason = "no primary key or replica identity"
 		}
 		if _, err := w.Meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: w.SourceID, Table: t, FromLSN: nt.LSN, AddedAt: time.Now(), LeftOut: true, Reason: reason}); err != nil {
 			w.Log.Warn("could not record a table left out", "table", t, "err", err)
 		}
-		fresh = append(fresh, t)
+		if reason == unloggedReason {
+			freshUnlogged = append(freshUnlogged, t)
+		} else {
+			fresh = append(fresh, t)
+		}
+	}
+	if len(freshUnlogged) > 0 {
+		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s are UNLOGGED: their changes are not in the WAL, so restores hold them as the base backup had them (ALTER TABLE … SET LOGGED to back them up)", strings.Join(freshUnlogged, ", ")))
 	}
 	if len(fresh) > 0 {
 		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
@@ -618,6 +629,9 @@ func (w *Worker) addNewTables(ctx context.Context) {
 	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
 	w.backupSoon(ctx, "new tables")
 }
+
+// unloggedReason is why an UNLOGGED table is not backed up.
+const unloggedReason = "UNLOGGED: its changes are not in the WAL"
 
 // recordTableEvents records what the DDL-capture trigger did to the
 // publication in a transaction: an existing table that joined is covered

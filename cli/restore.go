@@ -85,6 +85,9 @@ func restoreCommand() command {
 				}
 				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s)\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
 					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
+				if sum.LargeObjects > 0 {
+					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
+				}
 				if sum.TempDDL > 0 {
 					fmt.Fprintf(env.Stdout, "  temporary    %d DDL command(s) on temporary objects not replayed (they lived in their session only)\n", sum.TempDDL)
 				}

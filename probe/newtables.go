@@ -23,6 +23,9 @@ type NewTables struct {
 	Dropped []string
 	// NotOwned tables cannot be added by a role that does not own them.
 	NotOwned []string
+	// Unlogged tables are not in the WAL, so not in the stream: a restore
+	// holds them as the base backup had them.
+	Unlogged []string
 	// LSN is the source's WAL position after the tables were added: their
 	// changes are in the stream from there on.
 	LSN pglogrepl.LSN
@@ -104,6 +107,9 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 		switch t.Decision {
 		case "undecided":
 			out.Undecided = append(out.Undecided, name)
+			continue
+		case "not_logged":
+			out.Unlogged = append(out.Unlogged, name)
 			continue
 		case "publish", "set_full":
 		default:

@@ -72,9 +72,12 @@ type Summary struct {
 	SkippedDDL []SkippedDDL
 	// TempDDL counts captured commands on temporary objects, which stay
 	// in the session that made them and are not replayed.
-	TempDDL   int
-	Sequences int
-	Took      time.Duration
+	TempDDL int
+	// LargeObjects counts the large objects the target holds: as the base
+	// backup had them, since logical decoding does not carry them.
+	LargeObjects int64
+	Sequences    int
+	Took         time.Duration
 }
 
 // Run restores plan into the target. Every artifact is verified before the
@@ -125,6 +128,9 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
 	opts.Log.Info("base backup restored", "key", plan.Base.ArtifactKey)
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_largeobject_metadata").Scan(&sum.LargeObjects); err != nil {
+		return sum, fmt.Errorf("target: count large objects: %w (the target is partial)", err)
+	}
 	if err := dropCaptureObjects(ctx, conn, opts.SourcePublication); err != nil {
 		return sum, fmt.Errorf("target: drop btfu's capture objects restored from the base backup: %w (the target is partial)", err)
 	}

@@ -1,0 +1,61 @@
+package restore
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What logical decoding cannot carry is named: UNLOGGED tables (there at
+// registration, or created later) in the plan's and the summary's LEFT OUT
+// lists, and large objects counted in the summary.
+func TestUnloggedTablesAndLargeObjectsAreNamed(t *testing.T) {
+	e := capturingWith(t, nil, `CREATE UNLOGGED TABLE u1 (id int PRIMARY KEY, v text); INSERT INTO u1 VALUES (1, 'base');
+		SELECT lo_from_bytea(0, 'before the base')`)
+	source.Exec(t, e.db, "CREATE UNLOGGED TABLE u2 (id int PRIMARY KEY); INSERT INTO u2 VALUES (1); UPDATE u1 SET v = 'later'")
+	ctx := context.Background()
+	// The periodic check records them.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		recs, err := e.meta.ListTableCoverage(ctx, e.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range recs {
+			if c.LeftOut && (c.Table == "public.u1" || c.Table == "public.u2") {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("UNLOGGED tables not recorded as left out: %+v", recs)
+		}
+	}
+	m := e.mark(t, "unlogged")
+	e.waitStored(t, m)
+	plan, err := MakePlan(ctx, e.meta, e.id, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range plan.LeftOut() {
+		names = append(names, plan.Describe(c))
+	}
+	if all := strings.Join(names, "\n"); !strings.Contains(all, "public.u1: ") || !strings.Contains(all, "public.u2: ") || !strings.Contains(all, "UNLOGGED") {
+		t.Errorf("plan does not name both UNLOGGED tables and why: %q", all)
+	}
+	db := target.CreateDB(t)
+	sum, err := Run(ctx, e.meta, e.arts, e.id, plan, Options{TargetDSN: target.DSN(db)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sum.LeftOut, "\n"); !strings.Contains(got, "public.u1") || !strings.Contains(got, "public.u2") {
+		t.Errorf("summary's LEFT OUT does not name u1 and u2: %q", got)
+	}
+	if sum.LargeObjects != 1 {
+		t.Errorf("summary counts %d large objects, want 1 (the one in the base backup)", sum.LargeObjects)
+	}
+}
