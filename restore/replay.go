@@ -490,6 +490,10 @@ func (p *replayer) where(ctx context.Context, rel *segment.Relation, rec *segmen
 // insert adds a row to the current run of inserts, starting a new run
 // when the table or the column set differs.
 func (p *replayer) insert(ctx context.Context, rel *segment.Relation, rec *segment.Record, cols, vals []string, args []any) error {
+	if len(cols) == 0 {
+		// A table without columns: neither COPY nor VALUES can name none.
+		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, what: "INSERT"}, "INSERT INTO "+table(rel)+" DEFAULT VALUES")
+	}
 	colList := strings.Join(cols, ", ")
 	key := table(rel) + " (" + colList + ")"
 	if p.run != nil && p.run.key != key {
