@@ -89,7 +89,7 @@ func restoreCommand() command {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}
 				if sum.TempDDL > 0 {
-					fmt.Fprintf(env.Stdout, "  temporary    %d DDL command(s) on temporary objects not replayed (they lived in their session only)\n", sum.TempDDL)
+					fmt.Fprintf(env.Stdout, "  temporary    %d DDL statement(s) on temporary objects not replayed (they lived in their session only)\n", sum.TempDDL)
 				}
 				for _, l := range sum.LeftOut {
 					fmt.Fprintf(env.Stdout, "  LEFT OUT     %s\n", l)

@@ -75,7 +75,7 @@ func (f *fakeEngine) PlanRestore(context.Context, string, restore.Target) (*rest
 	return f.plan, f.planErr
 }
 func (f *fakeEngine) Restore(context.Context, string, *restore.Plan, restore.Options) (restore.Summary, error) {
-	return restore.Summary{Transactions: 10, Rows: 20}, nil
+	return restore.Summary{Transactions: 10, Rows: 20, LargeObjects: 2, TempDDL: 3}, nil
 }
 func (f *fakeEngine) Config() *config.Config {
 	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders", RestoreTarget: "postgres://drill@scratch/orders_drill"}, {Name: "billing"}}}
@@ -436,8 +436,9 @@ func TestWizardWalksToASummary(t *testing.T) {
 		}
 		m, _ = update(t, m, press("n"))
 		m = run(t, m, cmd)
-		if w.step != stepDone || !strings.Contains(ansi.Strip(m.Render()), "replayed     10 transactions, 20 rows") {
-			t.Fatalf("summary:\n%s", ansi.Strip(m.Render()))
+		if out := ansi.Strip(m.Render()); w.step != stepDone || !strings.Contains(out, "replayed     10 transactions, 20 rows") ||
+			!strings.Contains(out, "large objects 2") || !strings.Contains(out, "temporary    3") {
+			t.Fatalf("summary:\n%s", out)
 		}
 		m, cmd = update(t, m, press("enter"))
 		m = run(t, m, cmd)

@@ -421,6 +421,12 @@ func (w *wizard) View() string {
 			b.WriteString(w.st.OK.Render("Restore finished.") + "\n")
 			b.WriteString(fmt.Sprintf("base backup  %s\nreplayed     %d transactions, %d rows\nsequences    %d set\ntook         %s\n",
 				s.Base.ArtifactKey, s.Transactions, s.Rows, s.Sequences, s.Took.Round(time.Millisecond)))
+			if s.LargeObjects > 0 {
+				b.WriteString(w.st.Warn.Render(fmt.Sprintf("large objects %d, as of the base backup (not decoded)", s.LargeObjects)) + "\n")
+			}
+			if s.TempDDL > 0 {
+				b.WriteString(fmt.Sprintf("temporary    %d DDL statement(s) on temporary objects not replayed\n", s.TempDDL))
+			}
 			for _, l := range s.LeftOut {
 				b.WriteString(w.st.Warn.Render("LEFT OUT     "+l) + "\n")
 			}
