@@ -96,9 +96,13 @@ func Take(ctx context.Context, req Request) (store.BaseBackup, error) {
 			break
 		}
 		err = fmt.Errorf("base backup of source %s: %w", req.Source.Name, err)
-		if !isRewritten(err) || attempt == rewriteAttempts || ctx.Err() != nil {
-			if isRewritten(err) {
+		dropped := droppedSince(ctx, req.Source, lockedTable(err))
+		if !(isRewritten(err) || dropped) || attempt == rewriteAttempts || ctx.Err() != nil {
+			switch {
+			case isRewritten(err):
 				err = fmt.Errorf("%w; gave up after %d attempts: take the base backup when nothing truncates or rewrites published tables", err, attempt)
+			case dropped:
+				err = fmt.Errorf("%w; gave up after %d attempts: a table was dropped each time pg_dump started; take the base backup when the schema is quieter", err, attempt)
 			}
 			return j.fail(ctx, err)
 		}
@@ -109,6 +113,26 @@ func Take(ctx context.Context, req Request) (store.BaseBackup, error) {
 	j.log.Info("base backup complete", "consistent_lsn", j.base.ConsistentLSN.String(), "key", j.base.ArtifactKey,
 		"size", probe.HumanBytes(j.base.SizeBytes), "took", time.Since(j.started).Round(time.Millisecond).String())
 	return j.base, nil
+}
+
+// droppedSince tells whether table (as pg_dump names it in LOCK TABLE)
+// no longer exists: dropped after the snapshot, so a new snapshot will
+// not list it. A table that exists failed to lock for another reason
+// (privileges), which trying again does not cure.
+func droppedSince(ctx context.Context, src *config.Source, table string) bool {
+	if table == "" || ctx.Err() != nil {
+		return false
+	}
+	conn, err := probe.Connect(ctx, src)
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var gone bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NULL", table).Scan(&gone); err != nil {
+		return false
+	}
+	return gone
 }
 
 // job is one Take in progress and what it has created so far.

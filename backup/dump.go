@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -84,6 +85,39 @@ func (j *job) dump(ctx context.Context, key string, extra io.Writer, locked func
 	return size, sha, nil
 }
 
+// lockedTable is the table a pg_dump failed to lock (it lists tables
+// from the snapshot's catalog, then locks them), "" for other failures.
+func lockedTable(err error) string {
+	var d *dumpError
+	if !errors.As(err, &d) {
+		return ""
+	}
+	_, rest, ok := strings.Cut(d.stderr, "Query was: LOCK TABLE ")
+	if !ok {
+		return ""
+	}
+	name, _, ok := strings.Cut(rest, " IN ACCESS SHARE MODE")
+	if !ok {
+		return ""
+	}
+	return name
+}
+
+// dumpError is pg_dump's failed exit with its standard error.
+type dumpError struct {
+	err    error
+	stderr string
+}
+
+func (e *dumpError) Error() string {
+	if e.stderr == "" {
+		return fmt.Sprintf("pg_dump failed (%v)", e.err)
+	}
+	return fmt.Sprintf("pg_dump failed (%v): %s", e.err, e.stderr)
+}
+
+func (e *dumpError) Unwrap() error { return e.err }
+
 // dumpOutput is pg_dump's standard output. At its end it waits for
 // pg_dump and turns a failed exit into a read error.
 type dumpOutput struct {
@@ -108,10 +142,7 @@ func (d *dumpOutput) wait() error {
 	if !d.waited {
 		d.waited = true
 		if err := d.cmd.Wait(); err != nil {
-			d.err = fmt.Errorf("pg_dump failed (%v)", err)
-			if msg := d.stderr.String(); msg != "" {
-				d.err = fmt.Errorf("%w: %s", d.err, msg)
-			}
+			d.err = &dumpError{err: err, stderr: d.stderr.String()}
 		}
 	}
 	return d.err
