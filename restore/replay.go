@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/segment"
 )
@@ -41,6 +44,15 @@ type insertRun struct {
 	buf     bytes.Buffer
 	copying bool     // a chunk was sent with COPY
 	stmts   []insert // while the run is shorter than copyMin
+	// for messages: the row's columns, and where each source
+	// transaction's rows start in the current chunk
+	cols []segment.Column
+	txs  []runTx
+}
+
+type runTx struct {
+	row int // 0-based, in the chunk
+	lsn segment.LSN
 }
 
 type insert struct {
@@ -502,11 +514,15 @@ func (p *replayer) insert(ctx context.Context, rel *segment.Relation, rec *segme
 		}
 	}
 	if p.run == nil {
-		p.run = &insertRun{key: key, table: rel.Schema + "." + rel.Name, copySQL: "COPY " + key + " FROM STDIN"}
+		p.run = &insertRun{key: key, table: rel.Schema + "." + rel.Name, copySQL: "COPY " + key + " FROM STDIN", cols: rel.Columns}
 	}
 	r := p.run
 	if r.rows == 0 {
 		r.lsn = p.cur.LSN()
+		r.txs = r.txs[:0]
+	}
+	if n := len(r.txs); n == 0 || r.txs[n-1].lsn != p.cur.LSN() {
+		r.txs = append(r.txs, runTx{row: r.rows, lsn: p.cur.LSN()})
 	}
 	r.rows++
 	first := true
@@ -573,9 +589,9 @@ func (p *replayer) copyChunk(ctx context.Context) error {
 		return err
 	}
 	rows := r.rows
-	tag, err := p.tx.Conn().PgConn().CopyFrom(ctx, &r.buf, r.copySQL)
+	tag, err := p.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(r.buf.Bytes()), r.copySQL)
 	if err != nil {
-		return &ReplayError{LSN: r.lsn, Table: r.table, Err: fmt.Errorf("COPY of %d inserted rows starting at this transaction: %w", rows, err)}
+		return r.copyError(err)
 	}
 	if tag.RowsAffected() != int64(rows) {
 		return &ReplayError{LSN: r.lsn, Table: r.table, Err: fmt.Errorf("COPY stored %d rows, want %d", tag.RowsAffected(), rows)}
@@ -584,6 +600,43 @@ func (p *replayer) copyChunk(ctx context.Context) error {
 	r.buf.Reset()
 	r.rows = 0
 	return nil
+}
+
+var copyLineRE = regexp.MustCompile(`\bline (\d+)`)
+
+// copyError names the row a COPY failed on, from the line its error
+// context gives: its transaction and its key (or all its columns).
+func (r *insertRun) copyError(err error) error {
+	var pgErr *pgconn.PgError
+	line := 0
+	if errors.As(err, &pgErr) {
+		if m := copyLineRE.FindStringSubmatch(pgErr.Where); m != nil {
+			line, _ = strconv.Atoi(m[1])
+		}
+	}
+	lines := bytes.Split(r.buf.Bytes(), []byte{'\n'})
+	if line < 1 || line > r.rows || line > len(lines) {
+		return &ReplayError{LSN: r.lsn, Table: r.table, Err: fmt.Errorf("COPY of %d inserted rows starting at this transaction: %w", r.rows, err)}
+	}
+	lsn := r.lsn
+	for _, t := range r.txs {
+		if t.row <= line-1 {
+			lsn = t.lsn
+		}
+	}
+	fields := strings.Split(string(lines[line-1]), "\t")
+	vals := make([]segment.Value, len(r.cols))
+	for i := range vals {
+		switch {
+		case i >= len(fields):
+		case fields[i] == `\N`:
+			vals[i] = segment.Value{Kind: segment.Null}
+		default:
+			vals[i] = segment.TextValue(fields[i]) // still COPY-escaped: for reading only
+		}
+	}
+	return &ReplayError{LSN: lsn, Table: r.table, Key: rowKey(&segment.Relation{Columns: r.cols}, vals),
+		Err: fmt.Errorf("INSERT (row %d of a COPY of %d): %w", line, r.rows, err)}
 }
 
 // copyEscape writes s in COPY's text format.

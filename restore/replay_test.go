@@ -272,3 +272,52 @@ func TestPrepareErrorNamesTheFailingStatement(t *testing.T) {
 		}
 	}
 }
+
+// A row that COPY cannot store (here: its key is taken on the target) is
+// named with its own transaction and key, not only the run's first.
+func TestCopyErrorNamesTheRow(t *testing.T) {
+	ctx := context.Background()
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, name text); INSERT INTO items VALUES (15, 'already there')")
+	rel := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "name", Type: "text"}}}
+	var buf bytes.Buffer
+	w, err := segment.NewWriter(&buf, segment.Header{Format: 1, Source: "app", ChainID: 1}, zstd.SpeedFastest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for tx, ids := range [][]int{{1, 10}, {11, 20}} {
+		lsn := segment.LSN(0x3000000 + 0x100*(tx+1))
+		ok(w.BeginTx(segment.TxInfo{XID: uint32(7 + tx), CommitLSN: lsn, EndLSN: lsn + 0x30, CommitTime: at, Changes: ids[1] - ids[0] + 1}))
+		for id := ids[0]; id <= ids[1]; id++ {
+			ok(w.WriteChange(&segment.Record{T: segment.TypeInsert, RelOID: rel.OID, New: []segment.Value{segment.TextValue(fmt.Sprint(id)), segment.TextValue("row")}}, rel))
+		}
+		ok(w.CommitTx())
+	}
+	_, err = w.Close()
+	ok(err)
+	r, err := segment.NewReader(&buf)
+	ok(err)
+	defer r.Close()
+	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+	err = p.segment(ctx, r)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	var re *ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("replay of a row whose key is taken: %v", err)
+	}
+	for _, want := range []string{"0/3000200", "public.items", "id=15", "row 15 of a COPY of 20", "duplicate key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
