@@ -49,8 +49,9 @@ const (
 	// IDENTITY FULL) and the statements it runs itself.
 	InternalSetting = "btfu.internal"
 	// ddlCaptureVersion is the version of the message format ("v"): 3
-	// adds "dropped".
-	ddlCaptureVersion = 3
+	// adds "dropped", 4 "nested", "defs" and "unrebuilt" (DDL run inside
+	// a function, procedure or DO block).
+	ddlCaptureVersion = 4
 )
 
 // ddlObjects names what DDL capture puts on the source, for the plan.
@@ -194,7 +195,8 @@ BEGIN
   END IF;
   BEGIN
     PERFORM pg_catalog.set_config('` + droppedSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-        'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name, 'temp', d.is_temporary, 'original', true))
+        'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name, 'temp', d.is_temporary, 'original', true,
+        'names', pg_catalog.to_jsonb(d.address_names)))
       FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.original)::text, ''), true);
   EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'btfu could not note the objects this DROP removed (%: %)', SQLSTATE, SQLERRM;
@@ -285,6 +287,27 @@ DECLARE
   created_rels oid[];
   taken oid[] := string_to_array(trim(trailing ',' FROM coalesce(current_setting('` + unloggedSetting + `', true), '')), ',')::oid[];
   dropped jsonb := nullif(current_setting('` + droppedSetting + `', true), '')::jsonb;
+  -- DDL inside a function, procedure or DO block (see nestedSQL).
+  q text;
+  nested boolean := false;
+  defs text[] := '{}';
+  unrebuilt text[] := '{}';
+  seen text := coalesce(current_setting('` + nestedSeenSetting + `', true), '');
+  seen_before text := seen;
+  top bigint;
+  hi bigint;
+  cmd record;
+  def text;
+  handled boolean;
+  alter_rel oid;
+  r_kind "char";
+  r_temp boolean;
+  emit boolean;
+  rebuilt boolean;
+  changed boolean;
+  base int;
+  tok text;
+  relq text;
 BEGIN
   IF dropped IS NOT NULL THEN
     PERFORM set_config('` + droppedSetting + `', '', true);
@@ -324,6 +347,19 @@ BEGIN
       GROUP BY n.nspname, c.relname, c.relpersistence;
   END IF;
 
+  -- A failure here costs the rebuilt statements, not the message nor the
+  -- publication upkeep.
+  BEGIN
+` + nestedSQL() + `
+    IF seen IS DISTINCT FROM seen_before THEN
+      PERFORM set_config('` + nestedSeenSetting + `', seen, true);
+    END IF;
+  EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'btfu could not rebuild this % statement from the catalog (%: %); a restore will report it', tag, SQLSTATE, SQLERRM;
+    defs := '{}';
+    unrebuilt := ARRAY[format('%s (btfu could not rebuild it: %s)', tag, SQLERRM)];
+  END;
+
   msg_prefix := '` + DDLMessagePrefix + `'; msg_content := jsonb_strip_nulls(jsonb_build_object(
     'v', ` + fmt.Sprint(ddlCaptureVersion) + `,
     'tag', tag,
@@ -333,6 +369,9 @@ BEGIN
     'objects', objs,
     'dropped', dropped,
     'create', create_sql,
+    'nested', CASE WHEN nested THEN true END,
+    'defs', CASE WHEN nested THEN to_jsonb(defs) END,
+    'unrebuilt', CASE WHEN nested AND cardinality(unrebuilt) > 0 THEN to_jsonb(unrebuilt) END,
     -- btfu's own publication is not the application's schema: a restore
     -- must not recreate or change it.
     'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text;
@@ -493,6 +532,369 @@ func globRegexp(p string) string {
 	}
 	b.WriteString("$")
 	return b.String()
+}
+
+// ddlKeywords are the first words of a client statement that is itself
+// DDL; replay finds the DDL to run in such a query's text (see
+// restore.ddlStatements, which keeps the same list).
+var ddlKeywords = []string{"CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY", "REFRESH", "IMPORT"}
+
+// nestedSeenSetting carries, within a transaction, what the capture
+// already saw of the tables DDL touched (columns, constraints and
+// inheritance links created or changed in the transaction, with a digest
+// of their definition), so a later command inside a function or DO block
+// rebuilds only what it added, and notices what it changed.
+const nestedSeenSetting = "btfu.nested_seen"
+
+// mineSQL is a SQL expression telling whether the catalog row version
+// with xmin x (a column name) was written by the running transaction or
+// one of its subtransactions (a DO block's EXCEPTION clause runs one).
+// The trigger runs in the transaction of the DDL and sees no other
+// transaction's uncommitted rows. An xid is placed in the epoch of top
+// (the transaction's own, which its subtransactions' follow): one that
+// does not follow top (frozen, or older) is not the transaction's; one at
+// or past the snapshot's xmax can only be its own (another's would be
+// invisible); one below it is asked of txid_status, which is safe there.
+func mineSQL(x string) string {
+	full := "(top + ((" + x + "::text::bigint - top % 4294967296 + 4294967296) % 4294967296))"
+	return "(CASE WHEN " + x + "::text::bigint <= 2 OR " + full + " >= top + 2147483648 THEN false WHEN " + full + " >= hi THEN true ELSE txid_status(" + full + ") = 'in progress' END)"
+}
+
+// columnSpecSQL is a column's definition as CREATE TABLE and ADD COLUMN
+// take it, from a (pg_attribute), t (its pg_type) and ad (its pg_attrdef,
+// left joined). Names and types come out schema-qualified: the core runs
+// with search_path pg_catalog, pg_temp.
+const columnSpecSQL = `format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+  || CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END
+  || CASE WHEN a.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ') STORED'
+          WHEN a.attgenerated = 'v' THEN ' GENERATED ALWAYS AS (' || pg_get_expr(ad.adbin, ad.adrelid) || ') VIRTUAL'
+          WHEN ad.adbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(ad.adbin, ad.adrelid) ELSE '' END
+  || CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY' WHEN 'd' THEN ' GENERATED BY DEFAULT AS IDENTITY' ELSE '' END
+  || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END`
+
+// tableDefSQL selects into def the CREATE TABLE statement of table cmd.objid
+// as the catalog holds it at the end of the command.
+const tableDefSQL = `SELECT format('CREATE %sTABLE %I.%I ', CASE c.relpersistence WHEN 'u' THEN 'UNLOGGED ' ELSE '' END, n.nspname, c.relname)
+    || CASE WHEN c.relispartition
+         THEN format('PARTITION OF %I.%I', pn.nspname, pc.relname) || coalesce(' (' || y.cons || ')', '') || ' ' || pg_get_expr(c.relpartbound, c.oid)
+         ELSE '(' || concat_ws(', ', x.cols, y.cons) || ')' || coalesce(' INHERITS (' || z.inh || ')', '') END
+    || CASE WHEN c.relkind = 'p' THEN ' PARTITION BY ' || pg_get_partkeydef(c.oid) ELSE '' END
+    || CASE WHEN c.relkind = 'r' AND am.amname IS DISTINCT FROM 'heap' THEN format(' USING %I', am.amname) ELSE '' END
+    || CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END
+  INTO def
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_am am ON am.oid = c.relam
+  LEFT JOIN pg_inherits pi ON c.relispartition AND pi.inhrelid = c.oid
+  LEFT JOIN pg_class pc ON pc.oid = pi.inhparent
+  LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+  CROSS JOIN LATERAL (SELECT string_agg(` + columnSpecSQL + `, ', ' ORDER BY a.attnum) AS cols
+      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attislocal) x
+  CROSS JOIN LATERAL (SELECT string_agg(format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)), ', '
+        ORDER BY CASE k.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, k.conname) AS cons
+      FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conislocal AND k.conparentid = 0) y
+  CROSS JOIN LATERAL (SELECT string_agg(format('%I.%I', hn.nspname, hc.relname), ', ' ORDER BY i.inhseqno) AS inh
+      FROM pg_inherits i JOIN pg_class hc ON hc.oid = i.inhparent JOIN pg_namespace hn ON hn.oid = hc.relnamespace
+      WHERE i.inhrelid = c.oid AND NOT c.relispartition) z
+  WHERE c.oid = cmd.objid`
+
+// typeDefSQL selects into def the CREATE TYPE / CREATE DOMAIN statement of
+// type cmd.objid: enums with their labels in order, composite types,
+// domains with their constraints, ranges. Base types (C functions) are
+// left NULL.
+const typeDefSQL = `SELECT CASE t.typtype
+    WHEN 'e' THEN format('CREATE TYPE %I.%I AS ENUM (%s)', n.nspname, t.typname,
+      (SELECT coalesce(string_agg(quote_literal(l.enumlabel), ', ' ORDER BY l.enumsortorder), '') FROM pg_enum l WHERE l.enumtypid = t.oid))
+    WHEN 'c' THEN format('CREATE TYPE %I.%I AS (%s)', n.nspname, t.typname,
+      (SELECT coalesce(string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+           || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation THEN ' COLLATE ' || a.attcollation::regcollation::text ELSE '' END, ', ' ORDER BY a.attnum), '')
+         FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+    WHEN 'd' THEN format('CREATE DOMAIN %I.%I AS %s', n.nspname, t.typname, format_type(t.typbasetype, t.typtypmod))
+      || CASE WHEN t.typcollation <> 0 AND t.typcollation <> bt.typcollation THEN ' COLLATE ' || t.typcollation::regcollation::text ELSE '' END
+      || CASE WHEN t.typdefaultbin IS NOT NULL THEN ' DEFAULT ' || pg_get_expr(t.typdefaultbin, 0) ELSE '' END
+      || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+      || (SELECT coalesce(string_agg(format(' CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)), '' ORDER BY k.conname), '')
+            FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c')
+    WHEN 'r' THEN (SELECT format('CREATE TYPE %I.%I AS RANGE (SUBTYPE = %s, SUBTYPE_OPCLASS = %I.%I', n.nspname, t.typname, format_type(rng.rngsubtype, NULL), opn.nspname, op.opcname)
+        || CASE WHEN rng.rngcollation <> 0 THEN ', COLLATION = ' || rng.rngcollation::regcollation::text ELSE '' END
+        || CASE WHEN rng.rngcanonical <> 0 THEN ', CANONICAL = ' || rng.rngcanonical::regproc::text ELSE '' END
+        || CASE WHEN rng.rngsubdiff <> 0 THEN ', SUBTYPE_DIFF = ' || rng.rngsubdiff::regproc::text ELSE '' END || ')'
+      FROM pg_range rng JOIN pg_opclass op ON op.oid = rng.rngsubopc JOIN pg_namespace opn ON opn.oid = op.opcnamespace WHERE rng.rngtypid = t.oid)
+    END
+  INTO def
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+  WHERE t.oid = cmd.objid`
+
+// commentKeywords map pg_event_trigger_ddl_commands' object types to the
+// word COMMENT ON takes with their identity.
+const commentKeywordsSQL = `CASE cmd.object_type
+    WHEN 'table' THEN 'TABLE' WHEN 'view' THEN 'VIEW' WHEN 'materialized view' THEN 'MATERIALIZED VIEW' WHEN 'index' THEN 'INDEX'
+    WHEN 'sequence' THEN 'SEQUENCE' WHEN 'foreign table' THEN 'FOREIGN TABLE' WHEN 'type' THEN 'TYPE' WHEN 'composite type' THEN 'TYPE'
+    WHEN 'domain' THEN 'DOMAIN' WHEN 'function' THEN 'FUNCTION' WHEN 'procedure' THEN 'PROCEDURE' WHEN 'aggregate' THEN 'AGGREGATE'
+    WHEN 'schema' THEN 'SCHEMA' WHEN 'trigger' THEN 'TRIGGER' WHEN 'policy' THEN 'POLICY' WHEN 'rule' THEN 'RULE'
+    WHEN 'table constraint' THEN 'CONSTRAINT' WHEN 'table column' THEN 'COLUMN' WHEN 'view column' THEN 'COLUMN'
+    WHEN 'materialized view column' THEN 'COLUMN' WHEN 'foreign table column' THEN 'COLUMN' WHEN 'composite type column' THEN 'COLUMN'
+  END`
+
+// nestedSQL is the part of the core that deals with DDL run inside a
+// function, procedure or DO block ("nested"): the client's statement
+// (current_query()) then holds no DDL of its own for replay to run, so
+// the command is rebuilt from the catalog at ddl_command_end, with
+// PostgreSQL's own deparsers where they exist, into defs; what it cannot
+// rebuild goes to unrebuilt, which restores report. A query is nested when
+// its first word, after blanks and comments, is not one of ddlKeywords: a
+// query string mixing DDL statements with calls that run DDL ("CREATE
+// TABLE a (); SELECT f()") counts as DDL, and f's commands are then not
+// rebuilt.
+//
+// Outside nested commands it only notes, in nestedSeenSetting, the state
+// of the tables the command created or altered, so a nested ALTER TABLE
+// later in the transaction tells what it added.
+func nestedSQL() string {
+	kw := make([]string, len(ddlKeywords))
+	for i, k := range ddlKeywords {
+		kw[i] = quoteLiteral(k)
+	}
+	return `
+  -- Nested: the client's statement is not DDL itself.
+  q := coalesce(current_query(), '');
+  LOOP
+    q := ltrim(q, E' \t\r\n\f');
+    IF left(q, 2) = '--' THEN
+      q := CASE WHEN position(E'\n' IN q) > 0 THEN substr(q, position(E'\n' IN q) + 1) ELSE '' END;
+    ELSIF left(q, 2) = '/*' THEN
+      q := CASE WHEN position('*/' IN q) > 0 THEN substr(q, position('*/' IN q) + 2) ELSE '' END;
+    ELSE
+      EXIT;
+    END IF;
+  END LOOP;
+  nested := coalesce(upper(substring(q FROM '^[A-Za-z_]+')), '') NOT IN (` + strings.Join(kw, ", ") + `);
+  top := txid_current();
+  hi := txid_snapshot_xmax(txid_current_snapshot());
+
+  -- What a nested DROP removed that replay's DROP … IF EXISTS (from
+  -- "dropped") does not cover: columns and constraints of a table.
+  IF nested AND dropped IS NOT NULL THEN
+    FOR r IN SELECT x->>'type' AS type, x->>'identity' AS identity, coalesce((x->>'temp')::boolean, false) AS temp,
+               ARRAY(SELECT jsonb_array_elements_text(coalesce(x->'names', '[]'))) AS names
+             FROM jsonb_array_elements(dropped) x LOOP
+      CONTINUE WHEN r.temp;
+      IF r.type = 'table column' AND cardinality(r.names) = 3 THEN
+        defs := defs || format('ALTER TABLE IF EXISTS %I.%I DROP COLUMN IF EXISTS %I', r.names[1], r.names[2], r.names[3]);
+      ELSIF r.type = 'table constraint' AND cardinality(r.names) = 3 THEN
+        defs := defs || format('ALTER TABLE IF EXISTS %I.%I DROP CONSTRAINT IF EXISTS %I', r.names[1], r.names[2], r.names[3]);
+      ELSIF r.type NOT IN ('table', 'view', 'materialized view', 'sequence', 'index', 'foreign table', 'type', 'composite type', 'domain',
+                           'function', 'procedure', 'aggregate', 'schema', 'trigger', 'policy', 'rule', 'default value') THEN
+        -- replay drops those with DROP <type> IF EXISTS <identity>
+        unrebuilt := unrebuilt || format('DROP %s %s', r.type, r.identity);
+      END IF;
+    END LOOP;
+  END IF;
+
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() c WHERE NOT c.in_extension LOOP
+    def := NULL;
+    handled := false;
+    alter_rel := NULL;
+    IF cmd.schema_name = 'pg_temp' OR cmd.schema_name LIKE 'pg\_temp\_%' THEN
+      CONTINUE;
+    END IF;
+    IF cmd.classid = 'pg_class'::regclass THEN
+      SELECT c.relkind, c.relpersistence = 't' INTO r_kind, r_temp FROM pg_class c WHERE c.oid = cmd.objid;
+      CONTINUE WHEN r_temp;
+      IF cmd.command_tag IN ('CREATE TABLE', 'ALTER TABLE') AND r_kind IN ('r', 'p') THEN
+        -- Noted in every case (nested or not), rebuilt when nested.
+        alter_rel := cmd.objid;
+      END IF;
+    END IF;
+    IF NOT nested THEN
+      NULL;
+    ELSIF cmd.command_tag = 'COMMENT' THEN
+      handled := true;
+      def := ` + commentKeywordsSQL + `;
+      IF def IS NOT NULL THEN
+        def := format('COMMENT ON %s %s IS %s', def, cmd.object_identity,
+          coalesce((SELECT quote_literal(description) FROM pg_description WHERE objoid = cmd.objid AND classoid = cmd.classid AND objsubid = cmd.objsubid), 'NULL'));
+      ELSE
+        handled := false;
+      END IF;
+    ELSIF cmd.command_tag IN ('CREATE TABLE AS', 'SELECT INTO') THEN
+      handled := true; -- "create" holds its definition
+    ELSIF cmd.classid = 'pg_class'::regclass THEN
+      IF cmd.command_tag = 'CREATE TABLE' AND r_kind IN ('r', 'p') THEN
+        handled := true;
+        ` + tableDefSQL + `;
+      ELSIF cmd.command_tag = 'ALTER TABLE' AND r_kind IN ('r', 'p') THEN
+        handled := true; -- below
+      ELSIF cmd.command_tag = 'CREATE SEQUENCE' AND r_kind = 'S' THEN
+        handled := true;
+        -- An identity column's sequence comes with the column.
+        IF NOT EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = cmd.objid AND deptype = 'i') THEN
+          SELECT format('CREATE SEQUENCE %I.%I AS %s INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s CACHE %s%s', n.nspname, c.relname,
+                   format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart, s.seqcache, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END)
+            INTO def FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.seqrelid = cmd.objid;
+        END IF;
+      ELSIF cmd.command_tag = 'ALTER SEQUENCE' AND r_kind = 'S' AND tag <> 'ALTER SEQUENCE' THEN
+        -- A serial column's sequence, owned by its column.
+        handled := true;
+        SELECT format('ALTER SEQUENCE %I.%I OWNED BY %I.%I.%I', sn.nspname, s.relname, tn.nspname, t.relname, a.attname) INTO def
+          FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid JOIN pg_namespace sn ON sn.oid = s.relnamespace
+          JOIN pg_class t ON t.oid = dep.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = dep.refobjsubid
+          WHERE dep.classid = 'pg_class'::regclass AND dep.objid = cmd.objid AND dep.refclassid = 'pg_class'::regclass AND dep.deptype = 'a' AND dep.refobjsubid > 0;
+      ELSIF cmd.command_tag = 'CREATE INDEX' AND r_kind IN ('i', 'I') THEN
+        handled := true;
+        -- Indexes of a constraint come with it; a partition's with its root's.
+        SELECT CASE WHEN c.relkind = 'I' THEN regexp_replace(pg_get_indexdef(c.oid), ' ON ONLY ', ' ON ') ELSE pg_get_indexdef(c.oid) END INTO def
+          FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+          WHERE c.oid = cmd.objid AND NOT c.relispartition
+            AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'));
+      ELSIF cmd.command_tag = 'CREATE VIEW' AND r_kind = 'v' THEN
+        handled := true;
+        SELECT format('CREATE OR REPLACE VIEW %I.%I%s AS %s', n.nspname, c.relname,
+                 CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
+                 regexp_replace(pg_get_viewdef(c.oid), ';\s*$', ''))
+          INTO def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
+      ELSIF cmd.command_tag = 'CREATE MATERIALIZED VIEW' AND r_kind = 'm' THEN
+        -- The target computes its rows from tables equal to the source's
+        -- at this point.
+        handled := true;
+        SELECT format('CREATE MATERIALIZED VIEW %I.%I%s AS %s WITH %sDATA', n.nspname, c.relname,
+                 CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
+                 regexp_replace(pg_get_viewdef(c.oid), ';\s*$', ''), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END)
+          INTO def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
+      ELSIF cmd.command_tag = 'REFRESH MATERIALIZED VIEW' AND r_kind = 'm' THEN
+        handled := true;
+        SELECT format('REFRESH MATERIALIZED VIEW %I.%I', n.nspname, c.relname) INTO def
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
+      END IF;
+    ELSIF cmd.classid = 'pg_proc'::regclass AND cmd.command_tag IN ('CREATE FUNCTION', 'CREATE PROCEDURE') THEN
+      SELECT pg_get_functiondef(p.oid) INTO def FROM pg_proc p WHERE p.oid = cmd.objid AND p.prokind IN ('f', 'p', 'w');
+      handled := def IS NOT NULL;
+    ELSIF cmd.classid = 'pg_type'::regclass AND cmd.command_tag IN ('CREATE TYPE', 'CREATE DOMAIN') THEN
+      ` + typeDefSQL + `;
+      handled := def IS NOT NULL;
+    ELSIF cmd.classid = 'pg_type'::regclass AND cmd.command_tag = 'ALTER TYPE' AND (SELECT typtype FROM pg_type WHERE oid = cmd.objid) = 'e' THEN
+      -- An enum's labels, each added where it stands (ADD VALUE IF NOT
+      -- EXISTS is a no-op for those the target has).
+      handled := true;
+      FOR r IN SELECT l.enumlabel, lag(l.enumlabel) OVER w AS prev, lead(l.enumlabel) OVER w AS next
+               FROM pg_enum l WHERE l.enumtypid = cmd.objid WINDOW w AS (ORDER BY l.enumsortorder) ORDER BY l.enumsortorder LOOP
+        CONTINUE WHEN r.prev IS NULL AND r.next IS NULL;
+        defs := defs || format('ALTER TYPE %s ADD VALUE IF NOT EXISTS %L %s', cmd.object_identity, r.enumlabel,
+          CASE WHEN r.prev IS NULL THEN format('BEFORE %L', r.next) ELSE format('AFTER %L', r.prev) END);
+      END LOOP;
+    ELSIF cmd.classid = 'pg_trigger'::regclass AND cmd.command_tag = 'CREATE TRIGGER' THEN
+      SELECT pg_get_triggerdef(g.oid) INTO def FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+        WHERE g.oid = cmd.objid AND c.relpersistence <> 't';
+      handled := true;
+    ELSIF cmd.classid = 'pg_rewrite'::regclass AND cmd.command_tag = 'CREATE RULE' THEN
+      SELECT regexp_replace(pg_get_ruledef(w.oid), ';\s*$', '') INTO def FROM pg_rewrite w JOIN pg_class c ON c.oid = w.ev_class
+        WHERE w.oid = cmd.objid AND c.relpersistence <> 't';
+      handled := true;
+    ELSIF cmd.classid = 'pg_policy'::regclass AND cmd.command_tag = 'CREATE POLICY' THEN
+      SELECT format('CREATE POLICY %I ON %I.%I AS %s FOR %s TO %s', p.policyname, p.schemaname, p.tablename, p.permissive, p.cmd,
+               (SELECT string_agg(CASE WHEN ro = 'public' THEN 'PUBLIC' ELSE quote_ident(ro) END, ', ') FROM unnest(p.roles::text[]) ro))
+             || coalesce(' USING (' || p.qual || ')', '') || coalesce(' WITH CHECK (' || p.with_check || ')', '')
+        INTO def FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_policies p ON p.schemaname = n.nspname AND p.tablename = c.relname AND p.policyname = pol.polname
+        WHERE pol.oid = cmd.objid AND c.relpersistence <> 't';
+      handled := true;
+    ELSIF cmd.classid = 'pg_namespace'::regclass AND cmd.command_tag = 'CREATE SCHEMA' THEN
+      def := format('CREATE SCHEMA IF NOT EXISTS %I', (SELECT nspname FROM pg_namespace WHERE oid = cmd.objid));
+      handled := true;
+    END IF;
+    IF def IS NOT NULL THEN
+      defs := defs || def;
+    END IF;
+    IF nested AND NOT handled THEN
+      unrebuilt := unrebuilt || format('%s %s', cmd.command_tag, cmd.object_identity);
+    END IF;
+    IF alter_rel IS NOT NULL THEN
+` + tableScanSQL() + `
+    END IF;
+  END LOOP;
+`
+}
+
+// tableScanSQL, run for each table a command created or altered, notes in
+// seen the columns, constraints and inheritance links the transaction
+// wrote (with a digest of their definition), and, for an ALTER TABLE
+// inside a function or DO block (emit), rebuilds what it added: columns
+// (ADD COLUMN IF NOT EXISTS, with default, identity, generation and NOT
+// NULL), constraints, partitions attached and parents inherited (the last
+// two guarded, so a replay that already has them goes on). A change to a
+// column or constraint that existed before the command (type, default,
+// NOT NULL, rename, validation), or an ALTER TABLE in which nothing of
+// this shows (options, row security, triggers enabled, detached
+// partitions, …), is listed in unrebuilt.
+func tableScanSQL() string {
+	return `      emit := nested AND cmd.command_tag = 'ALTER TABLE' AND tag = 'ALTER TABLE';
+      rebuilt := dropped IS NOT NULL AND jsonb_array_length(dropped) > 0;
+      changed := false;
+      SELECT format('%I.%I', n.nspname, c.relname) INTO relq FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = alter_rel;
+      -- Columns added by this transaction have numbers past those of
+      -- every column it did not write.
+      SELECT coalesce(max(a.attnum) FILTER (WHERE NOT ` + mineSQL("a.xmin") + `), 0) INTO base
+        FROM pg_attribute a WHERE a.attrelid = alter_rel AND a.attnum > 0;
+      FOR r IN SELECT a.attnum, a.attislocal, ` + columnSpecSQL + ` AS spec,
+                 ` + mineSQL("a.xmin") + ` OR coalesce(` + mineSQL("ad.xmin") + `, false) AS mine
+               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+               WHERE a.attrelid = alter_rel AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum LOOP
+        tok := format(',a:%s:%s=', alter_rel, r.attnum);
+        CONTINUE WHEN position(tok || md5(r.spec) IN seen) > 0;
+        IF position(tok IN seen) > 0 THEN
+          changed := true;
+        ELSIF NOT r.mine THEN
+          CONTINUE;
+        ELSIF r.attnum > base THEN
+          IF emit AND r.attislocal THEN
+            defs := defs || format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s', relq, r.spec);
+            rebuilt := true;
+          END IF;
+        ELSE
+          changed := true;
+        END IF;
+        seen := seen || tok || md5(r.spec);
+      END LOOP;
+      FOR r IN SELECT k.oid, k.conname, pg_get_constraintdef(k.oid) AS spec, ` + mineSQL("k.xmin") + ` AS mine
+               FROM pg_constraint k WHERE k.conrelid = alter_rel AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conislocal AND k.conparentid = 0
+               ORDER BY CASE k.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 ELSE 2 END, k.oid LOOP
+        tok := format(',k:%s=', r.oid);
+        CONTINUE WHEN position(tok || md5(r.conname || ' ' || r.spec) IN seen) > 0;
+        IF position(tok IN seen) > 0 THEN
+          changed := true;
+        ELSIF NOT r.mine THEN
+          CONTINUE;
+        ELSIF emit THEN
+          defs := defs || format('DO $btfu_def$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = %L::regclass AND conname = %L) THEN ALTER TABLE %s ADD CONSTRAINT %I %s; END IF; END $btfu_def$',
+            relq, r.conname, relq, r.conname, r.spec);
+          rebuilt := true;
+        END IF;
+        seen := seen || tok || md5(r.conname || ' ' || r.spec);
+      END LOOP;
+      FOR r IN SELECT i.inhrelid, i.inhparent, ch.relispartition, ` + mineSQL("i.xmin") + ` AS mine,
+                 format('%I.%I', chn.nspname, ch.relname) AS child, format('%I.%I', pn.nspname, p.relname) AS parent, pg_get_expr(ch.relpartbound, ch.oid) AS bound
+               FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid JOIN pg_namespace chn ON chn.oid = ch.relnamespace
+               JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+               WHERE i.inhparent = alter_rel OR i.inhrelid = alter_rel LOOP
+        tok := format(',i:%s:%s.', r.inhrelid, r.inhparent);
+        CONTINUE WHEN position(tok IN seen) > 0 OR NOT r.mine;
+        IF emit AND r.relispartition AND r.inhparent = alter_rel THEN
+          defs := defs || format('DO $btfu_def$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = %L::regclass) THEN ALTER TABLE %s ATTACH PARTITION %s %s; END IF; END $btfu_def$',
+            r.child, r.parent, r.child, r.bound);
+          rebuilt := true;
+        ELSIF emit AND NOT r.relispartition AND r.inhrelid = alter_rel THEN
+          defs := defs || format('DO $btfu_def$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = %L::regclass AND inhparent = %L::regclass) THEN ALTER TABLE %s INHERIT %s; END IF; END $btfu_def$',
+            r.child, r.parent, r.child, r.parent);
+          rebuilt := true;
+        END IF;
+        seen := seen || tok;
+      END LOOP;
+      IF emit AND changed THEN
+        unrebuilt := unrebuilt || format('ALTER TABLE %s (a change to columns or constraints it had before: a type change or a dropped column follows from the stream at the table''s next row change; defaults, NOT NULL and renames do not)', cmd.object_identity);
+      ELSIF emit AND NOT rebuilt THEN
+        unrebuilt := unrebuilt || format('ALTER TABLE %s', cmd.object_identity);
+      END IF;`
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
