@@ -94,15 +94,25 @@ func restoreCommand() command {
 				for _, l := range sum.LeftOut {
 					fmt.Fprintf(env.Stdout, "  LEFT OUT     %s\n", l)
 				}
+				skipped, notReproduced := 0, 0
 				for _, d := range sum.SkippedDDL {
+					if d.NotReproduced {
+						notReproduced++
+						fmt.Fprintf(env.Stdout, "  NOT REPRODUCED  %s\n", d)
+						continue
+					}
+					skipped++
 					fmt.Fprintf(env.Stdout, "  SKIPPED DDL  %s\n", d)
 				}
 				var short []string
 				if len(sum.LeftOut) > 0 {
 					short = append(short, fmt.Sprintf("%d table(s) are not at the requested point (LEFT OUT above)", len(sum.LeftOut)))
 				}
-				if len(sum.SkippedDDL) > 0 {
-					short = append(short, fmt.Sprintf("%d DDL statement(s) failed on the target and were skipped (SKIPPED DDL above)", len(sum.SkippedDDL)))
+				if skipped > 0 {
+					short = append(short, fmt.Sprintf("%d DDL statement(s) failed on the target and were skipped (SKIPPED DDL above)", skipped))
+				}
+				if notReproduced > 0 {
+					short = append(short, fmt.Sprintf("%d DDL command(s) run inside functions or DO blocks could not be rebuilt (NOT REPRODUCED above)", notReproduced))
 				}
 				if len(short) > 0 {
 					return &ExitError{Code: 1, Err: fmt.Errorf("restored, but %s", strings.Join(short, "; "))}

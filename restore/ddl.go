@@ -38,17 +38,25 @@ func ParseDDLErrorPolicy(s string) (DDLErrorPolicy, error) {
 	return "", fmt.Errorf("--on-ddl-error=%q: want stop (the default: the restore stops at DDL that fails on the target) or skip (go on and list it)", s)
 }
 
-// SkippedDDL is a captured statement that failed on the target and was
-// skipped (DDLErrorSkip).
+// SkippedDDL is captured DDL the restore does not hold: a statement that
+// failed on the target and was skipped (DDLErrorSkip), or, with
+// NotReproduced, a command run inside a function, procedure or DO block
+// that btfu could not rebuild from the source's catalog (DESIGN 5: a
+// restore reports what it could not reproduce).
 type SkippedDDL struct {
 	LSN       segment.LSN // commit LSN of its transaction
-	Statement string
+	Statement string      // NotReproduced: the command's tag and object
 	Err       string
+	// NotReproduced: never run on the target, whatever the error policy.
+	NotReproduced bool
 }
 
 func (s SkippedDDL) String() string {
 	return fmt.Sprintf("%s: %s: %s", s.LSN, cutStatement(s.Statement), s.Err)
 }
+
+// notReproducedWhy is the Err of a NotReproduced SkippedDDL.
+const notReproducedWhy = "run inside a function, procedure or DO block, and btfu cannot rebuild it from the catalog; the restore lacks it"
 
 // ddlMessage is one captured DDL command (segment.DDLMessagePrefix; see
 // docs/segment-format.md).
@@ -62,6 +70,12 @@ type ddlMessage struct {
 	Dropped    []ddlObject `json:"dropped"`
 	Create     string      `json:"create"`
 	Skip       bool        `json:"skip"`
+	// Nested (v4): run inside a function, procedure or DO block, so the
+	// query holds no DDL of its own; Defs rebuild what the command made,
+	// Unrebuilt names what they miss.
+	Nested    bool     `json:"nested"`
+	Defs      []string `json:"defs"`
+	Unrebuilt []string `json:"unrebuilt"`
 }
 
 type ddlObject struct {
@@ -98,7 +112,11 @@ func (p *replayer) message(ctx context.Context, rec *segment.Record) error {
 		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
 			return fmt.Errorf("captured DDL message: %w", err)
 		}
-		p.capturedDD = true
+		// Derived DDL of the transaction is then left out: the captured
+		// statements did it. Not for nested commands: their ALTER TABLE
+		// rebuilds added columns only, and the derived type changes and
+		// drops are idempotent.
+		p.capturedDD = p.capturedDD || !m.Nested
 		return p.capturedDDL(ctx, &m)
 	case segment.RowsMessagePrefix:
 		var m rowsMessage
@@ -133,6 +151,9 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		// again (its rows follow as btfu.rows messages when published).
 		return p.runDDL(ctx, "captured DDL", &m.SearchPath, m.Create)
 	}
+	if m.Nested {
+		return p.nestedDDL(ctx, m)
+	}
 	if key == p.ddl.stmt {
 		return nil // another command of a statement already applied
 	}
@@ -150,6 +171,26 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// nestedDDL applies a command that ran inside a function, procedure or
+// DO block: its query (DO …, SELECT f(), CALL p()) must not run again, its
+// data changes are in the stream. What the command dropped goes with
+// DROP … IF EXISTS, what it made comes from the statements the capture
+// rebuilt from the catalog (each message carries its own: a DO block's
+// commands share one statement key, and each is applied once, in order),
+// and what it could not rebuild is listed in the summary.
+func (p *replayer) nestedDDL(ctx context.Context, m *ddlMessage) error {
+	stmts := append(dropStatements(originals(m.Dropped)), m.Defs...)
+	for _, s := range stmts {
+		if err := p.runDDL(ctx, "rebuilt DDL", &m.SearchPath, s); err != nil {
+			return err
+		}
+	}
+	for _, u := range m.Unrebuilt {
+		p.skippedDDL = append(p.skippedDDL, SkippedDDL{LSN: p.cur.LSN(), Statement: u, Err: notReproducedWhy, NotReproduced: true})
 	}
 	return nil
 }
@@ -213,7 +254,17 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 		if enumValueAdded(stmt) {
 			// A value added to an enum cannot be used before its
 			// transaction commits; the source used it in a later one.
-			return p.flush(ctx)
+			// Replay goes on in a new target transaction: more of the
+			// source's may follow (a DO block's commands, a query string
+			// of several statements).
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+			tx, err := p.conn.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			p.tx = tx
 		}
 		return nil
 	}
@@ -300,10 +351,13 @@ var dropTypes = map[string]bool{
 	"table": true, "view": true, "materialized view": true, "sequence": true, "index": true,
 	"foreign table": true, "type": true, "domain": true, "function": true, "procedure": true,
 	"aggregate": true, "schema": true,
+	// their identity is "name on schema.table", as DROP TRIGGER takes it
+	"trigger": true, "policy": true, "rule": true,
 }
 
 // dropStatements drop the permanent objects of a DROP that named
-// temporary ones too.
+// temporary ones too, or of a DROP run inside a function or DO block.
+// (probe's nestedSQL lists the other types as not reproduced.)
 func dropStatements(objs []ddlObject) []string {
 	var out []string
 	for _, o := range objs {
