@@ -100,11 +100,13 @@ func TestHarmAndReport(t *testing.T) {
 		{Name: "same", Errors: []string{"ERROR:  a"}, Took: time.Second, Output: write("p1", "x\nERROR:  a\n")},
 		{Name: "worse", Took: time.Second, Output: write("p2", "UPDATE t SET a = 1;\n")},
 		{Name: "hung", Took: time.Second, Output: write("p3", "")},
+		{Name: "better", Errors: []string{"ERROR:  cannot update"}, Took: time.Second, Output: write("p4", "UPDATE t SET a = 1;\nERROR:  cannot update\n")},
 	}
 	btfu := []FileResult{
 		{Name: "same", Errors: []string{"ERROR:  a"}, Took: 5 * time.Second, Output: write("b1", "x\nERROR:  a\n")},
 		{Name: "worse", Errors: []string{"ERROR:  cannot update"}, Took: time.Second, Output: write("b2", "UPDATE t SET a = 1;\nERROR:  cannot update\n")},
 		{Name: "hung", TimedOut: true, Exit: -1, Took: 2 * time.Minute, Output: write("b3", "DROP TABLE t;\n"), Left: []string{"prepared transaction 'p'"}},
+		{Name: "better", Took: time.Second, Output: write("b4", "UPDATE t SET a = 1;\n")},
 	}
 	files := CompareRuns(plain, btfu)
 	var harmed []string
@@ -113,11 +115,11 @@ func TestHarmAndReport(t *testing.T) {
 			harmed = append(harmed, f.Name)
 		}
 	}
-	if !reflect.DeepEqual(harmed, []string{"worse", "hung"}) || !files[0].Slow() {
+	if !reflect.DeepEqual(harmed, []string{"worse", "hung"}) || !files[0].Slow() || !files[3].Fewer() || files[1].Fewer() {
 		t.Fatalf("harmed %v, slow %v", harmed, files[0].Slow())
 	}
 	r := Report(files, time.Minute, 2*time.Minute)
-	for _, want := range []string{"2 harmed by btfu", "+ ERROR:  cannot update", "> UPDATE t SET a = 1;", "TIMED OUT", "btfu run left prepared transaction 'p'", "last output: DROP TABLE t;", "same ", "(5.0x)"} {
+	for _, want := range []string{"2 harmed by btfu", "3 with different errors or exit codes (1 with fewer errors: informational)", "fewer errors (informational)", "- ERROR:  cannot update", "+ ERROR:  cannot update", "> UPDATE t SET a = 1;", "TIMED OUT", "btfu run left prepared transaction 'p'", "last output: DROP TABLE t;", "same ", "(5.0x)"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("report lacks %q:\n%s", want, r)
 		}
