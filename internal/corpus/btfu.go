@@ -35,11 +35,18 @@ type SourceStatus struct {
 	RetainedBytes *int64  `json:"retained_wal_bytes"`
 	WALBudget     int64   `json:"wal_budget_bytes"`
 	Coverage      []Range `json:"coverage"`
+	LastBackup    *Backup `json:"last_base_backup"`
 	BaseBackups   int     `json:"base_backups"`
 	Segments      int     `json:"segments"`
 	SegmentBytes  int64   `json:"segment_bytes"`
 	LastError     string  `json:"last_error"`
 	Attention     string  `json:"attention"`
+}
+
+// Backup is the newest complete base backup of a status.
+type Backup struct {
+	Key           string `json:"key"`
+	ConsistentLSN string `json:"consistent_lsn"`
 }
 
 // Range is one restorable range.

@@ -18,14 +18,17 @@ import (
 	"github.com/btfu/btfu/internal/pgtest"
 )
 
-// Environment knobs (make test-corpus sets the first one):
+// Environment knobs (make test-corpus sets the first three):
 //
 //	BTFU_CORPUS=1               run at all (else the test skips: it is a separate command)
 //	BTFU_CORPUS_SUITE=DIR       the suite (scripts/corpus-setup.sh prints it; run when unset)
+//	BTFU_CORPUS_RESTORE=1       also restore and compare (make test-corpus: CORPUS_RESTORE, 1 unless set to 0)
+//	BTFU_CORPUS_RUNS="default,full" the protected runs (both unless set)
 //	BTFU_CORPUS_FILES="a,b"     only these test files (test_setup is always run first)
-//	BTFU_CORPUS_CONFIG_EXTRA=.. TOML lines appended to btfu's [[source]] table
-//	BTFU_CORPUS_RESTORE=1       also restore (latest and mid-schedule LSN) and compare
-//	BTFU_CORPUS_KEEP=1          keep clusters, outputs and btfu's directory; print their paths
+//	BTFU_CORPUS_CONFIG_EXTRA=.. TOML lines appended to btfu's [[source]] table, in every run
+//	                            (not tables_without_key: the runs set it)
+//	BTFU_CORPUS_RESTORE_ARGS=.. more arguments for btfu restore (after --on-ddl-error=skip)
+//	BTFU_CORPUS_KEEP=1          keep clusters, outputs and btfu's directories; print their paths
 //	BTFU_CORPUS_TIMEOUT=120s    per test file
 //	BTFU_CORPUS_BIN=PATH        run this btfu binary instead of building the module
 const (
@@ -34,9 +37,11 @@ const (
 	envFiles   = "BTFU_CORPUS_FILES"
 	envExtra   = "BTFU_CORPUS_CONFIG_EXTRA"
 	envRestore = "BTFU_CORPUS_RESTORE"
+	envRuns    = "BTFU_CORPUS_RUNS"
 	envKeep    = "BTFU_CORPUS_KEEP"
 	envTimeout = "BTFU_CORPUS_TIMEOUT"
 	envBin     = "BTFU_CORPUS_BIN"
+	envRArgs   = "BTFU_CORPUS_RESTORE_ARGS"
 )
 
 const regressionDB = "regression"
@@ -79,31 +84,100 @@ func createRegressionDB(ctx context.Context, c *pgtest.Cluster) error {
 	return nil
 }
 
+// protectedRun is one configuration of btfu the suite runs under.
+type protectedRun struct {
+	Label string // "default", "full"
+	// Config are the [[source]] lines this run adds.
+	Config string
+	Mode   Mode
+	// FirstBase: also restore the latest state from the chain's first
+	// base backup, which replays the whole suite.
+	FirstBase bool
+}
+
+// protectedRuns are the runs: btfu's default configuration (tables
+// without a key are left out), and tables_without_key =
+// "replica_identity_full", under which every table is backed up.
+var protectedRuns = []protectedRun{
+	{Label: "default", Mode: Mode{KeylessLeftOut: true}},
+	{Label: "full", Config: `tables_without_key = "replica_identity_full"`, FirstBase: true},
+}
+
+// selectRuns keeps the runs named in only (comma or space separated; all
+// when empty).
+func selectRuns(only string) ([]protectedRun, error) {
+	want := strings.FieldsFunc(only, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(want) == 0 {
+		return protectedRuns, nil
+	}
+	var out []protectedRun
+	for _, w := range want {
+		found := false
+		for _, r := range protectedRuns {
+			if r.Label == w {
+				out, found = append(out, r), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: unknown run %q (default, full)", envRuns, w)
+		}
+	}
+	return out, nil
+}
+
+// corpus is what the runs of one TestCorpus share.
+type corpus struct {
+	ctx        context.Context
+	suite      Suite
+	files      []string
+	mid        int // the mid-schedule snapshot is taken before files[mid]
+	timeout    time.Duration
+	work       string
+	keep       bool
+	doRestore  bool
+	bin        string
+	plain      *pgtest.Cluster
+	plainRuns  []FileResult
+	plainTook  time.Duration
+	timeline   *Timeline
+	clustersMu sync.Mutex
+	clusters   []*pgtest.Cluster
+}
+
 // TestCorpus runs PostgreSQL's regression suite against a plain cluster
-// and against a cluster whose regression database btfu (the real binary,
-// default configuration, superuser) protects, and fails when a file has
-// more errors or times out with btfu, or when btfu's coverage does not
-// reach the end of the suite. With BTFU_CORPUS_RESTORE=1 it also restores
-// the latest state and a mid-schedule LSN and compares them with the
-// source.
+// and, once per protected run, against a cluster whose regression
+// database btfu (the real binary, superuser) protects: with its default
+// configuration and with tables_without_key = "replica_identity_full".
+// Each run fails when a file has more errors or times out with btfu, or
+// when btfu's coverage does not reach the end of the suite. With
+// BTFU_CORPUS_RESTORE=1 each run also restores the latest state and a
+// mid-schedule LSN (the full run also the latest state from its first
+// base backup, replaying the whole suite) into fresh databases of the
+// plain cluster and compares them with the source (compare.go: every
+// table equal, or LEFT OUT for a documented reason, or an inheritance
+// child whose columns pg_dump reorders; every object present; no
+// sequence behind; no skipped DDL but GRANTs to roles gone).
 func TestCorpus(t *testing.T) {
 	if os.Getenv(envEnable) != "1" {
 		t.Skip("the corpus test runs PostgreSQL's regression suite with and without btfu; run it with make test-corpus")
 	}
-	ctx := context.Background()
-	keep := os.Getenv(envKeep) == "1"
-	doRestore := os.Getenv(envRestore) == "1"
-	timeout := 120 * time.Second
+	c := &corpus{ctx: context.Background(), keep: os.Getenv(envKeep) == "1", doRestore: os.Getenv(envRestore) == "1",
+		timeout: 120 * time.Second, timeline: NewTimeline()}
 	if v := os.Getenv(envTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			t.Fatalf("%s=%q: %v", envTimeout, v, err)
 		}
-		timeout = d
+		c.timeout = d
+	}
+	runs, err := selectRuns(os.Getenv(envRuns))
+	if err != nil {
+		t.Fatal(err)
 	}
 
-	suite := setupSuite(t)
-	schedule, err := ReadSchedule(filepath.Join(suite.Dir, "parallel_schedule"))
+	start := time.Now()
+	c.suite = setupSuite(t)
+	schedule, err := ReadSchedule(filepath.Join(c.suite.Dir, "parallel_schedule"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,115 +185,144 @@ func TestCorpus(t *testing.T) {
 	if only != "" && !strings.Contains(","+strings.ReplaceAll(only, " ", ",")+",", ",test_setup,") {
 		only = "test_setup," + only // every file needs the tables it creates
 	}
-	files, err := SelectFiles(schedule, only)
-	if err != nil {
+	if c.files, err = SelectFiles(schedule, only); err != nil {
 		t.Fatal(err)
 	}
-	mid := len(files) / 2
+	c.mid = len(c.files) / 2
 
-	work, err := os.MkdirTemp("", "btfu-corpus-")
-	if err != nil {
+	if c.work, err = os.MkdirTemp("", "btfu-corpus-"); err != nil {
 		t.Fatal(err)
 	}
 	// The server (the postgres OS user under root) writes into the
 	// results directories below.
-	if err := os.Chmod(work, 0o755); err != nil {
+	if err := os.Chmod(c.work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var clusters []*pgtest.Cluster
-	t.Cleanup(func() {
-		for _, c := range clusters {
-			if keep {
-				_ = c.StopServer()
-				// Without its owner file, the next pgtest.Start does not
-				// clean the directory up as left by a crash.
-				_ = os.Remove(filepath.Join(c.BaseDir, "owner.pid"))
-				t.Logf("kept cluster %s (port %d): start it again with: su postgres -c '%s/pg_ctl -D %s -o \"-p %d -c unix_socket_directories=%s\" -l %s start'",
-					c.BaseDir, c.Port, c.BinDir, c.DataDir, c.Port, c.SockDir, c.LogFile)
-			} else {
-				_ = c.Stop()
-			}
-		}
-		if keep {
-			t.Logf("kept outputs and btfu's directory in %s", work)
-		} else {
-			os.RemoveAll(work)
-		}
-	})
-	startCluster := func(label string) *pgtest.Cluster {
-		t.Helper()
-		c, err := pgtest.Start(pgtest.Options{Settings: regressSettings})
-		if err != nil {
-			t.Fatalf("start %s cluster: %v", label, err)
-		}
-		clusters = append(clusters, c)
-		if want := strconv.Itoa(c.Major) + "."; !strings.HasPrefix(suiteVersion(suite), want) {
-			t.Fatalf("the suite in %s is of PostgreSQL %s, the server is %s", suite.Dir, suiteVersion(suite), c.Version)
-		}
-		if err := createRegressionDB(ctx, c); err != nil {
-			t.Fatalf("%s cluster: create the regression database: %v", label, err)
-		}
-		return c
-	}
-	target := func(label string, c *pgtest.Cluster) Target {
-		t.Helper()
-		dir := filepath.Join(work, label)
-		if err := os.MkdirAll(filepath.Join(dir, "results"), 0o755); err != nil {
+	t.Cleanup(func() { c.cleanup(t) })
+	// Registered after the clean-up, so it runs before it.
+	t.Cleanup(func() { t.Log("\n" + c.timeline.String()) })
+	c.bin = os.Getenv(envBin)
+	if c.bin == "" {
+		if c.bin, err = Build(c.ctx, "../..", filepath.Join(c.work, "bin")); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(filepath.Join(dir, "results"), 0o777); err != nil {
-			t.Fatal(err)
-		}
-		return Target{Label: label, PSQL: filepath.Join(c.BinDir, "psql"), SockDir: c.SockDir, Port: c.Port,
-			DB: regressionDB, AdminDSN: c.DSN("postgres"), BuildDir: dir}
 	}
-	progress := func(label string) func(int, FileResult) {
-		return func(i int, r FileResult) {
-			switch {
-			case r.TimedOut:
-				t.Logf("%s: %s TIMED OUT after %s", label, r.Name, r.Took.Round(time.Second))
-			case r.RunErr != "":
-				t.Logf("%s: %s: %s", label, r.Name, r.RunErr)
-			case (i+1)%25 == 0 || i+1 == len(files):
-				t.Logf("%s: %d/%d files (%s)", label, i+1, len(files), r.Name)
-			}
-		}
+	c.timeline.Since("set-up (suite, build btfu)", start)
+	labels := make([]string, len(runs))
+	for i, r := range runs {
+		labels[i] = r.Label
 	}
-	t.Logf("suite %s (PostgreSQL %s): %d files, %s per file at most; restore comparison %s", suite.Dir, suiteVersion(suite), len(files), timeout,
-		map[bool]string{true: "on", false: "off"}[doRestore])
+	t.Logf("suite %s (PostgreSQL %s): %d files, %s per file at most; protected runs: %s; restore comparison %s", c.suite.Dir, suiteVersion(c.suite), len(c.files), c.timeout,
+		strings.Join(labels, ", "), map[bool]string{true: "on", false: "off"}[c.doRestore])
 
-	// (a) plain.
-	plain := startCluster("plain")
-	plainTarget := target("plain", plain)
-	start := time.Now()
-	plainResults := suite.Run(ctx, plainTarget, RunOptions{Files: files, Timeout: timeout, After: progress("plain"),
+	// The plain run.
+	start = time.Now()
+	c.plain = c.startCluster(t, "plain")
+	plainTarget := c.target(t, "plain", c.plain)
+	c.plainRuns = c.suite.Run(c.ctx, plainTarget, RunOptions{Files: c.files, Timeout: c.timeout, After: c.progress(t, "plain"),
 		Before: func(i int, _ string) {
-			// The same reads as on the btfu cluster, so the runs differ
+			// The same reads as on the btfu clusters, so the runs differ
 			// in btfu alone (the stats test counts scans).
-			if doRestore && i == mid {
-				if _, err := TakeSnapshot(ctx, plain.DSN(regressionDB)); err != nil {
+			if c.doRestore && i == c.mid {
+				if _, err := TakeSnapshot(c.ctx, c.plain.DSN(regressionDB)); err != nil {
 					t.Logf("plain: mid-schedule snapshot: %v", err)
 				}
 			}
 		}})
-	plainTook := time.Since(start)
-	t.Logf("plain run took %s", plainTook.Round(time.Second))
+	c.plainTook = c.timeline.Since("plain: suite", start)
+	t.Logf("plain run took %s", c.plainTook.Round(time.Second))
 
-	// (b) with btfu.
-	src := startCluster("btfu")
-	srcTarget := target("btfu", src)
-	bin := os.Getenv(envBin)
-	if bin == "" {
-		if bin, err = Build(ctx, "../..", filepath.Join(work, "bin")); err != nil {
-			t.Fatal(err)
+	for _, r := range runs {
+		t.Run(r.Label, func(t *testing.T) { c.protected(t, r) })
+	}
+	if !c.doRestore {
+		t.Logf("restore comparison: NOT RUN (set %s=1, or make test-corpus without CORPUS_RESTORE=0, to restore and compare with the source)", envRestore)
+	}
+}
+
+func (c *corpus) cleanup(t *testing.T) {
+	c.clustersMu.Lock()
+	defer c.clustersMu.Unlock()
+	for _, cl := range c.clusters {
+		if c.keep {
+			_ = cl.StopServer()
+			// Without its owner file, the next pgtest.Start does not
+			// clean the directory up as left by a crash.
+			_ = os.Remove(filepath.Join(cl.BaseDir, "owner.pid"))
+			// The settings that pgtest passes on the command line and
+			// the data directory needs; a new log file, since the first
+			// one belongs to this process's user.
+			t.Logf("kept cluster %s (port %d): start it again with: su postgres -c '%s/pg_ctl -D %s -o \"-p %d -c unix_socket_directories=%s -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_prepared_transactions=2\" -l %s start'",
+				cl.BaseDir, cl.Port, cl.BinDir, cl.DataDir, cl.Port, cl.SockDir, filepath.Join(cl.BaseDir, "server.kept.log"))
+		} else {
+			_ = cl.Stop()
 		}
 	}
-	bdir := filepath.Join(work, "btfu-home")
+	if c.keep {
+		t.Logf("kept outputs and btfu's directories in %s", c.work)
+	} else {
+		os.RemoveAll(c.work)
+	}
+}
+
+func (c *corpus) startCluster(t *testing.T, label string) *pgtest.Cluster {
+	t.Helper()
+	cl, err := pgtest.Start(pgtest.Options{Settings: regressSettings})
+	if err != nil {
+		t.Fatalf("start %s cluster: %v", label, err)
+	}
+	c.clustersMu.Lock()
+	c.clusters = append(c.clusters, cl)
+	c.clustersMu.Unlock()
+	if want := strconv.Itoa(cl.Major) + "."; !strings.HasPrefix(suiteVersion(c.suite), want) {
+		t.Fatalf("the suite in %s is of PostgreSQL %s, the server is %s", c.suite.Dir, suiteVersion(c.suite), cl.Version)
+	}
+	if err := createRegressionDB(c.ctx, cl); err != nil {
+		t.Fatalf("%s cluster: create the regression database: %v", label, err)
+	}
+	return cl
+}
+
+func (c *corpus) target(t *testing.T, label string, cl *pgtest.Cluster) Target {
+	t.Helper()
+	dir := filepath.Join(c.work, label)
+	if err := os.MkdirAll(filepath.Join(dir, "results"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "results"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return Target{Label: label, PSQL: filepath.Join(cl.BinDir, "psql"), SockDir: cl.SockDir, Port: cl.Port,
+		DB: regressionDB, AdminDSN: cl.DSN("postgres"), BuildDir: dir}
+}
+
+func (c *corpus) progress(t *testing.T, label string) func(int, FileResult) {
+	return func(i int, r FileResult) {
+		switch {
+		case r.TimedOut:
+			t.Logf("%s: %s TIMED OUT after %s", label, r.Name, r.Took.Round(time.Second))
+		case r.RunErr != "":
+			t.Logf("%s: %s: %s", label, r.Name, r.RunErr)
+		case (i+1)%50 == 0 || i+1 == len(c.files):
+			t.Logf("%s: %d/%d files (%s)", label, i+1, len(c.files), r.Name)
+		}
+	}
+}
+
+// protected runs the suite against a new cluster that btfu protects with
+// run's configuration, checks do no harm and coverage, and restores and
+// compares.
+func (c *corpus) protected(t *testing.T, run protectedRun) {
+	label := "btfu-" + run.Label
+	start := time.Now()
+	src := c.startCluster(t, label)
+	srcTarget := c.target(t, label, src)
+	bdir := filepath.Join(c.work, label+"-home")
 	if err := os.MkdirAll(bdir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	extra := os.Getenv(envExtra)
-	b, err := NewBtfu(bin, bdir, Config(bdir, "regression", src.DSN(regressionDB), extra))
+	extra := strings.TrimSpace(run.Config + "\n" + os.Getenv(envExtra))
+	b, err := NewBtfu(c.bin, bdir, Config(bdir, "regression", src.DSN(regressionDB), extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,52 +341,58 @@ func TestCorpus(t *testing.T) {
 	}
 	t.Cleanup(stopBtfu)
 	if extra != "" {
-		t.Logf("btfu [[source]] extra lines (%s):\n%s", envExtra, extra)
+		t.Logf("btfu [[source]] extra lines:\n%s", extra)
 	}
-	st, err := b.WaitStreaming(ctx, 3*time.Minute)
+	st, err := b.WaitStreaming(c.ctx, 3*time.Minute)
 	if err != nil {
-		logBtfu(t, b, src, plain.LogFile)
+		logBtfu(t, b, src, c.plain.LogFile)
 		t.Fatalf("btfu: %v", err)
 	}
-	t.Logf("btfu streaming (flushed %s, %d base backup(s)); running the suite", st.FlushedLSN, st.BaseBackups)
+	c.timeline.Since(run.Label+": cluster, btfu's first base backup", start)
+	firstBase := ""
+	if st.LastBackup != nil && st.BaseBackups == 1 {
+		firstBase = st.LastBackup.Key
+	}
+	t.Logf("btfu streaming (flushed %s, %d base backup(s), first %q); running the suite", st.FlushedLSN, st.BaseBackups, firstBase)
 
-	w := startWatch(ctx, b)
+	w := startWatch(c.ctx, b)
 	var midSnap *Snapshot
 	start = time.Now()
-	btfuResults := suite.Run(ctx, srcTarget, RunOptions{Files: files, Timeout: timeout, After: progress("btfu"),
+	results := c.suite.Run(c.ctx, srcTarget, RunOptions{Files: c.files, Timeout: c.timeout, After: c.progress(t, label),
 		Before: func(i int, name string) {
 			w.setFile(name)
-			if doRestore && i == mid {
-				s, err := TakeSnapshot(ctx, src.DSN(regressionDB))
+			if c.doRestore && i == c.mid {
+				s, err := TakeSnapshot(c.ctx, src.DSN(regressionDB))
 				if err != nil {
 					t.Errorf("mid-schedule snapshot: %v", err)
 					return
 				}
 				midSnap = s
-				t.Logf("mid-schedule mark before %s (file %d of %d): LSN %s, %d tables (read in %s)", name, i+1, len(files), s.LSN, len(s.Tables), s.Took.Round(time.Millisecond))
+				t.Logf("mid-schedule mark before %s (file %d of %d): LSN %s, %d tables (read in %s)", name, i+1, len(c.files), s.LSN, len(s.Tables), s.Took.Round(time.Millisecond))
 			}
 		}})
-	btfuTook := time.Since(start)
+	took := c.timeline.Since(run.Label+": suite with btfu", start)
 	w.setFile("(after the suite)")
 	endLSN := src.CurrentLSN(t)
-	t.Logf("btfu run took %s; source at %s after the suite", btfuTook.Round(time.Second), endLSN)
+	t.Logf("btfu run took %s; source at %s after the suite", took.Round(time.Second), endLSN)
 
-	files2 := CompareRuns(plainResults, btfuResults)
+	files := CompareRuns(c.plainRuns, results)
 	t.Run("do no harm", func(t *testing.T) {
-		t.Log("\n" + Report(files2, plainTook, btfuTook))
-		for _, f := range files2 {
+		t.Log("\n" + Report(files, c.plainTook, took))
+		for _, f := range files {
 			if f.Harmful() {
 				t.Errorf("%s: %d errors plain, %d with btfu%s", f.Name, len(f.Plain.Errors), len(f.Btfu.Errors), timedOut(f.Btfu))
 			}
 		}
 	})
 
+	start = time.Now()
 	covered := t.Run("coverage", func(t *testing.T) {
 		deadline := time.Now().Add(3 * time.Minute)
 		var s SourceStatus
 		for {
 			var err error
-			s, err = b.Source(ctx)
+			s, err = b.Source(c.ctx)
 			if err == nil && CoverageEnd(s) >= endLSN {
 				t.Logf("coverage reaches %s (the source's LSN after the suite: %s)", CoverageEnd(s), endLSN)
 				return
@@ -299,57 +408,87 @@ func TestCorpus(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	})
+	c.timeline.Since(run.Label+": coverage reaches the end of the suite", start)
 
 	w.stop()
 	t.Log("\n" + w.report())
-	logBtfu(t, b, src, plain.LogFile)
+	logBtfu(t, b, src, c.plain.LogFile)
 
-	if !doRestore {
-		t.Logf("restore comparison: NOT RUN (set %s=1 to restore the latest state and the mid-schedule LSN and compare them with the source)", envRestore)
+	if !c.doRestore {
 		return
 	}
 	if !covered {
 		t.Log("restoring anyway, though coverage did not reach the end of the suite")
 	}
-	endSnap, err := TakeSnapshot(ctx, src.DSN(regressionDB))
+	start = time.Now()
+	endSnap, err := TakeSnapshot(c.ctx, src.DSN(regressionDB))
 	if err != nil {
 		t.Fatalf("snapshot of the source after the suite: %v", err)
 	}
+	c.timeline.Since(run.Label+": snapshot of the source after the suite", start)
 	t.Logf("source after the suite: LSN %s, %d tables (read in %s)", endSnap.LSN, len(endSnap.Tables), endSnap.Took.Round(time.Millisecond))
-	restoreAndCompare(t, b, plain, "latest", []string{"--latest"}, endSnap)
+	c.restoreAndCompare(t, b, run, "latest", []string{"--latest"}, endSnap)
+	if run.FirstBase {
+		if firstBase == "" {
+			t.Errorf("restore first-base: btfu's status named no single first base backup when streaming began (%d base backups, last %+v)", st.BaseBackups, st.LastBackup)
+		} else {
+			c.restoreAndCompare(t, b, run, "first-base", []string{"--latest", "--base", firstBase}, endSnap)
+		}
+	}
 	if midSnap == nil {
 		t.Error("restore mid: no mid-schedule snapshot was taken")
 	} else {
-		restoreAndCompare(t, b, plain, "mid", []string{"--lsn", midSnap.LSN}, midSnap)
+		c.restoreAndCompare(t, b, run, "mid", []string{"--lsn", midSnap.LSN}, midSnap)
 	}
 	stopBtfu()
+	if !c.keep {
+		_ = src.Stop() // the next run needs the memory more
+	}
 }
 
 // restoreAndCompare restores into a fresh database of the plain cluster
-// (which holds the roles the suite left, as the source's cluster does)
-// and compares it with want.
-func restoreAndCompare(t *testing.T, b *Btfu, into *pgtest.Cluster, label string, args []string, want *Snapshot) {
+// (which holds the roles the suite left, as the source's cluster does),
+// going on past DDL that fails (--on-ddl-error=skip), and compares it
+// with want (compare.go).
+func (c *corpus) restoreAndCompare(t *testing.T, b *Btfu, run protectedRun, label string, args []string, want *Snapshot) {
 	t.Run("restore "+label, func(t *testing.T) {
-		ctx := context.Background()
-		db := "corpus_restore_" + label
-		into.Exec(t, "postgres", "CREATE DATABASE "+db+" TEMPLATE=template0")
-		full := append(append([]string{"restore"}, args...), "--target", into.DSN(db), "--yes")
-		r, err := b.Run(ctx, 30*time.Minute, full...)
-		t.Logf("btfu %s: exit %d after %s\n%s%s", strings.Join(full, " "), r.Code, r.Took.Round(time.Second), fewLeftOut(r.Stdout, 10), withoutProgress(r.Stderr))
-		if err != nil {
-			t.Errorf("restore %s: %v", label, err)
-		} else if r.Code != 0 {
-			t.Errorf("restore %s exited %d", label, r.Code)
+		start := time.Now()
+		db := "restore_" + run.Label + "_" + strings.ReplaceAll(label, "-", "_")
+		c.plain.Exec(t, "postgres", "CREATE DATABASE "+db+" TEMPLATE=template0")
+		full := append(append([]string{"restore"}, args...), "--target", c.plain.DSN(db), "--yes", "--on-ddl-error=skip")
+		full = append(full, strings.Fields(os.Getenv(envRArgs))...)
+		r, err := b.Run(c.ctx, 30*time.Minute, full...)
+		c.timeline.Phase(fmt.Sprintf("%s: restore %s", run.Label, label), r.Took)
+		t.Logf("btfu %s: exit %d after %s\n%s%s", strings.Join(full, " "), r.Code, r.Took.Round(100*time.Millisecond), fewLeftOut(r.Stdout, 10), withoutProgress(r.Stderr))
+		outcome := RestoreOutcome{Run: run.Label, Label: label, Took: r.Took}
+		switch {
+		case err != nil:
+			outcome.Err = err.Error()
+		case r.Code == 1 && strings.Contains(r.Stderr, "restored, but"):
+			// LEFT OUT tables or skipped DDL: compared below.
+		case r.Code != 0:
+			outcome.Err = fmt.Sprintf("exit %d: %s", r.Code, RestoreError(r.Stderr))
 		}
-		got, err := TakeSnapshot(ctx, into.DSN(db))
+		if outcome.Err != "" {
+			c.timeline.Restore(outcome)
+			t.Fatalf("restore %s %s failed, not compared: %s", run.Label, label, outcome.Err)
+		}
+		start = time.Now()
+		got, err := TakeSnapshot(c.ctx, c.plain.DSN(db))
 		if err != nil {
 			t.Fatalf("snapshot of the restore: %v", err)
 		}
-		c := Compare(want, got)
-		c.LeftOut = LeftOutTables(r.Stdout)
-		t.Logf("restore %s (source at %s) compared with the source:\n%s", label, want.LSN, c.Summary())
-		if !c.OK() {
-			t.Errorf("restore %s: %d of %d tables equal, %d differing, %d missing (see above)", label, len(c.Equal), len(want.Tables), len(c.Differing), len(c.Missing))
+		cmp := Compare(want, got, ParseRestoreOutput(r.Stdout), run.Mode)
+		outcome.Compared = &cmp
+		c.timeline.Restore(outcome)
+		c.timeline.Since(fmt.Sprintf("%s: snapshot and comparison of restore %s", run.Label, label), start)
+		t.Logf("restore %s %s (source at %s) compared with the source:\n%s", run.Label, label, want.LSN, cmp.Summary())
+		if f := cmp.Failures(); len(f) > 0 {
+			if len(f) > 40 {
+				f = append(f[:40], fmt.Sprintf("... and %d more (see the comparison above)", len(f)-40))
+			}
+			t.Errorf("restore %s %s: %d tables equal, %d LEFT OUT and %d column order differs (accepted), %d failures:\n  %s",
+				run.Label, label, cmp.Count(Equal), cmp.Count(LeftOut), cmp.Count(ColumnOrder), len(cmp.Failures()), strings.Join(f, "\n  "))
 		}
 	})
 }

@@ -126,36 +126,6 @@ func TestHarmAndReport(t *testing.T) {
 	}
 }
 
-func TestCompareSnapshots(t *testing.T) {
-	n := func(v int64) *int64 { return &v }
-	src := &Snapshot{
-		Tables:    map[string]TableState{"public.a": {Rows: 1, Hash: "h1"}, "public.b": {Rows: 2, Hash: "h2"}, "public.c": {Rows: 0, Hash: "h0"}},
-		Objects:   map[string][]string{"tables": {"public.a", "public.b", "public.c"}, "views": {"public.v"}},
-		Sequences: map[string]*int64{"public.s": n(10), "public.never": nil, "public.t": n(3)},
-	}
-	got := &Snapshot{
-		Tables:    map[string]TableState{"public.a": {Rows: 1, Hash: "h1"}, "public.b": {Rows: 2, Hash: "other"}, "public.x": {}},
-		Objects:   map[string][]string{"tables": {"public.a", "public.b", "public.x"}},
-		Sequences: map[string]*int64{"public.s": n(9), "public.never": nil, "public.t": n(4)},
-	}
-	c := Compare(src, got)
-	if !reflect.DeepEqual(c.Equal, []string{"public.a"}) || len(c.Differing) != 1 || !reflect.DeepEqual(c.Missing, []string{"public.c"}) ||
-		!reflect.DeepEqual(c.Extra, []string{"public.x"}) || !reflect.DeepEqual(c.ObjectsMissing["views"], []string{"public.v"}) ||
-		!reflect.DeepEqual(c.SequencesBehind, []string{"public.s: source 10, restored 9"}) || c.OK() {
-		t.Fatalf("%+v", c)
-	}
-	if s := c.Summary(); !strings.Contains(s, "tables: 1 of 3 equal, 1 differing, 1 missing") || !strings.Contains(s, "public.b: 2 rows both, contents differ") {
-		t.Fatalf("summary:\n%s", s)
-	}
-	c.LeftOut = LeftOutTables("plan\n  LEFT OUT     public.c: not backed up since 0/1 (no key)\n")
-	if s := c.Summary(); !strings.Contains(s, "missing tables (1, 1 of them LEFT OUT by the restore)") || !strings.Contains(s, "public.c  (LEFT OUT)") {
-		t.Fatalf("summary with left out tables:\n%s", s)
-	}
-	if !Compare(src, src).OK() {
-		t.Fatal("a snapshot differs from itself")
-	}
-}
-
 func TestGroupLog(t *testing.T) {
 	lines := []LogLine{
 		{Level: "WARN", Msg: "new table public.a has no key", Kind: "publication.table_left_out"},

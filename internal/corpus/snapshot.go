@@ -11,8 +11,9 @@ import (
 )
 
 // Snapshot is what a database holds, for comparing a restore with its
-// source: a hash of every table's rows, the names of its objects, and its
-// sequences' values.
+// source: a hash of every table's rows with the table's shape and the
+// catalog facts that explain a table left out, the names of its objects,
+// and its sequences' values.
 type Snapshot struct {
 	LSN       string // pg_current_wal_lsn() when taken (on a source)
 	Took      time.Duration
@@ -21,13 +22,32 @@ type Snapshot struct {
 	Sequences map[string]*int64     // schema.sequence -> last_value (nil: never called)
 }
 
-// TableState is one table's rows: their count and the md5 of their text
-// forms sorted and joined; Err when the table could not be read.
+// TableState is one table: its columns in position order, its rows (their
+// count and the md5 of their text forms, each row with its columns in
+// name order, sorted and joined, so rows compare by column name whatever
+// the positions), and what a restore's LEFT OUT reason is checked
+// against; Err when the rows could not be read.
 type TableState struct {
 	Kind string // "r" ordinary (rows of the table only), "p" partitioned (every partition's rows)
 	Rows int64
 	Hash string
 	Err  string
+	// Columns are "name type" in position order (dropped columns left
+	// out): the same set in another order is a table whose rows are equal
+	// by name but not by position.
+	Columns []string
+	// Persistence is relpersistence: "p" logged, "u" unlogged.
+	Persistence string
+	// ReplIdent is relreplident: "d" default (primary key), "n" nothing,
+	// "f" full, "i" index.
+	ReplIdent string
+	// HasIdentity: the replica identity is usable (FULL, a primary key
+	// under DEFAULT, or an index under USING INDEX).
+	HasIdentity bool
+	// Parents are the tables it inherits from (not a partition's parent).
+	Parents []string
+	// Ancestors are a partition's partitioned tables, up to the root.
+	Ancestors []string
 }
 
 // userNamespace leaves out the catalogs, btfu's own schema, TOAST and
@@ -117,41 +137,17 @@ func TakeSnapshot(ctx context.Context, dsn string) (*Snapshot, error) {
 		}
 		s.Objects[kind] = names
 	}
-	rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND `+userNamespace+` ORDER BY 1, 2`)
+	rels, err := readTables(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: tables: %w", err)
 	}
-	type rel struct{ schema, name, kind string }
-	var rels []rel
-	for rows.Next() {
-		var r rel
-		if err := rows.Scan(&r.schema, &r.name, &r.kind); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		rels = append(rels, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("snapshot: tables: %w", err)
-	}
 	for i, r := range rels {
-		// Ordinary tables without their inheritance children (each child
-		// is hashed itself); a partitioned table has no rows of its own, so
-		// its hash covers its partitions'.
-		only := "ONLY "
-		if r.kind == "p" {
-			only = ""
-		}
-		q := fmt.Sprintf(`SELECT count(*), md5(coalesce(string_agg(ROW(r.*)::text, E'\n' ORDER BY ROW(r.*)::text COLLATE "C"), '')) FROM %s%s AS r`,
-			only, pgx.Identifier{r.schema, r.name}.Sanitize())
-		st := TableState{Kind: r.kind}
+		st := r.state
 		sp := fmt.Sprintf("t%d", i)
 		if _, err := conn.Exec(ctx, "SAVEPOINT "+sp); err != nil {
 			return nil, fmt.Errorf("snapshot: savepoint: %w", err)
 		}
-		if err := conn.QueryRow(ctx, q).Scan(&st.Rows, &st.Hash); err != nil {
+		if err := conn.QueryRow(ctx, rowsQuery(r.schema, r.name, r.state.Kind, r.names)).Scan(&st.Rows, &st.Hash); err != nil {
 			st.Err = err.Error()
 			if _, err := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 				return nil, fmt.Errorf("snapshot: rollback to savepoint: %w", err)
@@ -181,6 +177,82 @@ func TakeSnapshot(ctx context.Context, dsn string) (*Snapshot, error) {
 	return s, nil
 }
 
+// tableRow is one table as readTables finds it.
+type tableRow struct {
+	schema, name string
+	names        []string // column names in position order
+	state        TableState
+}
+
+// tablesQuery reads every user table with its columns and the catalog
+// facts TableState keeps.
+const tablesQuery = `SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relreplident::text,
+	  CASE c.relreplident
+	    WHEN 'f' THEN true
+	    WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+	    WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+	    ELSE false END,
+	  coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+	            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+	  coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+	            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+	  coalesce((SELECT array_agg(pn.nspname || '.' || p.relname ORDER BY i.inhseqno) FROM pg_inherits i
+	            JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+	            WHERE i.inhrelid = c.oid AND NOT c.relispartition), '{}'),
+	  coalesce((SELECT array_agg(an.nspname || '.' || a.relname ORDER BY x.o) FROM pg_partition_ancestors(c.oid) WITH ORDINALITY x(relid, o)
+	            JOIN pg_class a ON a.oid = x.relid JOIN pg_namespace an ON an.oid = a.relnamespace
+	            WHERE x.relid <> c.oid), '{}')
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND ` + userNamespace + ` ORDER BY 1, 2`
+
+func readTables(ctx context.Context, conn *pgx.Conn) ([]tableRow, error) {
+	rows, err := conn.Query(ctx, tablesQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []tableRow
+	for rows.Next() {
+		var r tableRow
+		var types []string
+		st := &r.state
+		if err := rows.Scan(&r.schema, &r.name, &st.Kind, &st.Persistence, &st.ReplIdent, &st.HasIdentity, &r.names, &types, &st.Parents, &st.Ancestors); err != nil {
+			return nil, err
+		}
+		for i, n := range r.names {
+			st.Columns = append(st.Columns, n+" "+types[i])
+		}
+		if len(st.Parents) == 0 {
+			st.Parents = nil
+		}
+		if len(st.Ancestors) == 0 {
+			st.Ancestors = nil
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// rowsQuery counts and hashes a table's rows: each row's text form with
+// its columns in name order (byte order of the names), the rows sorted
+// (C collation) and joined. An ordinary table's rows are its own
+// (inheritance children are hashed themselves); a partitioned table has
+// no rows of its own, so its hash covers its partitions'.
+func rowsQuery(schema, name, kind string, columns []string) string {
+	sorted := append([]string(nil), columns...)
+	sort.Strings(sorted)
+	fields := make([]string, len(sorted))
+	for i, c := range sorted {
+		fields[i] = "r." + pgx.Identifier{c}.Sanitize()
+	}
+	only := "ONLY "
+	if kind == "p" {
+		only = ""
+	}
+	return fmt.Sprintf(`SELECT count(*), md5(coalesce(string_agg(x, E'\n' ORDER BY x COLLATE "C"), '')) FROM (SELECT ROW(%s)::text AS x FROM %s%s AS r) s`,
+		strings.Join(fields, ", "), only, pgx.Identifier{schema, name}.Sanitize())
+}
+
 func queryStrings(ctx context.Context, conn *pgx.Conn, q string) ([]string, error) {
 	rows, err := conn.Query(ctx, q)
 	if err != nil {
@@ -189,191 +261,4 @@ func queryStrings(ctx context.Context, conn *pgx.Conn, q string) ([]string, erro
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	sort.Strings(out)
 	return out, err
-}
-
-// Comparison is a restored database compared with its source.
-type Comparison struct {
-	Equal     []string
-	Differing []string // "name: source N rows, restored M rows" or "...: same count, other rows"
-	Missing   []string // tables of the source the restore does not have
-	Extra     []string // tables of the restore the source does not have
-	Unread    []string // tables that could not be read on either side (with why)
-	// ObjectsMissing and ObjectsExtra are per kind (ObjectKinds).
-	ObjectsMissing map[string][]string
-	ObjectsExtra   map[string][]string
-	// SequencesBehind: a restored sequence below the source's value (it
-	// would hand out a value the source already had).
-	SequencesBehind []string
-	// LeftOut are the tables the restore said it left out (no usable
-	// replica identity); the summary marks them.
-	LeftOut map[string]bool
-}
-
-// OK reports whether the restore holds exactly the source's tables and
-// objects and no sequence is behind.
-func (c Comparison) OK() bool {
-	if len(c.Differing)+len(c.Missing)+len(c.Extra)+len(c.Unread)+len(c.SequencesBehind) > 0 {
-		return false
-	}
-	for _, v := range c.ObjectsMissing {
-		if len(v) > 0 {
-			return false
-		}
-	}
-	for _, v := range c.ObjectsExtra {
-		if len(v) > 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// Compare compares restored with src.
-func Compare(src, restored *Snapshot) Comparison {
-	c := Comparison{ObjectsMissing: map[string][]string{}, ObjectsExtra: map[string][]string{}}
-	for _, name := range sortedKeys(src.Tables) {
-		a := src.Tables[name]
-		b, ok := restored.Tables[name]
-		switch {
-		case !ok:
-			c.Missing = append(c.Missing, name)
-		case a.Err != "" || b.Err != "":
-			c.Unread = append(c.Unread, fmt.Sprintf("%s: source: %s; restored: %s", name, orNone(a.Err), orNone(b.Err)))
-		case a.Hash == b.Hash && a.Rows == b.Rows:
-			c.Equal = append(c.Equal, name)
-		case a.Rows != b.Rows:
-			c.Differing = append(c.Differing, fmt.Sprintf("%s: source %d rows, restored %d", name, a.Rows, b.Rows))
-		default:
-			c.Differing = append(c.Differing, fmt.Sprintf("%s: %d rows both, contents differ", name, a.Rows))
-		}
-	}
-	for _, name := range sortedKeys(restored.Tables) {
-		if _, ok := src.Tables[name]; !ok {
-			c.Extra = append(c.Extra, name)
-		}
-	}
-	for _, kind := range ObjectKinds {
-		c.ObjectsMissing[kind], c.ObjectsExtra[kind] = setDiff(src.Objects[kind], restored.Objects[kind])
-	}
-	for _, name := range sortedKeys(src.Sequences) {
-		a := src.Sequences[name]
-		b, ok := restored.Sequences[name]
-		switch {
-		case !ok:
-			// reported as a missing object
-		case a == nil:
-			// never called on the source: any value is ahead of it
-		case b == nil:
-			c.SequencesBehind = append(c.SequencesBehind, fmt.Sprintf("%s: source %d, restored never called", name, *a))
-		case *b < *a:
-			c.SequencesBehind = append(c.SequencesBehind, fmt.Sprintf("%s: source %d, restored %d", name, *a, *b))
-		}
-	}
-	return c
-}
-
-// Summary prints the comparison: counts first, then every name.
-func (c Comparison) Summary() string {
-	var b strings.Builder
-	total := len(c.Equal) + len(c.Differing) + len(c.Missing) + len(c.Unread)
-	fmt.Fprintf(&b, "tables: %d of %d equal, %d differing, %d missing, %d unreadable, %d extra in the restore\n",
-		len(c.Equal), total, len(c.Differing), len(c.Missing), len(c.Unread), len(c.Extra))
-	list := func(title string, names []string) {
-		if len(names) == 0 {
-			return
-		}
-		left := 0
-		for _, n := range names {
-			if c.LeftOut[tableOf(n)] {
-				left++
-			}
-		}
-		if left > 0 {
-			fmt.Fprintf(&b, "  %s (%d, %d of them LEFT OUT by the restore):\n", title, len(names), left)
-		} else {
-			fmt.Fprintf(&b, "  %s (%d):\n", title, len(names))
-		}
-		for _, n := range names {
-			if c.LeftOut[tableOf(n)] {
-				n += "  (LEFT OUT)"
-			}
-			fmt.Fprintf(&b, "    %s\n", n)
-		}
-	}
-	list("differing tables", c.Differing)
-	list("missing tables", c.Missing)
-	list("unreadable tables", c.Unread)
-	list("extra tables", c.Extra)
-	for _, kind := range ObjectKinds {
-		if kind == "tables" {
-			continue // above
-		}
-		m, x := c.ObjectsMissing[kind], c.ObjectsExtra[kind]
-		fmt.Fprintf(&b, "%s: %d missing, %d extra\n", kind, len(m), len(x))
-		list("missing "+kind, m)
-		list("extra "+kind, x)
-	}
-	fmt.Fprintf(&b, "sequences behind the source: %d\n", len(c.SequencesBehind))
-	list("sequences behind", c.SequencesBehind)
-	return b.String()
-}
-
-// tableOf is the table name a Differing or Missing entry starts with.
-func tableOf(entry string) string {
-	name, _, _ := strings.Cut(entry, ": ")
-	return name
-}
-
-// LeftOutTables reads the tables btfu restore names as LEFT OUT in its
-// output ("  LEFT OUT     schema.table: why").
-func LeftOutTables(stdout string) map[string]bool {
-	m := map[string]bool{}
-	for _, l := range strings.Split(stdout, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(l), "LEFT OUT")
-		if !ok {
-			continue
-		}
-		if name := tableOf(strings.TrimSpace(rest)); name != "" {
-			m[name] = true
-		}
-	}
-	return m
-}
-
-func setDiff(a, b []string) (onlyA, onlyB []string) {
-	in := func(list []string) map[string]int {
-		m := map[string]int{}
-		for _, s := range list {
-			m[s]++
-		}
-		return m
-	}
-	ma, mb := in(a), in(b)
-	for _, s := range a {
-		if mb[s] == 0 {
-			onlyA = append(onlyA, s)
-		}
-	}
-	for _, s := range b {
-		if ma[s] == 0 {
-			onlyB = append(onlyB, s)
-		}
-	}
-	return onlyA, onlyB
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "ok"
-	}
-	return s
 }
