@@ -178,8 +178,15 @@ func TestStuckCaptureIsAnErrorUntilItProgresses(t *testing.T) {
 	if want := "store failure at " + stuckAt.String(); !strings.Contains(st.LastError, want) || !strings.Contains(st.LastError, "not a directory") {
 		t.Fatalf("last error %q lacks %q and the cause", st.LastError, want)
 	}
-	if rec, err := f.meta.GetSource(context.Background(), "app"); err != nil || rec.State != "error" || !strings.Contains(rec.LastError, "store failure") {
-		t.Fatalf("recorded state %q %q %v", rec.State, rec.LastError, err)
+	// The metadata store records it just after the in-memory status turns.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rec, err := f.meta.GetSource(context.Background(), "app")
+		if err == nil && rec.State == "error" && strings.Contains(rec.LastError, "store failure") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorded state %q %q %v", rec.State, rec.LastError, err)
+		}
 	}
 	ev.wait(t, "capture.error")
 	// Retries go on in the background; the state stays error.
