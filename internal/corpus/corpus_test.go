@@ -460,6 +460,11 @@ func (c *corpus) restoreAndCompare(t *testing.T, b *Btfu, run protectedRun, labe
 		r, err := b.Run(c.ctx, 30*time.Minute, full...)
 		c.timeline.Phase(fmt.Sprintf("%s: restore %s", run.Label, label), r.Took)
 		t.Logf("btfu %s: exit %d after %s\n%s%s", strings.Join(full, " "), r.Code, r.Took.Round(100*time.Millisecond), fewLeftOut(r.Stdout, 10), withoutProgress(r.Stderr))
+		for i, a := range args {
+			if a == "--base" && i+1 < len(args) && !strings.Contains(r.Stdout, "base backup  "+args[i+1]) {
+				t.Errorf("restore %s %s did not use the base backup asked for (%s)", run.Label, label, args[i+1])
+			}
+		}
 		outcome := RestoreOutcome{Run: run.Label, Label: label, Took: r.Took}
 		switch {
 		case err != nil:
