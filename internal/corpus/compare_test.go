@@ -19,6 +19,8 @@ Restored the latest stored state.
   LEFT OUT     public.char_tbl: not backed up since 0/19396C8 (no primary key or replica identity); it holds at most its rows of the base backup
   LEFT OUT     public.mlparted_def: joined the publication at 0/6081330, after this base backup (0/1937E28); its changes cannot be replayed from it
   SKIPPED DDL  0/8466C28: captured DDL: GRANT ALL ON range_parted, mintab TO regress_range_parted_user: ERROR: role "regress_range_parted_user" does not exist (SQLSTATE 42704)
+  SKIPPED DDL  0/10E264A0: captured DDL: GRANT SELECT ON LARGE OBJECT 42 TO public: ERROR: large object 42 does not exist (SQLSTATE 42704)
+  SKIPPED DDL  0/10E264A8: captured DDL: CREATE TABLE lo (l oid): ERROR: large object 42 does not exist (SQLSTATE 42704)
   SKIPPED DDL  0/8466D00: captured DDL: CREATE TABLE testschema.foo (i int) TABLESPACE regress_tblspace: ERROR: tablespace "regress_tblspace" does not exist (SQLSTATE 42704)
 `
 
@@ -27,7 +29,7 @@ func TestParseRestoreOutput(t *testing.T) {
 	if len(out.LeftOut) != 4 || !strings.HasPrefix(out.LeftOut["public.mlparted_def"], "public.mlparted_def: joined the publication at 0/6081330") {
 		t.Fatalf("left out: %q", out.LeftOut)
 	}
-	if len(out.Skipped) != 2 || !strings.HasPrefix(out.Skipped[0], "0/8466C28: captured DDL: GRANT") {
+	if len(out.Skipped) != 4 || !strings.HasPrefix(out.Skipped[0], "0/8466C28: captured DDL: GRANT") {
 		t.Fatalf("skipped: %q", out.Skipped)
 	}
 }
@@ -166,18 +168,19 @@ func TestCompareObjectsSequencesAndSkippedDDL(t *testing.T) {
 		"triggers: public.a.t3 in the restore, not on the source",
 		"sequence behind the source: public.s: source 10, restored 9",
 		"sequence behind the source: public.u: source 5, restored never called",
+		"skipped DDL: 0/10E264A8: captured DDL: CREATE TABLE lo (l oid): ERROR: large object 42 does not exist (SQLSTATE 42704)",
 		`skipped DDL: 0/8466D00: captured DDL: CREATE TABLE testschema.foo (i int) TABLESPACE regress_tblspace: ERROR: tablespace "regress_tblspace" does not exist (SQLSTATE 42704)`,
 	}
 	if got := c.Failures(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("failures:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if len(c.Skipped) != 2 || !c.Skipped[0].Accepted || c.Skipped[1].Accepted {
+	if len(c.Skipped) != 4 || c.Skipped[0].Limit != LimitRole || c.Skipped[1].Limit != LimitLargeObject || c.Skipped[2].Limit != "" || c.Skipped[3].Limit != "" {
 		t.Fatalf("skipped: %+v", c.Skipped)
 	}
 	s := c.Summary()
 	for _, w := range []string{"tables: 1 of the source's: 1 equal, 0 LEFT OUT (accepted), 0 column order differs (accepted), 0 FAILED; 1 only in the restore",
-		"missing views (1): public.v", "extra triggers (1): public.a.t3", "skipped DDL: 2, 1 of them accepted (a role that does not exist on the target), 1 FAILED",
-		`accepted 0/8466C28: captured DDL: GRANT ALL`} {
+		"missing views (1): public.v", "extra triggers (1): public.a.t3", "skipped DDL: 4, 2 accepted (documented limits), 2 FAILED",
+		"accepted, " + LimitRole + " (1):\n    0/8466C28: captured DDL: GRANT ALL", "accepted, " + LimitLargeObject + " (1):\n    0/10E264A0"} {
 		if !strings.Contains(s, w) {
 			t.Errorf("summary lacks %q:\n%s", w, s)
 		}

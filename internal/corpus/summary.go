@@ -104,7 +104,7 @@ func (o RestoreOutcome) figures() string {
 	}
 	acc := 0
 	for _, s := range c.Skipped {
-		if s.Accepted {
+		if s.Limit != "" {
 			acc++
 		}
 	}
