@@ -97,9 +97,12 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 		t.Errorf("skipped DDL: %v", sum.SkippedDDL)
 	}
 	// Tables created by the statement (also within CREATE SCHEMA) are
-	// covered from their first row: none is left out of this restore.
-	if len(sum.LeftOut) != 0 {
-		t.Errorf("left out: %v", sum.LeftOut)
+	// covered from their first row: none is left out of this restore but
+	// the UNLOGGED one, once the periodic check has seen it.
+	for _, l := range sum.LeftOut {
+		if !strings.HasPrefix(l, "public.ctas_unlogged: ") {
+			t.Errorf("left out: %s", l)
+		}
 	}
 }
 

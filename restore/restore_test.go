@@ -123,8 +123,13 @@ func (e *env) mark(t *testing.T, name string) mark {
 	return m
 }
 
-// waitStored waits until coverage reaches m by LSN and by time.
+// waitStored waits until coverage reaches m by LSN and by time. A
+// transaction after the mark (a logical message replay ignores) moves the
+// stored cursor past it at once; an idle source would move it only with
+// the walsender's next keepalive, seconds later.
 func (e *env) waitStored(t *testing.T, m mark) {
+	t.Helper()
+	source.Exec(t, e.db, "SELECT pg_logical_emit_message(true, 'btfu.test.nudge', '')")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		chains, _ := e.meta.ListChains(context.Background(), e.id)
 		for _, c := range chains {
