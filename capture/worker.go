@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/probe"
@@ -609,6 +611,29 @@ func (w *Worker) addNewTables(ctx context.Context) {
 			fresh = append(fresh, t)
 		}
 	}
+	// Without DDL capture nothing says a table was dropped: a table left
+	// out that no longer exists is recorded as gone.
+	if nt.Tables != nil {
+		exists := map[string]bool{}
+		for _, t := range nt.Tables {
+			exists[t] = true
+		}
+		if recs, err := w.Meta.ListTableCoverage(ctx, w.SourceID); err == nil {
+			since := map[string]pglogrepl.LSN{}
+			for _, c := range recs {
+				since[c.Table] = c.FromLSN
+			}
+			for _, t := range store.LeftOutNow(recs) {
+				// A record newer than the listing may be of a table the
+				// listing could not see yet.
+				if !exists[t] && since[t] < nt.ListedLSN {
+					if _, err := w.Meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: w.SourceID, Table: t, FromLSN: nt.LSN, AddedAt: time.Now(), Reason: store.TableDropped}); err != nil {
+						w.Log.Warn("could not record a dropped table", "table", t, "err", err)
+					}
+				}
+			}
+		}
+	}
 	if len(freshUnlogged) > 0 {
 		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s are UNLOGGED: their changes are not in the WAL, so restores hold them as the base backup had them (ALTER TABLE … SET LOGGED to back them up)", strings.Join(freshUnlogged, ", ")))
 	}
@@ -639,6 +664,7 @@ const unloggedReason = "UNLOGGED: its changes are not in the WAL"
 // left (it lost its replica identity) is left out from there.
 func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, events []segment.Record) {
 	var joined []string
+	var known map[string]bool // tables with coverage records, read at the first drop
 	for _, ev := range events {
 		var m struct {
 			Action string `json:"action"`
@@ -663,6 +689,16 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		case "left":
 			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
 			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
+		case "dropped":
+			// Ends what earlier records said of the table (left out, joined
+			// late); only tables that have such records need one.
+			if known == nil {
+				known = w.coveredTables(ctx)
+			}
+			if !known[name] {
+				continue
+			}
+			c.Reason = store.TableDropped
 		default:
 			continue
 		}
@@ -678,6 +714,20 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		w.backupDue = "tables joined the publication"
 		w.mu.Unlock()
 	}
+}
+
+// coveredTables returns the tables that have coverage records.
+func (w *Worker) coveredTables(ctx context.Context) map[string]bool {
+	out := map[string]bool{}
+	recs, err := w.Meta.ListTableCoverage(ctx, w.SourceID)
+	if err != nil {
+		w.Log.Warn("could not read table coverage", "err", err)
+		return out
+	}
+	for _, c := range recs {
+		out[c.Table] = true
+	}
+	return out
 }
 
 // newlyLeftOut returns the tables of names whose newest coverage record

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/store"
 )
 
 // tableHashes hashes every user table of db (schema.table -> md5).
@@ -147,6 +149,21 @@ schedule = "off"
 	if len(sum.LeftOut) != 1 || !strings.Contains(sum.LeftOut[0], "public.late") {
 		t.Fatalf("restore from the base before the late table: left out %v", sum.LeftOut)
 	}
+
+	// A keyless table is left out; once dropped, nothing says so any more
+	// (without DDL capture, the periodic check notices it is gone).
+	id := mustSourceID(t, e, "lp")
+	leftOut := func() []string {
+		recs, err := e.Meta().ListTableCoverage(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.LeftOutNow(recs)
+	}
+	asRole(`CREATE TABLE nokey_lp (a int); INSERT INTO nokey_lp VALUES (1)`)
+	waitFor(t, func() bool { return slices.Contains(leftOut(), "public.nokey_lp") }, "nokey_lp left out")
+	asRole(`DROP TABLE nokey_lp`)
+	waitFor(t, func() bool { return !slices.Contains(leftOut(), "public.nokey_lp") }, "nokey_lp no longer left out once dropped")
 }
 
 func mustSourceID(t *testing.T, e *Engine, name string) int64 {

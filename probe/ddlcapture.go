@@ -28,10 +28,12 @@ const (
 	DDLDropFunction = "btfu.capture_ddl_drop"
 	// droppedSetting carries the dropped objects from the sql_drop
 	// trigger to the ddl_command_end trigger, within the transaction.
-	droppedSetting   = "btfu.dropped"
-	DDLStartTrigger  = "btfu_capture_ddl_start"
-	DDLStartFunction = "btfu.capture_ddl_start"
-	DDLStartCore     = "btfu.capture_ddl_start_core"
+	droppedSetting = "btfu.dropped"
+	// droppedTablesSetting carries every table a DROP removed.
+	droppedTablesSetting = "btfu.dropped_tables"
+	DDLStartTrigger      = "btfu_capture_ddl_start"
+	DDLStartFunction     = "btfu.capture_ddl_start"
+	DDLStartCore         = "btfu.capture_ddl_start_core"
 	// unloggedSetting carries, within a transaction, the tables the start
 	// trigger took out, so the end trigger puts back those still logged.
 	unloggedSetting = "btfu.out_for_unlogged"
@@ -110,6 +112,11 @@ func ddlStatements(src *config.Source) []string {
     CREATE EVENT TRIGGER ` + DDLDropTrigger + ` ON sql_drop EXECUTE FUNCTION ` + DDLDropFunction + `();
   END IF;
 END $btfu$`,
+		// DDL run with session_replication_role = replica (migration and
+		// bulk-load tools set it) is DDL too: the triggers fire always.
+		"ALTER EVENT TRIGGER " + DDLTrigger + " ENABLE ALWAYS",
+		"ALTER EVENT TRIGGER " + DDLStartTrigger + " ENABLE ALWAYS",
+		"ALTER EVENT TRIGGER " + DDLDropTrigger + " ENABLE ALWAYS",
 	}
 }
 
@@ -194,10 +201,18 @@ BEGIN
     RETURN;
   END IF;
   BEGIN
+    -- Objects without a schema of their own (a rule, trigger or policy on
+    -- a temporary table) and functions of temporary types are named in
+    -- pg_temp.
     PERFORM pg_catalog.set_config('` + droppedSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-        'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name, 'temp', d.is_temporary, 'original', true,
+        'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name,
+        'temp', d.is_temporary OR d.object_identity LIKE '%pg\_temp.%', 'original', true,
         'names', pg_catalog.to_jsonb(d.address_names)))
       FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.original)::text, ''), true);
+    -- Every table it dropped, with CASCADE too, so records that a table
+    -- was left out end with it.
+    PERFORM pg_catalog.set_config('` + droppedTablesSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.schema_name, d.object_name))
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.object_type = 'table' AND NOT d.is_temporary AND d.object_name IS NOT NULL)::text, ''), true);
   EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'btfu could not note the objects this DROP removed (%: %)', SQLSTATE, SQLERRM;
   END;
@@ -287,6 +302,10 @@ DECLARE
   created_rels oid[];
   taken oid[] := string_to_array(trim(trailing ',' FROM coalesce(current_setting('` + unloggedSetting + `', true), '')), ',')::oid[];
   dropped jsonb := nullif(current_setting('` + droppedSetting + `', true), '')::jsonb;
+  dropped_tables jsonb := nullif(current_setting('` + droppedTablesSetting + `', true), '')::jsonb;
+  -- Partitions this statement attached (ALTER TABLE … ATTACH PARTITION
+  -- names the parent only), with their own partitions.
+  attached oid[] := '{}';
   -- DDL inside a function, procedure or DO block (see nestedSQL).
   q text;
   nested boolean := false;
@@ -312,12 +331,19 @@ BEGIN
   IF dropped IS NOT NULL THEN
     PERFORM set_config('` + droppedSetting + `', '', true);
   END IF;
+  IF dropped_tables IS NOT NULL THEN
+    PERFORM set_config('` + droppedTablesSetting + `', '', true);
+  END IF;
   -- An object is temporary when its schema is, or when the relation it
   -- belongs to is (triggers, rules, policies, constraints and defaults
   -- have no schema of their own).
   SELECT coalesce(jsonb_agg(jsonb_build_object('type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name,
            'temp', coalesce(d.schema_name = 'pg_temp' OR d.schema_name LIKE 'pg\_temp\_%', false)
-             OR coalesce((SELECT c.relpersistence = 't' FROM pg_class c WHERE c.oid = d.relid), false))), '[]'::jsonb),
+             OR coalesce((SELECT c.relpersistence = 't' FROM pg_class c WHERE c.oid = d.relid), false)
+             -- "effectively temporary": a function of a temporary table's
+             -- row type lives in a permanent schema but goes with the session
+             OR EXISTS (SELECT 1 FROM pg_depend dep JOIN pg_type ty ON ty.oid = dep.refobjid JOIN pg_namespace tn ON tn.oid = ty.typnamespace
+               WHERE dep.classid = d.classid AND dep.objid = d.objid AND dep.refclassid = 'pg_type'::regclass AND tn.nspname LIKE 'pg\_temp\_%'))), '[]'::jsonb),
          array_agg(DISTINCT d.relid) FILTER (WHERE d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass)),
          array_agg(DISTINCT d.objid) FILTER (WHERE d.classid = 'pg_class'::regclass AND d.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO'))
     INTO objs, rels, created_rels
@@ -376,6 +402,12 @@ BEGIN
     -- must not recreate or change it.
     'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text;
   RETURN NEXT;
+  -- Tables that no longer exist: their coverage records end here.
+  IF dropped_tables IS NOT NULL THEN
+    FOR r IN SELECT x->>0 AS nspname, x->>1 AS relname FROM jsonb_array_elements(dropped_tables) x LOOP
+      msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'dropped', 'schema', r.nspname, 'table', r.relname)::text; RETURN NEXT;
+    END LOOP;
+  END IF;
 
   -- A FOR ALL TABLES publication (an older btfu's) takes new tables by
   -- itself; registration at start replaces it by the list.
@@ -399,6 +431,11 @@ BEGIN
       msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'unlogged', 'schema', r.nspname, 'table', r.relname)::text; RETURN NEXT;
     END LOOP;
     rels := coalesce(rels, '{}') || taken;
+  END IF;
+  IF rels IS NOT NULL AND tag = 'ALTER TABLE' THEN
+    attached := ARRAY(SELECT t.relid FROM pg_inherits i, LATERAL pg_partition_tree(i.inhrelid) t
+      WHERE i.inhparent = ANY (rels) AND ` + mineSQL("i.xmin") + `);
+    rels := rels || attached;
   END IF;
   IF rels IS NOT NULL THEN
 
@@ -431,6 +468,15 @@ BEGIN
       IF NOT usable THEN
         RAISE WARNING 'btfu: partition %.% has no usable replica identity; btfu cannot leave it out of its root''s publication: set REPLICA IDENTITY FULL on it or add a primary key to its root', rel.nspname, rel.relname;
       END IF;
+      IF rel.oid = ANY (attached) AND NOT rel.listed AND NOT rel.oid = ANY (coalesce(created_rels, '{}')) THEN
+        -- An existing table attached under a published root: its earlier
+        -- rows are not in the stream. Published via the root, its changes
+        -- carry the root's name: the root joins with it.
+        FOR r IN SELECT rel.nspname, rel.relname UNION ALL SELECT rn.nspname, rc.relname FROM pg_class rc
+            JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE viaroot AND rc.oid = pg_partition_root(rel.oid) LOOP
+          msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'joined', 'schema', r.nspname, 'table', r.relname)::text; RETURN NEXT;
+        END LOOP;
+      END IF;
       CONTINUE;
     END IF;
     IF usable AND NOT rel.listed THEN
@@ -438,8 +484,12 @@ BEGIN
       EXECUTE format('ALTER PUBLICATION %s ADD TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
       IF NOT rel.oid = ANY (coalesce(created_rels, '{}')) AND NOT rel.oid = ANY (taken) THEN
-        -- An existing table joins: its earlier rows are not in the stream.
-        msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'joined', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
+        -- An existing table joins: its earlier rows are not in the stream,
+        -- nor those of its partitions, which join through it.
+        FOR r IN SELECT n.nspname, c.relname FROM pg_partition_tree(rel.oid) t JOIN pg_class c ON c.oid = t.relid
+            JOIN pg_namespace n ON n.oid = c.relnamespace UNION ALL SELECT rel.nspname, rel.relname WHERE rel.relkind <> 'p' LOOP
+          msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'joined', 'schema', r.nspname, 'table', r.relname)::text; RETURN NEXT;
+        END LOOP;
       END IF;
       IF create_sql IS NOT NULL AND rel.oid = rels[1] THEN
         -- The rows of CREATE TABLE AS / SELECT INTO: the trigger function

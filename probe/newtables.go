@@ -26,6 +26,11 @@ type NewTables struct {
 	// Unlogged tables are not in the WAL, so not in the stream: a restore
 	// holds them as the base backup had them.
 	Unlogged []string
+	// Tables are all the database's tables, as listed (nil when the
+	// publication is not an explicit list) at ListedLSN or later: a table
+	// created by a transaction that committed before ListedLSN is there.
+	Tables    []string
+	ListedLSN pglogrepl.LSN
 	// LSN is the source's WAL position after the tables were added: their
 	// changes are in the stream from there on.
 	LSN pglogrepl.LSN
@@ -61,6 +66,9 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	if ep == nil || ep.AllTables || ep.Schemas > 0 {
 		return out, nil
 	}
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()`).Scan(&out.ListedLSN); err != nil {
+		return nil, err
+	}
 	tables, err := listTables(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -68,6 +76,10 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	var superuser, capture bool
 	if err := conn.QueryRow(ctx, `SELECT rolsuper, to_regclass($1) IS NOT NULL FROM pg_roles WHERE rolname = current_user`, IdentityTable).Scan(&superuser, &capture); err != nil {
 		return nil, err
+	}
+	out.Tables = make([]string, 0, len(tables))
+	for _, t := range tables {
+		out.Tables = append(out.Tables, t.QualifiedName())
 	}
 	p := &prober{ctx: ctx, src: src, r: &Report{Tables: tables}}
 	p.decide()

@@ -37,6 +37,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 			"CREATE TRIGGER scratch_t BEFORE INSERT ON scratch FOR EACH ROW EXECUTE FUNCTION noop()",
 			"CREATE POLICY scratch_p ON scratch USING (a > 0)",
 			"CREATE RULE scratch_r AS ON DELETE TO scratch_v DO INSTEAD NOTHING",
+			// in a permanent schema, but gone with the session (its type is)
+			"CREATE FUNCTION scratch_f(s scratch) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+			"DROP RULE scratch_r ON scratch_v",
 		} {
 			execOn(t, conn, sql)
 		}
@@ -51,6 +54,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 		INSERT INTO sp VALUES (2);
 		COMMIT`)
 	src(`CREATE TABLE ser (id serial PRIMARY KEY, note text DEFAULT 'n'); INSERT INTO ser(note) SELECT 'r' || g FROM generate_series(1, 5) g`)
+	// DDL run as a replica (bulk-load and migration tools do) is captured.
+	src(`SET session_replication_role = replica; CREATE TABLE repl_made (id int PRIMARY KEY); RESET session_replication_role`)
+	src(`INSERT INTO repl_made VALUES (1), (2)`)
 	src(`CREATE SCHEMA elems CREATE TABLE t1 (id serial PRIMARY KEY, v text)`)
 	src(`INSERT INTO elems.t1(v) VALUES ('a'), ('b')`)
 	src(`CREATE TABLE ctas AS SELECT g AS a, md5(g::text) AS b, now()::date AS d FROM generate_series(1, 2500) g`)
@@ -69,7 +75,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	execOn(t, s2, "DROP TABLE scratch CASCADE")
 
 	m := e.mark(t, "after DDL")
-	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv", "elems.t1"}
+	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv", "elems.t1", "repl_made"}
 	want := map[string]string{}
 	for _, tbl := range compare {
 		want[tbl] = tableHash(t, source, e.db, tbl)
@@ -89,9 +95,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 			t.Errorf("%s exists in the restore: %v, want %v", obj, got, wantExists)
 		}
 	}
-	// Seven statements per session, and the second session's DROP.
-	if sum.TempDDL != 15 {
-		t.Errorf("%d statements on temporary objects left alone, want 15", sum.TempDDL)
+	// Nine statements per session, and the second session's DROP.
+	if sum.TempDDL != 19 {
+		t.Errorf("%d statements on temporary objects left alone, want 19", sum.TempDDL)
 	}
 	if len(sum.SkippedDDL) != 0 {
 		t.Errorf("skipped DDL: %v", sum.SkippedDDL)

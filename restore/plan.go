@@ -66,11 +66,19 @@ func (p *Plan) LeftOut() []store.TableCoverage {
 	last := map[string]store.TableCoverage{}
 	lateJoin := map[string]store.TableCoverage{}
 	var order []string
+	listed := map[string]bool{}
 	for _, c := range p.LateTables {
 		if !reached(c) {
 			continue
 		}
-		if _, seen := last[c.Table]; !seen {
+		if c.Reason == store.TableDropped && !c.LeftOut {
+			// Gone: what was said of it before no longer holds.
+			delete(last, c.Table)
+			delete(lateJoin, c.Table)
+			continue
+		}
+		if !listed[c.Table] {
+			listed[c.Table] = true
 			order = append(order, c.Table)
 		}
 		last[c.Table] = c
@@ -82,7 +90,11 @@ func (p *Plan) LeftOut() []store.TableCoverage {
 	}
 	var out []store.TableCoverage
 	for _, name := range order {
-		if c := last[name]; c.LeftOut {
+		c, ok := last[name]
+		if !ok {
+			continue // dropped since
+		}
+		if c.LeftOut {
 			out = append(out, c)
 		} else if c, ok := lateJoin[name]; ok {
 			out = append(out, c)

@@ -209,8 +209,13 @@ type TableCoverage struct {
 	FromLSN  pglogrepl.LSN // WAL position after the table was added (or left out)
 	AddedAt  time.Time
 	LeftOut  bool
-	Reason   string // why it is left out
+	Reason   string // why it is left out; TableDropped: the table is gone
 }
+
+// TableDropped is the Reason of a record that ends a table's earlier
+// records: the table was dropped (a table of the same name made later is
+// another table).
+const TableDropped = "dropped"
 
 // LeftOutNow returns the tables whose newest record in recs (oldest
 // first, as ListTableCoverage gives them) says they are left out, in the
