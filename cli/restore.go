@@ -88,6 +88,12 @@ func restoreCommand() command {
 				if sum.LargeObjects > 0 {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}
+				if sum.OwnerChanges > 0 {
+					fmt.Fprintf(env.Stdout, "  owners       %d ALTER … OWNER TO left out: restored objects belong to the restoring role (as pg_restore --no-owner)\n", sum.OwnerChanges)
+				}
+				for _, n := range sum.Notes {
+					fmt.Fprintf(env.Stdout, "  note         %s\n", n)
+				}
 				if sum.TempDDL > 0 {
 					fmt.Fprintf(env.Stdout, "  temporary    %d DDL statement(s) on temporary objects not replayed (they lived in their session only)\n", sum.TempDDL)
 				}

@@ -159,20 +159,38 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	}
 	p.ddl.stmt = key
 	stmts := ddlStatements(m.Query)
-	if dropped := originals(m.Dropped); anyTemp(dropped) {
-		// DROP of temporary and permanent objects at once: drop the
-		// permanent ones alone.
+	if dropped := originals(m.Dropped); anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped)) {
+		// A DROP goes object by object, IF EXISTS: what it named may be
+		// temporary (never in the restore), or missing from the target
+		// for a reason already reported (made where capture could not
+		// see it, as EXPLAIN ANALYZE CREATE TABLE AS); either way the
+		// restore ends without it, as the source did.
 		stmts = dropStatements(dropped)
 	}
 	for _, s := range stmts {
 		if isCreateAs(s) {
 			continue // its own message carries its definition
 		}
+		if isOwnerChange(s) {
+			p.ownerDDL++
+			continue
+		}
+		s = withoutSchemaAuthorization(s, schemaNamed(m.Objects))
 		if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// schemaNamed is the schema a command made, from its objects.
+func schemaNamed(objs []ddlObject) string {
+	for _, o := range objs {
+		if o.Type == "schema" {
+			return o.Identity
+		}
+	}
+	return ""
 }
 
 // nestedDDL applies a command that ran inside a function, procedure or
@@ -243,6 +261,27 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 	if errors.As(err, &pgErr) && pgErr.Code == "25001" { // active_sql_transaction
 		err = p.outsideTransaction(ctx, searchPath, stmt)
 	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.HasPrefix(pgErr.Message, "tablespace ") {
+		// The target lacks the source's tablespace: the object goes to
+		// the target's default, as pg_restore --no-tablespaces puts it.
+		if alt, ok := withoutTablespace(stmt); ok {
+			err = p.inSavepoint(ctx, func() error {
+				if searchPath != nil {
+					if _, err := p.tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", *searchPath); err != nil {
+						return err
+					}
+				}
+				_, err := p.tx.Exec(ctx, alt)
+				return err
+			})
+			if err == nil {
+				p.notes.add(pgErr.Message + " on the target: objects made in the default tablespace")
+			}
+		} else if strings.Contains(strings.ToUpper(stmt), "SET TABLESPACE") {
+			p.notes.add(pgErr.Message + " on the target: objects moved there on the source stay in the default tablespace")
+			err = nil
+		}
+	}
 	if p.guard != nil {
 		// The statement may have made or enabled a trigger that would
 		// fire during replay.
@@ -273,6 +312,34 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 		return nil
 	}
 	return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s %q failed on the target: %w (restore with --on-ddl-error=skip to go on without it; the summary lists what was skipped)", what, cutStatement(stmt), err)}
+}
+
+// notes collects what a restore did differently from the source, once
+// each, with how often.
+type notes struct {
+	order []string
+	count map[string]int
+}
+
+func (n *notes) add(s string) {
+	if n.count == nil {
+		n.count = map[string]int{}
+	}
+	if n.count[s] == 0 {
+		n.order = append(n.order, s)
+	}
+	n.count[s]++
+}
+
+func (n *notes) list() []string {
+	var out []string
+	for _, s := range n.order {
+		if c := n.count[s]; c > 1 {
+			s = fmt.Sprintf("%s (%d statements)", s, c)
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // inSavepoint runs f in a savepoint of the open target transaction and
@@ -355,6 +422,16 @@ var dropTypes = map[string]bool{
 	"trigger": true, "policy": true, "rule": true,
 }
 
+// droppable tells whether dropStatements can drop every one of objs.
+func droppable(objs []ddlObject) bool {
+	for _, o := range objs {
+		if !dropTypes[o.Type] && o.Type != "composite type" {
+			return false
+		}
+	}
+	return true
+}
+
 // dropStatements drop the permanent objects of a DROP that named
 // temporary ones too, or of a DROP run inside a function or DO block.
 // (probe's nestedSQL lists the other types as not reproduced.)
@@ -415,76 +492,6 @@ func enumValueAdded(s string) bool {
 		}
 	}
 	return false
-}
-
-// topLevelWords returns the unquoted words of a statement outside
-// parentheses, quotes, dollar quotes and comments, upper-cased.
-func topLevelWords(s string) []string {
-	var out []string
-	depth := 0
-	word := func(i int) int {
-		j := i
-		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9' || s[j] == '$' || s[j] >= 0x80) {
-			j++
-		}
-		if depth == 0 {
-			out = append(out, strings.ToUpper(s[i:j]))
-		}
-		return j
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '\'' || c == '"':
-			i++
-			for i < len(s) {
-				if s[i] == c {
-					if i+1 < len(s) && s[i+1] == c {
-						i += 2
-						continue
-					}
-					break
-				}
-				i++
-			}
-			i++
-		case c == '-' && strings.HasPrefix(s[i:], "--"):
-			if j := strings.IndexByte(s[i:], '\n'); j >= 0 {
-				i += j + 1
-			} else {
-				i = len(s)
-			}
-		case c == '/' && strings.HasPrefix(s[i:], "/*"):
-			if j := strings.Index(s[i+2:], "*/"); j >= 0 {
-				i += j + 4
-			} else {
-				i = len(s)
-			}
-		case c == '$':
-			j := strings.IndexByte(s[i+1:], '$')
-			if j >= 0 && isTag(s[i+1:i+1+j]) {
-				tag := s[i : i+j+2]
-				if k := strings.Index(s[i+len(tag):], tag); k >= 0 {
-					i += len(tag) + k + len(tag)
-				} else {
-					i = len(s)
-				}
-				continue
-			}
-			i++
-		case c == '(':
-			depth++
-			i++
-		case c == ')':
-			depth--
-			i++
-		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80:
-			i = word(i)
-		default:
-			i++
-		}
-	}
-	return out
 }
 
 func cutStatement(s string) string {

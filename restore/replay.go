@@ -106,6 +106,8 @@ type replayer struct {
 	onDDLError DDLErrorPolicy
 	skippedDDL []SkippedDDL
 	tempDDL    int
+	ownerDDL   int           // ALTER … OWNER TO left out, as pg_restore --no-owner
+	notes      notes         // what the restore did differently, for the summary
 	guard      *triggerGuard // nil: triggers are left as they are
 	// typeMatch caches, per column type, how REPLICA IDENTITY FULL rows
 	// are matched on the target (match.go); DDL empties it.

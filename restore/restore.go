@@ -76,8 +76,15 @@ type Summary struct {
 	// LargeObjects counts the large objects the target holds: as the base
 	// backup had them, since logical decoding does not carry them.
 	LargeObjects int64
-	Sequences    int
-	Took         time.Duration
+	// OwnerChanges counts ALTER … OWNER TO statements left out: like the
+	// base backup's pg_restore --no-owner, restored objects belong to the
+	// restoring role.
+	OwnerChanges int
+	// Notes say what the restore did differently from the source where
+	// the target lacks something of the source's cluster (a tablespace).
+	Notes     []string
+	Sequences int
+	Took      time.Duration
 }
 
 // Run restores plan into the target. Every artifact is verified before the
@@ -206,7 +213,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
-	sum.SkippedDDL, sum.TempDDL = p.skippedDDL, p.tempDDL
+	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges, sum.Notes = p.skippedDDL, p.tempDDL, p.ownerDDL, p.notes.list()
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
 	n, err := setSequences(ctx, conn, meta, sourceID, plan)

@@ -52,3 +52,44 @@ func TestCreateAsAndEnumValueAreToldApart(t *testing.T) {
 		}
 	}
 }
+
+func TestStatementRewritesForAnotherCluster(t *testing.T) {
+	for s, want := range map[string]bool{
+		"ALTER TABLE t OWNER TO bob":                   true,
+		`alter function f(int) owner to "Bob Jr"`:      true,
+		"ALTER SCHEMA s OWNER TO CURRENT_USER;":        true,
+		"ALTER TABLE t OWNER TO bob, ADD COLUMN c int": false,
+		"ALTER TABLE t ADD COLUMN owner int":           false,
+		"CREATE TABLE owner (a int)":                   false,
+	} {
+		if got := isOwnerChange(s); got != want {
+			t.Errorf("isOwnerChange(%q) = %v, want %v", s, got, want)
+		}
+	}
+	for _, c := range []struct{ in, name, want string }{
+		{"CREATE SCHEMA s AUTHORIZATION bob", "s", "CREATE SCHEMA s "},
+		{"create schema if not exists s authorization bob create table t (a int)", "s", "create schema if not exists s  create table t (a int)"},
+		{"CREATE SCHEMA AUTHORIZATION bob", "bob", "CREATE SCHEMA bob"},
+		{`CREATE SCHEMA AUTHORIZATION CURRENT_ROLE CREATE TABLE t (a int)`, `"Me"`, `CREATE SCHEMA "Me" CREATE TABLE t (a int)`},
+		{"CREATE SCHEMA s", "s", "CREATE SCHEMA s"},
+	} {
+		if got := withoutSchemaAuthorization(c.in, c.name); got != c.want {
+			t.Errorf("withoutSchemaAuthorization(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"CREATE TABLE t (a int) TABLESPACE ts", "CREATE TABLE t (a int) ", true},
+		{"CREATE INDEX i ON t (a) TABLESPACE \"T s\" WHERE a > 0", "CREATE INDEX i ON t (a)  WHERE a > 0", true},
+		{"ALTER TABLE t ADD PRIMARY KEY (a) USING INDEX TABLESPACE ts", "ALTER TABLE t ADD PRIMARY KEY (a) ", true},
+		{"ALTER TABLE t SET TABLESPACE ts", "", false},
+		{"CREATE TABLE t (a text DEFAULT 'TABLESPACE x')", "", false},
+	} {
+		got, ok := withoutTablespace(c.in)
+		if ok != c.ok || (ok && got != c.want) {
+			t.Errorf("withoutTablespace(%q) = %q, %v; want %q, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
