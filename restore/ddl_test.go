@@ -57,6 +57,10 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	// DDL run as a replica (bulk-load and migration tools do) is captured.
 	src(`SET session_replication_role = replica; CREATE TABLE repl_made (id int PRIMARY KEY); RESET session_replication_role`)
 	src(`INSERT INTO repl_made VALUES (1), (2)`)
+	// Semicolons inside a rule's actions and a BEGIN ATOMIC body.
+	src(`CREATE TABLE rl (id int PRIMARY KEY); CREATE TABLE rl_log (id int PRIMARY KEY)`)
+	src(`CREATE RULE rl_r AS ON DELETE TO rl DO ALSO (DELETE FROM rl_log WHERE id = old.id; DELETE FROM rl_log WHERE id = -old.id)`)
+	src(`CREATE FUNCTION atomic_f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN a > 0 THEN 1 ELSE 2 END; END`)
 	src(`CREATE SCHEMA elems CREATE TABLE t1 (id serial PRIMARY KEY, v text)`)
 	src(`INSERT INTO elems.t1(v) VALUES ('a'), ('b')`)
 	src(`CREATE TABLE ctas AS SELECT g AS a, md5(g::text) AS b, now()::date AS d FROM generate_series(1, 2500) g`)
@@ -89,6 +93,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 		if got := tableHash(t, target, db, tbl); got != want[tbl] {
 			t.Errorf("%s restored as %s, source held %s", tbl, got, want[tbl])
 		}
+	}
+	if got := pgtest.QueryValue[string](t, target, db, "SELECT coalesce((SELECT string_agg(rulename, ',') FROM pg_rules WHERE tablename = 'rl'), '') || ' ' || coalesce(to_regprocedure('atomic_f(int)')::text, 'no atomic_f')"); got != "rl_r atomic_f(integer)" {
+		t.Errorf("rule and BEGIN ATOMIC function restored as %q", got)
 	}
 	for obj, wantExists := range map[string]bool{"ctas_b": true, "ctas_unlogged": true, "gone": false, "scratch": false, "scratch_v": false} {
 		if got := pgtest.QueryValue[bool](t, target, db, "SELECT to_regclass($1) IS NOT NULL", obj); got != wantExists {
@@ -203,7 +210,9 @@ CREATE TRIGGER tb AFTER INSERT ON b FOR EACH ROW EXECUTE FUNCTION log_row();
 ALTER TABLE a ENABLE ALWAYS TRIGGER ta;
 ALTER TABLE b ENABLE REPLICA TRIGGER tb;
 CREATE EVENT TRIGGER log_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION log_ddl();
-ALTER EVENT TRIGGER log_ddl ENABLE ALWAYS;`, "")
+ALTER EVENT TRIGGER log_ddl ENABLE ALWAYS;
+CREATE RULE b_log AS ON INSERT TO b DO ALSO INSERT INTO log(what) VALUES ('rule ' || new.id);
+ALTER TABLE b ENABLE ALWAYS RULE b_log;`, "")
 	t.Cleanup(func() { source.Exec(t, e.db, "DROP EVENT TRIGGER IF EXISTS log_ddl") })
 	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
 	src("INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (1)")
@@ -212,10 +221,13 @@ ALTER EVENT TRIGGER log_ddl ENABLE ALWAYS;`, "")
 	src("ALTER TABLE c ENABLE ALWAYS TRIGGER tc")
 	src("INSERT INTO c VALUES (1)")
 	src("ALTER TABLE a DISABLE TRIGGER ta")
-	src("INSERT INTO a VALUES (3)")
+	src("INSERT INTO a VALUES (3); INSERT INTO b VALUES (2)")
+	src("ALTER TABLE b DISABLE RULE b_log")
+	src("INSERT INTO b VALUES (3)")
 	m := e.mark(t, "triggers")
 	states := `SELECT string_agg(x, ' ' ORDER BY x) FROM (SELECT tgname || '=' || tgenabled::text AS x FROM pg_trigger WHERE NOT tgisinternal
-		UNION ALL SELECT evtname || '=' || evtenabled::text FROM pg_event_trigger WHERE evtname NOT LIKE 'btfu%') s`
+		UNION ALL SELECT evtname || '=' || evtenabled::text FROM pg_event_trigger WHERE evtname NOT LIKE 'btfu%'
+		UNION ALL SELECT rulename || '=' || ev_enabled::text FROM pg_rewrite WHERE rulename <> '_RETURN' AND ev_class >= 16384) s`
 	wantStates := pgtest.QueryValue[string](t, source, e.db, states)
 	want := map[string]string{}
 	for _, tbl := range []string{"log", "a", "b", "c"} {

@@ -3,54 +3,51 @@ package restore
 import "strings"
 
 // splitStatements splits a client query string into statements at
-// semicolons outside quotes, dollar quotes and comments.
+// semicolons outside quotes, dollar quotes, comments, parentheses (a rule
+// with several actions) and BEGIN ATOMIC … END bodies, as psql splits
+// its input.
 func splitStatements(q string) []string {
 	var out []string
 	start := 0
-	for i := 0; i < len(q); i++ {
-		switch c := q[i]; {
-		case c == '\'' || c == '"':
-			for i++; i < len(q); i++ {
-				if q[i] == c {
-					if i+1 < len(q) && q[i+1] == c { // doubled quote
-						i++
-						continue
-					}
-					break
-				}
+	atomic := 0 // nesting of BEGIN/CASE … END inside a BEGIN ATOMIC body
+	var words []string
+	ts := tokens(q)
+	for i, t := range ts {
+		switch {
+		case t.Kind == tokWord && t.Depth == 0:
+			words = append(words, t.Upper)
+			switch {
+			case atomic > 0 && (t.Upper == "BEGIN" || t.Upper == "CASE"):
+				atomic++
+			case atomic > 0 && t.Upper == "END":
+				atomic--
+			case atomic == 0 && t.Upper == "ATOMIC" && i > 0 && ts[i-1].Upper == "BEGIN" && routineDefinition(words):
+				atomic = 1
 			}
-		case c == '-' && strings.HasPrefix(q[i:], "--"):
-			if j := strings.IndexByte(q[i:], '\n'); j >= 0 {
-				i += j
-			} else {
-				i = len(q)
-			}
-		case c == '/' && strings.HasPrefix(q[i:], "/*"):
-			if j := strings.Index(q[i+2:], "*/"); j >= 0 {
-				i += j + 3
-			} else {
-				i = len(q)
-			}
-		case c == '$':
-			if j := strings.IndexByte(q[i+1:], '$'); j >= 0 && isTag(q[i+1:i+1+j]) {
-				tag := q[i : i+j+2]
-				if k := strings.Index(q[i+len(tag):], tag); k >= 0 {
-					i += len(tag) + k + len(tag) - 1
-				} else {
-					i = len(q)
-				}
-			}
-		case c == ';':
-			if s := strings.TrimSpace(q[start:i]); s != "" {
+		case t.Kind == tokOther && t.Text == ";" && t.Depth == 0 && atomic == 0:
+			if s := strings.TrimSpace(q[start:t.Start]); s != "" {
 				out = append(out, s)
 			}
-			start = i + 1
+			start, words = t.End, nil
 		}
 	}
-	if s := strings.TrimSpace(q[start:min(len(q), len(q))]); s != "" {
+	if s := strings.TrimSpace(q[start:]); s != "" {
 		out = append(out, s)
 	}
 	return out
+}
+
+// routineDefinition tells a statement that defines a function or
+// procedure (whose body may be BEGIN ATOMIC … END).
+func routineDefinition(words []string) bool {
+	if len(words) < 2 || words[0] != "CREATE" {
+		return false
+	}
+	i := 1
+	if i+1 < len(words) && words[i] == "OR" && words[i+1] == "REPLACE" {
+		i += 2
+	}
+	return i < len(words) && (words[i] == "FUNCTION" || words[i] == "PROCEDURE")
 }
 
 func isTag(s string) bool {

@@ -93,3 +93,23 @@ func TestStatementRewritesForAnotherCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitStatementsLikePsql(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"create rule r as on insert to v do instead (insert into a values (1); delete from b); select 1",
+			[]string{"create rule r as on insert to v do instead (insert into a values (1); delete from b)", "select 1"}},
+		{"CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN a > 0 THEN 1 ELSE 2 END; SELECT 3; END; DROP TABLE x",
+			[]string{"CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN a > 0 THEN 1 ELSE 2 END; SELECT 3; END", "DROP TABLE x"}},
+		{"create or replace procedure p() begin atomic insert into t values (1); end; begin; commit",
+			[]string{"create or replace procedure p() begin atomic insert into t values (1); end", "begin", "commit"}},
+		{"SELECT E'it\\'s; fine'; SELECT 2 /* a; /* nested; */ b */", []string{"SELECT E'it\\'s; fine'", "SELECT 2 /* a; /* nested; */ b */"}},
+		{"DO $body$ BEGIN PERFORM 1; END $body$; SELECT $1", []string{"DO $body$ BEGIN PERFORM 1; END $body$", "SELECT $1"}},
+	} {
+		if got := splitStatements(c.in); strings.Join(got, " || ") != strings.Join(c.want, " || ") {
+			t.Errorf("splitStatements(%q):\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+}

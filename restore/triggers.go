@@ -14,7 +14,8 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// triggerGuard keeps triggers from firing during replay (DESIGN 4.5).
+// triggerGuard keeps triggers (and rules) from firing during replay
+// (DESIGN 4.5).
 // session_replication_role = replica silences ordinary triggers, but
 // triggers and event triggers set ENABLE ALWAYS still fire (their effects
 // on the source are already in the stream: they would happen twice), and
@@ -25,10 +26,11 @@ type querier interface {
 type triggerGuard struct {
 	table map[uint32]byte // pg_trigger oid → tgenabled to put back
 	event map[uint32]byte // pg_event_trigger oid → evtenabled to put back
+	rule  map[uint32]byte // pg_rewrite oid → ev_enabled to put back (rules obey the same setting)
 }
 
 func newTriggerGuard() *triggerGuard {
-	return &triggerGuard{table: map[uint32]byte{}, event: map[uint32]byte{}}
+	return &triggerGuard{table: map[uint32]byte{}, event: map[uint32]byte{}, rule: map[uint32]byte{}}
 }
 
 // quiet disables every trigger that would fire in replica mode and
@@ -74,6 +76,18 @@ func (g *triggerGuard) quiet(ctx context.Context, q querier) error {
 		}
 		g.table[t.oid] = t.state[0]
 	}
+	rules, err := collect(`SELECT r.oid, r.ev_enabled::text, format('ALTER TABLE %I.%I DISABLE RULE %I', n.nspname, c.relname, r.rulename)
+		FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE r.ev_enabled IN ('A', 'R') AND r.rulename <> '_RETURN'`)
+	if err != nil {
+		return fmt.Errorf("list rules that fire during replay: %w", err)
+	}
+	for _, t := range rules {
+		if _, err := q.Exec(ctx, t.sql); err != nil {
+			return fmt.Errorf("%s: %w", t.sql, err)
+		}
+		g.rule[t.oid] = t.state[0]
+	}
 	return nil
 }
 
@@ -111,6 +125,12 @@ func (g *triggerGuard) restore(ctx context.Context, q querier, events bool) erro
 		return fmt.Errorf("triggers to enable again: %w", err)
 	}
 	g.table = map[uint32]byte{}
+	if err := collect(`SELECT format('ALTER TABLE %I.%I ENABLE %s RULE %I', n.nspname, c.relname, CASE w.state WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, r.rulename)
+		FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN unnest($1::oid[], $2::text[]) w(oid, state) ON w.oid = r.oid`, g.rule); err != nil {
+		return fmt.Errorf("rules to enable again: %w", err)
+	}
+	g.rule = map[uint32]byte{}
 	for _, s := range stmts {
 		if _, err := q.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -120,7 +140,8 @@ func (g *triggerGuard) restore(ctx context.Context, q querier, events bool) erro
 }
 
 // changesTriggerState tells a statement that enables or disables
-// triggers (ALTER TABLE … ENABLE/DISABLE [ALWAYS|REPLICA] TRIGGER, ALTER
+// triggers or rules (ALTER TABLE … ENABLE/DISABLE [ALWAYS|REPLICA]
+// TRIGGER|RULE, ALTER
 // EVENT TRIGGER … ENABLE/DISABLE), and whether it is about event
 // triggers.
 func changesTriggerState(stmt string) (changes, event bool) {
@@ -132,7 +153,8 @@ func changesTriggerState(stmt string) (changes, event bool) {
 		return true, true
 	}
 	for i := 1; i+1 < len(w); i++ {
-		if (w[i] == "ENABLE" || w[i] == "DISABLE") && (w[i+1] == "TRIGGER" || (i+2 < len(w) && w[i+2] == "TRIGGER")) {
+		target := func(x string) bool { return x == "TRIGGER" || x == "RULE" }
+		if (w[i] == "ENABLE" || w[i] == "DISABLE") && (target(w[i+1]) || (i+2 < len(w) && target(w[i+2]))) {
 			return true, false
 		}
 	}
