@@ -90,6 +90,14 @@ const typeMatchSQL = `WITH RECURSIVE walk(ord, oid) AS (
   WHERE t.typtype NOT IN ('d', 'c') AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
 )
 SELECT r.ord::int,
+  -- A domain's base type (through domains of domains): old values are
+  -- read as that, so a check the domain got later (NOT VALID), which the
+  -- old row may break, does not refuse the value the row holds.
+  (WITH RECURSIVE d(oid, typtype, typbasetype) AS (
+      SELECT t.oid, t.typtype, t.typbasetype FROM pg_type t WHERE t.oid = to_regtype(r.name) AND t.typtype = 'd'
+    UNION ALL
+      SELECT t.oid, t.typtype, t.typbasetype FROM d JOIN pg_type t ON t.oid = d.typbasetype WHERE d.typtype = 'd')
+   SELECT format_type(d.oid, NULL) FROM d WHERE d.typtype <> 'd' LIMIT 1),
   coalesce(bool_and(l.typtype IN ('e', 'r', 'm') OR EXISTS (
     SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
       JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
@@ -100,16 +108,16 @@ SELECT r.ord::int,
         WHERE k.castsource = l.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b' AND k.castcontext = 'i')))), true),
   coalesce(bool_and(l.typtype = 'e' OR l.oid = ANY ($2::oid[])), true)
 FROM unnest($1::text[]) WITH ORDINALITY AS r(name, ord) LEFT JOIN leaf l ON l.ord = r.ord
-GROUP BY r.ord`
+GROUP BY r.ord, r.name`
 
 // matches returns how each column of rel is matched. The target catalog
 // is asked once per column type (all of a relation's new types in one
 // query) and the answer cached until the next DDL, which may change it
 // (ALTER TYPE ... ADD ATTRIBUTE, a new operator class, a type dropped and
 // made again).
-func (p *replayer) matches(ctx context.Context, rel *segment.Relation) ([]colMatch, error) {
+func (p *replayer) matches(ctx context.Context, rel *segment.Relation) ([]typeInfo, error) {
 	if p.typeMatch == nil {
-		p.typeMatch = map[string]colMatch{}
+		p.typeMatch = map[string]typeInfo{}
 	}
 	var ask []string
 	seen := map[string]bool{}
@@ -126,30 +134,42 @@ func (p *replayer) matches(ctx context.Context, rel *segment.Relation) ([]colMat
 		}
 		for rows.Next() {
 			var ord int
+			var base *string
 			var eq, exact bool
-			if err := rows.Scan(&ord, &eq, &exact); err != nil {
+			if err := rows.Scan(&ord, &base, &eq, &exact); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			m := matchText
+			ti := typeInfo{match: matchText, cast: ask[ord-1]}
 			switch {
 			case eq && exact:
-				m = matchEqual
+				ti.match = matchEqual
 			case eq:
-				m = matchEqualText
+				ti.match = matchEqualText
 			}
-			p.typeMatch[ask[ord-1]] = m
+			if base != nil {
+				ti.cast = *base
+			}
+			p.typeMatch[ask[ord-1]] = ti
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("ask the target how to match the columns of %s.%s: %w", rel.Schema, rel.Name, err)
 		}
 	}
-	out := make([]colMatch, len(rel.Columns))
+	out := make([]typeInfo, len(rel.Columns))
 	for i, c := range rel.Columns {
 		out[i] = p.typeMatch[c.Type]
 	}
 	return out, nil
+}
+
+// typeInfo is what replay knows of a column type on the target: how a
+// REPLICA IDENTITY FULL row is matched by it, and the type old values are
+// read as (a domain's base type, else the type itself).
+type typeInfo struct {
+	match colMatch
+	cast  string
 }
 
 // fullCond is the condition matching column name (type typ) with the

@@ -109,9 +109,9 @@ type replayer struct {
 	ownerDDL   int           // ALTER … OWNER TO left out, as pg_restore --no-owner
 	notes      notes         // what the restore did differently, for the summary
 	guard      *triggerGuard // nil: triggers are left as they are
-	// typeMatch caches, per column type, how REPLICA IDENTITY FULL rows
-	// are matched on the target (match.go); DDL empties it.
-	typeMatch map[string]colMatch
+	// typeMatch caches, per column type, how rows are matched on the
+	// target (match.go); DDL empties it.
+	typeMatch map[string]typeInfo
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -460,12 +460,9 @@ func (p *replayer) where(ctx context.Context, rel *segment.Relation, rec *segmen
 		vals = rec.New // key unchanged: the new row carries it
 	}
 	full := rec.OldKind == "O"
-	var how []colMatch
-	if full {
-		var err error
-		if how, err = p.matches(ctx, rel); err != nil {
-			return "", "", err
-		}
+	how, err := p.matches(ctx, rel)
+	if err != nil {
+		return "", "", err
 	}
 	var conds, key []string
 	for i, c := range rel.Columns {
@@ -484,12 +481,12 @@ func (p *replayer) where(ctx context.Context, rel *segment.Relation, rec *segmen
 		*args = append(*args, v.Text)
 		key = append(key, c.Name+"="+v.Text)
 		if full {
-			conds = append(conds, fullCond(c.Name, c.Type, len(*args), how[i]))
+			conds = append(conds, fullCond(c.Name, how[i].cast, len(*args), how[i].match))
 			continue
 		}
 		// Key columns are NOT NULL and have equality: '=' lets the
 		// target use its index.
-		conds = append(conds, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(*args), c.Type))
+		conds = append(conds, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(*args), how[i].cast))
 	}
 	w := strings.Join(conds, " AND ")
 	if w == "" {
