@@ -84,3 +84,32 @@ func TestZeroColumnTablesRestore(t *testing.T) {
 		}
 	}
 }
+
+// A SQL_ASCII database holds text in any bytes; a UTF-8 target refuses
+// what is not valid UTF-8 (so would pg_restore). The restore goes on and
+// names the table, left out from the first such row; other tables stay
+// exact.
+func TestTextNotValidInTheTargetEncodingLeavesItsTableOut(t *testing.T) {
+	db := "t_sqlascii_" + strings.ToLower(strings.ReplaceAll(t.Name(), "Test", ""))[:20]
+	source.Exec(t, "postgres", "CREATE DATABASE "+db+" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+	t.Cleanup(func() { source.Exec(t, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") })
+	e := capturingIn(t, db, nil, "CREATE TABLE raw (id int PRIMARY KEY, t text)", "")
+	source.Exec(t, e.db, `INSERT INTO raw VALUES (1, 'plain'); INSERT INTO items(name, qty) VALUES ('fine', 1)`)
+	source.Exec(t, e.db, `INSERT INTO raw VALUES (2, convert_from('\xff41'::bytea, 'SQL_ASCII'))`)
+	source.Exec(t, e.db, `UPDATE raw SET t = 'later' WHERE id = 1; INSERT INTO items(name, qty) VALUES ('after', 2)`)
+	m := e.mark(t, "invalid text")
+	e.waitStored(t, m)
+	db2, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sum.LeftOut, "\n"); !strings.Contains(got, "public.raw: left out from the transaction") || !strings.Contains(got, "not valid UTF-8") || !strings.Contains(got, "id=2") {
+		t.Errorf("LEFT OUT does not name raw and why: %q", got)
+	}
+	if got := contentHash(t, target, db2)["items"]; got != m.hash["items"] {
+		t.Error("items differs from the source")
+	}
+	if got := pgtest.QueryValue[string](t, target, db2, "SELECT string_agg(t, ',' ORDER BY id) FROM raw"); got != "plain" {
+		t.Errorf("raw holds %q, want its rows up to the invalid one", got)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -96,6 +97,7 @@ type replayer struct {
 	pending   []queued
 	run       *insertRun
 	leftOut   map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
+	invalid   []string        // tables left out for text the target refuses, and why
 	// per transaction
 	cur        *segment.Record
 	skip       bool
@@ -296,6 +298,24 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel.Name}.Sanitize() }
 
 func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
+		if rel := r.Relation(rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] && invalidText(rec) {
+			// Text that is not valid UTF-8 (a SQL_ASCII source) cannot be
+			// stored in a UTF-8 database, nor matched there: the table is
+			// left out from here, and named.
+			if p.leftOut == nil {
+				p.leftOut = map[string]bool{}
+			}
+			p.leftOut[rel.Schema+"."+rel.Name] = true
+			vals := rec.Old
+			if vals == nil {
+				vals = rec.New
+			}
+			p.invalid = append(p.invalid, fmt.Sprintf("%s.%s: left out from the transaction committed at %s, whose row holds text that is not valid UTF-8 (%s); PostgreSQL refuses such text in this database, as pg_restore would",
+				rel.Schema, rel.Name, p.cur.LSN(), rowKey(rel, vals)))
+			return nil
+		}
+	}
 	if len(p.leftOut) > 0 {
 		if rel := r.Relation(rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.leftOut[rel.Schema+"."+rel.Name] {
 			return nil
@@ -660,6 +680,18 @@ func copyEscape(b *bytes.Buffer, s string) {
 		start = i + 1
 	}
 	b.WriteString(s[start:])
+}
+
+// invalidText tells a change with a text value that is not valid UTF-8.
+func invalidText(rec *segment.Record) bool {
+	for _, vals := range [][]segment.Value{rec.New, rec.Old} {
+		for _, v := range vals {
+			if v.Kind == segment.Text && !utf8.ValidString(v.Text) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func arg(v segment.Value) any {

@@ -214,6 +214,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
 	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges, sum.Notes = p.skippedDDL, p.tempDDL, p.ownerDDL, p.notes.list()
+	sum.LeftOut = append(sum.LeftOut, p.invalid...)
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
 	n, err := setSequences(ctx, conn, meta, sourceID, plan)

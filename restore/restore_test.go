@@ -84,7 +84,12 @@ func capturingWith(t *testing.T, arts artifact.Store, setup string) *env {
 // [[source]] table.
 func capturingConf(t *testing.T, arts artifact.Store, setup, extra string) *env {
 	t.Helper()
-	db := source.CreateDB(t)
+	return capturingIn(t, source.CreateDB(t), arts, setup, extra)
+}
+
+// capturingIn is capturingConf in database db of the source.
+func capturingIn(t *testing.T, db string, arts artifact.Store, setup, extra string) *env {
+	t.Helper()
 	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
 		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
 		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int);
