@@ -75,7 +75,8 @@ func (f *fakeEngine) PlanRestore(context.Context, string, restore.Target) (*rest
 	return f.plan, f.planErr
 }
 func (f *fakeEngine) Restore(context.Context, string, *restore.Plan, restore.Options) (restore.Summary, error) {
-	return restore.Summary{Transactions: 10, Rows: 20, LargeObjects: 2, TempDDL: 3}, nil
+	return restore.Summary{Transactions: 10, Rows: 20, LargeObjects: 2, TempDDL: 3, OwnerChanges: 1,
+		SkippedDDL: []restore.SkippedDDL{{LSN: 0x3000060, Statement: "DO (ALTER TABLE t SET (fillfactor=70))", Err: "not rebuilt", NotReproduced: true}}}, nil
 }
 func (f *fakeEngine) Config() *config.Config {
 	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders", RestoreTarget: "postgres://drill@scratch/orders_drill"}, {Name: "billing"}}}
@@ -437,7 +438,8 @@ func TestWizardWalksToASummary(t *testing.T) {
 		m, _ = update(t, m, press("n"))
 		m = run(t, m, cmd)
 		if out := ansi.Strip(m.Render()); w.step != stepDone || !strings.Contains(out, "replayed     10 transactions, 20 rows") ||
-			!strings.Contains(out, "large objects 2") || !strings.Contains(out, "temporary    3") {
+			!strings.Contains(out, "large objects 2") || !strings.Contains(out, "temporary    3") || !strings.Contains(out, "owners       1") ||
+			!strings.Contains(out, "NOT REPRODUCED 0/3000060") {
 			t.Fatalf("summary:\n%s", out)
 		}
 		m, cmd = update(t, m, press("enter"))

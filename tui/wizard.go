@@ -427,8 +427,21 @@ func (w *wizard) View() string {
 			if s.TempDDL > 0 {
 				b.WriteString(fmt.Sprintf("temporary    %d DDL statement(s) on temporary objects not replayed\n", s.TempDDL))
 			}
+			if s.OwnerChanges > 0 {
+				b.WriteString(fmt.Sprintf("owners       %d ALTER … OWNER TO left out (as pg_restore --no-owner)\n", s.OwnerChanges))
+			}
+			for _, n := range s.Notes {
+				b.WriteString("note         " + n + "\n")
+			}
 			for _, l := range s.LeftOut {
 				b.WriteString(w.st.Warn.Render("LEFT OUT     "+l) + "\n")
+			}
+			for _, d := range s.SkippedDDL {
+				label := "SKIPPED DDL  "
+				if d.NotReproduced {
+					label = "NOT REPRODUCED "
+				}
+				b.WriteString(w.st.Warn.Render(label+d.String()) + "\n")
 			}
 		}
 		b.WriteString(w.st.Muted.Render("enter to return to the dashboard") + "\n")
