@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -73,6 +74,10 @@ var (
 // base backup as running, reads every sequence in the exported snapshot,
 // streams `pg_dump -Fc --snapshot` into the artifact store, then stores a
 // schema-only dump taken in the same snapshot when the schema changed.
+// It starts over with a new slot, up to rewriteAttempts times, when a
+// published table was rewritten (rewrite.go), a table dropped, or an
+// object's definition changed (catalog.go) after the snapshot and before
+// pg_dump had read it.
 //
 // On failure it returns the error and the base backup record (zero when
 // none was created): marked failed, its artifacts deleted, and when Main
@@ -97,12 +102,14 @@ func Take(ctx context.Context, req Request) (store.BaseBackup, error) {
 		}
 		err = fmt.Errorf("base backup of source %s: %w", req.Source.Name, err)
 		dropped := droppedSince(ctx, req.Source, lockedTable(err))
-		if !(isRewritten(err) || dropped) || attempt == rewriteAttempts || ctx.Err() != nil {
+		if !(isRewritten(err) || isCatalogChanged(err) || dropped) || attempt == rewriteAttempts || ctx.Err() != nil {
 			switch {
 			case isRewritten(err):
 				err = fmt.Errorf("%w; gave up after %d attempts: take the base backup when nothing truncates or rewrites published tables", err, attempt)
 			case dropped:
 				err = fmt.Errorf("%w; gave up after %d attempts: a table was dropped each time pg_dump started; take the base backup when the schema is quieter", err, attempt)
+			case isCatalogChanged(err):
+				err = fmt.Errorf("%w; gave up after %d attempts: DDL changed objects each time before pg_dump had read them; take the base backup when no DDL runs on the source (btfu backup)", err, attempt)
 			}
 			return j.fail(ctx, err)
 		}
@@ -186,6 +193,12 @@ func (j *job) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	catalogStart := time.Now()
+	catalog, err := readCatalog(ctx, tx, snapshot)
+	if err != nil {
+		return err
+	}
+	j.log.Debug("catalog read in the snapshot", "rows", catalog.rows(), "took", time.Since(catalogStart).Round(time.Millisecond).String())
 	if snapshotHook != nil {
 		snapshotHook()
 	}
@@ -218,20 +231,41 @@ func (j *job) run(ctx context.Context) error {
 
 	snapArg := "--snapshot=" + snapshot
 	// Once pg_dump holds its locks no rewrite can happen until it ends:
-	// check for one between C and then (rewrite.go).
-	locked := func() error { return checkRewrites(ctx, conn, files) }
+	// check for one between C and then (rewrite.go). By its first table
+	// data it has also deparsed every definition: check that none of
+	// them changed since C (catalog.go).
+	locked := func() error {
+		if err := checkRewrites(ctx, conn, files); err != nil {
+			return err
+		}
+		return checkCatalog(ctx, conn, catalog)
+	}
 	if j.base.SizeBytes, j.base.SHA256, err = j.dump(ctx, j.base.ArtifactKey, nil, locked, "-Fc", snapArg); err != nil {
-		return err
+		return explainDumpFailure(ctx, conn, catalog, err)
 	}
 	schemaKey := artifactKey(j.Source.Name, "schema", at, lsn, "sql")
 	digest := newSchemaDigest()
-	schemaSize, schemaSum, err := j.dump(ctx, schemaKey, digest, nil, "--schema-only", "-Fp", snapArg)
-	if err != nil {
-		return err
+	// The schema-only dump runs after the whole base: a change since C is
+	// likelier by then, and spoils only this side record, not the base.
+	schemaSize, schemaSum, schemaErr := j.dump(ctx, schemaKey, digest, nil, "--schema-only", "-Fp", snapArg)
+	if schemaErr == nil {
+		schemaErr = checkCatalog(ctx, conn, catalog)
+	} else {
+		schemaErr = explainDumpFailure(ctx, conn, catalog, schemaErr)
+	}
+	if schemaErr != nil && !isCatalogChanged(schemaErr) {
+		return schemaErr
 	}
 	j.closeRepl(ctx) // the snapshot has served; a temporary slot goes with it
 
-	if err := j.recordSchema(ctx, store.SchemaSnapshot{SourceID: j.SourceID, LSN: lsn, TakenAt: at,
+	if schemaErr != nil {
+		j.log.Warn("schema snapshot not recorded: the schema changed while pg_dump ran; the next base backup records one",
+			"key", schemaKey, "reason", schemaErr.Error())
+		if err := j.Artifacts.Delete(ctx, schemaKey); err != nil {
+			return fmt.Errorf("delete schema snapshot %s: %w", schemaKey, err)
+		}
+		j.written = slices.DeleteFunc(j.written, func(k string) bool { return k == schemaKey })
+	} else if err := j.recordSchema(ctx, store.SchemaSnapshot{SourceID: j.SourceID, LSN: lsn, TakenAt: at,
 		ArtifactKey: schemaKey, SizeBytes: schemaSize, SHA256: schemaSum}, digest.Sum()); err != nil {
 		return err
 	}

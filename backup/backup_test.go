@@ -920,3 +920,204 @@ func TestTableDroppedBeforeDumpLocksItStartsOver(t *testing.T) {
 		t.Errorf("events restored as %q", got)
 	}
 }
+
+// definitions lists what a restore must hold of the source's schema: the
+// tables, the views' and functions' definitions in public.
+func definitions(t *testing.T, c *pgtest.Cluster, db string) string {
+	t.Helper()
+	return pgtest.QueryValue[string](t, c, db, `SELECT concat_ws(E'\n',
+		(SELECT string_agg(format('table %I: %s', c.relname, (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+			FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)), E'\n' ORDER BY c.relname)
+			FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'),
+		(SELECT string_agg(format('view %I: %s', c.relname, pg_get_viewdef(c.oid)), E'\n' ORDER BY c.relname)
+			FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'),
+		(SELECT string_agg(pg_get_functiondef(p.oid), E'\n' ORDER BY p.proname, p.oid::regprocedure::text)
+			FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace))`)
+}
+
+// pg_dump deparses functions, views and other objects it does not lock
+// with server functions that read the current catalog, not its snapshot:
+// one dropped or replaced after the snapshot and before pg_dump read it
+// came out wrong ("CREATE FUNCTION public.f() RETURNS LANGUAGE sql" under
+// the regression suite, or a definition naming a table the dump lacks)
+// and the base did not restore, or pg_dump failed. Take notices the changed catalog rows
+// and starts over; the base it keeps restores and holds the source's
+// schema at its snapshot.
+func TestDefinitionChangedBeforeDumpStartsOver(t *testing.T) {
+	for _, c := range []struct {
+		name, schema, change, named string
+	}{
+		{name: "function dropped",
+			schema: `CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1'`,
+			change: `DROP FUNCTION f(int)`,
+			named:  "function public.f(integer) changed or was dropped after the snapshot"},
+		{name: "function recreated with another signature and result",
+			schema: `CREATE FUNCTION g(int) RETURNS int LANGUAGE sql AS 'SELECT $1'`,
+			change: `DROP FUNCTION g(int); CREATE FUNCTION g(text, text) RETURNS text LANGUAGE sql AS 'SELECT $1 || $2'`,
+			named:  "function public.g(integer) changed or was dropped after the snapshot"},
+		{name: "function body replaced",
+			schema: `CREATE FUNCTION h() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM events; END`,
+			change: `CREATE TABLE later(id int PRIMARY KEY);
+				CREATE OR REPLACE FUNCTION h() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM later; END`,
+			named: "function public.h() changed or was dropped after the snapshot"},
+		{name: "view dropped", // pg_dump fails: could not open relation with OID
+			schema: `CREATE VIEW v AS SELECT id FROM events`,
+			change: `DROP VIEW v`,
+			named:  "view public.v changed or was dropped after the snapshot"},
+		{name: "column renamed", // pg_dump locks events, but only after the rename
+			schema: `CREATE FUNCTION k(int) RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT what FROM events WHERE id = $1; END`,
+			change: `ALTER TABLE events RENAME COLUMN id TO ident`,
+			named:  "column id of public.events changed or was dropped after the snapshot"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY, what text);
+				INSERT INTO events VALUES (1, 'kept');
+				CREATE PUBLICATION `+publication+` FOR ALL TABLES;`+c.schema)
+			ctx := context.Background()
+			conn := source.Connect(t, f.db)
+			calls := 0
+			snapshotHook = func() {
+				if calls++; calls == 1 {
+					if _, err := conn.Exec(ctx, c.change); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			defer func() { snapshotHook = nil }()
+			b := f.mustTake(t, true, 0)
+			if calls != 2 {
+				t.Errorf("the snapshot was imported %d times, want 2 (a definition changed, then a clean try)", calls)
+			}
+			if logs := f.logs.String(); !strings.Contains(logs, c.named) || !strings.Contains(logs, "starting over (attempt 2 of 3)") {
+				t.Errorf("logs do not say %q and that it starts over:\n%s", c.named, logs)
+			}
+			restored := restore(t, f.arts, b.ArtifactKey)
+			if got, want := definitions(t, target, restored), definitions(t, source, f.db); got != want {
+				t.Errorf("restored schema:\n%s\nsource at the snapshot:\n%s", got, want)
+			}
+			if got := pgtest.QueryValue[string](t, target, restored, `SELECT string_agg(what, ',') FROM events`); got != "kept" {
+				t.Errorf("events restored as %q", got)
+			}
+		})
+	}
+}
+
+// DDL before every pg_dump exhausts the attempts: the base backup fails
+// and says why and what to do.
+func TestDefinitionChangedEveryTimeGivesUp(t *testing.T) {
+	f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY);
+		CREATE PUBLICATION `+publication+` FOR ALL TABLES;
+		CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'`)
+	ctx := context.Background()
+	conn := source.Connect(t, f.db)
+	calls := 0
+	snapshotHook = func() {
+		calls++
+		if _, err := conn.Exec(ctx, "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT "+fmt.Sprint(calls)+"'"); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { snapshotHook = nil }()
+	_, err := f.take(ctx, true, 0)
+	if err == nil || !strings.Contains(err.Error(), "function public.f() changed or was dropped after the snapshot") ||
+		!strings.Contains(err.Error(), "gave up after 3 attempts") || !strings.Contains(err.Error(), "when no DDL runs") {
+		t.Fatalf("Take error %v", err)
+	}
+	t.Logf("gave up as expected: %v", err)
+	if calls != 3 {
+		t.Errorf("the snapshot was imported %d times, want 3", calls)
+	}
+	bases, err := f.meta.ListBaseBackups(ctx, f.sourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bases {
+		if b.Status != store.BackupFailed {
+			t.Errorf("base backup %+v", b)
+		}
+	}
+	if keys := f.keys(t, ""); len(bases) != 3 || len(keys) != 0 || len(f.slots(t)) != 0 {
+		t.Errorf("%d base backups, artifacts %q and slots %v left", len(bases), keys, f.slots(t))
+	}
+}
+
+// VACUUM, ANALYZE and autovacuum update pg_class in place; REFRESH
+// MATERIALIZED VIEW, VACUUM FULL of an unpublished table, GRANT and a
+// new trigger give pg_class rows new versions without changing any
+// definition; a view's body is read in pg_dump's snapshot, so a replaced
+// view is dumped as of the snapshot; and objects created after the
+// snapshot are not in the dump. None of these is a reason to start over.
+func TestMaintenanceAfterSnapshotIsNoCatalogAlarm(t *testing.T) {
+	f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY, what text);
+		CREATE TABLE scratch(id int);
+		CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n FROM events;
+		CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT $1';
+		CREATE VIEW v AS SELECT f(id) FROM events;
+		INSERT INTO events SELECT g, 'e' FROM generate_series(1, 1000) g;
+		CREATE PUBLICATION `+publication+` FOR TABLE events;`)
+	ctx := context.Background()
+	conn := source.Connect(t, f.db)
+	calls := 0
+	snapshotHook = func() {
+		if calls++; calls > 1 {
+			return
+		}
+		for _, q := range []string{"DELETE FROM events WHERE id <= 500", "ANALYZE events", "VACUUM events", "VACUUM (FREEZE) events",
+			"ANALYZE", "REFRESH MATERIALIZED VIEW totals", "VACUUM FULL scratch", "GRANT SELECT ON events TO PUBLIC",
+			"CREATE FUNCTION later() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'",
+			"CREATE TRIGGER later BEFORE INSERT ON scratch FOR EACH ROW EXECUTE FUNCTION later()",
+			"CREATE TABLE newer(id int); CREATE OR REPLACE VIEW v AS SELECT f(id) FROM newer"} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+	}
+	defer func() { snapshotHook = nil }()
+	b := f.mustTake(t, true, 0)
+	if logs := f.logs.String(); calls != 1 || strings.Contains(logs, "starting over") || strings.Contains(logs, "schema snapshot not recorded") {
+		t.Errorf("the snapshot was imported %d times, want 1:\n%s", calls, logs)
+	}
+	restored := restore(t, f.arts, b.ArtifactKey)
+	if got := pgtest.QueryValue[int64](t, target, restored, `SELECT count(*) FROM events`); got != 1000 {
+		t.Errorf("dump holds %d events, want the 1000 of the snapshot", got)
+	}
+	if got := pgtest.QueryValue[string](t, target, restored, `SELECT pg_get_viewdef('v')`); !strings.Contains(got, "FROM events") {
+		t.Errorf("view v restored as %q, want the snapshot's, over events", got)
+	}
+}
+
+// The schema-only dump runs after the whole base and deparses at its end:
+// a definition changed by then spoils only that side record, which is not
+// kept; the base backup, checked when pg_dump had read its catalog, is.
+func TestDefinitionChangedBeforeSchemaDumpSkipsSchemaSnapshot(t *testing.T) {
+	f := newFixture(t, nil, `CREATE TABLE events(id int PRIMARY KEY);
+		CREATE PUBLICATION `+publication+` FOR ALL TABLES;
+		CREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS 'SELECT $1'`)
+	ctx := context.Background()
+	conn := source.Connect(t, f.db)
+	dumps := 0
+	cmdHook = func(cmd *exec.Cmd) {
+		if dumps++; slices.Contains(cmd.Args, "--schema-only") {
+			if _, err := conn.Exec(ctx, "DROP FUNCTION f(int)"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer func() { cmdHook = nil }()
+	b := f.mustTake(t, true, 0)
+	if logs := f.logs.String(); dumps != 2 || strings.Contains(logs, "starting over") ||
+		!strings.Contains(logs, "schema snapshot not recorded") || !strings.Contains(logs, "function public.f(integer) changed") {
+		t.Errorf("%d pg_dump runs; logs:\n%s", dumps, logs)
+	}
+	schemas, err := f.meta.ListSchemaSnapshots(ctx, f.sourceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := f.keys(t, ""); len(schemas) != 0 || !slices.Equal(keys, []string{b.ArtifactKey}) {
+		t.Errorf("schema snapshots %+v, artifacts %q", schemas, keys)
+	}
+	restored := restore(t, f.arts, b.ArtifactKey)
+	if got := pgtest.QueryValue[int64](t, target, restored, `SELECT count(*) FROM pg_proc WHERE proname = 'f'`); got != 1 {
+		t.Errorf("restored base holds %d functions f, want the snapshot's", got)
+	}
+}

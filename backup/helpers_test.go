@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,32 @@ func TestSchemaDigestIgnoresRestrictKeys(t *testing.T) {
 	}
 	if digest(b, 5) == digest(c, 5) || digest(a+"x", 4) == digest(a, 4) {
 		t.Error("a schema change does not change the digest")
+	}
+}
+
+func TestCatalogPrintChangedSince(t *testing.T) {
+	n := len(catalogTables)
+	printOf := func(rows map[int][][2]int64) *catalogPrint {
+		p := &catalogPrint{keys: make([][]int64, n), stamps: make([][]int64, n)}
+		for c, rs := range rows {
+			for _, r := range rs {
+				p.keys[c], p.stamps[c] = append(p.keys[c], r[0]), append(p.stamps[c], r[1])
+			}
+		}
+		return p
+	}
+	snap := printOf(map[int][][2]int64{0: {{10, 1}, {20, 1}, {30, 1}, {40, 1}}, 2: {{5, 7}}})
+	// In catalog 0, 20 is dropped, 30 updated, and 5, 25, 50 are new;
+	// catalog 1 has rows only now; catalog 2 is unchanged.
+	now := printOf(map[int][][2]int64{0: {{5, 9}, {10, 1}, {25, 9}, {30, 2}, {40, 1}, {50, 9}}, 1: {{1, 1}}, 2: {{5, 7}}})
+	got := snap.changedSince(now)
+	if want := [][]int64{{20, 30}}; !slices.Equal(got[0], want[0]) || slices.ContainsFunc(got[1:], func(k []int64) bool { return len(k) > 0 }) {
+		t.Errorf("changed %v, want %v in the first catalog only", got, want)
+	}
+	if got := snap.changedSince(printOf(nil)); !slices.Equal(got[0], []int64{10, 20, 30, 40}) || !slices.Equal(got[2], []int64{5}) {
+		t.Errorf("everything dropped: changed %v", got)
+	}
+	if got := snap.rows(); got != 5 {
+		t.Errorf("rows %d, want 5", got)
 	}
 }
