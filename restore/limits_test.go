@@ -113,3 +113,34 @@ func TestTextNotValidInTheTargetEncodingLeavesItsTableOut(t *testing.T) {
 		t.Errorf("raw holds %q, want its rows up to the invalid one", got)
 	}
 }
+
+// Copies of system catalogs hold values PostgreSQL writes but never reads
+// back (pg_node_tree): the table is left out of replay from its first
+// such row, named, and the restore goes on (pg_restore could not load
+// them either). Through CREATE TABLE AS rows and through the stream.
+func TestValuesTheServerNeverReadsBackLeaveTheirTableOut(t *testing.T) {
+	e := capturingConf(t, nil, "", `tables_without_key = "replica_identity_full"`)
+	source.Exec(t, e.db, `CREATE TABLE pt (a int PRIMARY KEY) PARTITION BY RANGE (a); CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (10)`)
+	source.Exec(t, e.db, `CREATE TABLE cat_copy AS SELECT oid::int AS id, relname::text, relpartbound FROM pg_class WHERE relispartition OR relname = 'pg_class'`)
+	source.Exec(t, e.db, `CREATE TABLE cat_later (id int PRIMARY KEY, b pg_node_tree); INSERT INTO cat_later VALUES (1, NULL)`)
+	source.Exec(t, e.db, `INSERT INTO cat_later SELECT 2, relpartbound FROM pg_class WHERE relname = 'pt1'; UPDATE cat_later SET b = NULL WHERE id = 2;
+		INSERT INTO items(name, qty) VALUES ('after', 5)`)
+	m := e.mark(t, "node trees")
+	e.waitStored(t, m)
+	db, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := strings.Join(sum.LeftOut, "\n")
+	for _, want := range []string{"public.cat_copy: left out", "public.cat_later: left out", "pg_node_tree"} {
+		if !strings.Contains(left, want) {
+			t.Errorf("LEFT OUT does not say %q: %q", want, left)
+		}
+	}
+	if got := contentHash(t, target, db)["items"]; got != m.hash["items"] {
+		t.Error("items differs from the source")
+	}
+	if got := pgtest.QueryValue[int64](t, target, db, "SELECT count(*) FROM cat_later"); got != 1 {
+		t.Errorf("cat_later holds %d rows, want the one before the first node tree", got)
+	}
+}

@@ -86,7 +86,7 @@ const typeMatchSQL = `WITH RECURSIVE walk(ord, oid) AS (
         WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
     ) c(child)
 ), leaf AS (
-  SELECT w.ord, t.oid, t.typtype FROM walk w JOIN pg_type t ON t.oid = w.oid
+  SELECT w.ord, t.oid, t.typtype, t.typinput FROM walk w JOIN pg_type t ON t.oid = w.oid
   WHERE t.typtype NOT IN ('d', 'c') AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
 )
 SELECT r.ord::int,
@@ -106,7 +106,11 @@ SELECT r.ord::int,
     WHERE oc.opcdefault AND am.amname IN ('btree', 'hash')
       AND (oc.opcintype = l.oid OR EXISTS (SELECT 1 FROM pg_cast k
         WHERE k.castsource = l.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b' AND k.castcontext = 'i')))), true),
-  coalesce(bool_and(l.typtype = 'e' OR l.oid = ANY ($2::oid[])), true)
+  coalesce(bool_and(l.typtype = 'e' OR l.oid = ANY ($2::oid[])), true),
+  -- Types PostgreSQL writes but never reads back (their input function
+  -- always fails): the server's own node trees and statistics.
+  coalesce(bool_or(l.typinput::regproc::text IN ('pg_node_tree_in', 'pg_ndistinct_in', 'pg_dependencies_in', 'pg_mcv_list_in',
+    'pg_ddl_command_in', 'anyarray_in', 'pg_brin_bloom_summary_in', 'pg_brin_minmax_multi_summary_in')), false)
 FROM unnest($1::text[]) WITH ORDINALITY AS r(name, ord) LEFT JOIN leaf l ON l.ord = r.ord
 GROUP BY r.ord, r.name`
 
@@ -135,12 +139,12 @@ func (p *replayer) matches(ctx context.Context, rel *segment.Relation) ([]typeIn
 		for rows.Next() {
 			var ord int
 			var base *string
-			var eq, exact bool
-			if err := rows.Scan(&ord, &base, &eq, &exact); err != nil {
+			var eq, exact, noInput bool
+			if err := rows.Scan(&ord, &base, &eq, &exact, &noInput); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			ti := typeInfo{match: matchText, cast: ask[ord-1]}
+			ti := typeInfo{match: matchText, cast: ask[ord-1], noInput: noInput}
 			switch {
 			case eq && exact:
 				ti.match = matchEqual
@@ -168,8 +172,9 @@ func (p *replayer) matches(ctx context.Context, rel *segment.Relation) ([]typeIn
 // REPLICA IDENTITY FULL row is matched by it, and the type old values are
 // read as (a domain's base type, else the type itself).
 type typeInfo struct {
-	match colMatch
-	cast  string
+	match   colMatch
+	cast    string
+	noInput bool // values of the type cannot be read back (pg_node_tree, …)
 }
 
 // fullCond is the condition matching column name (type typ) with the

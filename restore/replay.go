@@ -114,6 +114,9 @@ type replayer struct {
 	// typeMatch caches, per column type, how rows are matched on the
 	// target (match.go); DDL empties it.
 	typeMatch map[string]typeInfo
+	// noInputCols caches, per relation, its columns of types the target
+	// never reads back (unreadable); DDL empties it.
+	noInputCols map[*segment.Relation][]int
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -299,21 +302,19 @@ func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel
 
 func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
 	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
-		if rel := r.Relation(rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] && invalidText(rec) {
-			// Text that is not valid UTF-8 (a SQL_ASCII source) cannot be
-			// stored in a UTF-8 database, nor matched there: the table is
-			// left out from here, and named.
-			if p.leftOut == nil {
-				p.leftOut = map[string]bool{}
+		if rel := r.Relation(rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] {
+			why, err := p.unreadable(ctx, rel, rec)
+			if err != nil {
+				return err
 			}
-			p.leftOut[rel.Schema+"."+rel.Name] = true
-			vals := rec.Old
-			if vals == nil {
-				vals = rec.New
+			if why != "" {
+				vals := rec.Old
+				if vals == nil {
+					vals = rec.New
+				}
+				p.leaveOut(rel.Schema, rel.Name, fmt.Sprintf("whose row (%s) holds %s", rowKey(rel, vals), why))
+				return nil
 			}
-			p.invalid = append(p.invalid, fmt.Sprintf("%s.%s: left out from the transaction committed at %s, whose row holds text that is not valid UTF-8 (%s); PostgreSQL refuses such text in this database, as pg_restore would",
-				rel.Schema, rel.Name, p.cur.LSN(), rowKey(rel, vals)))
-			return nil
 		}
 	}
 	if len(p.leftOut) > 0 {
@@ -680,6 +681,53 @@ func copyEscape(b *bytes.Buffer, s string) {
 		start = i + 1
 	}
 	b.WriteString(s[start:])
+}
+
+// unreadable says why the target cannot take a change's values, "" when
+// it can: text that is not valid UTF-8 (a SQL_ASCII source's), which a
+// UTF-8 database refuses and cannot match; a value of a type PostgreSQL
+// never reads back (pg_node_tree, …, in a copy of a system catalog).
+// pg_restore could not take them either.
+func (p *replayer) unreadable(ctx context.Context, rel *segment.Relation, rec *segment.Record) (string, error) {
+	if invalidText(rec) {
+		return "text that is not valid UTF-8", nil
+	}
+	cols, ok := p.noInputCols[rel]
+	if !ok {
+		how, err := p.matches(ctx, rel)
+		if err != nil {
+			return "", err
+		}
+		for i := range how {
+			if how[i].noInput {
+				cols = append(cols, i)
+			}
+		}
+		if p.noInputCols == nil {
+			p.noInputCols = map[*segment.Relation][]int{}
+		}
+		p.noInputCols[rel] = cols
+	}
+	for _, i := range cols {
+		c := rel.Columns[i]
+		for _, vals := range [][]segment.Value{rec.New, rec.Old} {
+			if i < len(vals) && vals[i].Kind == segment.Text {
+				return fmt.Sprintf("a value of type %s in column %s, which PostgreSQL does not read back", c.Type, c.Name), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// leaveOut leaves a table out of replay from the current transaction on,
+// because the target cannot take its values, and says why.
+func (p *replayer) leaveOut(schema, name, why string) {
+	if p.leftOut == nil {
+		p.leftOut = map[string]bool{}
+	}
+	p.leftOut[schema+"."+name] = true
+	p.invalid = append(p.invalid, fmt.Sprintf("%s.%s: left out from the transaction committed at %s, %s; PostgreSQL refuses such values in this database, as pg_restore would",
+		schema, name, p.cur.LSN(), why))
 }
 
 // invalidText tells a change with a text value that is not valid UTF-8.
