@@ -204,15 +204,21 @@ BEGIN
     -- Objects without a schema of their own (a rule, trigger or policy on
     -- a temporary table) and functions of temporary types are named in
     -- pg_temp.
-    PERFORM pg_catalog.set_config('` + droppedSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    -- Added to what is noted already: a DROP run by an event trigger of
+    -- the application's (inside this DROP) reaches ddl_command_end first,
+    -- and its message then carries both.
+    PERFORM pg_catalog.set_config('` + droppedSetting + `', COALESCE((SELECT COALESCE(NULLIF(pg_catalog.current_setting('` + droppedSetting + `', true), '')::jsonb, '[]')
+        || pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
         'type', d.object_type, 'identity', d.object_identity, 'schema', d.schema_name,
         'temp', d.is_temporary OR d.object_identity LIKE '%pg\_temp.%', 'original', true,
         'names', pg_catalog.to_jsonb(d.address_names)))
-      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.original)::text, ''), true);
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.original)::text, pg_catalog.current_setting('` + droppedSetting + `', true), ''), true);
     -- Every table it dropped, with CASCADE too, so records that a table
     -- was left out end with it.
-    PERFORM pg_catalog.set_config('` + droppedTablesSetting + `', COALESCE((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.schema_name, d.object_name))
-      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.object_type = 'table' AND NOT d.is_temporary AND d.object_name IS NOT NULL)::text, ''), true);
+    PERFORM pg_catalog.set_config('` + droppedTablesSetting + `', COALESCE((SELECT COALESCE(NULLIF(pg_catalog.current_setting('` + droppedTablesSetting + `', true), '')::jsonb, '[]')
+        || pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(d.schema_name, d.object_name))
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d WHERE d.object_type = 'table' AND NOT d.is_temporary AND d.object_name IS NOT NULL)::text,
+      pg_catalog.current_setting('` + droppedTablesSetting + `', true), ''), true);
   EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'btfu could not note the objects this DROP removed (%: %)', SQLSTATE, SQLERRM;
   END;

@@ -155,7 +155,19 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		return p.nestedDDL(ctx, m)
 	}
 	if key == p.ddl.stmt {
-		return nil // another command of a statement already applied
+		// Another command of a statement already applied. A DROP among
+		// them may come from a function the statement ran (a sql_drop
+		// event trigger of the application's that drops more): what it
+		// dropped goes too, IF EXISTS, which is no harm where the
+		// statement's own text dropped it already.
+		if dropped := originals(m.Dropped); strings.HasPrefix(m.Tag, "DROP ") && len(dropped) > 0 && droppable(dropped) {
+			for _, s := range dropStatements(dropped) {
+				if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	p.ddl.stmt = key
 	stmts := ddlStatements(m.Query)

@@ -73,6 +73,17 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	src(`ALTER TYPE mood ADD VALUE 'happy'`)
 	src(`INSERT INTO moods VALUES (1, 'happy'), (2, 'sad')`)
 	src(`CREATE INDEX CONCURRENTLY ctas_b ON ctas (b)`)
+	// The application's sql_drop event trigger drops more.
+	src(`CREATE TABLE audit_x (v text); CREATE TABLE watched (id int PRIMARY KEY)`)
+	src(`CREATE FUNCTION drop_audit() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE object_identity = 'public.watched') THEN DROP TABLE IF EXISTS audit_x; END IF; END $$;
+		CREATE EVENT TRIGGER drop_audit ON sql_drop EXECUTE FUNCTION drop_audit()`)
+	src(`DROP TABLE watched`)
+	// … and its ddl_command_end event trigger, which runs after btfu's.
+	src(`CREATE TABLE audit_y (v text); CREATE FUNCTION on_create() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity = 'public.trigger_me') THEN DROP TABLE IF EXISTS audit_y; END IF; END $$;
+		CREATE EVENT TRIGGER zz_on_create ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION on_create()`)
+	src(`CREATE TABLE trigger_me (id int PRIMARY KEY)`)
 	// A DROP of a temporary and a permanent table at once.
 	src(`CREATE TABLE gone (a int PRIMARY KEY)`)
 	execOn(t, s1, "DROP TABLE scratch, gone CASCADE")
@@ -97,7 +108,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	if got := pgtest.QueryValue[string](t, target, db, "SELECT coalesce((SELECT string_agg(rulename, ',') FROM pg_rules WHERE tablename = 'rl'), '') || ' ' || coalesce(to_regprocedure('atomic_f(int)')::text, 'no atomic_f')"); got != "rl_r atomic_f(integer)" {
 		t.Errorf("rule and BEGIN ATOMIC function restored as %q", got)
 	}
-	for obj, wantExists := range map[string]bool{"ctas_b": true, "ctas_unlogged": true, "gone": false, "scratch": false, "scratch_v": false} {
+	for obj, wantExists := range map[string]bool{"audit_x": false, "watched": false, "audit_y": false, "trigger_me": true, "ctas_b": true, "ctas_unlogged": true, "gone": false, "scratch": false, "scratch_v": false} {
 		if got := pgtest.QueryValue[bool](t, target, db, "SELECT to_regclass($1) IS NOT NULL", obj); got != wantExists {
 			t.Errorf("%s exists in the restore: %v, want %v", obj, got, wantExists)
 		}
