@@ -84,7 +84,8 @@ type Receiver struct {
 
 	rels     map[uint32]*segment.Relation
 	types    map[[2]int64]string
-	cur      *builder // open non-streamed transaction
+	typeMsgs map[uint32]string // user types' names from Type messages
+	cur      *builder          // open non-streamed transaction
 	streams  map[uint32]*builder
 	inStream bool
 	streamX  uint32
@@ -109,7 +110,7 @@ func New(conn *pgconn.PgConn, cfg Config) *Receiver {
 	if cfg.SilenceTimeout == 0 {
 		cfg.SilenceTimeout = DefaultSilenceTimeout
 	}
-	r := &Receiver{conn: conn, cfg: cfg, rels: map[uint32]*segment.Relation{}, types: map[[2]int64]string{}, streams: map[uint32]*builder{}}
+	r := &Receiver{conn: conn, cfg: cfg, rels: map[uint32]*segment.Relation{}, types: map[[2]int64]string{}, typeMsgs: map[uint32]string{}, streams: map[uint32]*builder{}}
 	r.acked.Store(uint64(cfg.StartLSN))
 	r.received = cfg.StartLSN
 	return r
@@ -426,10 +427,25 @@ func (r *Receiver) handleMessage(ctx context.Context, data []byte, out chan<- Ev
 		b := r.cur
 		r.cur = nil
 		return r.deliver(ctx, out, b, segment.TxInfo{XID: b.xid, CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime})
-	case *OriginMsg, *TypeMsg:
-		// The origin of a transaction replayed into the source, and the
-		// names of user-defined types (Relation messages carry their OIDs,
-		// named with TypeName): nothing a restore needs.
+	case *OriginMsg:
+		// The origin of a transaction replayed into the source: nothing a
+		// restore needs.
+	case *TypeMsg:
+		// A user-defined type, as of the change being decoded (sent
+		// before a Relation message that uses it): its name is the
+		// fallback when the type is gone from the catalog by the time
+		// btfu names it. A name cached earlier may be stale (the type
+		// was renamed, or dropped and its OID reused).
+		name := quoteIdent(m.Name)
+		if m.Namespace != "" && m.Namespace != "pg_catalog" {
+			name = quoteIdent(m.Namespace) + "." + name
+		}
+		r.typeMsgs[m.TypeOID] = name
+		for k := range r.types {
+			if k[0] == int64(m.TypeOID) {
+				delete(r.types, k)
+			}
+		}
 	case *RelationMsg:
 		return r.onRelation(ctx, m)
 	case *InsertMsg:
@@ -607,9 +623,22 @@ func (r *Receiver) typeName(ctx context.Context, oid uint32, typmod int32) (stri
 	if err != nil {
 		return "", fmt.Errorf("name type %d: %w", oid, err)
 	}
+	if n == "???" || n == "" || strings.HasPrefix(n, "-") {
+		// format_type of a type dropped since the change (the stream
+		// runs behind the catalog): the Type message's name, which
+		// pgoutput gives as the base type's for a domain, reads the
+		// values the same.
+		fallback, ok := r.typeMsgs[oid]
+		if !ok {
+			return "", fmt.Errorf("name type %d: it was dropped from the source before btfu read the change, and pgoutput did not name it", oid)
+		}
+		return fallback, nil
+	}
 	r.types[key] = n
 	return n, nil
 }
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // values turns a tuple into segment values in PostgreSQL's text form,
 // NULL and unchanged TOAST kept apart. A row's texts share one string, so
