@@ -89,7 +89,7 @@ func restoreCommand() command {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}
 				if sum.OwnerChanges > 0 {
-					fmt.Fprintf(env.Stdout, "  owners       %d ALTER … OWNER TO left out: restored objects belong to the restoring role (as pg_restore --no-owner)\n", sum.OwnerChanges)
+					fmt.Fprintf(env.Stdout, "  owners       %d statement(s) about owners left out (ALTER … OWNER TO; DROP OWNED BY dropped the objects one by one): restored objects belong to the restoring role, as pg_restore --no-owner gives them\n", sum.OwnerChanges)
 				}
 				for _, n := range sum.Notes {
 					fmt.Fprintf(env.Stdout, "  note         %s\n", n)

@@ -171,7 +171,19 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	}
 	p.ddl.stmt = key
 	stmts := ddlStatements(m.Query)
-	if dropped := originals(m.Dropped); anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped)) {
+	if dropped := originals(m.Dropped); m.Tag == "DROP OWNED" && len(stmts) == 1 {
+		// DROP OWNED BY names a role, which the target may lack (roles
+		// are the cluster's): its objects go one by one, the rest of what
+		// it did (privileges, default privileges) goes with the owners.
+		var some []ddlObject
+		for _, o := range dropped {
+			if droppable([]ddlObject{o}) {
+				some = append(some, o)
+			}
+		}
+		stmts = dropStatements(some)
+		p.ownerDDL++
+	} else if anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped)) {
 		// A DROP goes object by object, IF EXISTS: what it named may be
 		// temporary (never in the restore), or missing from the target
 		// for a reason already reported (made where capture could not

@@ -76,9 +76,10 @@ type Summary struct {
 	// LargeObjects counts the large objects the target holds: as the base
 	// backup had them, since logical decoding does not carry them.
 	LargeObjects int64
-	// OwnerChanges counts ALTER … OWNER TO statements left out: like the
-	// base backup's pg_restore --no-owner, restored objects belong to the
-	// restoring role.
+	// OwnerChanges counts statements about owners left out (ALTER …
+	// OWNER TO; DROP OWNED BY, whose objects are dropped one by one): like
+	// the base backup's pg_restore --no-owner, restored objects belong to
+	// the restoring role.
 	OwnerChanges int
 	// Notes say what the restore did differently from the source where
 	// the target lacks something of the source's cluster (a tablespace).

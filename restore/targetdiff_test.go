@@ -40,6 +40,11 @@ func TestTargetWithoutTheSourcesRolesAndTablespaces(t *testing.T) {
 	src("ALTER TABLE in_ts ADD CONSTRAINT in_ts_v_key UNIQUE (v) USING INDEX TABLESPACE " + ts)
 	src("ALTER TABLE items SET TABLESPACE " + ts)
 	src("INSERT INTO in_ts VALUES (1, 'a'), (2, 'b'); INSERT INTO items(name, qty) VALUES ('moved', 7)")
+	// DROP OWNED BY a role the target lacks drops its objects there too.
+	source.Exec(t, "postgres", "CREATE ROLE "+role+"_2")
+	t.Cleanup(func() { source.Exec(t, "postgres", "DROP ROLE IF EXISTS "+role+"_2") })
+	src("CREATE TABLE owned_x (id int PRIMARY KEY); ALTER TABLE owned_x OWNER TO " + role + "_2")
+	src("DROP OWNED BY " + role + "_2")
 	src("EXPLAIN ANALYZE CREATE TABLE easi AS SELECT 1 AS a")
 	src("DROP TABLE easi")
 	m := e.mark(t, "after")
@@ -61,8 +66,11 @@ func TestTargetWithoutTheSourcesRolesAndTablespaces(t *testing.T) {
 	if got := pgtest.QueryValue[int64](t, target, db, "SELECT count(*) FROM pg_indexes WHERE indexname IN ('in_ts_v', 'in_ts_v_key')"); got != 2 {
 		t.Errorf("%d of the 2 indexes made in the missing tablespace restored", got)
 	}
-	if sum.OwnerChanges != 1 {
-		t.Errorf("%d ALTER … OWNER TO left out, want 1", sum.OwnerChanges)
+	if sum.OwnerChanges != 3 {
+		t.Errorf("%d statements about owners left out, want 3 (two ALTER … OWNER TO, DROP OWNED BY)", sum.OwnerChanges)
+	}
+	if pgtest.QueryValue[bool](t, target, db, "SELECT to_regclass('owned_x') IS NOT NULL") {
+		t.Error("owned_x, dropped by DROP OWNED BY, is in the restore")
 	}
 	if notes := strings.Join(sum.Notes, "\n"); !strings.Contains(notes, `tablespace "`+ts+`" does not exist`) {
 		t.Errorf("notes do not say the tablespace was missing: %q", notes)

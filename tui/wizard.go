@@ -428,7 +428,7 @@ func (w *wizard) View() string {
 				b.WriteString(fmt.Sprintf("temporary    %d DDL statement(s) on temporary objects not replayed\n", s.TempDDL))
 			}
 			if s.OwnerChanges > 0 {
-				b.WriteString(fmt.Sprintf("owners       %d ALTER … OWNER TO left out (as pg_restore --no-owner)\n", s.OwnerChanges))
+				b.WriteString(fmt.Sprintf("owners       %d statement(s) about owners left out (as pg_restore --no-owner)\n", s.OwnerChanges))
 			}
 			for _, n := range s.Notes {
 				b.WriteString("note         " + n + "\n")
