@@ -29,6 +29,11 @@ const (
 	// droppedSetting carries the dropped objects from the sql_drop
 	// trigger to the ddl_command_end trigger, within the transaction.
 	droppedSetting = "btfu.dropped"
+	// cicSetting holds, for the session, the statement key of the CREATE
+	// INDEX CONCURRENTLY the start trigger noted.
+	cicSetting = "btfu.cic"
+	// startTags are the commands the start trigger fires on.
+	startTags = "'ALTER TABLE', 'CREATE INDEX'"
 	// droppedTablesSetting carries every table a DROP removed.
 	droppedTablesSetting = "btfu.dropped_tables"
 	DDLStartTrigger      = "btfu_capture_ddl_start"
@@ -52,8 +57,9 @@ const (
 	InternalSetting = "btfu.internal"
 	// ddlCaptureVersion is the version of the message format ("v"): 3
 	// adds "dropped", 4 "nested", "defs" and "unrebuilt" (DDL run inside
-	// a function, procedure or DO block).
-	ddlCaptureVersion = 4
+	// a function, procedure or DO block), 5 "concurrently" and "cic"
+	// (CREATE INDEX CONCURRENTLY noted at its start).
+	ddlCaptureVersion = 5
 )
 
 // ddlObjects names what DDL capture puts on the source, for the plan.
@@ -64,7 +70,7 @@ func ddlObjects() []string {
 		"function " + DDLFunction + "()",
 		"function " + DDLCore + "(text, text) SECURITY DEFINER (keeps the publication's table list)",
 		"event trigger " + DDLTrigger + " ON ddl_command_end",
-		"function " + DDLStartFunction + "(), " + DDLStartCore + "() SECURITY DEFINER, event trigger " + DDLStartTrigger + " ON ddl_command_start WHEN TAG IN ('ALTER TABLE') (takes a table out of the publication before SET UNLOGGED)",
+		"function " + DDLStartFunction + "(), " + DDLStartCore + "() SECURITY DEFINER, event trigger " + DDLStartTrigger + " ON ddl_command_start WHEN TAG IN (" + startTags + ") (takes a table out of the publication before SET UNLOGGED; notes CREATE INDEX CONCURRENTLY before it commits its first phase)",
 		"function " + DDLDropFunction + "(), event trigger " + DDLDropTrigger + " ON sql_drop (notes which dropped objects were temporary)",
 	}
 }
@@ -105,8 +111,12 @@ func ddlStatements(src *config.Source) []string {
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLTrigger + `') THEN
     CREATE EVENT TRIGGER ` + DDLTrigger + ` ON ddl_command_end EXECUTE FUNCTION ` + DDLFunction + `();
   END IF;
+  -- The start trigger's tags grew (CREATE INDEX): made again when they differ.
+  IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLStartTrigger + `' AND evttags IS DISTINCT FROM ARRAY[` + startTags + `]) THEN
+    DROP EVENT TRIGGER ` + DDLStartTrigger + `;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLStartTrigger + `') THEN
-    CREATE EVENT TRIGGER ` + DDLStartTrigger + ` ON ddl_command_start WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ` + DDLStartFunction + `();
+    CREATE EVENT TRIGGER ` + DDLStartTrigger + ` ON ddl_command_start WHEN TAG IN (` + startTags + `) EXECUTE FUNCTION ` + DDLStartFunction + `();
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = '` + DDLDropTrigger + `') THEN
     CREATE EVENT TRIGGER ` + DDLDropTrigger + ` ON sql_drop EXECUTE FUNCTION ` + DDLDropFunction + `();
@@ -230,8 +240,32 @@ $btfu$`
 // ddlFunctionSQL it never fails the statement.
 func ddlStartFunctionSQL() string {
 	return `CREATE OR REPLACE FUNCTION ` + DDLStartFunction + `() RETURNS event_trigger LANGUAGE plpgsql AS $btfu$
+DECLARE
+  q text;
+  k text;
 BEGIN
   IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
+    RETURN;
+  END IF;
+  IF tg_tag = 'CREATE INDEX' THEN
+    -- CREATE INDEX CONCURRENTLY commits its first phase (the index,
+    -- invalid) before it builds; a build that fails then leaves the
+    -- invalid index, and ddl_command_end never fires. Noted here, in the
+    -- first phase's transaction, so replay makes it at the same point;
+    -- ddl_command_end marks its own message as the same statement.
+    BEGIN
+      q := pg_catalog.regexp_replace(pg_catalog.current_query(), '^(\s|--[^\n]*\n|/\*.*?\*/)*', '');
+      IF q ~* '^create\s+(unique\s+)?index\s+concurrently\M' THEN
+        k := 'cic:' || pg_catalog.pg_backend_pid()::text || ':' || extract(epoch FROM pg_catalog.statement_timestamp())::text;
+        PERFORM pg_catalog.pg_logical_emit_message(true, '` + DDLMessagePrefix + `', pg_catalog.jsonb_build_object('v', ` + fmt.Sprint(ddlCaptureVersion) + `,
+          'tag', tg_tag, 'query', pg_catalog.current_query(), 'search_path', pg_catalog.current_setting('search_path'),
+          'stmt', k, 'concurrently', 'start')::text);
+        PERFORM pg_catalog.pg_logical_emit_message(true, '` + OrderMessagePrefix + `', '');
+        PERFORM pg_catalog.set_config('` + cicSetting + `', k, false);
+      END IF;
+    EXCEPTION WHEN OTHERS THEN
+      RAISE WARNING 'btfu could not note this CREATE INDEX CONCURRENTLY (%: %); if it fails, a restore lacks its invalid index', SQLSTATE, SQLERRM;
+    END;
     RETURN;
   END IF;
   BEGIN
@@ -406,7 +440,11 @@ BEGIN
     'unrebuilt', CASE WHEN nested AND cardinality(unrebuilt) > 0 THEN to_jsonb(unrebuilt) END,
     -- btfu's own publication is not the application's schema: a restore
     -- must not recreate or change it.
-    'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END))::text;
+    'skip', CASE WHEN tag LIKE '% PUBLICATION' AND position(pubname IN current_query()) > 0 THEN true END,
+    -- the CREATE INDEX CONCURRENTLY the start trigger noted
+    'cic', CASE WHEN tag = 'CREATE INDEX' AND current_setting('` + cicSetting + `', true) =
+        'cic:' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text
+      THEN current_setting('` + cicSetting + `', true) END))::text;
   RETURN NEXT;
   -- Tables that no longer exist: their coverage records end here.
   IF dropped_tables IS NOT NULL THEN

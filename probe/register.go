@@ -109,6 +109,7 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 			names, bodies = append(names, strings.TrimPrefix(n, DDLSchema+".")), append(bodies, functionBody(sql))
 		}
 		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN ($4, $5, $6) AND evtenabled = 'A') = 3
+			AND (SELECT evttags FROM pg_event_trigger WHERE evtname = $5) = ARRAY[`+startTags+`]
 			AND (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN unnest($2::text[], $3::text[]) w(name, body) ON w.name = p.proname AND w.body = p.prosrc
 				WHERE n.nspname = $1) = cardinality($2::text[])`,
 			DDLSchema, names, bodies, DDLTrigger, DDLStartTrigger, DDLDropTrigger).Scan(&current)

@@ -76,6 +76,10 @@ type ddlMessage struct {
 	Nested    bool     `json:"nested"`
 	Defs      []string `json:"defs"`
 	Unrebuilt []string `json:"unrebuilt"`
+	// Concurrently (v5) is "start" for CREATE INDEX CONCURRENTLY noted at
+	// its start; CIC on its ddl_command_end message names that statement.
+	Concurrently string `json:"concurrently"`
+	CIC          string `json:"cic"`
 }
 
 type ddlObject struct {
@@ -139,6 +143,9 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	if key == "" { // v1: no statement key; the query text stands for it
 		key = m.Query
 	}
+	if m.Concurrently == "start" {
+		return p.concurrentIndex(ctx, m)
+	}
 	if onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
 		if key != p.ddl.temp {
 			p.ddl.temp = key
@@ -153,6 +160,12 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	}
 	if m.Nested {
 		return p.nestedDDL(ctx, m)
+	}
+	if m.CIC != "" {
+		if done, err := p.checkConcurrentIndex(m); done || err != nil {
+			p.ddl.stmt = key
+			return err
+		}
 	}
 	if key == p.ddl.stmt {
 		// Another command of a statement already applied. A DROP among
@@ -348,11 +361,69 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 		}
 		return nil
 	}
+	return p.ddlFailed(what, stmt, err)
+}
+
+// ddlFailed applies the error policy to a statement that failed on the
+// target: stop with its LSN and text, or list it and go on.
+func (p *replayer) ddlFailed(what, stmt string, err error) error {
 	if p.onDDLError == DDLErrorSkip {
 		p.skippedDDL = append(p.skippedDDL, SkippedDDL{LSN: p.cur.LSN(), Statement: what + ": " + stmt, Err: err.Error()})
 		return nil
 	}
 	return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("%s %q failed on the target: %w (restore with --on-ddl-error=skip to go on without it; the summary lists what was skipped)", what, cutStatement(stmt), err)}
+}
+
+// concurrentIndex replays a CREATE INDEX CONCURRENTLY where the source
+// committed its first phase: concurrently, between two target
+// transactions, so a build that fails on the same rows leaves an invalid
+// index as it did on the source (later statements use it). Whether the
+// source's build succeeded shows later: its ddl_command_end message names
+// this statement (checkConcurrentIndex).
+func (p *replayer) concurrentIndex(ctx context.Context, m *ddlMessage) error {
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	if p.cic == nil {
+		p.cic = map[string]error{}
+	}
+	var failed error
+	for _, s := range ddlStatements(m.Query) {
+		if err := p.outsideTransaction(ctx, &m.SearchPath, s); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("captured DDL %q: %w", cutStatement(s), err)}
+			}
+			failed = fmt.Errorf("%q: %w", cutStatement(s), err)
+		}
+	}
+	p.cic[m.Stmt] = failed
+	p.typeMatch, p.noInputCols = nil, nil
+	if p.guard != nil {
+		if err := p.guard.quiet(ctx, p.tx); err != nil {
+			return &ReplayError{LSN: p.cur.LSN(), Err: err}
+		}
+	}
+	return nil
+}
+
+// checkConcurrentIndex takes the ddl_command_end message of a CREATE
+// INDEX CONCURRENTLY noted at its start: the source's build succeeded, so
+// one that failed on the target is a failure of the restore. It says
+// whether the message was handled so.
+func (p *replayer) checkConcurrentIndex(m *ddlMessage) (bool, error) {
+	failed, seen := p.cic[m.CIC]
+	if !seen {
+		return false, nil // its start was before the base backup: replayed as any statement
+	}
+	delete(p.cic, m.CIC)
+	if failed != nil {
+		return true, p.ddlFailed("captured DDL", m.Query, fmt.Errorf("CREATE INDEX CONCURRENTLY succeeded on the source but failed on the target: %w", failed))
+	}
+	return true, nil
 }
 
 // notes collects what a restore did differently from the source, once

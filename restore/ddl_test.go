@@ -73,6 +73,13 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	src(`ALTER TYPE mood ADD VALUE 'happy'`)
 	src(`INSERT INTO moods VALUES (1, 'happy'), (2, 'sad')`)
 	src(`CREATE INDEX CONCURRENTLY ctas_b ON ctas (b)`)
+	// A CREATE INDEX CONCURRENTLY that fails leaves an invalid index, which
+	// later statements use; ddl_command_end never fires for it.
+	src(`CREATE TABLE cic_t (a int PRIMARY KEY, b int); INSERT INTO cic_t VALUES (1, 0)`)
+	if _, err := s1.Exec(context.Background(), `CREATE INDEX CONCURRENTLY cic_bad ON cic_t ((a / b))`); err == nil {
+		t.Fatal("CREATE INDEX CONCURRENTLY on a division by zero succeeded")
+	}
+	src(`COMMENT ON INDEX cic_bad IS 'invalid'`)
 	// The application's sql_drop event trigger drops more.
 	src(`CREATE TABLE audit_x (v text); CREATE TABLE watched (id int PRIMARY KEY)`)
 	src(`CREATE FUNCTION drop_audit() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN
@@ -107,6 +114,9 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	}
 	if got := pgtest.QueryValue[string](t, target, db, "SELECT coalesce((SELECT string_agg(rulename, ',') FROM pg_rules WHERE tablename = 'rl'), '') || ' ' || coalesce(to_regprocedure('atomic_f(int)')::text, 'no atomic_f')"); got != "rl_r atomic_f(integer)" {
 		t.Errorf("rule and BEGIN ATOMIC function restored as %q", got)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, "SELECT coalesce((SELECT indisvalid::text || ' ' || obj_description(indexrelid) FROM pg_index WHERE indexrelid = to_regclass('cic_bad')), 'missing')"); got != "false invalid" {
+		t.Errorf("the index a failed CREATE INDEX CONCURRENTLY left: %s, want an invalid index with its comment", got)
 	}
 	for obj, wantExists := range map[string]bool{"audit_x": false, "watched": false, "audit_y": false, "trigger_me": true, "ctas_b": true, "ctas_unlogged": true, "gone": false, "scratch": false, "scratch_v": false} {
 		if got := pgtest.QueryValue[bool](t, target, db, "SELECT to_regclass($1) IS NOT NULL", obj); got != wantExists {
