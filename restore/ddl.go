@@ -184,7 +184,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	}
 	p.ddl.stmt = key
 	stmts := ddlStatements(m.Query)
-	if dropped := originals(m.Dropped); m.Tag == "DROP OWNED" && len(stmts) == 1 {
+	if dropped := originals(m.Dropped); len(stmts) == 1 && dropOwned(stmts[0]) {
 		// DROP OWNED BY names a role, which the target may lack (roles
 		// are the cluster's): its objects go one by one, the rest of what
 		// it did (privileges, default privileges) goes with the owners.
@@ -218,6 +218,13 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		}
 	}
 	return nil
+}
+
+// dropOwned tells DROP OWNED BY (whose message may come first from a
+// DROP that an event trigger ran inside it, under another tag).
+func dropOwned(stmt string) bool {
+	w := topLevelWords(stmt)
+	return len(w) > 2 && w[0] == "DROP" && w[1] == "OWNED"
 }
 
 // schemaNamed is the schema a command made, from its objects.
