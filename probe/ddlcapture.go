@@ -147,11 +147,23 @@ DECLARE
   target jsonb;
   batch text[];
   saved text[];
+  session jsonb;
   r record;
 BEGIN
   IF pg_catalog.current_setting('` + InternalSetting + `', true) = 'on' THEN
     RETURN;
   END IF;
+  -- The session's settings the statement's constants were read in go
+  -- with its message; what the core deparses (defaults, partition
+  -- bounds) and the rows of CREATE TABLE AS are written in forms every
+  -- session reads back alike. Put back at the end.
+  session := pg_catalog.jsonb_build_object('DateStyle', pg_catalog.current_setting('DateStyle'),
+    'IntervalStyle', pg_catalog.current_setting('IntervalStyle'), 'TimeZone', pg_catalog.current_setting('TimeZone'));
+  saved := ARRAY[pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('extra_float_digits'),
+    pg_catalog.current_setting('lc_monetary'), pg_catalog.current_setting('bytea_output'), pg_catalog.current_setting('TimeZone')];
+  PERFORM pg_catalog.set_config('DateStyle', 'ISO, MDY', true), pg_catalog.set_config('IntervalStyle', 'postgres', true),
+    pg_catalog.set_config('extra_float_digits', '3', true), pg_catalog.set_config('lc_monetary', 'C', true),
+    pg_catalog.set_config('bytea_output', 'hex', true), pg_catalog.set_config('TimeZone', 'UTC', true);
   BEGIN
     PERFORM pg_catalog.set_config('` + InternalSetting + `', 'on', true);
     SELECT pg_catalog.array_agg(m.msg_prefix ORDER BY m.n), pg_catalog.array_agg(m.msg_content ORDER BY m.n) INTO prefixes, contents
@@ -162,14 +174,10 @@ BEGIN
     prefixes := ARRAY['` + MissedMessagePrefix + `'];
     contents := ARRAY[pg_catalog.jsonb_build_object('v', 1, 'tag', tg_tag, 'error', SQLERRM, 'query', pg_catalog.left(pg_catalog.current_query(), 100000))::text];
   END;
-  -- Row text in forms every server reads back the same, whatever the
-  -- user's session settings; put back after the rows.
-  IF '` + "rows" + `' = ANY (prefixes) THEN
-    saved := ARRAY[pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('extra_float_digits'), pg_catalog.current_setting('lc_monetary'), pg_catalog.current_setting('bytea_output')];
-    PERFORM pg_catalog.set_config('DateStyle', 'ISO, MDY', true), pg_catalog.set_config('IntervalStyle', 'postgres', true),
-      pg_catalog.set_config('extra_float_digits', '3', true), pg_catalog.set_config('lc_monetary', 'C', true), pg_catalog.set_config('bytea_output', 'hex', true);
-  END IF;
   FOR i IN 1 .. COALESCE(pg_catalog.array_length(prefixes, 1), 0) LOOP
+    IF prefixes[i] = '` + DDLMessagePrefix + `' THEN
+      contents[i] := (contents[i]::jsonb || pg_catalog.jsonb_build_object('session', session))::text;
+    END IF;
     IF prefixes[i] <> 'rows' THEN
       PERFORM pg_catalog.pg_logical_emit_message(true, prefixes[i], contents[i]);
       CONTINUE;
@@ -189,10 +197,9 @@ BEGIN
       PERFORM pg_catalog.pg_logical_emit_message(true, '` + RowsMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'schema', target->>'schema', 'table', target->>'table', 'rows', pg_catalog.to_jsonb(batch))::text);
     END IF;
   END LOOP;
-  IF saved IS NOT NULL THEN
-    PERFORM pg_catalog.set_config('DateStyle', saved[1], true), pg_catalog.set_config('IntervalStyle', saved[2], true),
-      pg_catalog.set_config('extra_float_digits', saved[3], true), pg_catalog.set_config('lc_monetary', saved[4], true), pg_catalog.set_config('bytea_output', saved[5], true);
-  END IF;
+  PERFORM pg_catalog.set_config('DateStyle', saved[1], true), pg_catalog.set_config('IntervalStyle', saved[2], true),
+    pg_catalog.set_config('extra_float_digits', saved[3], true), pg_catalog.set_config('lc_monetary', saved[4], true),
+    pg_catalog.set_config('bytea_output', saved[5], true), pg_catalog.set_config('TimeZone', saved[6], true);
   IF COALESCE(pg_catalog.array_length(prefixes, 1), 0) > 0 THEN
     PERFORM pg_catalog.pg_logical_emit_message(true, '` + OrderMessagePrefix + `', '');
   END IF;
@@ -444,7 +451,17 @@ BEGIN
     -- the CREATE INDEX CONCURRENTLY the start trigger noted
     'cic', CASE WHEN tag = 'CREATE INDEX' AND current_setting('` + cicSetting + `', true) =
         'cic:' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text
-      THEN current_setting('` + cicSetting + `', true) END))::text;
+      THEN current_setting('` + cicSetting + `', true) END,
+    -- Partitions it made or attached, with their bounds as evaluated on
+    -- the source: a bound may be an expression (TO (now())) that the
+    -- target would evaluate again, to another value.
+    'bounds', (SELECT jsonb_agg(jsonb_build_object('table', format('%I.%I', n.nspname, c.relname),
+        'parent', format('%I.%I', pn.nspname, pc.relname), 'bound', pg_get_expr(c.relpartbound, c.oid)))
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+      WHERE c.relispartition AND c.relpersistence <> 't' AND NOT nested
+        AND tag IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE')
+        AND (c.oid = ANY (coalesce(created_rels, '{}')) OR (i.inhparent = ANY (coalesce(rels, '{}')) AND ` + mineSQL("i.xmin") + `)))))::text;
   RETURN NEXT;
   -- Tables that no longer exist: their coverage records end here.
   IF dropped_tables IS NOT NULL THEN

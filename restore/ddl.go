@@ -80,6 +80,18 @@ type ddlMessage struct {
 	// its start; CIC on its ddl_command_end message names that statement.
 	Concurrently string `json:"concurrently"`
 	CIC          string `json:"cic"`
+	// Session (v5): the source session's DateStyle, IntervalStyle and
+	// TimeZone, which its statement's constants were read in.
+	Session map[string]string `json:"session"`
+	// Bounds (v5): partitions the command made or attached, with their
+	// bounds as the source evaluated them.
+	Bounds []partBound `json:"bounds"`
+}
+
+type partBound struct {
+	Table  string `json:"table"`
+	Parent string `json:"parent"`
+	Bound  string `json:"bound"`
 }
 
 type ddlObject struct {
@@ -156,7 +168,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	if m.Create != "" {
 		// CREATE TABLE AS / SELECT INTO: the definition, never the query
 		// again (its rows follow as btfu.rows messages when published).
-		return p.runDDL(ctx, "captured DDL", &m.SearchPath, m.Create)
+		return p.runDDL(ctx, "captured DDL", sessionOf(m), m.Create)
 	}
 	if m.Nested {
 		return p.nestedDDL(ctx, m)
@@ -175,12 +187,12 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		// statement's own text dropped it already.
 		if dropped := originals(m.Dropped); strings.HasPrefix(m.Tag, "DROP ") && len(dropped) > 0 && droppable(dropped) {
 			for _, s := range dropStatements(dropped) {
-				if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
+				if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		return p.fixBounds(ctx, m)
 	}
 	p.ddl.stmt = key
 	stmts := ddlStatements(m.Query)
@@ -213,8 +225,34 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 			continue
 		}
 		s = withoutSchemaAuthorization(s, schemaNamed(m.Objects))
-		if err := p.runDDL(ctx, "captured DDL", &m.SearchPath, s); err != nil {
+		if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 			return err
+		}
+	}
+	return p.fixBounds(ctx, m)
+}
+
+// fixBounds gives the partitions a command made or attached the bounds
+// the source evaluated: a bound may be an expression (TO (now())) that
+// the target evaluated again, to another value. A partition whose bound
+// differs is detached and attached again with the source's.
+func (p *replayer) fixBounds(ctx context.Context, m *ddlMessage) error {
+	for _, b := range m.Bounds {
+		if err := p.send(ctx); err != nil {
+			return err
+		}
+		var cur *string
+		err := p.tx.QueryRow(ctx, "SELECT pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)", b.Table).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (cur == nil || *cur == b.Bound)) {
+			continue // as on the source, or not there (the statement was skipped)
+		}
+		if err != nil {
+			return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("read the bound of partition %s: %w", b.Table, err)}
+		}
+		for _, s := range []string{"ALTER TABLE " + b.Parent + " DETACH PARTITION " + b.Table, "ALTER TABLE " + b.Parent + " ATTACH PARTITION " + b.Table + " " + b.Bound} {
+			if err := p.runDDL(ctx, "partition bound as the source evaluated it", nil, s); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -247,7 +285,7 @@ func schemaNamed(objs []ddlObject) string {
 func (p *replayer) nestedDDL(ctx context.Context, m *ddlMessage) error {
 	stmts := append(dropStatements(originals(m.Dropped)), m.Defs...)
 	for _, s := range stmts {
-		if err := p.runDDL(ctx, "rebuilt DDL", &m.SearchPath, s); err != nil {
+		if err := p.runDDL(ctx, "rebuilt DDL", sessionOf(m), s); err != nil {
 			return err
 		}
 	}
@@ -294,7 +332,7 @@ func (p *replayer) capturedRows(ctx context.Context, m *rowsMessage) error {
 // a transaction block (CREATE INDEX CONCURRENTLY, …) runs alone between
 // two target transactions. On failure, the policy decides: stop with the
 // statement's LSN and text, or roll it back, list it and go on.
-func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, stmt string) error {
+func (p *replayer) runDDL(ctx context.Context, what string, sess *stmtSession, stmt string) error {
 	if err := p.endRun(ctx); err != nil {
 		return err
 	}
@@ -309,32 +347,16 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 			return &ReplayError{LSN: p.cur.LSN(), Err: err}
 		}
 	}
-	err := p.inSavepoint(ctx, func() error {
-		if searchPath != nil {
-			if _, err := p.tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", *searchPath); err != nil {
-				return err
-			}
-		}
-		_, err := p.tx.Exec(ctx, stmt)
-		return err
-	})
+	err := p.inSession(ctx, sess, stmt)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "25001" { // active_sql_transaction
-		err = p.outsideTransaction(ctx, searchPath, stmt)
+		err = p.outsideTransaction(ctx, sess, stmt)
 	}
 	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.HasPrefix(pgErr.Message, "tablespace ") {
 		// The target lacks the source's tablespace: the object goes to
 		// the target's default, as pg_restore --no-tablespaces puts it.
 		if alt, ok := withoutTablespace(stmt); ok {
-			err = p.inSavepoint(ctx, func() error {
-				if searchPath != nil {
-					if _, err := p.tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, true)", *searchPath); err != nil {
-						return err
-					}
-				}
-				_, err := p.tx.Exec(ctx, alt)
-				return err
-			})
+			err = p.inSession(ctx, sess, alt)
 			if err == nil {
 				p.notes.add(pgErr.Message + " on the target: objects made in the default tablespace")
 			}
@@ -371,6 +393,77 @@ func (p *replayer) runDDL(ctx context.Context, what string, searchPath *string, 
 	return p.ddlFailed(what, stmt, err)
 }
 
+// stmtSession is what of the source's session a captured statement
+// depends on: its search_path, and the settings that change how its
+// constants read (a timestamptz default without a zone, a date literal).
+type stmtSession struct {
+	searchPath string
+	settings   map[string]string // DateStyle, IntervalStyle, TimeZone
+}
+
+// sessionOf is the session a captured message ran in.
+func sessionOf(m *ddlMessage) *stmtSession {
+	s := &stmtSession{searchPath: m.SearchPath, settings: map[string]string{}}
+	for _, k := range sessionSettings {
+		if v := m.Session[k]; v != "" {
+			s.settings[k] = v
+		}
+	}
+	return s
+}
+
+// sessionSettings are the settings replay takes from the source's session
+// for a captured statement.
+var sessionSettings = []string{"DateStyle", "IntervalStyle", "TimeZone"}
+
+// set applies sess (is local: for the transaction) on q, or, with back,
+// the replay session's own values again.
+func (p *replayer) setSession(ctx context.Context, q querier, sess *stmtSession, back, local bool) error {
+	if p.session == nil {
+		// The replay session's own values, read before any is changed.
+		p.session = map[string]string{}
+		for _, k := range append([]string{"search_path"}, sessionSettings...) {
+			var v string
+			if err := q.QueryRow(ctx, "SELECT pg_catalog.current_setting($1)", k).Scan(&v); err != nil {
+				return err
+			}
+			p.session[k] = v
+		}
+	}
+	names, values := []string{"search_path"}, []string{sess.searchPath}
+	if back {
+		values[0] = p.session["search_path"]
+	}
+	for k, v := range sess.settings {
+		if back {
+			v = p.session[k]
+		}
+		names, values = append(names, k), append(values, v)
+	}
+	_, err := q.Exec(ctx, "SELECT pg_catalog.set_config(n, v, $3) FROM unnest($1::text[], $2::text[]) AS s(n, v)", names, values, local)
+	return err
+}
+
+// inSession runs a captured statement in a savepoint of the open target
+// transaction, in its source session's settings, and puts the replay
+// session's back after it.
+func (p *replayer) inSession(ctx context.Context, sess *stmtSession, stmt string) error {
+	return p.inSavepoint(ctx, func() error {
+		if sess != nil {
+			if err := p.setSession(ctx, p.tx, sess, false, true); err != nil {
+				return err
+			}
+		}
+		if _, err := p.tx.Exec(ctx, stmt); err != nil {
+			return err
+		}
+		if sess != nil {
+			return p.setSession(ctx, p.tx, sess, true, true)
+		}
+		return nil
+	})
+}
+
 // ddlFailed applies the error policy to a statement that failed on the
 // target: stop with its LSN and text, or list it and go on.
 func (p *replayer) ddlFailed(what, stmt string, err error) error {
@@ -399,7 +492,7 @@ func (p *replayer) concurrentIndex(ctx context.Context, m *ddlMessage) error {
 	}
 	var failed error
 	for _, s := range ddlStatements(m.Query) {
-		if err := p.outsideTransaction(ctx, &m.SearchPath, s); err != nil {
+		if err := p.outsideTransaction(ctx, sessionOf(m), s); err != nil {
 			var pgErr *pgconn.PgError
 			if !errors.As(err, &pgErr) {
 				return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("captured DDL %q: %w", cutStatement(s), err)}
@@ -479,18 +572,18 @@ func (p *replayer) inSavepoint(ctx context.Context, f func() error) error {
 
 // outsideTransaction commits what replay holds, runs stmt on its own and
 // opens the next target transaction.
-func (p *replayer) outsideTransaction(ctx context.Context, searchPath *string, stmt string) error {
+func (p *replayer) outsideTransaction(ctx context.Context, sess *stmtSession, stmt string) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	if searchPath != nil {
-		if _, err := p.conn.Exec(ctx, "SELECT pg_catalog.set_config('search_path', $1, false)", *searchPath); err != nil {
+	if sess != nil {
+		if err := p.setSession(ctx, p.conn, sess, false, false); err != nil {
 			return err
 		}
 	}
 	_, err := p.conn.Exec(ctx, stmt)
-	if searchPath != nil {
-		if _, rerr := p.conn.Exec(ctx, "RESET search_path"); rerr != nil && err == nil {
+	if sess != nil {
+		if rerr := p.setSession(ctx, p.conn, sess, true, false); rerr != nil && err == nil {
 			err = rerr
 		}
 	}

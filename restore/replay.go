@@ -111,6 +111,9 @@ type replayer struct {
 	ownerDDL   int           // ALTER … OWNER TO left out, as pg_restore --no-owner
 	notes      notes         // what the restore did differently, for the summary
 	guard      *triggerGuard // nil: triggers are left as they are
+	// session: the replay session's own search_path and settings, put
+	// back after a captured statement ran in its source session's
+	session map[string]string
 	// cic: CREATE INDEX CONCURRENTLY replayed at its start, by statement
 	// key, with the target's error (nil: built), until its end message
 	cic map[string]error

@@ -52,3 +52,44 @@ CREATE TABLE vals (id int PRIMARY KEY, d date, ts timestamp, tstz timestamptz, i
 		}
 	}
 }
+
+// Captured DDL reads its constants as its source session did: a date in
+// DateStyle DMY and a timestamptz without a zone in the session's time
+// zone, in defaults and partition bounds; and a partition bound that is
+// an expression (FROM (now())) keeps the value the source computed.
+func TestCapturedDDLReadsConstantsAsTheSourceSession(t *testing.T) {
+	e := capturingConf(t, nil, `DO $$ BEGIN
+  EXECUTE format('ALTER DATABASE %I SET datestyle = %L', current_database(), 'SQL, DMY');
+  EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'Asia/Kolkata');
+END $$`, "")
+	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
+	src(`CREATE TABLE consts (id int PRIMARY KEY, d date DEFAULT '06/05/2020', ts timestamptz DEFAULT '2020-05-06 10:00')`)
+	src(`CREATE TABLE vp (id int, at timestamptz, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE TABLE vp_2020 PARTITION OF vp FOR VALUES FROM ('2020-01-01 00:00') TO ('2020-06-01 00:00');
+		CREATE TABLE vp_now PARTITION OF vp FOR VALUES FROM (now()) TO (MAXVALUE)`)
+	src(`INSERT INTO vp VALUES (1, '2019-12-31 19:00+00'), (2, clock_timestamp()); INSERT INTO consts(id) VALUES (1)`)
+	m := e.mark(t, "constants")
+	// Compared by instants and partitions: the text of a timestamp
+	// depends on the reading session (DMY, and IST is Israel's in the
+	// default abbreviations).
+	rows := `SELECT (SELECT string_agg(id || ':' || extract(epoch FROM at) || ':' || tableoid::regclass::text, ',' ORDER BY id) FROM vp)
+		|| ' ' || (SELECT string_agg(id || ':' || extract(epoch FROM d) || ':' || extract(epoch FROM ts), ',' ORDER BY id) FROM consts)`
+	want := pgtest.QueryValue[string](t, source, e.db, rows)
+	newRow := "INSERT INTO consts(id) VALUES (2) RETURNING extract(epoch FROM d)::text || ' ' || extract(epoch FROM ts)::text"
+	probe := "INSERT INTO vp VALUES (3, '2019-12-31 18:45+00') RETURNING tableoid::regclass::text"
+	wantNew := pgtest.QueryValue[string](t, source, e.db, newRow)
+	e.waitStored(t, m)
+	db, _, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, rows); got != want {
+		t.Errorf("restored %s, source held %s", got, want)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, newRow); got != wantNew {
+		t.Errorf("defaults give %s on the restore, %s on the source", got, wantNew)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, probe); got != "vp_2020" {
+		t.Errorf("a row at 2019-12-31 18:45 UTC goes to %s, want vp_2020 (from 2020-01-01 00:00 in Asia/Kolkata)", got)
+	}
+}
