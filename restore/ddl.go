@@ -340,7 +340,7 @@ func (p *replayer) runDDL(ctx context.Context, what string, sess *stmtSession, s
 		return err
 	}
 	// Schema changes may change how rows are matched.
-	p.typeMatch, p.noInputCols = nil, nil
+	p.typeMatch, p.noInputCols, p.relKinds = nil, nil, nil
 	if changes, event := changesTriggerState(stmt); changes && p.guard != nil {
 		// The statement acts on the triggers' true state.
 		if err := p.guard.restore(ctx, p.tx, event); err != nil {
@@ -501,7 +501,7 @@ func (p *replayer) concurrentIndex(ctx context.Context, m *ddlMessage) error {
 		}
 	}
 	p.cic[m.Stmt] = failed
-	p.typeMatch, p.noInputCols = nil, nil
+	p.typeMatch, p.noInputCols, p.relKinds = nil, nil, nil
 	if p.guard != nil {
 		if err := p.guard.quiet(ctx, p.tx); err != nil {
 			return &ReplayError{LSN: p.cur.LSN(), Err: err}

@@ -123,6 +123,9 @@ type replayer struct {
 	// noInputCols caches, per relation, its columns of types the target
 	// never reads back (unreadable); DDL empties it.
 	noInputCols map[*segment.Relation][]int
+	// relKinds caches the target's relkind per schema.table; DDL empties
+	// it.
+	relKinds map[string]byte
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -388,14 +391,18 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		if err != nil {
 			return err
 		}
+		only, err := p.only(ctx, rel.Schema, rel.Name)
+		if err != nil {
+			return err
+		}
 		var sql string
 		if rec.T == segment.TypeUpdate {
 			if len(sets) == 0 {
 				return nil
 			}
-			sql = "UPDATE " + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
+			sql = "UPDATE " + only + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
 		} else {
-			sql = "DELETE FROM " + table(rel) + " WHERE " + where
+			sql = "DELETE FROM " + only + table(rel) + " WHERE " + where
 		}
 		p.rows++
 		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
@@ -407,7 +414,13 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			if rel == nil {
 				return fmt.Errorf("truncate of relation %d without its schema", oid)
 			}
-			names = append(names, table(rel))
+			// The message names every table truncated (a parent's
+			// children too): each alone.
+			only, err := p.only(ctx, rel.Schema, rel.Name)
+			if err != nil {
+				return err
+			}
+			names = append(names, only+table(rel))
 		}
 		sql := "TRUNCATE " + strings.Join(names, ", ")
 		if rec.RestartIdentity {
@@ -476,6 +489,34 @@ func (p *replayer) onRoot(ctx context.Context, rel *segment.Relation, stmt strin
 	return "ALTER TABLE " + *root + " " + rest, nil
 }
 
+// only is "ONLY " for a table that is not partitioned: a change pgoutput
+// names a table by is that table's alone, never its inheritance
+// children's (which have rows with the same key, and changes of their
+// own). A partitioned table (published through its root) takes its
+// partitions' rows, so it goes without.
+func (p *replayer) only(ctx context.Context, schema, name string) (string, error) {
+	key := schema + "." + name
+	if k, ok := p.relKinds[key]; ok {
+		if k == 'p' {
+			return "", nil
+		}
+		return "ONLY ", nil
+	}
+	if err := p.send(ctx); err != nil {
+		return "", err
+	}
+	var kind string
+	err := p.tx.QueryRow(ctx, "SELECT coalesce((SELECT relkind::text FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)), 'r')", pgx.Identifier{schema, name}.Sanitize()).Scan(&kind)
+	if err != nil {
+		return "", fmt.Errorf("read the kind of %s: %w", key, err)
+	}
+	if p.relKinds == nil {
+		p.relKinds = map[string]byte{}
+	}
+	p.relKinds[key] = kind[0]
+	return p.only(ctx, schema, name)
+}
+
 // where builds the row match: the replica identity key, or every column
 // for REPLICA IDENTITY FULL, one row at a time even when duplicates exist
 // (DESIGN 4.5). A FULL column is matched by equality, by equality and its
@@ -520,7 +561,11 @@ func (p *replayer) where(ctx context.Context, rel *segment.Relation, rec *segmen
 		w = "true"
 	}
 	if full {
-		w = "(tableoid, ctid) = (SELECT tableoid, ctid FROM " + table(rel) + " WHERE " + w + " LIMIT 1)"
+		only, err := p.only(ctx, rel.Schema, rel.Name)
+		if err != nil {
+			return "", "", err
+		}
+		w = "(tableoid, ctid) = (SELECT tableoid, ctid FROM " + only + table(rel) + " WHERE " + w + " LIMIT 1)"
 	}
 	return w, cutKey(strings.Join(key, ",")), nil
 }
