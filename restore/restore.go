@@ -295,8 +295,9 @@ func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Option
 }
 
 // setSequences sets every sequence from the first snapshot taken at or
-// after the target (else the newest), never below the largest value in a
-// column it owns (DESIGN 4.6).
+// after the target (else the newest), never behind the furthest value in
+// a column it owns (the largest; the smallest for one that descends; a
+// sequence that cycles is taken as the snapshot has it) (DESIGN 4.6).
 func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceID int64, plan *Plan) (int, error) {
 	snaps, err := meta.ListSequenceSnapshots(ctx, sourceID)
 	if err != nil || len(snaps) == 0 {
@@ -337,14 +338,29 @@ func setSequences(ctx context.Context, conn *pgx.Conn, meta store.Store, sourceI
 			cols = append(cols, c)
 		}
 		rows.Close()
+		// A sequence that cycles hands out values again by design: the
+		// column tells nothing then. One that descends has handed out
+		// the column's smallest value last.
+		var cycles, descends bool
+		if err := conn.QueryRow(ctx, "SELECT seqcycle, seqincrement < 0 FROM pg_sequence WHERE seqrelid = $1::regclass", name).Scan(&cycles, &descends); err != nil {
+			return n, fmt.Errorf("read sequence %s: %w", name, err)
+		}
+		agg := "max"
+		if descends {
+			agg = "min"
+		}
 		for _, c := range cols {
+			if cycles {
+				break
+			}
 			var m *int64
-			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT max(%s)::bigint FROM %s", c.c, c.t)).Scan(&m); err == nil && m != nil && (colMax == nil || *m > *colMax) {
+			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT %s(%s)::bigint FROM %s", agg, c.c, c.t)).Scan(&m); err == nil && m != nil &&
+				(colMax == nil || (!descends && *m > *colMax) || (descends && *m < *colMax)) {
 				colMax = m
 			}
 		}
 		val, called := v.LastValue, v.IsCalled
-		if colMax != nil && (*colMax > val || (*colMax == val && !called)) {
+		if colMax != nil && ((!descends && *colMax > val) || (descends && *colMax < val) || (*colMax == val && !called)) {
 			val, called = *colMax, true
 		}
 		if _, err := conn.Exec(ctx, "SELECT setval($1::regclass, $2, $3)", name, val, called); err != nil {
