@@ -186,7 +186,8 @@ BEGIN
     -- in messages of bounded size. Its creator may read it.
     target := contents[i]::jsonb;
     batch := '{}';
-    FOR r IN EXECUTE pg_catalog.format('SELECT t::text AS row FROM ONLY %I.%I t', target->>'schema', target->>'table') LOOP
+    -- ROW(t.*), not t: a column named t would be taken for the row.
+    FOR r IN EXECUTE pg_catalog.format('SELECT ROW(t.*)::text AS row FROM ONLY %I.%I t', target->>'schema', target->>'table') LOOP
       batch := batch || r.row;
       IF pg_catalog.cardinality(batch) >= 1000 THEN
         PERFORM pg_catalog.pg_logical_emit_message(true, '` + RowsMessagePrefix + `', pg_catalog.jsonb_build_object('v', 1, 'schema', target->>'schema', 'table', target->>'table', 'rows', pg_catalog.to_jsonb(batch))::text);

@@ -66,6 +66,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	src(`CREATE TABLE ctas AS SELECT g AS a, md5(g::text) AS b, now()::date AS d FROM generate_series(1, 2500) g`)
 	src(`INSERT INTO ctas VALUES (-1, 'after', '2020-01-02'); UPDATE ctas SET b = 'changed' WHERE a = 7; DELETE FROM ctas WHERE a = 8`)
 	src(`SELECT a, b INTO sel_into FROM ctas WHERE a < 50`)
+	src(`CREATE TABLE one_col AS SELECT md5(g::text) AS t FROM generate_series(1, 5) g`) // a column named as the row's alias
 	src(`CREATE UNLOGGED TABLE ctas_unlogged AS SELECT 1 AS a`)
 	src(`CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n, sum(a) AS s FROM ctas`)
 	src(`INSERT INTO ctas SELECT g, 'more', NULL FROM generate_series(3000, 3010) g; REFRESH MATERIALIZED VIEW mv`)
@@ -97,7 +98,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	execOn(t, s2, "DROP TABLE scratch CASCADE")
 
 	m := e.mark(t, "after DDL")
-	compare := []string{"sp", "ser", "ctas", "sel_into", "moods", "mv", "elems.t1", "repl_made"}
+	compare := []string{"sp", "ser", "ctas", "sel_into", "one_col", "moods", "mv", "elems.t1", "repl_made"}
 	want := map[string]string{}
 	for _, tbl := range compare {
 		want[tbl] = tableHash(t, source, e.db, tbl)
