@@ -444,6 +444,12 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			if err != nil {
 				return err
 			}
+			if done, err := p.typeAlready(ctx, stmt); err != nil || done {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := p.runDDL(ctx, "derived DDL", nil, stmt); err != nil {
 				return err
 			}
@@ -451,6 +457,34 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		return nil
 	}
 	return nil
+}
+
+// derivedTypeRE is a derived column type change (stream.DeriveDDL).
+var derivedTypeRE = regexp.MustCompile(`^ALTER TABLE ("(?:[^"]|"")*"\."(?:[^"]|"")*") ALTER COLUMN "((?:[^"]|"")*)" TYPE (.+)$`)
+
+// typeAlready tells a derived column type change the target already
+// made: captured DDL on an inheritance parent changed its children's
+// column too, and PostgreSQL refuses the change on a child ("cannot
+// alter inherited column"), which a child's next Relation message
+// derives later.
+func (p *replayer) typeAlready(ctx context.Context, stmt string) (bool, error) {
+	m := derivedTypeRE.FindStringSubmatch(stmt)
+	if m == nil {
+		return false, nil
+	}
+	if err := p.send(ctx); err != nil {
+		return false, err
+	}
+	var cur *string
+	err := p.tx.QueryRow(ctx, `SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+		WHERE attrelid = pg_catalog.to_regclass($1) AND attname = $2 AND NOT attisdropped`, m[1], strings.ReplaceAll(m[2], `""`, `"`)).Scan(&cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("read the type of a column for %q: %w", stmt, err)}
+	}
+	return cur != nil && *cur == m[3], nil
 }
 
 // onRoot turns a derived column change of a partition into the same
