@@ -453,6 +453,11 @@ BEGIN
     'cic', CASE WHEN tag = 'CREATE INDEX' AND current_setting('` + cicSetting + `', true) =
         'cic:' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text
       THEN current_setting('` + cicSetting + `', true) END,
+    -- The relations of a schema renamed: pgoutput sends no new Relation
+    -- message for them (the rename does not touch their relcache
+    -- entries), so the stream goes on naming the old schema.
+    'relids', CASE WHEN tag = 'ALTER SCHEMA' THEN (SELECT jsonb_agg(c.oid::int8) FROM pg_class c
+      WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN (SELECT objid FROM pg_event_trigger_ddl_commands() WHERE classid = 'pg_namespace'::regclass)) END,
     -- Partitions it made or attached, with their bounds as evaluated on
     -- the source: a bound may be an expression (TO (now())) that the
     -- target would evaluate again, to another value.

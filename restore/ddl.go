@@ -86,6 +86,8 @@ type ddlMessage struct {
 	// Bounds (v5): partitions the command made or attached, with their
 	// bounds as the source evaluated them.
 	Bounds []partBound `json:"bounds"`
+	// Relids (v5): for ALTER SCHEMA, the source OIDs of its tables.
+	Relids []uint32 `json:"relids"`
 }
 
 type partBound struct {
@@ -228,8 +230,36 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 			return err
 		}
+		if from, to, ok := schemaRename(s); ok {
+			// The stream goes on naming the old schema for its tables.
+			if p.renamed == nil {
+				p.renamed = map[uint32][2]string{}
+			}
+			for _, oid := range m.Relids {
+				p.renamed[oid] = [2]string{from, to}
+			}
+			p.renamedRels = nil
+		}
 	}
 	return p.fixBounds(ctx, m)
+}
+
+// schemaRename reads ALTER SCHEMA old RENAME TO new.
+func schemaRename(stmt string) (from, to string, ok bool) {
+	ts := tokens(stmt)
+	if len(ts) < 6 || ts[0].Upper != "ALTER" || ts[1].Upper != "SCHEMA" || ts[3].Upper != "RENAME" || ts[4].Upper != "TO" {
+		return "", "", false
+	}
+	return identName(ts[2]), identName(ts[5]), true
+}
+
+// identName is an identifier token's name: a quoted one unquoted, a bare
+// one folded to lower case, as PostgreSQL reads it.
+func identName(t token) string {
+	if t.Kind == tokQuoted {
+		return strings.ReplaceAll(t.Text[1:len(t.Text)-1], `""`, `"`)
+	}
+	return strings.ToLower(t.Text)
 }
 
 // fixBounds gives the partitions a command made or attached the bounds

@@ -110,3 +110,37 @@ INSERT INTO tpar VALUES (1, 'p1'); INSERT INTO tkid VALUES (11, 'k1');`)
 		}
 	}
 }
+
+// ALTER SCHEMA … RENAME leaves the tables' relcache entries alone, so
+// pgoutput goes on naming the old schema in the stream; replay follows the
+// tables by their OIDs into the new one (until a change of the table
+// sends its relation again), and a new schema of the old name is another.
+func TestSchemaRenameFollowsTheTables(t *testing.T) {
+	e := capturingWith(t, nil, `
+CREATE SCHEMA "Old ""s""";
+CREATE TABLE "Old ""s""".t (id int PRIMARY KEY, v text);
+CREATE TABLE "Old ""s""".f (a int, b text); ALTER TABLE "Old ""s""".f REPLICA IDENTITY FULL;
+INSERT INTO "Old ""s""".t VALUES (1, 'a'); INSERT INTO "Old ""s""".f VALUES (1, 'a'), (1, 'a');`)
+	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
+	src(`UPDATE "Old ""s""".t SET v = 'before the rename'`)
+	src(`ALTER SCHEMA "Old ""s""" RENAME TO renamed`)
+	src(`INSERT INTO renamed.t VALUES (2, 'after'); UPDATE renamed.f SET b = 'after' WHERE ctid = (SELECT min(ctid) FROM renamed.f)`)
+	src(`CREATE SCHEMA "Old ""s"""; CREATE TABLE "Old ""s""".t (id int PRIMARY KEY, w int); INSERT INTO "Old ""s""".t VALUES (7, 7)`)
+	src(`ALTER TABLE renamed.t ADD COLUMN n int; UPDATE renamed.t SET n = id; DELETE FROM renamed.t WHERE id = 1`)
+	m := e.mark(t, "renamed")
+	tables := []string{"renamed.t", "renamed.f", `"Old ""s""".t`}
+	want := map[string]string{}
+	for _, tbl := range tables {
+		want[tbl] = tableHash(t, source, e.db, tbl)
+	}
+	e.waitStored(t, m)
+	db, _, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range tables {
+		if got := tableHash(t, target, db, tbl); got != want[tbl] {
+			t.Errorf("%s restored as %s, source held %s", tbl, got, want[tbl])
+		}
+	}
+}

@@ -126,6 +126,11 @@ type replayer struct {
 	// relKinds caches the target's relkind per schema.table; DDL empties
 	// it.
 	relKinds map[string]byte
+	// renamed: tables (source OIDs) of a renamed schema, with its old
+	// and new name; the stream names the old one until a table's
+	// relation changes (relation). renamedRels caches the renamed copies.
+	renamed     map[uint32][2]string
+	renamedRels map[*segment.Relation]*segment.Relation
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -309,9 +314,32 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel.Name}.Sanitize() }
 
+// relation is the reader's relation oid, in the schema it is in now:
+// after ALTER SCHEMA … RENAME, pgoutput goes on naming the old one.
+func (p *replayer) relation(r *segment.Reader, oid uint32) *segment.Relation {
+	rel := r.Relation(oid)
+	if rel == nil || len(p.renamed) == 0 {
+		return rel
+	}
+	rn, ok := p.renamed[oid]
+	if !ok || rel.Schema != rn[0] {
+		return rel
+	}
+	if c, ok := p.renamedRels[rel]; ok {
+		return c
+	}
+	c := *rel
+	c.Schema = rn[1]
+	if p.renamedRels == nil {
+		p.renamedRels = map[*segment.Relation]*segment.Relation{}
+	}
+	p.renamedRels[rel] = &c
+	return &c
+}
+
 func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
 	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
-		if rel := r.Relation(rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] {
+		if rel := p.relation(r, rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] {
 			why, err := p.unreadable(ctx, rel, rec)
 			if err != nil {
 				return err
@@ -327,13 +355,13 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 	}
 	if len(p.leftOut) > 0 {
-		if rel := r.Relation(rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.leftOut[rel.Schema+"."+rel.Name] {
+		if rel := p.relation(r, rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.leftOut[rel.Schema+"."+rel.Name] {
 			return nil
 		}
 		if rec.T == segment.TypeTruncate {
 			var keep []uint32
 			for _, oid := range rec.RelOIDs {
-				if rel := r.Relation(oid); rel == nil || !p.leftOut[rel.Schema+"."+rel.Name] {
+				if rel := p.relation(r, oid); rel == nil || !p.leftOut[rel.Schema+"."+rel.Name] {
 					keep = append(keep, oid)
 				}
 			}
@@ -347,7 +375,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 	}
 	switch rec.T {
 	case segment.TypeInsert:
-		rel := r.Relation(rec.RelOID)
+		rel := p.relation(r, rec.RelOID)
 		if rel == nil {
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
@@ -365,7 +393,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		p.rows++
 		return p.insert(ctx, rel, rec, cols, vals, args)
 	case segment.TypeUpdate, segment.TypeDelete:
-		rel := r.Relation(rec.RelOID)
+		rel := p.relation(r, rec.RelOID)
 		if rel == nil {
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
@@ -410,7 +438,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 	case segment.TypeTruncate:
 		var names []string
 		for _, oid := range rec.RelOIDs {
-			rel := r.Relation(oid)
+			rel := p.relation(r, oid)
 			if rel == nil {
 				return fmt.Errorf("truncate of relation %d without its schema", oid)
 			}
@@ -438,7 +466,7 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 		// Derived statements are idempotent where replay may meet them
 		// after the captured DDL already ran.
-		rel := r.Relation(rec.RelOID)
+		rel := p.relation(r, rec.RelOID)
 		for _, stmt := range splitStatements(rec.SQL) {
 			stmt, err := p.onRoot(ctx, rel, stmt)
 			if err != nil {
