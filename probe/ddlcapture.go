@@ -32,6 +32,9 @@ const (
 	// cicSetting holds, for the session, the statement key of the CREATE
 	// INDEX CONCURRENTLY the start trigger noted.
 	cicSetting = "btfu.cic"
+	// partsSetting carries, from the start trigger of an ALTER TABLE that
+	// detaches, the partitions published through their root.
+	partsSetting = "btfu.parts_before"
 	// startTags are the commands the start trigger fires on.
 	startTags = "'ALTER TABLE', 'CREATE INDEX'"
 	// droppedTablesSetting carries every table a DROP removed.
@@ -301,11 +304,22 @@ DECLARE
   taken text := '';
   saved_lock_timeout text := current_setting('lock_timeout');
 BEGIN
-  IF q !~ 'set\s+unlogged' THEN
+  IF q !~ 'set\s+unlogged' AND q !~ 'detach\s+partition' THEN
     RETURN;
   END IF;
   SELECT oid INTO pubid FROM pg_publication WHERE pubname = ` + quoteLiteral(src.Publication) + ` AND NOT puballtables;
   IF pubid IS NULL THEN
+    RETURN;
+  END IF;
+  IF q ~ 'detach\s+partition' THEN
+    -- The partitions published through their root now: one detached
+    -- leaves the publication with its root; the end trigger adds it
+    -- alone (pg_event_trigger_ddl_commands names the root only).
+    PERFORM set_config('` + partsSetting + `', coalesce((SELECT string_agg(c.oid::text || ':' || i.inhparent::text, ',') FROM pg_class c
+      JOIN pg_inherits i ON i.inhrelid = c.oid
+      WHERE c.relispartition AND EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = pubid AND pr.prrelid = pg_partition_root(c.oid))), ''), true);
+  END IF;
+  IF q !~ 'set\s+unlogged' THEN
     RETURN;
   END IF;
   FOR r IN SELECT c.oid, n.nspname, c.relname FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid
@@ -354,6 +368,10 @@ DECLARE
   -- Partitions this statement attached (ALTER TABLE … ATTACH PARTITION
   -- names the parent only), with their own partitions.
   attached oid[] := '{}';
+  -- Partitions this statement detached: their rows were in the stream
+  -- through their root, so they stay covered, alone now.
+  detached oid[] := '{}';
+  detached_from oid[] := '{}';
   -- DDL inside a function, procedure or DO block (see nestedSQL).
   q text;
   nested boolean := false;
@@ -405,6 +423,15 @@ BEGIN
              END AS relid
           FROM pg_event_trigger_ddl_commands() e WHERE NOT e.in_extension) d;
   SELECT oid, pubviaroot INTO pubid, viaroot FROM pg_publication WHERE pg_publication.pubname = ` + quoteLiteral(src.Publication) + `;
+  -- Partitions the start trigger saw under a published root that are
+  -- partitions no more: detached by this statement.
+  IF coalesce(current_setting('` + partsSetting + `', true), '') <> '' THEN
+    SELECT coalesce(array_agg(c.oid), '{}'), coalesce(array_agg(d.parent), '{}') INTO detached, detached_from
+      FROM (SELECT split_part(x, ':', 1)::oid AS child, split_part(x, ':', 2)::oid AS parent
+            FROM unnest(string_to_array(current_setting('` + partsSetting + `', true), ',')) x) d
+      JOIN pg_class c ON c.oid = d.child WHERE NOT c.relispartition;
+    PERFORM set_config('` + partsSetting + `', '', true);
+  END IF;
 
   -- The definition of a CREATE TABLE AS / SELECT INTO table, for replay
   -- to create it without running the query again.
@@ -425,6 +452,17 @@ BEGIN
   -- publication upkeep.
   BEGIN
 ` + nestedSQL() + `
+    -- A detach inside a function or DO block: rebuilt from what the start
+    -- trigger saw.
+    IF nested THEN
+      FOR r IN SELECT format('%I.%I', cn.nspname, c.relname) AS child, format('%I.%I', pn.nspname, pc.relname) AS parent
+          FROM unnest(detached, detached_from) d(child, parent) JOIN pg_class c ON c.oid = d.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
+          JOIN pg_class pc ON pc.oid = d.parent JOIN pg_namespace pn ON pn.oid = pc.relnamespace LOOP
+        defs := defs || format('DO $btfu_def$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = %L::regclass AND inhparent = %L::regclass) THEN ALTER TABLE %s DETACH PARTITION %s; END IF; END $btfu_def$',
+          r.child, r.parent, r.parent, r.child);
+        unrebuilt := array_remove(unrebuilt, 'ALTER TABLE ' || r.parent);
+      END LOOP;
+    END IF;
     IF seen IS DISTINCT FROM seen_before THEN
       PERFORM set_config('` + nestedSeenSetting + `', seen, true);
     END IF;
@@ -499,6 +537,9 @@ BEGIN
     END LOOP;
     rels := coalesce(rels, '{}') || taken;
   END IF;
+  IF cardinality(detached) > 0 THEN
+    rels := coalesce(rels, '{}') || detached;
+  END IF;
   IF rels IS NOT NULL AND tag = 'ALTER TABLE' THEN
     attached := ARRAY(SELECT t.relid FROM pg_inherits i, LATERAL pg_partition_tree(i.inhrelid) t
       WHERE i.inhparent = ANY (rels) AND ` + mineSQL("i.xmin") + `);
@@ -550,7 +591,7 @@ BEGIN
       PERFORM set_config('lock_timeout', '200ms', true);
       EXECUTE format('ALTER PUBLICATION %s ADD TABLE ONLY %I.%I', pubident, rel.nspname, rel.relname);
       PERFORM set_config('lock_timeout', saved_lock_timeout, true);
-      IF NOT rel.oid = ANY (coalesce(created_rels, '{}')) AND NOT rel.oid = ANY (taken) THEN
+      IF NOT rel.oid = ANY (coalesce(created_rels, '{}')) AND NOT rel.oid = ANY (taken) AND NOT rel.oid = ANY (detached) THEN
         -- An existing table joins: its earlier rows are not in the stream,
         -- nor those of its partitions, which join through it.
         FOR r IN SELECT n.nspname, c.relname FROM pg_partition_tree(rel.oid) t JOIN pg_class c ON c.oid = t.relid
@@ -563,7 +604,7 @@ BEGIN
         -- emits them, streaming, outside any subtransaction.
         msg_prefix := 'rows'; msg_content := jsonb_build_object('schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
       END IF;
-    ELSIF NOT usable AND NOT rel.listed AND rel.oid = ANY (coalesce(created_rels, '{}')) THEN
+    ELSIF NOT usable AND NOT rel.listed AND (rel.oid = ANY (coalesce(created_rels, '{}')) OR rel.oid = ANY (detached)) THEN
       -- Left out from its first row: said in the stream, so restores name it.
       msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'left_out', 'schema', rel.nspname, 'table', rel.relname)::text; RETURN NEXT;
     ELSIF NOT usable AND rel.listed THEN
