@@ -394,8 +394,10 @@ func (p *prober) reportTables() {
 		p.r.add(Check{ID: "unlogged", Status: OK, Finding: "no unlogged tables"})
 	}
 	if len(partitioned) > 0 {
-		p.r.Plan.ViaPartitionRoot = true
-		p.r.add(Check{ID: "partitioned", Status: Info, Finding: fmt.Sprintf("%d partitioned table(s): published through their root (publish_via_partition_root)", len(partitioned)), Details: partitioned})
+		// Published through their partitions (publish_via_partition_root
+		// off): with it on, PostgreSQL does not decode a TRUNCATE of one
+		// partition, and a restore would keep rows the source removed.
+		p.r.add(Check{ID: "partitioned", Status: Info, Finding: fmt.Sprintf("%d partitioned table(s): changes are decoded under their partitions' names (publish_via_partition_root off, so a TRUNCATE of one partition is decoded too)", len(partitioned)), Details: partitioned})
 	}
 	if len(generated) > 0 {
 		p.r.add(Check{ID: "generated_columns", Status: Info, Finding: fmt.Sprintf("%d table(s) with generated columns: not decoded, recomputed by the restore", len(generated)), Details: generated})
@@ -546,9 +548,9 @@ func (p *prober) checkExistingPublication() {
 	case ep.AllTables || ep.Schemas > 0:
 		p.r.add(Check{ID: "publication_existing", Status: Warn, Finding: fmt.Sprintf("publication %s exists %s: it publishes every new table, with or without a usable replica identity, and a table without one makes the application's UPDATE and DELETE fail; registration replaces it by the explicit list in one transaction (no gap in coverage)", p.src.Publication, map[bool]string{true: "FOR ALL TABLES", false: "FOR TABLES IN SCHEMA"}[ep.AllTables])})
 	default:
-		// Keep its publish_via_partition_root: changing it would rename
-		// the relations in the stream.
-		p.r.Plan.ViaPartitionRoot = ep.ViaRoot
+		if ep.ViaRoot {
+			p.r.add(Check{ID: "publication_via_root", Status: Warn, Finding: fmt.Sprintf("publication %s has publish_via_partition_root on: PostgreSQL does not decode a TRUNCATE of a single partition then, so a restore would keep rows the source removed; registration turns it off (changes are then decoded under the partitions' names, which replay takes as well)", p.src.Publication)})
+		}
 		p.r.add(Check{ID: "publication_existing", Status: OK, Finding: fmt.Sprintf("publication %s exists; it will be adopted and its table list kept to the plan", p.src.Publication)})
 	}
 }

@@ -77,7 +77,7 @@ func TestEveryCheckHasAFinding(t *testing.T) {
 	}
 	mustCheck(t, r, "unlogged", Warn)
 	mustCheck(t, r, "large_objects", Warn)
-	if r.Plan.PublicationForm != FormTableList || !r.Plan.DDLCapture || !r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
+	if r.Plan.PublicationForm != FormTableList || !r.Plan.DDLCapture || r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
 		t.Fatalf("superuser plan: %+v", r.Plan)
 	}
 	if r.SystemIdentifier == "" || r.Provider != ProviderSelfHosted {

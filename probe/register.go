@@ -222,7 +222,7 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 			if _, err := tx.Exec(ctx, "DROP PUBLICATION "+pubName); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, create(ep.ViaRoot))
+			_, err := tx.Exec(ctx, create(pl.ViaPartitionRoot))
 			return err
 		})
 		if err != nil {
@@ -234,6 +234,14 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 		}
 		g.Altered = append(g.Altered, what)
 		return nil
+	}
+	if ep.ViaRoot != pl.ViaPartitionRoot {
+		// An older btfu published through partition roots, and then a
+		// TRUNCATE of one partition is not decoded.
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = %v)", pubName, pl.ViaPartitionRoot)); err != nil {
+			return fmt.Errorf("set publish_via_partition_root of publication %s: %w", pl.Publication, err)
+		}
+		g.Altered = append(g.Altered, fmt.Sprintf("publication %s: publish_via_partition_root = %v", pl.Publication, pl.ViaPartitionRoot))
 	}
 	have, want := map[string]bool{}, map[string]bool{}
 	for _, t := range ep.Tables {
