@@ -689,6 +689,9 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		case "left":
 			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
 			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
+		case "catalog":
+			c.LeftOut, c.Reason = true, "moved into schema pg_catalog, which pg_dump does not dump"
+			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was moved into schema pg_catalog at %s: pg_dump does not dump tables there, so it is NOT backed up from there on", name, info.CommitLSN))
 		case "dropped":
 			// Ends what earlier records said of the table (left out, joined
 			// late); only tables that have such records need one.

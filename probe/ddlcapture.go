@@ -547,6 +547,17 @@ BEGIN
   END IF;
   IF rels IS NOT NULL THEN
 
+  -- A published table moved into pg_catalog: pg_dump does not dump it,
+  -- so no base backup holds it; it leaves the publication, and restores
+  -- name it.
+  FOR r IN SELECT c.relname FROM pg_class c JOIN pg_publication_rel pr ON pr.prrelid = c.oid AND pr.prpubid = pubid
+      WHERE c.oid = ANY (rels) AND c.relnamespace = 'pg_catalog'::regnamespace LOOP
+    PERFORM set_config('lock_timeout', '200ms', true);
+    EXECUTE format('ALTER PUBLICATION %s DROP TABLE ONLY pg_catalog.%I', pubident, r.relname);
+    PERFORM set_config('lock_timeout', saved_lock_timeout, true);
+    msg_prefix := '` + TableMessagePrefix + `'; msg_content := jsonb_build_object('v', 1, 'action', 'catalog', 'schema', 'pg_catalog', 'table', r.relname)::text; RETURN NEXT;
+  END LOOP;
+
   FOR rel IN
     SELECT c.oid, n.nspname, c.relname, c.relkind, c.relreplident, c.relispartition,
            EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = pubid AND pr.prrelid = c.oid) AS listed,

@@ -144,3 +144,26 @@ func TestValuesTheServerNeverReadsBackLeaveTheirTableOut(t *testing.T) {
 		t.Errorf("cat_later holds %d rows, want the one before the first node tree", got)
 	}
 }
+
+// A published table moved into pg_catalog leaves the publication and is
+// named LEFT OUT: pg_dump does not dump tables there, so no base backup
+// holds it, and the restore goes on.
+func TestTableMovedIntoPgCatalogIsLeftOut(t *testing.T) {
+	e := capturingWith(t, nil, "CREATE TABLE sys_t (id int PRIMARY KEY, v text)")
+	source.Exec(t, e.db, `INSERT INTO sys_t VALUES (1, 'a')`)
+	source.Exec(t, e.db, `ALTER TABLE sys_t SET SCHEMA pg_catalog`)
+	source.Exec(t, e.db, `INSERT INTO pg_catalog.sys_t VALUES (2, 'b'); INSERT INTO items(name, qty) VALUES ('after', 1)`)
+	t.Cleanup(func() { source.Exec(t, e.db, `DROP TABLE IF EXISTS pg_catalog.sys_t`) })
+	m := e.mark(t, "catalog")
+	e.waitStored(t, m)
+	db, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sum.LeftOut, "\n"); !strings.Contains(got, "pg_catalog.sys_t") || !strings.Contains(got, "pg_dump does not dump") {
+		t.Errorf("LEFT OUT does not name pg_catalog.sys_t and why: %q", got)
+	}
+	if got := contentHash(t, target, db)["items"]; got != m.hash["items"] {
+		t.Error("items differs from the source")
+	}
+}

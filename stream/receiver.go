@@ -549,7 +549,12 @@ func (r *Receiver) deliver(ctx context.Context, out chan<- Event, b *builder, in
 }
 
 func (r *Receiver) onRelation(ctx context.Context, m *RelationMsg) error {
-	rel := &segment.Relation{OID: m.RelOID, Schema: m.Namespace, Name: m.Name, ReplicaIdentity: string(rune(m.ReplicaIdentity))}
+	// pgoutput names pg_catalog "" (a user table moved there).
+	schema := m.Namespace
+	if schema == "" {
+		schema = "pg_catalog"
+	}
+	rel := &segment.Relation{OID: m.RelOID, Schema: schema, Name: m.Name, ReplicaIdentity: string(rune(m.ReplicaIdentity))}
 	for i := range m.Columns {
 		c := &m.Columns[i]
 		name, err := r.typeName(ctx, c.TypeOID, c.TypMod)

@@ -472,3 +472,20 @@ func TestTypeDroppedBeforeDecodingIsNamedFromTheStream(t *testing.T) {
 		t.Fatalf("column types %q", got)
 	}
 }
+
+// pgoutput names pg_catalog "" in a Relation message: a user table moved
+// there (ALTER TABLE … SET SCHEMA pg_catalog) keeps its schema's name.
+func TestRelationInPgCatalogKeepsItsSchema(t *testing.T) {
+	db := source.CreateDB(t)
+	source.Exec(t, db, `CREATE TABLE sys_t (id int PRIMARY KEY); ALTER TABLE sys_t SET SCHEMA pg_catalog`)
+	h := startStream(t, db, Config{})
+	source.Exec(t, db, `INSERT INTO pg_catalog.sys_t VALUES (1)`)
+	recs := records(t, h.nextTx())
+	if len(recs) != 1 {
+		t.Fatalf("records: %s", summary(recs))
+	}
+	if rel := h.rcv.rels[recs[0].RelOID]; rel.Schema != "pg_catalog" {
+		t.Fatalf("schema %q, want pg_catalog", rel.Schema)
+	}
+	source.Exec(t, db, `DROP TABLE pg_catalog.sys_t`)
+}
