@@ -167,3 +167,27 @@ func TestTableMovedIntoPgCatalogIsLeftOut(t *testing.T) {
 		t.Error("items differs from the source")
 	}
 }
+
+// A table btfu set to REPLICA IDENTITY FULL (tables_without_key =
+// "replica_identity_full", inside its capture trigger: no captured
+// statement says so) has it in the restore too; a publication of the
+// application's, restored with the rest, would otherwise refuse the
+// UPDATEs replay applies (corpus publication.sql).
+func TestIdentityFullSetByBtfuReachesTheRestore(t *testing.T) {
+	e := capturingConf(t, nil, `CREATE SCHEMA s; CREATE PUBLICATION app_pub FOR TABLES IN SCHEMA s`, `tables_without_key = "replica_identity_full"`)
+	source.Exec(t, e.db, `CREATE TABLE s.k (a int, b text); INSERT INTO s.k VALUES (1, 'x')`)
+	source.Exec(t, e.db, `UPDATE s.k SET b = 'y'; DELETE FROM s.k WHERE a = 2`)
+	m := e.mark(t, "identity")
+	want := tableHash(t, source, e.db, "s.k")
+	e.waitStored(t, m)
+	db, _, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tableHash(t, target, db, "s.k"); got != want {
+		t.Errorf("s.k restored as %s, source held %s", got, want)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, "SELECT relreplident::text FROM pg_class WHERE oid = 's.k'::regclass"); got != "f" {
+		t.Errorf("s.k has replica identity %s in the restore, the source has f", got)
+	}
+}

@@ -126,6 +126,9 @@ type replayer struct {
 	// relKinds caches the target's relkind per schema.table; DDL empties
 	// it.
 	relKinds map[string]byte
+	// identityFull: relations whose REPLICA IDENTITY FULL the target has
+	// (fullIdentity)
+	identityFull map[*segment.Relation]bool
 	// renamed: tables (source OIDs) of a renamed schema, with its old
 	// and new name; the stream names the old one until a table's
 	// relation changes (relation). renamedRels caches the renamed copies.
@@ -397,6 +400,9 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		if rel == nil {
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
+		if err := p.fullIdentity(ctx, rel); err != nil {
+			return err
+		}
 		var args []any
 		var sets []string
 		if rec.T == segment.TypeUpdate {
@@ -549,6 +555,34 @@ func (p *replayer) onRoot(ctx context.Context, rel *segment.Relation, stmt strin
 		return "", &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("find the partition root of %s.%s: %w", rel.Schema, rel.Name, err)}
 	}
 	return "ALTER TABLE " + *root + " " + rest, nil
+}
+
+// fullIdentity gives a table the REPLICA IDENTITY FULL its relation
+// says the source had: btfu's capture sets it on new tables without a key
+// (tables_without_key = "replica_identity_full") inside its trigger, where
+// no captured statement says so, and a publication of the application's
+// restored on the target would then refuse the UPDATE or DELETE that the
+// source ran ("does not have a replica identity and publishes updates").
+func (p *replayer) fullIdentity(ctx context.Context, rel *segment.Relation) error {
+	if rel.ReplicaIdentity != "f" || p.identityFull[rel] {
+		return nil
+	}
+	if p.identityFull == nil {
+		p.identityFull = map[*segment.Relation]bool{}
+	}
+	p.identityFull[rel] = true
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	var ident string
+	tbl := pgx.Identifier{rel.Schema, rel.Name}.Sanitize()
+	if err := p.tx.QueryRow(ctx, "SELECT coalesce((SELECT relreplident::text FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)), 'f')", tbl).Scan(&ident); err != nil {
+		return &ReplayError{LSN: p.cur.LSN(), Err: fmt.Errorf("read the replica identity of %s: %w", tbl, err)}
+	}
+	if ident == "f" {
+		return nil
+	}
+	return p.runDDL(ctx, "replica identity the source had", nil, "ALTER TABLE "+tbl+" REPLICA IDENTITY FULL")
 }
 
 // only is "ONLY " for a table that is not partitioned: a change pgoutput
