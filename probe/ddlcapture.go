@@ -376,6 +376,9 @@ DECLARE
   q text;
   nested boolean := false;
   defs text[] := '{}';
+  -- A top-level CREATE TABLE rebuilt from the catalog, for replay to run
+  -- where its text fails on the target.
+  fallback text[] := '{}';
   unrebuilt text[] := '{}';
   seen text := coalesce(current_setting('` + nestedSeenSetting + `', true), '');
   seen_before text := seen;
@@ -452,6 +455,11 @@ BEGIN
   -- publication upkeep.
   BEGIN
 ` + nestedSQL() + `
+    IF NOT nested THEN
+      fallback := defs;
+      defs := '{}';
+      unrebuilt := '{}';
+    END IF;
     -- A detach inside a function or DO block: rebuilt from what the start
     -- trigger saw.
     IF nested THEN
@@ -483,6 +491,7 @@ BEGIN
     'create', create_sql,
     'nested', CASE WHEN nested THEN true END,
     'defs', CASE WHEN nested THEN to_jsonb(defs) END,
+    'fallback', CASE WHEN NOT nested AND cardinality(fallback) > 0 THEN to_jsonb(fallback) END,
     'unrebuilt', CASE WHEN nested AND cardinality(unrebuilt) > 0 THEN to_jsonb(unrebuilt) END,
     -- btfu's own publication is not the application's schema: a restore
     -- must not recreate or change it.
@@ -875,7 +884,9 @@ func nestedSQL() string {
         alter_rel := cmd.objid;
       END IF;
     END IF;
-    IF NOT nested THEN
+    IF NOT nested AND tag <> 'CREATE TABLE' THEN
+      -- (A top-level CREATE TABLE is rebuilt too, as a fallback: its text
+      -- may name what the target lacks, as LIKE a temporary table.)
       NULL;
     ELSIF cmd.command_tag = 'COMMENT' THEN
       handled := true;

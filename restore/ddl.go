@@ -88,6 +88,9 @@ type ddlMessage struct {
 	Bounds []partBound `json:"bounds"`
 	// Relids (v5): for ALTER SCHEMA, the source OIDs of its tables.
 	Relids []uint32 `json:"relids"`
+	// Fallback (v5): a top-level CREATE TABLE rebuilt from the catalog,
+	// run where its text fails on the target (LIKE a temporary table).
+	Fallback []string `json:"fallback"`
 }
 
 type partBound struct {
@@ -227,6 +230,19 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 			continue
 		}
 		s = withoutSchemaAuthorization(s, schemaNamed(m.Objects))
+		if len(m.Fallback) > 0 && len(stmts) == 1 {
+			if err := p.tryDDL(ctx, sessionOf(m), s); err != nil {
+				// Its text fails here: the table as the source's catalog
+				// had it after the statement.
+				p.notes.add("CREATE TABLE statements whose text fails on the target were made from the source's catalog instead")
+				for _, f := range m.Fallback {
+					if err := p.runDDL(ctx, "rebuilt DDL", sessionOf(m), f); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
 		if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 			return err
 		}
@@ -363,6 +379,18 @@ func (p *replayer) capturedRows(ctx context.Context, m *rowsMessage) error {
 // two target transactions. On failure, the policy decides: stop with the
 // statement's LSN and text, or roll it back, list it and go on.
 func (p *replayer) runDDL(ctx context.Context, what string, sess *stmtSession, stmt string) error {
+	err := p.tryDDL(ctx, sess, stmt)
+	var re *ReplayError
+	var pgErr *pgconn.PgError
+	if err == nil || errors.As(err, &re) || !errors.As(err, &pgErr) {
+		return err // the replay's own failure, not the statement's
+	}
+	return p.ddlFailed(what, stmt, err)
+}
+
+// tryDDL applies one statement as runDDL does and returns its failure on
+// the target as it is (the replay's own failures as a ReplayError).
+func (p *replayer) tryDDL(ctx context.Context, sess *stmtSession, stmt string) error {
 	if err := p.endRun(ctx); err != nil {
 		return err
 	}
@@ -420,7 +448,7 @@ func (p *replayer) runDDL(ctx context.Context, what string, sess *stmtSession, s
 		}
 		return nil
 	}
-	return p.ddlFailed(what, stmt, err)
+	return err
 }
 
 // stmtSession is what of the source's session a captured statement

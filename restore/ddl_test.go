@@ -54,6 +54,10 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 		INSERT INTO sp VALUES (2);
 		COMMIT`)
 	src(`CREATE TABLE ser (id serial PRIMARY KEY, note text DEFAULT 'n'); INSERT INTO ser(note) SELECT 'r' || g FROM generate_series(1, 5) g`)
+	// A permanent table LIKE a temporary one: its text fails on the
+	// target, the table comes from the source's catalog.
+	execOn(t, s1, `CREATE TABLE liked (LIKE scratch INCLUDING ALL, extra serial)`)
+	src(`INSERT INTO liked(a, b) VALUES (1, 'x'), (2, 'y')`)
 	// DDL run as a replica (bulk-load and migration tools do) is captured.
 	src(`SET session_replication_role = replica; CREATE TABLE repl_made (id int PRIMARY KEY); RESET session_replication_role`)
 	src(`INSERT INTO repl_made VALUES (1), (2)`)
@@ -98,7 +102,7 @@ func TestCapturedDDLReplaysInOrderOnce(t *testing.T) {
 	execOn(t, s2, "DROP TABLE scratch CASCADE")
 
 	m := e.mark(t, "after DDL")
-	compare := []string{"sp", "ser", "ctas", "sel_into", "one_col", "moods", "mv", "elems.t1", "repl_made"}
+	compare := []string{"sp", "ser", "liked", "ctas", "sel_into", "one_col", "moods", "mv", "elems.t1", "repl_made"}
 	want := map[string]string{}
 	for _, tbl := range compare {
 		want[tbl] = tableHash(t, source, e.db, tbl)
