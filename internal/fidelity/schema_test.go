@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,9 @@ type table struct {
 
 func (t *table) hasID() bool { return t.kind == kindPK || t.kind == kindPartitioned }
 
+// full: the table has no key; replay finds its rows by every column.
+func (t *table) full() bool { return t.kind == kindFull || t.kind == kindConfigFull }
+
 // model is the schema as the generator believes it is; DDL changes it
 // under mu, workers copy a table before using it.
 type model struct {
@@ -54,7 +58,18 @@ func (m *model) pick(r *rand.Rand) table {
 	return t
 }
 
-var colTypes = []string{"int", "bigint", "text", "numeric(12,2)", "double precision", "timestamptz", "jsonb", "bytea", "boolean", "text[]", "date", "uuid"}
+var colTypes = []string{"int", "bigint", "text", "numeric(12,2)", "double precision", "timestamptz", "jsonb", "bytea", "boolean", "text[]", "date", "uuid",
+	"json", "point", "numeric", "interval", "jsonb[]"}
+
+// fullTypes are the types a REPLICA IDENTITY FULL row is hard to find by:
+// no equality operator (json, xml, the geometric types; box, lseg, line
+// and circle have an '=' that compares areas or lengths), equality
+// coarser than the text (numeric 1.0 = 1.00, float8 -0 = 0, interval
+// '1 day' = '24 hours', jsonb), and arrays of these. Tables with a key
+// get only some of them (colTypes): values that are slow to parse (xml,
+// the geometric types, arrays of them) would make every restore slower.
+var fullTypes = []string{"json", "xml", "point", "box", "polygon", "circle", "line", "lseg", "path", "numeric", "double precision", "interval", "jsonb",
+	"json[]", "xml[]", "point[]", "box[]", "numeric[]", "double precision[]", "interval[]"}
 
 // newSchema returns the DDL of a random schema and its model: tables of
 // every kind, in public and in a non-public schema, with sequences.
@@ -68,14 +83,33 @@ func newSchema(r *rand.Rand) (string, *model, []string) {
 	for i := 0; i < 2+r.IntN(3); i++ {
 		kinds = append(kinds, kinds[r.IntN(5)])
 	}
+	// The tables without a key share out the types of fullTypes, up to
+	// five each (wider rows make replay slower), so most seeds have all of
+	// them matched by every column.
+	deck, nFull := slices.Clone(fullTypes), 0
+	r.Shuffle(len(deck), func(i, j int) { deck[i], deck[j] = deck[j], deck[i] })
+	for _, k := range kinds {
+		if k == kindFull || k == kindConfigFull {
+			nFull++
+		}
+	}
+	perFull := min(5, (len(deck)+nFull-1)/nFull)
 	for i, k := range kinds {
 		schema := "public"
 		if r.IntN(2) == 0 {
 			schema = "app"
 		}
 		t := &table{name: fmt.Sprintf("%s.t%d_%s", schema, i, k), kind: k, toast: r.IntN(3) == 0}
+		var typs []string
+		if t.full() {
+			k := min(perFull, len(deck))
+			typs, deck = slices.Clone(deck[:k]), deck[k:]
+		}
 		for j := 0; j < 1+r.IntN(4); j++ {
-			t.cols = append(t.cols, column{name: fmt.Sprintf("c%d", j), typ: colTypes[r.IntN(len(colTypes))]})
+			typs = append(typs, colTypes[r.IntN(len(colTypes))])
+		}
+		for j, typ := range typs {
+			t.cols = append(t.cols, column{name: fmt.Sprintf("c%d", j), typ: typ})
 		}
 		var defs []string
 		switch k {
@@ -138,16 +172,6 @@ func literal(r *rand.Rand, typ string) string {
 		return quote(randText(r))
 	case "numeric(12,2)":
 		return fmt.Sprintf("%d.%02d", r.IntN(2000000)-1000000, r.IntN(100))
-	case "double precision":
-		switch r.IntN(12) {
-		case 0:
-			return "'NaN'::float8"
-		case 1:
-			return "'-Infinity'::float8"
-		case 2:
-			return "'-0'::float8"
-		}
-		return quote(strconv.FormatFloat(r.NormFloat64()*math.Pow(10, float64(r.IntN(30)-15)), 'g', -1, 64)) + "::float8"
 	case "timestamptz":
 		return quote(time.Unix(r.Int64N(4e9)-1e9, r.Int64N(1e6)*1000).UTC().Format("2006-01-02 15:04:05.999999Z07:00"))
 	case "jsonb":
@@ -166,8 +190,104 @@ func literal(r *rand.Rand, typ string) string {
 		return quote(time.Unix(r.Int64N(4e9), 0).UTC().Format("2006-01-02")) + "::date"
 	case "uuid":
 		return fmt.Sprintf("'%08x-%04x-4%03x-8%03x-%012x'", r.Uint32(), r.IntN(1<<16), r.IntN(1<<12), r.IntN(1<<12), r.Int64N(1<<48))
+	case "json":
+		// json keeps its text: whitespace, key order, duplicate keys.
+		return quote([]string{
+			fmt.Sprintf(`{"k": [1, 2.50, null],  "dup": 1, "dup": %d, "s": %s}`, r.IntN(100), jsonString(randText(r))),
+			fmt.Sprintf(`[%d, 1.0, 1.00, -0, 1e2]`, r.IntN(100)), `null`, `"s"`, `{}`, ` [ ] `,
+		}[r.IntN(6)]) + "::json"
+	case "xml":
+		return quote([]string{
+			fmt.Sprintf(`<doc a="%d">%s &amp; more</doc>`, r.IntN(100), xmlText(randText(r))),
+			xmlText(randText(r)), `<a/><b>two roots</b>`, `<?pi x?><e  x = "1" ></e>`,
+		}[r.IntN(4)]) + "::xml"
+	case "point":
+		return quote("("+coord(r)+","+coord(r)+")") + "::point"
+	case "box":
+		return quote("("+coord(r)+","+coord(r)+"),("+coord(r)+","+coord(r)+")") + "::box"
+	case "polygon":
+		return quote("(("+coord(r)+","+coord(r)+"),("+coord(r)+","+coord(r)+"),("+coord(r)+","+coord(r)+"))") + "::polygon"
+	case "circle":
+		return quote(fmt.Sprintf("<(%s,%s),%d.%d>", coord(r), coord(r), r.IntN(100), r.IntN(10))) + "::circle"
+	case "line":
+		return quote(fmt.Sprintf("{%d,%s,%s}", 1+r.IntN(9), coord(r), coord(r))) + "::line"
+	case "lseg":
+		return quote("[("+coord(r)+","+coord(r)+"),("+coord(r)+","+coord(r)+")]") + "::lseg"
+	case "path":
+		open, end := "[", "]"
+		if r.IntN(2) == 0 {
+			open, end = "(", ")"
+		}
+		return quote(open+"("+coord(r)+","+coord(r)+"),("+coord(r)+","+coord(r)+")"+end) + "::path"
+	case "numeric":
+		// Trailing zeros are part of the value's text (1.0 = 1.00).
+		return quote([]string{
+			fmt.Sprintf("%d.%s", r.IntN(2000)-1000, strings.Repeat("0", r.IntN(4))),
+			fmt.Sprintf("%d.%d0", r.IntN(100), r.IntN(10)), "0.000", "-0.0", "NaN", "1e-20",
+		}[r.IntN(6)]) + "::numeric"
+	case "interval":
+		// Equal intervals with different texts: 1 day, 24 hours, 1440 minutes.
+		return quote([]string{"1 day", "24 hours", "1440 minutes", "1 mon", "30 days",
+			fmt.Sprintf("%d years %d mons -%d days %d:%02d:%02d.%06d", r.IntN(5), r.IntN(12), r.IntN(40), r.IntN(100), r.IntN(60), r.IntN(60), r.IntN(1e6)),
+			"0", "-00:00:00.000001"}[r.IntN(8)]) + "::interval"
+	case "double precision":
+		return floatLiteral(r)
+	}
+	if elem, ok := strings.CutSuffix(typ, "[]"); ok {
+		// Arrays of these, with a NULL element; box arrays are delimited by
+		// ';' in their text form.
+		return fmt.Sprintf("ARRAY[%s, %s, NULL]::%s", nonNull(r, elem), nonNull(r, elem), typ)
 	}
 	panic("no literal for " + typ)
+}
+
+// nonNull is a literal of typ that is not NULL.
+func nonNull(r *rand.Rand, typ string) string {
+	for {
+		if l := literal(r, typ); l != "NULL" {
+			return l
+		}
+	}
+}
+
+// floatLiteral is a float8 literal; the special values one time in three.
+func floatLiteral(r *rand.Rand) string {
+	switch r.IntN(15) {
+	case 0:
+		return "'NaN'::float8"
+	case 1:
+		return "'-Infinity'::float8"
+	case 2:
+		return "'-0'::float8"
+	case 3:
+		return "'Infinity'::float8"
+	case 4:
+		return "'0'::float8"
+	}
+	return quote(strconv.FormatFloat(r.NormFloat64()*math.Pow(10, float64(r.IntN(30)-15)), 'g', -1, 64)) + "::float8"
+}
+
+// coord is a coordinate of a geometric value: an integer, a fraction,
+// or a float with an exponent.
+func coord(r *rand.Rand) string {
+	switch r.IntN(3) {
+	case 0:
+		return strconv.Itoa(r.IntN(200) - 100)
+	case 1:
+		return fmt.Sprintf("%d.%d", r.IntN(200)-100, r.IntN(100))
+	}
+	return strconv.FormatFloat(r.NormFloat64()*math.Pow(10, float64(r.IntN(12)-6)), 'g', -1, 64)
+}
+
+// xmlText escapes s for XML content; control characters XML does not
+// allow (all but tab, newline and carriage return) do not occur in
+// randText. Leading newlines are left out: the xml type's output function
+// eats one leading newline of a value without an XML declaration, so a
+// value starting with two loses one at each round trip through its text
+// form (pg_dump's too), and no restore can hold it (PostgreSQL's limit,
+// not btfu's).
+func xmlText(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(strings.TrimLeft(s, "\n"))
 }
 
 // bulkExpr is an expression of g (the generate_series row number) of typ.
@@ -182,7 +302,7 @@ func bulkExpr(typ string) string {
 	case "numeric(12,2)":
 		return "(g / 7.0)::numeric(12,2)"
 	case "double precision":
-		return "g / 3.0::float8"
+		return "CASE g % 7 WHEN 0 THEN '-0'::float8 WHEN 1 THEN 'NaN' WHEN 2 THEN 'Infinity' WHEN 3 THEN '-Infinity' ELSE g / 3.0::float8 END"
 	case "timestamptz":
 		return "timestamptz '2020-01-01 00:00:00+00' + g * interval '1 minute'"
 	case "jsonb":
@@ -197,6 +317,45 @@ func bulkExpr(typ string) string {
 		return "date '2000-01-01' + (g % 10000)::int"
 	case "uuid":
 		return "md5(g::text)::uuid"
+	case "json":
+		return `('{"g": ' || g || ',  "dup": 1, "dup": ' || (g % 3) || '}')::json`
+	case "xml":
+		return "xmlelement(name r, xmlattributes(g AS n), 'v ' || g || ' & <x>')"
+	case "point":
+		return "point(g, -g / 4.0)"
+	case "box":
+		return "box(point(g, g % 7), point(0, -1.5))"
+	case "polygon":
+		return "('((0,0),(' || g || ',1.5),(1,' || (g % 9) || '))')::polygon"
+	case "circle":
+		return "circle(point(g / 8.0, 0), g % 7 + 0.5)"
+	case "line":
+		return "line(point(0, g), point(1, g % 5))"
+	case "lseg":
+		return "lseg(point(0, 0), point(g, g % 5))"
+	case "path":
+		return "('[(0,0),(' || g || ',1),(2,' || (g % 11) || ')]')::path"
+	case "numeric":
+		// Scales 0 to 3: 1, 0.50, 0.750, ...
+		return "round(g::numeric / 4, (g % 4)::int)"
+	case "interval":
+		return "CASE g % 3 WHEN 0 THEN interval '1 day' WHEN 1 THEN interval '24 hours' ELSE g * interval '1 minute 30.5 seconds' END"
+	case "json[]":
+		return `ARRAY[('{"g":' || g || '}')::json, '[]', NULL]`
+	case "jsonb[]":
+		return `ARRAY[jsonb_build_object('g', g, 'x', 1.50), NULL]`
+	case "xml[]":
+		return "ARRAY[xmlelement(name a, g), NULL]"
+	case "point[]":
+		return "ARRAY[point(g, 1), NULL, point(-0.5, g)]"
+	case "box[]":
+		return "ARRAY[box(point(g, g), point(0, 0)), box(point(1, 1), point(0, 0))]"
+	case "numeric[]":
+		return "ARRAY[1.0, 1.00, round(g::numeric / 8, 3), NULL]"
+	case "double precision[]":
+		return "ARRAY[g / 3.0::float8, '-0', 'NaN', 'Infinity']::float8[]"
+	case "interval[]":
+		return "ARRAY[g * interval '1 minute', interval '1 day', interval '24 hours']"
 	}
 	panic("no bulk expression for " + typ)
 }

@@ -66,6 +66,9 @@ func (g *gen) stmt(t table) string {
 		return g.insert(t, 1+r.IntN(5))
 	case p < 80:
 		return g.update(t)
+	case t.full() && p < 85:
+		// One row of several that may be equal.
+		return fmt.Sprintf("DELETE FROM %s WHERE ctid = (SELECT ctid FROM %s WHERE n %% %d = %d LIMIT 1)", t.name, t.name, 5+r.IntN(20), r.IntN(5))
 	default:
 		return fmt.Sprintf("DELETE FROM %s WHERE n %% %d = %d", t.name, 20+r.IntN(60), r.IntN(20))
 	}
@@ -104,6 +107,11 @@ func (g *gen) insert(t table, rows int) string {
 			v = append(v, literal(r, c.typ))
 		}
 		vals = append(vals, "("+strings.Join(v, ", ")+")")
+		if t.full() && r.IntN(3) == 0 {
+			// A duplicate row: replay must change one of the two when the
+			// source changes one (DESIGN 4.5).
+			vals = append(vals, vals[len(vals)-1])
+		}
 	}
 	s := fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", t.name, strings.Join(names, ", "), strings.Join(vals, ", "))
 	if t.kind == kindComposite {
@@ -171,6 +179,10 @@ func (g *gen) update(t table) string {
 	}
 	if len(sets) == 0 {
 		sets = append(sets, t.cols[0].name+" = "+literal(r, t.cols[0].typ))
+	}
+	if t.full() && r.IntN(2) == 0 {
+		// One row of several that may be equal.
+		where = fmt.Sprintf("ctid = (SELECT ctid FROM %s WHERE %s LIMIT 1)", t.name, where)
 	}
 	return fmt.Sprintf("UPDATE %s SET %s WHERE %s", t.name, strings.Join(sets, ", "), where)
 }
