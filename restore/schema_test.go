@@ -157,9 +157,6 @@ func (e *env) points(t *testing.T, rels, seqs, before, after []string) {
 	p1 := e.state(t, "point", rels, seqs)
 	e.run(t, after...)
 	p2 := e.state(t, "after the point", rels, seqs)
-	// A transaction after the last point moves the stored cursor past it
-	// at once (an idle source moves it only with the next keepalive).
-	e.run(t, "INSERT INTO items(name) VALUES ('past the last point')")
 	e.waitStored(t, p2.mark)
 	e.waitSequences(t, p2.lsn)
 	e.restoreTo(t, p1)
@@ -169,10 +166,11 @@ func (e *env) points(t *testing.T, rels, seqs, before, after []string) {
 // Declarative partitions: a range tree with a default partition and a
 // sub-partitioned partition (rows moving between partitions at every
 // level, into and out of the default), a partition created through the
-// stream, a table attached after it got rows, a hash tree created through
-// the stream, and a list tree without a key (REPLICA IDENTITY FULL
-// partitions) with duplicate rows. The roots are published with
-// publish_via_partition_root, so the stream names the roots.
+// stream, a table attached after it got rows, a partition detached and
+// changed on its own right after, TRUNCATE of a partition and of a
+// sub-partitioned one, a hash tree created through the stream, and a list
+// tree without a key (REPLICA IDENTITY FULL partitions) with duplicate
+// rows.
 func TestSchemaPartitions(t *testing.T) {
 	e := capturingConf(t, nil, `
 CREATE TABLE pr (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
@@ -210,6 +208,12 @@ INSERT INTO pl VALUES ('eu', 1, 'a'), ('eu', 1, 'a'), ('us', 2, NULL), ('ca', 3,
 		`UPDATE pr SET k = 3100 WHERE id = 1 AND k = 1500`,
 		`ALTER TABLE pr ADD COLUMN note text DEFAULT 'added to the tree'`,
 		`UPDATE pr SET note = 'moved', k = k + 100 WHERE id % 7 = 0 AND k < 900`,
+		// A partition detached, then changed on its own at once; its rows'
+		// range now goes to the default partition.
+		`ALTER TABLE pr DETACH PARTITION pr_low`,
+		`INSERT INTO pr_low VALUES (9000, 500, 'outside its old range'); UPDATE pr_low SET v = 'detached' WHERE id % 2 = 0; DELETE FROM pr_low WHERE id % 3 = 1`,
+		`INSERT INTO pr VALUES (7, 60, 'low range, now default')`,
+		`TRUNCATE pr_hi`,
 		// A hash tree created through the stream.
 		`CREATE TABLE ph (id int PRIMARY KEY, v text) PARTITION BY HASH (id);
 		 CREATE TABLE ph_0 PARTITION OF ph FOR VALUES WITH (MODULUS 3, REMAINDER 0);
@@ -225,42 +229,49 @@ INSERT INTO pl VALUES ('eu', 1, 'a'), ('eu', 1, 'a'), ('us', 2, NULL), ('ca', 3,
 	}, []string{
 		`UPDATE pr SET k = k + 1 WHERE id % 2 = 0 AND k < 999`,
 		`DELETE FROM pr WHERE k >= 3000`,
+		`UPDATE pr_low SET v = 'later'`,
+		`TRUNCATE pr_mid`,
 		`UPDATE ph SET v = 'later'`,
 		`DELETE FROM pl WHERE tableoid = 'pl_eu'::regclass AND ctid = (SELECT max(ctid) FROM pl_eu)`,
 		`TRUNCATE pl`,
 	})
 }
 
-// Inheritance: rows in the parent and in children, changes through the
-// parent that reach the children, ALTERs of the parent that propagate,
-// a child without a key (REPLICA IDENTITY FULL) created through the
-// stream, and changes to the parent alone (ONLY). Keys differ between the
-// parent and its children.
+// Inheritance: rows in the parent and in children (the same key in
+// several of them), changes through the parent that reach the children,
+// changes of the parent alone (ONLY, also TRUNCATE ONLY), ALTERs of the
+// parent that propagate (a column added, a column's type changed after
+// the children's rows were in the stream), and a child without a key
+// (REPLICA IDENTITY FULL) created through the stream.
 func TestSchemaInheritance(t *testing.T) {
 	e := capturingConf(t, nil, `
 CREATE TABLE inh (id int PRIMARY KEY, v text);
 CREATE TABLE inh_a (extra int, PRIMARY KEY (id)) INHERITS (inh);
 CREATE TABLE inh_b (PRIMARY KEY (id)) INHERITS (inh);
 INSERT INTO inh VALUES (1, 'p1'), (2, 'p2'), (3, 'p3');
-INSERT INTO inh_a VALUES (11, 'a1', 10), (14, 'a4', 40);
-INSERT INTO inh_b VALUES (21, 'b1'), (25, 'b5');`,
+INSERT INTO inh_a VALUES (1, 'a1', 10), (4, 'a4', 40);
+INSERT INTO inh_b VALUES (1, 'b1'), (5, 'b5');`,
 		`tables_without_key = "replica_identity_full"`)
 	rels := []string{"inh", "ONLY inh", "inh_a", "inh_b", "inh_c"}
 	e.points(t, rels, nil, []string{
-		`UPDATE inh SET v = v || '!' WHERE id IN (1, 11, 21)`,
+		`UPDATE inh SET v = v || '!' WHERE id = 1`,
+		`UPDATE ONLY inh SET v = 'parent only' WHERE id = 1`,
 		`DELETE FROM ONLY inh WHERE id = 2`,
-		`DELETE FROM inh WHERE id = 14`,
+		`DELETE FROM inh WHERE id = 4`,
 		`ALTER TABLE inh ADD COLUMN note text DEFAULT 'n'`,
-		`UPDATE inh SET note = 'x' WHERE id IN (1, 25)`,
+		`UPDATE inh SET note = 'x' WHERE id IN (1, 5)`,
+		`ALTER TABLE inh ALTER COLUMN v TYPE varchar(40)`,
+		`UPDATE inh SET v = v || '?' WHERE id IN (1, 5)`,
 		`CREATE TABLE inh_c (c int) INHERITS (inh)`,
-		`INSERT INTO inh_c VALUES (31, 'c1', 'n', 0), (31, 'c1', 'n', 0), (33, 'c3', NULL, 1)`,
-		`UPDATE inh SET v = 'via parent' WHERE id IN (3, 33)`,
+		`INSERT INTO inh_c VALUES (1, 'c1', 'n', 0), (1, 'c1', 'n', 0), (3, 'c3', NULL, 1)`,
+		`UPDATE inh SET v = 'via parent' WHERE id = 3`,
 		`UPDATE ONLY inh SET id = 6 WHERE id = 1`,
-		`UPDATE inh SET id = 12 WHERE id = 11`,
-		`DELETE FROM inh_c WHERE ctid = (SELECT min(ctid) FROM inh_c WHERE id = 31)`,
+		`DELETE FROM inh_c WHERE ctid = (SELECT min(ctid) FROM inh_c WHERE id = 1)`,
 		`INSERT INTO inh_a(id, v, note, extra) VALUES (15, 'a5', 'n', 50)`,
+		`TRUNCATE ONLY inh`,
+		`INSERT INTO inh VALUES (7, 'after truncate only')`,
 	}, []string{
-		`UPDATE inh SET v = 'later' WHERE id = 6`,
+		`UPDATE inh SET v = 'later' WHERE id = 1`,
 		`DELETE FROM inh_b`,
 		`TRUNCATE inh`,
 	})
@@ -271,8 +282,8 @@ INSERT INTO inh_b VALUES (21, 'b1'), (25, 'b5');`,
 // a type change that rewrites values (USING), on a keyed table and on a
 // REPLICA IDENTITY FULL one; generated columns (stored, added through the
 // stream) and identity columns (GENERATED ALWAYS and BY DEFAULT,
-// OVERRIDING SYSTEM VALUE and USER VALUE, SET GENERATED, identity added
-// to an existing column) with their sequences.
+// OVERRIDING SYSTEM VALUE and USER VALUE, SET GENERATED, UPDATE … SET
+// DEFAULT, identity added to an existing column) with their sequences.
 func TestSchemaColumns(t *testing.T) {
 	e := capturingConf(t, nil, `
 CREATE TABLE reshaped (id int PRIMARY KEY, gone text, a int, b text, c numeric(10,2));
@@ -322,6 +333,12 @@ INSERT INTO gen(v) VALUES ('base'), (NULL);`, "")
 		`INSERT INTO gen(v) VALUES ('bd always')`,
 		`INSERT INTO gen(bd, v) OVERRIDING SYSTEM VALUE VALUES (3, 'bd overridden')`,
 		`DELETE FROM gen WHERE v IS NULL`,
+		// Identity columns GENERATED ALWAYS take only DEFAULT in an
+		// UPDATE: a key changed so, another column of a table whose ALWAYS
+		// column is not its key.
+		`UPDATE gen SET id = DEFAULT WHERE v = 'a longer value'`,
+		`UPDATE gen SET v = 'bd is always' WHERE v = 'stream'`,
+		`UPDATE gen SET bd = DEFAULT WHERE v = 'bd overridden'`,
 	)
 	e.points(t, rels, seqs, nil, []string{
 		`INSERT INTO gen(v) VALUES ('after')`,
@@ -453,7 +470,9 @@ func roles(t *testing.T, names ...string) {
 
 // Rules (DO INSTEAD on a view for INSERT, UPDATE and DELETE, DO INSTEAD
 // on a table turning DELETE into a soft delete, DO ALSO logging into
-// another table, a rule created through the stream) and row-level security
+// another table, rules set ENABLE ALWAYS and ENABLE REPLICA, which
+// session_replication_role does not silence, a rule created through the
+// stream) and row-level security
 // (policies enabled and forced, rows written by roles under them, so each
 // role's UPDATE reaches only its rows; a policy changed through the
 // stream). Replay does not fire the rules again (their effects are in the
@@ -474,7 +493,8 @@ ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
 CREATE POLICY own_rows ON accounts USING (owner = current_user) WITH CHECK (owner = current_user AND balance >= 0);
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, accounts_v TO schema_alice, schema_bob;
-GRANT USAGE ON SEQUENCE audit_id_seq TO schema_alice, schema_bob;
+GRANT USAGE ON SEQUENCE audit_id_seq TO schema_alice, schema_bob, schema_owner;
+GRANT INSERT ON audit TO schema_owner;
 CREATE TABLE notes (id int PRIMARY KEY, author text NOT NULL DEFAULT current_user, body text);
 ALTER TABLE notes OWNER TO schema_owner;
 ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
@@ -483,7 +503,11 @@ CREATE POLICY mine ON notes USING (author = current_user);
 CREATE POLICY readers ON notes FOR SELECT TO schema_alice USING (true);
 GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO schema_alice, schema_bob;
 INSERT INTO accounts VALUES (100, 'schema_alice', 1000), (200, 'schema_bob', 2), (300, 'nobody', 3);
-INSERT INTO notes VALUES (1, 'schema_owner', 'by the owner'), (2, 'schema_bob', 'by bob');`, "")
+INSERT INTO notes VALUES (1, 'schema_owner', 'by the owner'), (2, 'schema_bob', 'by bob');
+CREATE RULE notes_always AS ON UPDATE TO notes DO ALSO INSERT INTO audit(what, account) VALUES ('always ' || NEW.id, NEW.id);
+CREATE RULE notes_replica AS ON UPDATE TO notes DO ALSO INSERT INTO audit(what, account) VALUES ('replica ' || NEW.id, NEW.id);
+ALTER TABLE notes ENABLE ALWAYS RULE notes_always;
+ALTER TABLE notes ENABLE REPLICA RULE notes_replica;`, "")
 	rels := []string{"accounts", "audit", "notes",
 		"(SELECT string_agg(rulename || ' ' || ev_enabled::text || ' ' || pg_get_ruledef(r.oid), E'\\n' ORDER BY rulename) FROM pg_rewrite r WHERE rulename <> '_RETURN')",
 		"(SELECT string_agg(polname || ' ' || polcmd::text || ' ' || polroles::regrole[]::text || ' ' || coalesce(pg_get_expr(polqual, polrelid), '') || ' ' || coalesce(pg_get_expr(polwithcheck, polrelid), ''), E'\\n' ORDER BY polname) FROM pg_policy)",
@@ -518,8 +542,8 @@ INSERT INTO notes VALUES (1, 'schema_owner', 'by the owner'), (2, 'schema_bob', 
 // 63 bytes, or fewer where a character would straddle the limit); enum
 // labels that need quoting in arrays; in schemas, tables, columns and
 // indexes, made before the base backup and through the stream (created,
-// renamed), with a key, REPLICA IDENTITY FULL and USING INDEX. (A schema
-// renamed: TestSchemaPendingSchemaRename.)
+// renamed, a schema renamed), with a key, REPLICA IDENTITY FULL and
+// USING INDEX.
 func TestSchemaQuotedNames(t *testing.T) {
 	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 	name63 := "Ünïcødé Tablé " + strings.Repeat("x", 63-len("Ünïcødé Tablé "))
@@ -545,7 +569,7 @@ INSERT INTO "Mixed Schema"."Order Items"("select", "col ""quoted""", "ünïcød�
 INSERT INTO "we""ird.schema"."table" VALUES ('u', 1, 'a', 'ünï'), ('u', 1, 'a', 'ünï'), ('v', 2, NULL, '{}');
 INSERT INTO public.`+q(name63)+` VALUES (1, 'one'), (2, 'two');`, "")
 	items := `"Mixed Schema"."Order Items"`
-	rels := []string{items, `"we""ird.schema"."table"`, "public." + q(name63), `"Mixed Schema"."Renamed Table"`, q(long),
+	rels := []string{items, `"Renamed ""Schema"""."table"`, "public." + q(name63), `"Mixed Schema"."Renamed Table"`, q(long),
 		`(SELECT string_agg(quote_ident(nspname) || '.' || quote_ident(relname), ',' ORDER BY nspname, relname) FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace WHERE relkind = 'r' AND nspname NOT IN ('pg_catalog', 'information_schema', 'btfu'))`,
 	}
 	e.run(t,
@@ -558,8 +582,9 @@ INSERT INTO public.`+q(name63)+` VALUES (1, 'one'), (2, 'two');`, "")
 		`DELETE FROM `+items+` WHERE "Id" = 10`,
 		`UPDATE "we""ird.schema"."table" SET "group" = 3 WHERE ctid = (SELECT min(ctid) FROM "we""ird.schema"."table" WHERE "user" = 'u')`,
 		`DELETE FROM "we""ird.schema"."table" WHERE "tab	tab" = '{}'`,
-		`INSERT INTO "we""ird.schema"."table" VALUES ('w', 4, 'after', 'NULL'), ('w', 4, 'after', 'NULL')`,
-		`UPDATE "we""ird.schema"."table" SET "from where" = 'changed' WHERE ctid = (SELECT max(ctid) FROM "we""ird.schema"."table" WHERE "user" = 'w')`,
+		`ALTER SCHEMA "we""ird.schema" RENAME TO "Renamed ""Schema"""`,
+		`INSERT INTO "Renamed ""Schema"""."table" VALUES ('w', 4, 'after', 'NULL'), ('w', 4, 'after', 'NULL')`,
+		`UPDATE "Renamed ""Schema"""."table" SET "from where" = 'changed' WHERE ctid = (SELECT max(ctid) FROM "Renamed ""Schema"""."table" WHERE "user" = 'w')`,
 		`UPDATE public.`+q(name63)+` SET `+q(col63)+` = 3, "order" = 'three' WHERE `+q(col63)+` = 1`,
 		`DELETE FROM public.`+q(name63)+` WHERE `+q(col63)+` = 2`,
 		`CREATE TABLE "Mixed Schema"."New ""Table""" ("Key Col" text PRIMARY KEY, "VALUE" int)`,
@@ -572,7 +597,7 @@ INSERT INTO public.`+q(name63)+` VALUES (1, 'one'), (2, 'two');`, "")
 	)
 	e.points(t, rels, []string{`"Mixed Schema"."Order Items_Id_seq"`}, nil, []string{
 		`INSERT INTO ` + items + `("Select Me") VALUES ('later')`,
-		`DELETE FROM "we""ird.schema"."table" WHERE "user" = 'w'`,
+		`DELETE FROM "Renamed ""Schema"""."table" WHERE "user" = 'w'`,
 		`UPDATE ` + q(long) + ` SET id = 3 WHERE id = 2`,
 	})
 }
@@ -580,8 +605,8 @@ INSERT INTO public.`+q(name63)+` VALUES (1, 'one'), (2, 'two');`, "")
 // Sequences: owned by a serial column, identity sequences (also after
 // TRUNCATE … RESTART IDENTITY and a value above the sequence inserted
 // with OVERRIDING SYSTEM VALUE), one sequence used by two tables (owned
-// by one), a cycled one past its wrap, a descending one used by a column
-// it does not own, one never used, one restarted (is_called false), one
+// by one), cycled ones past their wrap and descending ones, owned by a
+// column and not, one never used, one restarted (is_called false), one
 // set with setval, one whose increment changed, one created through the
 // stream, one near the bigint limit. Each restored sequence hands out no
 // value the source had handed out at the point.
@@ -599,14 +624,22 @@ CREATE TABLE down_t (id int PRIMARY KEY DEFAULT nextval('down'), v text);
 CREATE SEQUENCE unused;
 CREATE SEQUENCE restarted;
 CREATE SEQUENCE big START WITH 9223372036854775000;
+CREATE TABLE down_owned_t (id int PRIMARY KEY, v text);
+CREATE SEQUENCE down_owned INCREMENT BY -3 MAXVALUE -1 START WITH -1 OWNED BY down_owned_t.id;
+ALTER TABLE down_owned_t ALTER COLUMN id SET DEFAULT nextval('down_owned');
+CREATE TABLE slots (n int, v text);
+ALTER TABLE slots REPLICA IDENTITY FULL;
+CREATE SEQUENCE slot_seq MINVALUE 1 MAXVALUE 5 CYCLE OWNED BY slots.n;
+ALTER TABLE slots ALTER COLUMN n SET DEFAULT nextval('slot_seq');
+INSERT INTO down_owned_t(v) VALUES ('a');
 INSERT INTO owned(v) VALUES ('a'), ('b');
 INSERT INTO ident(v) VALUES ('a');
 INSERT INTO shared_a(v) VALUES ('a'); INSERT INTO shared_b(v) VALUES ('b');
 SELECT nextval('cyc');
 INSERT INTO down_t(v) VALUES ('a');
 SELECT nextval('restarted') FROM generate_series(1, 3);`, "")
-	rels := []string{"owned", "ident", "shared_a", "shared_b", "down_t"}
-	seqs := []string{"owned_id_seq", "ident_id_seq", "shared_seq", "cyc", "down", "unused", "restarted", "late", "big"}
+	rels := []string{"owned", "ident", "shared_a", "shared_b", "down_t", "down_owned_t", "slots"}
+	seqs := []string{"owned_id_seq", "ident_id_seq", "shared_seq", "cyc", "down", "unused", "restarted", "late", "big", "down_owned", "slot_seq"}
 	e.run(t,
 		`INSERT INTO owned(v) VALUES ('c'), ('d'), ('e')`,
 		`DELETE FROM owned WHERE v = 'e'`, // the sequence is ahead of the column
@@ -622,11 +655,17 @@ SELECT nextval('restarted') FROM generate_series(1, 3);`, "")
 		`ALTER SEQUENCE restarted RESTART WITH 100`,
 		`CREATE SEQUENCE late START WITH 1000 INCREMENT BY 7; SELECT nextval('late'), nextval('late')`,
 		`SELECT nextval('big') FROM generate_series(1, 3)`,
+		// Owned by a column: the column's largest value is the first a
+		// descending sequence handed out, and from before the wrap for a
+		// cycled one.
+		`INSERT INTO down_owned_t(v) VALUES ('b'), ('c'), ('d')`,
+		`INSERT INTO slots(v) SELECT 'r' || g FROM generate_series(1, 7) g`, // 1..5, 1, 2
 	)
 	e.points(t, rels, seqs, nil, []string{
 		`INSERT INTO owned(v) VALUES ('later')`,
 		`INSERT INTO shared_b(v) VALUES ('later')`,
-		`INSERT INTO down_t(v) VALUES ('later')`,
+		`INSERT INTO down_t(v) VALUES ('later'); INSERT INTO down_owned_t(v) VALUES ('later')`,
+		`DELETE FROM slots WHERE n = 1`,
 		`SELECT nextval('late'), nextval('restarted'), nextval('big')`,
 	})
 }
