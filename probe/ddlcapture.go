@@ -379,6 +379,8 @@ DECLARE
   -- A top-level CREATE TABLE rebuilt from the catalog, for replay to run
   -- where its text fails on the target.
   fallback text[] := '{}';
+  -- tables the rebuild scanned in this firing
+  scanned oid[] := '{}';
   unrebuilt text[] := '{}';
   seen text := coalesce(current_setting('` + nestedSeenSetting + `', true), '');
   seen_before text := seen;
@@ -1072,9 +1074,12 @@ func tableScanSQL() string {
       END LOOP;
       IF emit AND changed THEN
         unrebuilt := unrebuilt || format('ALTER TABLE %s (a change to columns or constraints it had before: a type change or a dropped column follows from the stream at the table''s next row change; defaults, NOT NULL and renames do not)', cmd.object_identity);
-      ELSIF emit AND NOT rebuilt THEN
+      ELSIF emit AND NOT rebuilt AND NOT alter_rel = ANY (scanned) THEN
+        -- (A table met again in the same firing, as ADD COLUMN … serial
+        -- collects a second ALTER TABLE, has nothing new: not unrebuilt.)
         unrebuilt := unrebuilt || format('ALTER TABLE %s', cmd.object_identity);
-      END IF;`
+      END IF;
+      scanned := scanned || alter_rel;`
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

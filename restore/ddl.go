@@ -235,7 +235,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 				// Its text fails here: the table as the source's catalog
 				// had it after the statement.
 				p.notes.add("CREATE TABLE statements whose text fails on the target were made from the source's catalog instead")
-				for _, f := range m.Fallback {
+				for _, f := range sequencesFirst(m.Fallback) {
 					if err := p.runDDL(ctx, "rebuilt DDL", sessionOf(m), f); err != nil {
 						return err
 					}
@@ -311,6 +311,21 @@ func dropOwned(stmt string) bool {
 	return len(w) > 2 && w[0] == "DROP" && w[1] == "OWNED"
 }
 
+// sequencesFirst puts the CREATE SEQUENCE statements of rebuilt DDL
+// first: ALTER TABLE … ADD COLUMN … serial collects its command before
+// the sequence's, and the column's default names the sequence.
+func sequencesFirst(defs []string) []string {
+	var seqs, rest []string
+	for _, d := range defs {
+		if w := topLevelWords(d); len(w) > 1 && w[0] == "CREATE" && w[1] == "SEQUENCE" {
+			seqs = append(seqs, d)
+		} else {
+			rest = append(rest, d)
+		}
+	}
+	return append(seqs, rest...)
+}
+
 // schemaNamed is the schema a command made, from its objects.
 func schemaNamed(objs []ddlObject) string {
 	for _, o := range objs {
@@ -329,7 +344,7 @@ func schemaNamed(objs []ddlObject) string {
 // commands share one statement key, and each is applied once, in order),
 // and what it could not rebuild is listed in the summary.
 func (p *replayer) nestedDDL(ctx context.Context, m *ddlMessage) error {
-	stmts := append(dropStatements(originals(m.Dropped)), m.Defs...)
+	stmts := append(dropStatements(originals(m.Dropped)), sequencesFirst(m.Defs)...)
 	for _, s := range stmts {
 		if err := p.runDDL(ctx, "rebuilt DDL", sessionOf(m), s); err != nil {
 			return err

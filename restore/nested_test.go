@@ -205,6 +205,9 @@ func TestNestedProceduresAndWhatIsNotReproduced(t *testing.T) {
 	src(`INSERT INTO items (name, qty, flag) VALUES ('c', 3, 'set'); UPDATE items SET flag = 'changed' WHERE name = 'a'`)
 	src(`CALL drop_doomed()`)
 	src(`BEGIN; CALL widen(); INSERT INTO nums VALUES (2, 1.25); COMMIT`)
+	// A serial column added inside a function: its sequence comes first.
+	src(`DO $$ BEGIN EXECUTE 'ALTER TABLE nums ADD COLUMN e text, ADD COLUMN counter serial'; END $$`)
+	src(`INSERT INTO nums (id, v) VALUES (3, 3)`)
 	src(`DO $$ BEGIN ALTER TABLE tags SET (fillfactor = 70); END $$`)
 	src(`INSERT INTO tags VALUES (1, 'after')`)
 	_, sum := nestedRestore(t, e, []string{"items", "nums", "tags"}, map[string]bool{"class:doomed": false})
