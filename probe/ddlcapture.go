@@ -502,6 +502,11 @@ BEGIN
     'cic', CASE WHEN tag = 'CREATE INDEX' AND current_setting('` + cicSetting + `', true) =
         'cic:' || pg_backend_pid()::text || ':' || extract(epoch FROM statement_timestamp())::text
       THEN current_setting('` + cicSetting + `', true) END,
+    -- GRANT and REVOKE name no objects here: one that names a temporary
+    -- table of the session (which a bare name then means) is temporary.
+    'temp', CASE WHEN tag IN ('GRANT', 'REVOKE') AND pg_my_temp_schema() <> 0 AND EXISTS (SELECT 1 FROM pg_class c
+      WHERE c.relnamespace = pg_my_temp_schema() AND lower(current_query()) ~ ('\m' || regexp_replace(lower(c.relname), '([^a-z0-9_])', '\\\1', 'g') || '\M'))
+      THEN true END,
     -- The relations of a schema renamed: pgoutput sends no new Relation
     -- message for them (the rename does not touch their relcache
     -- entries), so the stream goes on naming the old schema.

@@ -88,6 +88,8 @@ type ddlMessage struct {
 	Bounds []partBound `json:"bounds"`
 	// Relids (v5): for ALTER SCHEMA, the source OIDs of its tables.
 	Relids []uint32 `json:"relids"`
+	// Temp (v5): a GRANT or REVOKE on a temporary table.
+	Temp bool `json:"temp"`
 	// Fallback (v5): a top-level CREATE TABLE rebuilt from the catalog,
 	// run where its text fails on the target (LIKE a temporary table).
 	Fallback []string `json:"fallback"`
@@ -163,7 +165,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	if m.Concurrently == "start" {
 		return p.concurrentIndex(ctx, m)
 	}
-	if onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
+	if m.Temp || onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
 		if key != p.ddl.temp {
 			p.ddl.temp = key
 			p.tempDDL++
