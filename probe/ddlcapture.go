@@ -989,6 +989,14 @@ func nestedSQL() string {
     ELSIF cmd.classid = 'pg_namespace'::regclass AND cmd.command_tag = 'CREATE SCHEMA' THEN
       def := format('CREATE SCHEMA IF NOT EXISTS %I', (SELECT nspname FROM pg_namespace WHERE oid = cmd.objid));
       handled := true;
+    ELSIF cmd.classid = 'pg_collation'::regclass AND cmd.command_tag = 'CREATE COLLATION' THEN
+      -- Through to_jsonb: the ICU locale's column is named per major.
+      SELECT format('CREATE COLLATION %I.%I (%s, deterministic = %s)', n.nspname, c.collname,
+               CASE c.collprovider WHEN 'i' THEN format('provider = icu, locale = %L', coalesce(to_jsonb(c)->>'colllocale', to_jsonb(c)->>'colliculocale', c.collcollate))
+                 ELSE format('provider = libc, lc_collate = %L, lc_ctype = %L', c.collcollate, c.collctype) END,
+               CASE WHEN c.collisdeterministic THEN 'true' ELSE 'false' END)
+        INTO def FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE c.oid = cmd.objid;
+      handled := def IS NOT NULL;
     END IF;
     IF def IS NOT NULL THEN
       defs := defs || def;

@@ -208,6 +208,9 @@ func TestNestedProceduresAndWhatIsNotReproduced(t *testing.T) {
 	// A serial column added inside a function: its sequence comes first.
 	src(`DO $$ BEGIN EXECUTE 'ALTER TABLE nums ADD COLUMN e text, ADD COLUMN counter serial'; END $$`)
 	src(`INSERT INTO nums (id, v) VALUES (3, 3)`)
+	// A collation made with EXECUTE (its locale read at run time).
+	src(`DO $$ BEGIN EXECUTE 'CREATE COLLATION made_c (locale = ' || quote_literal(current_setting('lc_collate')) || ')'; END $$`)
+	src(`ALTER TABLE nums ADD COLUMN label text COLLATE made_c; INSERT INTO nums (id, v, label) VALUES (4, 4, 'x')`)
 	src(`DO $$ BEGIN ALTER TABLE tags SET (fillfactor = 70); END $$`)
 	src(`INSERT INTO tags VALUES (1, 'after')`)
 	_, sum := nestedRestore(t, e, []string{"items", "nums", "tags"}, map[string]bool{"class:doomed": false})
