@@ -455,6 +455,14 @@ func (c *corpus) restoreAndCompare(t *testing.T, b *Btfu, run protectedRun, labe
 		start := time.Now()
 		db := "restore_" + run.Label + "_" + strings.ReplaceAll(label, "-", "_")
 		c.plain.Exec(t, "postgres", "CREATE DATABASE "+db+" TEMPLATE=template0")
+		// The source's roles first, as a user does before a restore.
+		roles, err := SuiteRoles(c.suite.Dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CreateRoles(c.ctx, c.plain.DSN("postgres"), roles); err != nil {
+			t.Fatal(err)
+		}
 		full := append(append([]string{"restore"}, args...), "--target", c.plain.DSN(db), "--yes", "--on-ddl-error=skip")
 		full = append(full, strings.Fields(os.Getenv(envRArgs))...)
 		r, err := b.Run(c.ctx, 30*time.Minute, full...)
