@@ -215,7 +215,9 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		}
 		stmts = dropStatements(some)
 		p.ownerDDL++
-	} else if anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped)) {
+	} else if strings.HasPrefix(m.Tag, "DROP ") && (anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped))) {
+		// (Only a DROP: other statements drop objects too, as ATTACH
+		// PARTITION drops the foreign key triggers it merges.)
 		// A DROP goes object by object, IF EXISTS: what it named may be
 		// temporary (never in the restore), or missing from the target
 		// for a reason already reported (made where capture could not
