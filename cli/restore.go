@@ -30,6 +30,7 @@ func restoreCommand() command {
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")
 			baseKey := fs.String("base", "", "restore from this base backup (its key as the plan and verify print it) instead of the newest fitting one")
 			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1)")
+			noOwner := fs.Bool("no-owner", false, "restore without owners: objects belong to the restoring role (for a target without the source's roles)")
 			onDDLError := fs.String("on-ddl-error", "stop", "when captured DDL fails on the target: stop (name its LSN and text) or skip (go on; the summary lists it)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
@@ -78,7 +79,7 @@ func restoreCommand() command {
 				}
 				log := logging.New(cfg.Log, env.Stderr)
 				sum, err := engine.Restore(env.Ctx, meta, arts, rec, plan, restore.Options{
-					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, OnDDLError: ddlPolicy, Log: log, Progress: progressPrinter(env, log),
+					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, OnDDLError: ddlPolicy, NoOwner: *noOwner, Log: log, Progress: progressPrinter(env, log),
 				})
 				if err != nil {
 					return fmt.Errorf("restore failed: %w", err)
@@ -89,7 +90,7 @@ func restoreCommand() command {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}
 				if sum.OwnerChanges > 0 {
-					fmt.Fprintf(env.Stdout, "  owners       %d statement(s) about owners left out (ALTER … OWNER TO; DROP OWNED BY dropped the objects one by one): restored objects belong to the restoring role, as pg_restore --no-owner gives them\n", sum.OwnerChanges)
+					fmt.Fprintf(env.Stdout, "  owners       %d statement(s) about owners left out (ALTER … OWNER TO, or the role part of CREATE SCHEMA … AUTHORIZATION and DROP OWNED BY): --no-owner, or a role the target lacks\n", sum.OwnerChanges)
 				}
 				for _, n := range sum.Notes {
 					fmt.Fprintf(env.Stdout, "  note         %s\n", n)

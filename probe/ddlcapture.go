@@ -161,7 +161,8 @@ BEGIN
   -- bounds) and the rows of CREATE TABLE AS are written in forms every
   -- session reads back alike. Put back at the end.
   session := pg_catalog.jsonb_build_object('DateStyle', pg_catalog.current_setting('DateStyle'),
-    'IntervalStyle', pg_catalog.current_setting('IntervalStyle'), 'TimeZone', pg_catalog.current_setting('TimeZone'));
+    'IntervalStyle', pg_catalog.current_setting('IntervalStyle'), 'TimeZone', pg_catalog.current_setting('TimeZone'),
+    'role', current_user);
   saved := ARRAY[pg_catalog.current_setting('DateStyle'), pg_catalog.current_setting('IntervalStyle'), pg_catalog.current_setting('extra_float_digits'),
     pg_catalog.current_setting('lc_monetary'), pg_catalog.current_setting('bytea_output'), pg_catalog.current_setting('TimeZone')];
   PERFORM pg_catalog.set_config('DateStyle', 'ISO, MDY', true), pg_catalog.set_config('IntervalStyle', 'postgres', true),
@@ -519,7 +520,7 @@ BEGIN
         'parent', format('%I.%I', pn.nspname, pc.relname), 'bound', pg_get_expr(c.relpartbound, c.oid)))
       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-      WHERE c.relispartition AND c.relpersistence <> 't' AND NOT nested
+      WHERE c.relispartition AND c.relpersistence <> 't'
         AND tag IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE')
         AND (c.oid = ANY (coalesce(created_rels, '{}')) OR (i.inhparent = ANY (coalesce(rels, '{}')) AND ` + mineSQL("i.xmin") + `)))))::text;
   RETURN NEXT;
@@ -853,7 +854,11 @@ func nestedSQL() string {
       EXIT;
     END IF;
   END LOOP;
-  nested := coalesce(upper(substring(q FROM '^[A-Za-z_]+')), '') NOT IN (` + strings.Join(kw, ", ") + `);
+  nested := coalesce(upper(substring(q FROM '^[A-Za-z_]+')), '') NOT IN (` + strings.Join(kw, ", ") + `)
+    -- A query string of several statements may begin with another (SET
+    -- ROLE …; CREATE …): rebuilt too, and replay takes its text when it
+    -- holds DDL.
+    OR rtrim(q, E'; \t\r\n\f') ~ ';';
   top := txid_current();
   hi := txid_snapshot_xmax(txid_current_snapshot());
 

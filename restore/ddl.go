@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -123,7 +124,95 @@ type rowsMessage struct {
 // serial column, a query string of several statements) may run several.
 type ddlState struct {
 	stmt string
-	temp string // the last statement on temporary objects, counted once
+	// rest: the statements of the client's query string that fire DDL
+	// capture and no message took yet. Each message is about one (the
+	// trigger fires once per statement); a message whose tag no
+	// remaining statement has came from a function or an event trigger
+	// run during another.
+	rest []string
+}
+
+// take returns the next statement of the query string that a message of
+// tag is about, and the statements before it (which no message was
+// about: run in order too); found is false when no remaining statement
+// has the tag.
+func (d *ddlState) take(tag string) (stmt string, before []string, found bool) {
+	for i, s := range d.rest {
+		if tagMatches(tag, s) {
+			before = d.rest[:i]
+			d.rest = d.rest[i+1:]
+			return s, before, true
+		}
+	}
+	return "", nil, false
+}
+
+// tagMatches tells whether a statement is one a command tag names: the
+// tag's words in order among its first words (CREATE TABLE in CREATE
+// UNLOGGED TABLE IF NOT EXISTS …, CREATE TABLE AS in CREATE TABLE t (a)
+// AS …).
+func tagMatches(tag, stmt string) bool {
+	tw, w := strings.Fields(strings.ToUpper(tag)), topLevelWords(stmt)
+	if len(w) > len(tw)+6 {
+		w = w[:len(tw)+6]
+	}
+	i := 0
+	for _, x := range w {
+		if i < len(tw) && x == tw[i] {
+			i++
+		}
+	}
+	return i == len(tw) && len(w) > 0 && w[0] == tw[0]
+}
+
+// captured keeps the statements of a query string that fire DDL capture:
+// not those on the cluster's objects (roles, databases, tablespaces, role
+// membership, ALTER SYSTEM) nor on event triggers, which fire none and
+// which a restore of one database does not carry.
+func captured(stmts []string) []string {
+	var out []string
+	for _, s := range stmts {
+		if !clusterStatement(topLevelWords(s)) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clusterStatement tells a statement on the cluster's objects or on an
+// event trigger, from its words.
+func clusterStatement(w []string) bool {
+	if len(w) < 2 {
+		return false
+	}
+	global := func(kind string, next string) bool {
+		switch kind {
+		case "ROLE", "GROUP", "DATABASE", "TABLESPACE", "SYSTEM", "EVENT":
+			return true
+		case "USER":
+			return next != "MAPPING"
+		}
+		return false
+	}
+	at := func(i int) string {
+		if i < len(w) {
+			return w[i]
+		}
+		return ""
+	}
+	switch w[0] {
+	case "CREATE", "ALTER", "DROP":
+		return global(w[1], at(2))
+	case "COMMENT":
+		return global(at(2), at(3))
+	case "SECURITY", "GRANT", "REVOKE":
+		on := slices.Index(w, "ON")
+		if on < 0 {
+			return w[0] != "SECURITY" // GRANT role TO role: membership
+		}
+		return global(at(on+1), at(on+2))
+	}
+	return false
 }
 
 // message applies a logical message: captured DDL and the rows of
@@ -134,6 +223,13 @@ func (p *replayer) message(ctx context.Context, rec *segment.Record) error {
 		var m ddlMessage
 		if err := json.Unmarshal([]byte(rec.Content), &m); err != nil {
 			return fmt.Errorf("captured DDL message: %w", err)
+		}
+		// Capture rebuilds a query string of several statements too
+		// (its first may be SET ROLE …): where it holds DDL, its text is
+		// replayed. (A function called in such a string that runs DDL of
+		// its own is then not rebuilt.)
+		if m.Nested && len(ddlStatements(m.Query)) > 0 {
+			m.Nested = false
 		}
 		// Derived DDL of the transaction is then left out: the captured
 		// statements did it. Not for nested commands: their ALTER TABLE
@@ -155,9 +251,6 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	if m.Skip {
 		return nil // btfu's own publication
 	}
-	// Commands on temporary objects stay in their session (DESIGN 5):
-	// replaying them would create objects the source never kept, or fail
-	// on objects the base backup never held.
 	key := m.Stmt
 	if key == "" { // v1: no statement key; the query text stands for it
 		key = m.Query
@@ -165,11 +258,22 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	if m.Concurrently == "start" {
 		return p.concurrentIndex(ctx, m)
 	}
-	if m.Temp || onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
-		if key != p.ddl.temp {
-			p.ddl.temp = key
-			p.tempDDL++
+	if key != p.ddl.stmt {
+		p.ddl = ddlState{stmt: key, rest: captured(ddlStatements(m.Query))}
+	}
+	stmt, before, found := p.ddl.take(m.Tag)
+	if !m.Nested {
+		for _, s := range before {
+			if err := p.apply(ctx, m, s, false); err != nil {
+				return err
+			}
 		}
+	}
+	// Commands on temporary objects stay in their session (DESIGN 5):
+	// replaying them would create objects the source never kept, or fail
+	// on objects the base backup never held.
+	if m.Temp || onlyTemp(m.Objects) || onlyTemp(originals(m.Dropped)) {
+		p.tempDDL++
 		return nil
 	}
 	if m.Create != "" {
@@ -182,15 +286,14 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 	}
 	if m.CIC != "" {
 		if done, err := p.checkConcurrentIndex(m); done || err != nil {
-			p.ddl.stmt = key
 			return err
 		}
 	}
-	if key == p.ddl.stmt {
-		// Another command of a statement already applied. A DROP among
-		// them may come from a function the statement ran (a sql_drop
-		// event trigger of the application's that drops more): what it
-		// dropped goes too, IF EXISTS, which is no harm where the
+	if !found {
+		// A command no statement of the query string names: run by a
+		// function or an event trigger of the application's during
+		// another. A DROP among them (a sql_drop event trigger that
+		// drops more) goes IF EXISTS, which is no harm where the
 		// statement's own text dropped it already.
 		if dropped := originals(m.Dropped); strings.HasPrefix(m.Tag, "DROP ") && len(dropped) > 0 && droppable(dropped) {
 			for _, s := range dropStatements(dropped) {
@@ -201,24 +304,27 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		}
 		return p.fixBounds(ctx, m)
 	}
-	p.ddl.stmt = key
-	stmts := ddlStatements(m.Query)
-	if dropped := originals(m.Dropped); len(stmts) == 1 && dropOwned(stmts[0]) {
-		// DROP OWNED BY names a role, which the target may lack (roles
-		// are the cluster's): its objects go one by one, the rest of what
-		// it did (privileges, default privileges) goes with the owners.
-		var some []ddlObject
-		for _, o := range dropped {
-			if droppable([]ddlObject{o}) {
-				some = append(some, o)
-			}
-		}
-		stmts = dropStatements(some)
+	if err := p.apply(ctx, m, stmt, true); err != nil {
+		return err
+	}
+	return p.fixBounds(ctx, m)
+}
+
+// apply replays one statement of a captured query string; mine says it
+// is the statement m is about (else one before it that no message was
+// about).
+func (p *replayer) apply(ctx context.Context, m *ddlMessage, stmt string, mine bool) error {
+	stmts := []string{stmt}
+	if dropped := originals(m.Dropped); mine && p.noOwner && dropOwned(stmt) {
+		// Without owners, DROP OWNED BY names a role the restore does
+		// not use: its objects go one by one, the rest of what it did
+		// (privileges, default privileges) goes with the owners.
+		stmts = dropStatements(droppableOnly(dropped))
 		p.ownerDDL++
-	} else if strings.HasPrefix(m.Tag, "DROP ") && (anyTemp(dropped) || (len(stmts) == 1 && len(dropped) > 0 && droppable(dropped))) {
+	} else if mine && strings.HasPrefix(m.Tag, "DROP ") && !dropOwned(stmt) && len(dropped) > 0 && (anyTemp(dropped) || droppable(dropped)) {
 		// (Only a DROP: other statements drop objects too, as ATTACH
-		// PARTITION drops the foreign key triggers it merges.)
-		// A DROP goes object by object, IF EXISTS: what it named may be
+		// PARTITION drops the foreign key triggers it merges.) A DROP
+		// goes object by object, IF EXISTS: what it named may be
 		// temporary (never in the restore), or missing from the target
 		// for a reason already reported (made where capture could not
 		// see it, as EXPLAIN ANALYZE CREATE TABLE AS); either way the
@@ -229,13 +335,21 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		if isCreateAs(s) {
 			continue // its own message carries its definition
 		}
-		if isOwnerChange(s) {
-			p.ownerDDL++
+		if isOwnerChange(s) || (!p.noOwner && (dropOwned(s) || hasSchemaAuthorization(s))) {
+			if err := p.ownerStatement(ctx, m, s); err != nil {
+				return err
+			}
 			continue
 		}
-		s = withoutSchemaAuthorization(s, schemaNamed(m.Objects))
-		if len(m.Fallback) > 0 && len(stmts) == 1 {
+		if p.noOwner {
+			s = withoutSchemaAuthorization(s, schemaNamed(m.Objects))
+		}
+		if mine && len(m.Fallback) > 0 {
 			if err := p.tryDDL(ctx, sessionOf(m), s); err != nil {
+				var re *ReplayError
+				if errors.As(err, &re) {
+					return err
+				}
 				// Its text fails here: the table as the source's catalog
 				// had it after the statement.
 				p.notes.add("CREATE TABLE statements whose text fails on the target were made from the source's catalog instead")
@@ -250,7 +364,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 			return err
 		}
-		if from, to, ok := schemaRename(s); ok {
+		if from, to, ok := schemaRename(s); ok && mine {
 			// The stream goes on naming the old schema for its tables.
 			if p.renamed == nil {
 				p.renamed = map[uint32][2]string{}
@@ -261,7 +375,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 			p.renamedRels = nil
 		}
 	}
-	return p.fixBounds(ctx, m)
+	return nil
 }
 
 // schemaRename reads ALTER SCHEMA old RENAME TO new.
@@ -306,6 +420,60 @@ func (p *replayer) fixBounds(ctx context.Context, m *ddlMessage) error {
 		}
 	}
 	return nil
+}
+
+// ownerStatement replays a statement about owners: ALTER … OWNER TO,
+// CREATE SCHEMA … AUTHORIZATION, DROP OWNED BY. With NoOwner the first is
+// left out (the others come rewritten before). Otherwise it runs as
+// written; where the target lacks the role it names, what does not need
+// the role is done (the schema made without it, the role's objects
+// dropped one by one), counted with the owners left out.
+func (p *replayer) ownerStatement(ctx context.Context, m *ddlMessage, s string) error {
+	if p.noOwner {
+		p.ownerDDL++
+		return nil
+	}
+	err := p.tryDDL(ctx, sessionOf(m), s)
+	var re *ReplayError
+	if errors.As(err, &re) {
+		return err
+	}
+	if err != nil && !roleMissing(err) {
+		return p.ddlFailed("captured DDL", s, err)
+	}
+	if err != nil {
+		p.ownerDDL++
+		if hasSchemaAuthorization(s) {
+			return p.runDDL(ctx, "captured DDL", sessionOf(m), withoutSchemaAuthorization(s, schemaNamed(m.Objects)))
+		}
+	}
+	if dropOwned(s) {
+		// Also what the source's DROP OWNED dropped beside the role's
+		// objects (an event trigger of the application's dropping more),
+		// and, without the role, the role's objects one by one.
+		for _, d := range dropStatements(droppableOnly(originals(m.Dropped))) {
+			if err := p.runDDL(ctx, "captured DDL", sessionOf(m), d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hasSchemaAuthorization tells CREATE SCHEMA … AUTHORIZATION.
+func hasSchemaAuthorization(s string) bool {
+	return withoutSchemaAuthorization(s, "x") != s
+}
+
+// droppableOnly keeps the objects dropStatements can drop.
+func droppableOnly(objs []ddlObject) []ddlObject {
+	var out []ddlObject
+	for _, o := range objs {
+		if droppable([]ddlObject{o}) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // dropOwned tells DROP OWNED BY (whose message may come first from a
@@ -476,11 +644,12 @@ func (p *replayer) tryDDL(ctx context.Context, sess *stmtSession, stmt string) e
 type stmtSession struct {
 	searchPath string
 	settings   map[string]string // DateStyle, IntervalStyle, TimeZone
+	role       string            // the role that ran it (current_user), "" if not known
 }
 
 // sessionOf is the session a captured message ran in.
 func sessionOf(m *ddlMessage) *stmtSession {
-	s := &stmtSession{searchPath: m.SearchPath, settings: map[string]string{}}
+	s := &stmtSession{searchPath: m.SearchPath, settings: map[string]string{}, role: m.Session["role"]}
 	for _, k := range sessionSettings {
 		if v := m.Session[k]; v != "" {
 			s.settings[k] = v
@@ -511,6 +680,22 @@ func (p *replayer) setSession(ctx context.Context, q querier, sess *stmtSession,
 	if back {
 		values[0] = p.session["search_path"]
 	}
+	// As the role that ran it on the source (the objects it makes are
+	// that role's, functions that check current_user see it), where the
+	// target has the role and the restoring role may act as it.
+	if sess.role != "" && !p.noOwner {
+		ok, err := p.canBe(ctx, q, sess.role)
+		if err != nil {
+			return err
+		}
+		if ok {
+			v := sess.role
+			if back {
+				v = "none"
+			}
+			names, values = append(names, "role"), append(values, v)
+		}
+	}
 	for k, v := range sess.settings {
 		if back {
 			v = p.session[k]
@@ -519,6 +704,33 @@ func (p *replayer) setSession(ctx context.Context, q querier, sess *stmtSession,
 	}
 	_, err := q.Exec(ctx, "SELECT pg_catalog.set_config(n, v, $3) FROM unnest($1::text[], $2::text[]) AS s(n, v)", names, values, local)
 	return err
+}
+
+// canBe tells whether replay can run statements as role, and notes once
+// when it cannot.
+func (p *replayer) canBe(ctx context.Context, q querier, role string) (bool, error) {
+	if ok, known := p.roles[role]; known {
+		return ok, nil
+	}
+	var ok bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)
+		AND pg_catalog.pg_has_role(current_user, $1, 'MEMBER')`, role).Scan(&ok); err != nil {
+		return false, err
+	}
+	if p.roles == nil {
+		p.roles = map[string]bool{}
+	}
+	p.roles[role] = ok
+	if !ok {
+		p.notes.add(fmt.Sprintf("statements the source ran as role %s ran as the restoring role: the target lacks %s, or the restoring role may not act as it", role, role))
+	}
+	return ok, nil
+}
+
+// roleMissing tells a failure naming a role the target lacks.
+func roleMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.HasPrefix(pgErr.Message, "role ")
 }
 
 // inSession runs a captured statement in a savepoint of the open target

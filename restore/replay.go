@@ -108,9 +108,15 @@ type replayer struct {
 	onDDLError DDLErrorPolicy
 	skippedDDL []SkippedDDL
 	tempDDL    int
-	ownerDDL   int           // ALTER … OWNER TO left out, as pg_restore --no-owner
-	notes      notes         // what the restore did differently, for the summary
-	guard      *triggerGuard // nil: triggers are left as they are
+	ownerDDL   int // statements about owners left out (Summary.OwnerChanges)
+	// noOwner: restored without owners (Options.NoOwner): captured
+	// statements run as the restoring role, ALTER … OWNER TO left out.
+	noOwner bool
+	// roles: whether replay can run a statement as a role of the source
+	// (it exists on the target and the restoring role may act as it)
+	roles map[string]bool
+	notes notes         // what the restore did differently, for the summary
+	guard *triggerGuard // nil: triggers are left as they are
 	// session: the replay session's own search_path and settings, put
 	// back after a captured statement ran in its source session's
 	session map[string]string

@@ -36,9 +36,16 @@ type Options struct {
 	// restored FOR ALL TABLES publication would make the restored
 	// database's UPDATEs on tables without a key fail).
 	SourcePublication string
-	Clean             bool   // allow a non-empty target: its user tables are dropped first by pg_restore --clean
-	Jobs              int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
-	TempDir           string // "" for the system's
+	Clean             bool // allow a non-empty target: its user tables are dropped first by pg_restore --clean
+	// NoOwner restores without owners (pg_restore --no-owner): objects
+	// belong to the restoring role, and replay runs every captured
+	// statement as it, leaving ALTER … OWNER TO out. Without it the
+	// target needs the roles that own the backup's objects (refused
+	// before anything is written otherwise), and replay runs each
+	// captured statement as the role that ran it on the source.
+	NoOwner bool
+	Jobs    int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
+	TempDir string // "" for the system's
 	// OnDDLError: what replay does when captured DDL fails on the
 	// target (default DDLErrorStop).
 	OnDDLError DDLErrorPolicy
@@ -76,10 +83,10 @@ type Summary struct {
 	// LargeObjects counts the large objects the target holds: as the base
 	// backup had them, since logical decoding does not carry them.
 	LargeObjects int64
-	// OwnerChanges counts statements about owners left out (ALTER …
-	// OWNER TO; DROP OWNED BY, whose objects are dropped one by one): like
-	// the base backup's pg_restore --no-owner, restored objects belong to
-	// the restoring role.
+	// OwnerChanges counts statements about owners left out: with
+	// NoOwner, ALTER … OWNER TO (and DROP OWNED BY, whose objects are
+	// dropped one by one); without it, those naming a role the target
+	// lacks (the statement's other effects are replayed).
 	OwnerChanges int
 	// Notes say what the restore did differently from the source where
 	// the target lacks something of the source's cluster (a tablespace).
@@ -131,6 +138,15 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err != nil {
 		return sum, fmt.Errorf("%w; nothing was written to the target", err)
 	}
+	if !opts.NoOwner {
+		owners, err := archiveOwners(ctx, arts, plan.Base.ArtifactKey, prog)
+		if err != nil {
+			return sum, fmt.Errorf("base backup %s: %w; nothing was written to the target", plan.Base.ArtifactKey, err)
+		}
+		if err := checkOwners(ctx, conn, owners); err != nil {
+			return sum, err
+		}
+	}
 	report(Progress{Phase: "pg_restore"})
 	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, prog); err != nil {
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
@@ -147,7 +163,9 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	// pg_restore does not check them.
 	// Values are read in the settings the stream wrote them with
 	// (probe.TextFormSettings; restore does not import probe).
-	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off",
+	// Row-level security never filters what replay changes: a restoring
+	// role that policies would bind fails loudly instead.
+	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off", "SET row_security = off",
 		"SET datestyle = 'ISO, MDY'", "SET intervalstyle = postgres", "SET extra_float_digits = 3", "SET bytea_output = hex", "SET lc_monetary = 'C'"} {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return sum, fmt.Errorf("target: %s: %w", s, err)
@@ -157,7 +175,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := guard.quiet(ctx, conn); err != nil {
 		return sum, fmt.Errorf("target: %w (the target is partial: it holds the base backup)", err)
 	}
-	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError, guard: guard}
+	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError, guard: guard, noOwner: opts.NoOwner}
 	if late := plan.LeftOut(); len(late) > 0 {
 		p.leftOut = map[string]bool{}
 		for _, c := range late {
@@ -263,7 +281,10 @@ func pgRestore(ctx context.Context, arts artifact.Store, key string, opts Option
 		return err
 	}
 	defer rc.Close()
-	args := []string{"--no-owner", "--exit-on-error", "-d", opts.TargetDSN}
+	args := []string{"--exit-on-error", "-d", opts.TargetDSN}
+	if opts.NoOwner {
+		args = append(args, "--no-owner")
+	}
 	if opts.Clean {
 		args = append(args, "--clean", "--if-exists")
 	}

@@ -113,3 +113,27 @@ func TestSplitStatementsLikePsql(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterStatementsAreToldApart(t *testing.T) {
+	for s, want := range map[string]bool{
+		"CREATE ROLE r":                     true,
+		"DROP USER IF EXISTS u":             true,
+		"ALTER DATABASE d SET x = 1":        true,
+		"ALTER SYSTEM SET work_mem = '1MB'": true,
+		"CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION f()": true,
+		"GRANT r1 TO r2":                            true,
+		"GRANT CONNECT ON DATABASE d TO r":          true,
+		"COMMENT ON ROLE r IS 'x'":                  true,
+		"CREATE TABLE t (a int) TABLESPACE ts":      false,
+		"CREATE USER MAPPING FOR r SERVER s":        false,
+		"GRANT SELECT ON t TO r":                    false,
+		"COMMENT ON TABLE role IS 'x'":              false,
+		"ALTER TABLE t SET TABLESPACE ts":           false,
+		"SECURITY LABEL FOR p ON TABLE t IS 'x'":    false,
+		"CREATE INDEX i ON t (a) TABLESPACE system": false,
+	} {
+		if got := clusterStatement(topLevelWords(s)); got != want {
+			t.Errorf("clusterStatement(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -39,6 +39,8 @@ type fakeEngine struct {
 	calls   []string
 	plan    *restore.Plan
 	planErr error
+	// restoreOpts: the options of each Restore call.
+	restoreOpts []restore.Options
 }
 
 func (f *fakeEngine) Status(context.Context) (engine.Status, error) { return f.st, f.err }
@@ -74,7 +76,8 @@ func (f *fakeEngine) SourceRecord(context.Context, string) (store.Source, error)
 func (f *fakeEngine) PlanRestore(context.Context, string, restore.Target) (*restore.Plan, error) {
 	return f.plan, f.planErr
 }
-func (f *fakeEngine) Restore(context.Context, string, *restore.Plan, restore.Options) (restore.Summary, error) {
+func (f *fakeEngine) Restore(_ context.Context, _ string, _ *restore.Plan, opts restore.Options) (restore.Summary, error) {
+	f.restoreOpts = append(f.restoreOpts, opts)
 	return restore.Summary{Transactions: 10, Rows: 20, LargeObjects: 2, TempDDL: 3, OwnerChanges: 1,
 		SkippedDDL: []restore.SkippedDDL{{LSN: 0x3000060, Statement: "DO (ALTER TABLE t SET (fillfactor=70))", Err: "not rebuilt", NotReproduced: true}}}, nil
 }
@@ -426,6 +429,7 @@ func TestWizardWalksToASummary(t *testing.T) {
 			t.Fatal("a wrong confirmation is not refused")
 		}
 		m = typeText(t, m, "e")
+		checkFits(t, ansi.Strip(m.Render()), size[0], size[1])
 		m, cmd = update(t, m, press("enter"))
 		if !w.Busy() {
 			t.Fatal("the wizard is not busy while restoring")
@@ -441,6 +445,9 @@ func TestWizardWalksToASummary(t *testing.T) {
 			!strings.Contains(out, "large objects 2") || !strings.Contains(out, "temporary    3") || !strings.Contains(out, "owners       1") ||
 			!strings.Contains(out, "NOT REPRODUCED 0/3000060") {
 			t.Fatalf("summary:\n%s", out)
+		}
+		if len(f.restoreOpts) != 1 || f.restoreOpts[0].NoOwner {
+			t.Fatalf("restore keeps owners unless asked: %+v", f.restoreOpts)
 		}
 		m, cmd = update(t, m, press("enter"))
 		m = run(t, m, cmd)
@@ -476,5 +483,34 @@ func TestViewOwnsAltScreen(t *testing.T) {
 	v := newModel(sample()).View()
 	if !v.AltScreen || v.WindowTitle != "btfu" {
 		t.Fatalf("view: alt=%v title=%q", v.AltScreen, v.WindowTitle)
+	}
+}
+
+// Typing restore --no-owner at the confirmation restores without owners,
+// for a target without the source's roles (the CLI's --no-owner).
+func TestWizardRestoresWithoutOwnersWhenAsked(t *testing.T) {
+	f := sample()
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = sized(t, m, 80, 24)
+	m, cmd := update(t, m, press("R"))
+	m = run(t, m, cmd)
+	w := m.screen.(*wizard)
+	m = typeText(t, m, "latest")
+	m, _ = update(t, m, press("enter"))
+	m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})
+	m = run(t, m, cmd)
+	if w.step != stepPlan {
+		t.Fatalf("step %d: %s", w.step, w.problem)
+	}
+	m, _ = update(t, m, press("enter"))
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "restore --no-owner") {
+		t.Fatalf("the confirmation does not offer --no-owner:\n%s", out)
+	}
+	m = typeText(t, m, "restore --no-owner")
+	m, cmd = update(t, m, press("enter"))
+	m = run(t, m, cmd)
+	if len(f.restoreOpts) != 1 || !f.restoreOpts[0].NoOwner {
+		t.Fatalf("restore --no-owner: %+v", f.restoreOpts)
 	}
 }

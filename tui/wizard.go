@@ -54,6 +54,7 @@ type wizard struct {
 	sum     restore.Summary
 	err     error
 	askStop bool
+	noOwner bool // typed restore --no-owner
 	keys    struct{ Next, Back, Up, Down key.Binding }
 }
 
@@ -259,8 +260,13 @@ func (w *wizard) key(msg tea.KeyPressMsg) (Component, tea.Cmd) {
 			w.step = stepPlan
 			return w, nil
 		case isNext:
-			if strings.TrimSpace(w.input.Value()) != "restore" {
-				w.problem = "type the word restore (or esc to go back)"
+			switch strings.Join(strings.Fields(w.input.Value()), " ") {
+			case "restore":
+				w.noOwner = false
+			case "restore --no-owner":
+				w.noOwner = true
+			default:
+				w.problem = "type the word restore, or restore --no-owner (or esc to go back)"
 				return w, nil
 			}
 			return w, w.start()
@@ -328,9 +334,9 @@ func (w *wizard) start() tea.Cmd {
 	w.cancel, w.step, w.started = cancel, stepRunning, time.Now()
 	w.prog = make(chan restore.Progress, 1)
 	prog := w.prog
-	eng, name, plan, dsn := w.eng, w.source, w.plan, w.dsn
+	eng, name, plan, dsn, noOwner := w.eng, w.source, w.plan, w.dsn, w.noOwner
 	run := func() tea.Msg {
-		sum, err := eng.Restore(rctx, name, plan, restore.Options{TargetDSN: dsn, Progress: func(p restore.Progress) {
+		sum, err := eng.Restore(rctx, name, plan, restore.Options{TargetDSN: dsn, NoOwner: noOwner, Progress: func(p restore.Progress) {
 			select {
 			case <-prog: // drop the older one: latest wins
 			default:
@@ -396,6 +402,7 @@ func (w *wizard) View() string {
 			b.WriteString("\n" + w.st.Muted.Render("enter to continue, esc to change the target") + "\n")
 		} else {
 			b.WriteString("\n" + w.input.View() + "\n")
+			b.WriteString(w.st.Muted.Render("or restore --no-owner: objects then belong to the restoring role (a target without the source's roles)") + "\n")
 		}
 	case stepRunning:
 		p := w.last
@@ -428,7 +435,7 @@ func (w *wizard) View() string {
 				b.WriteString(fmt.Sprintf("temporary    %d DDL statement(s) on temporary objects not replayed\n", s.TempDDL))
 			}
 			if s.OwnerChanges > 0 {
-				b.WriteString(fmt.Sprintf("owners       %d statement(s) about owners left out (as pg_restore --no-owner)\n", s.OwnerChanges))
+				b.WriteString(fmt.Sprintf("owners       %d statement(s) about owners left out (a role the target lacks)\n", s.OwnerChanges))
 			}
 			for _, n := range s.Notes {
 				b.WriteString("note         " + n + "\n")
