@@ -130,6 +130,18 @@ type ddlState struct {
 	// remaining statement has came from a function or an event trigger
 	// run during another.
 	rest []string
+	// early: what DROP messages no statement named reported dropped
+	// since the last statement taken. A sql_drop event trigger of the
+	// application's that drops more during a DROP reports, at its own
+	// end, what the outer DROP had dropped until then too, so the outer
+	// statement's message may come with nothing.
+	early []ddlObject
+}
+
+// droppedBy is what the statement m is about dropped: its own message's
+// objects and those reported early.
+func (d *ddlState) droppedBy(m *ddlMessage) []ddlObject {
+	return originals(append(slices.Clone(d.early), m.Dropped...))
 }
 
 // take returns the next statement of the query string that a message of
@@ -296,6 +308,7 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		// drops more) goes IF EXISTS, which is no harm where the
 		// statement's own text dropped it already.
 		if dropped := originals(m.Dropped); strings.HasPrefix(m.Tag, "DROP ") && len(dropped) > 0 && droppable(dropped) {
+			p.ddl.early = append(p.ddl.early, m.Dropped...)
 			for _, s := range dropStatements(dropped) {
 				if err := p.runDDL(ctx, "captured DDL", sessionOf(m), s); err != nil {
 					return err
@@ -304,7 +317,9 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 		}
 		return p.fixBounds(ctx, m)
 	}
-	if err := p.apply(ctx, m, stmt, true); err != nil {
+	err := p.apply(ctx, m, stmt, true)
+	p.ddl.early = nil
+	if err != nil {
 		return err
 	}
 	return p.fixBounds(ctx, m)
@@ -315,7 +330,11 @@ func (p *replayer) capturedDDL(ctx context.Context, m *ddlMessage) error {
 // about).
 func (p *replayer) apply(ctx context.Context, m *ddlMessage, stmt string, mine bool) error {
 	stmts := []string{stmt}
-	if dropped := originals(m.Dropped); mine && p.noOwner && dropOwned(stmt) {
+	dropped := originals(m.Dropped)
+	if mine {
+		dropped = p.ddl.droppedBy(m)
+	}
+	if mine && p.noOwner && dropOwned(stmt) {
 		// Without owners, DROP OWNED BY names a role the restore does
 		// not use: its objects go one by one, the rest of what it did
 		// (privileges, default privileges) goes with the owners.
@@ -451,7 +470,7 @@ func (p *replayer) ownerStatement(ctx context.Context, m *ddlMessage, s string) 
 		// Also what the source's DROP OWNED dropped beside the role's
 		// objects (an event trigger of the application's dropping more),
 		// and, without the role, the role's objects one by one.
-		for _, d := range dropStatements(droppableOnly(originals(m.Dropped))) {
+		for _, d := range dropStatements(droppableOnly(p.ddl.droppedBy(m))) {
 			if err := p.runDDL(ctx, "captured DDL", sessionOf(m), d); err != nil {
 				return err
 			}
@@ -596,6 +615,20 @@ func (p *replayer) tryDDL(ctx context.Context, sess *stmtSession, stmt string) e
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "25001" { // active_sql_transaction
 		err = p.outsideTransaction(ctx, sess, stmt)
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" && sess != nil && sess.role != "" && !p.noOwner && p.roles[sess.role] {
+		// insufficient_privilege: the target's role lacks what the
+		// source's had (made without its attributes or grants, as a role
+		// of the same name made by hand). As the restoring role instead,
+		// which owns what the statement makes, rather than leaving it out.
+		alt := *sess
+		alt.role = ""
+		if err = p.inSession(ctx, &alt, stmt); errors.As(err, &pgErr) && pgErr.Code == "25001" {
+			err = p.outsideTransaction(ctx, &alt, stmt)
+		}
+		if err == nil {
+			p.notes.add(fmt.Sprintf("statements the source ran as role %s that the target's %s may not run (it lacks an attribute or privilege the source's had: make it as the source has it, e.g. pg_dumpall --roles-only) ran as the restoring role, which owns what they made", sess.role, sess.role))
+		}
 	}
 	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.HasPrefix(pgErr.Message, "tablespace ") {
 		// The target lacks the source's tablespace: the object goes to

@@ -275,3 +275,53 @@ ALTER TABLE b ENABLE ALWAYS RULE b_log;`, "")
 		t.Errorf("trigger states restored as %q, source has %q", got, wantStates)
 	}
 }
+
+// A DROP of several schemas under an application's sql_drop event trigger
+// that drops more (corpus event_trigger.sql): the trigger's own DROP TABLE
+// reports, at its end, what the outer DROP had dropped until then, and
+// the outer statement's message then comes with nothing. Replay drops
+// everything once and the outer statement does not fail on what is gone.
+func TestDropUnderAnEventTriggerThatDropsMore(t *testing.T) {
+	e := capturing(t)
+	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
+	src(`CREATE SCHEMA audit_tbls; CREATE SCHEMA schema_one; CREATE SCHEMA schema_two;
+		CREATE TABLE schema_one.table_one (a int PRIMARY KEY); CREATE TABLE schema_one."table two" (a int PRIMARY KEY);
+		CREATE TABLE schema_two.table_three (a int PRIMARY KEY, b text);
+		CREATE TABLE audit_tbls.schema_two_table_three (the_value text PRIMARY KEY);
+		CREATE FUNCTION schema_two.add(int, int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $2';
+		CREATE TABLE dropped_log (n serial PRIMARY KEY, object_identity text)`)
+	src(`CREATE FUNCTION drop_more() RETURNS event_trigger LANGUAGE plpgsql AS $$
+		DECLARE obj record;
+		BEGIN
+			FOR obj IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
+				IF obj.object_type = 'table' THEN
+					EXECUTE format('DROP TABLE IF EXISTS audit_tbls.%I', format('%s_%s', obj.schema_name, obj.object_name));
+				END IF;
+				INSERT INTO dropped_log (object_identity) VALUES (obj.object_identity);
+			END LOOP;
+		END $$;
+		CREATE EVENT TRIGGER regress_drop_more ON sql_drop WHEN TAG IN ('DROP SCHEMA', 'DROP TABLE') EXECUTE FUNCTION drop_more()`)
+	t.Cleanup(func() { source.Exec(t, e.db, "DROP EVENT TRIGGER IF EXISTS regress_drop_more") })
+	src(`DROP SCHEMA schema_one, schema_two CASCADE`)
+	src(`INSERT INTO items(name, qty) VALUES ('after', 1)`)
+	m := e.mark(t, "after the drop")
+	e.waitStored(t, m)
+	db, sum, err := e.restore(t, Target{LSN: m.lsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.SkippedDDL) > 0 {
+		t.Errorf("skipped: %v", sum.SkippedDDL)
+	}
+	if got := pgtest.QueryValue[string](t, target, db, `SELECT coalesce(string_agg(nspname, ','), '') FROM pg_namespace WHERE nspname IN ('schema_one', 'schema_two')`); got != "" {
+		t.Errorf("schemas left in the restore: %s", got)
+	}
+	if got := pgtest.QueryValue[bool](t, target, db, `SELECT to_regclass('audit_tbls.schema_two_table_three') IS NULL`); !got {
+		t.Error("the table the event trigger dropped is still in the restore")
+	}
+	for _, tbl := range []string{"items", "dropped_log"} {
+		if got, want := tableHash(t, target, db, tbl), tableHash(t, source, e.db, tbl); got != want {
+			t.Errorf("%s restored as %s, source held %s", tbl, got, want)
+		}
+	}
+}
