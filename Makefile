@@ -6,15 +6,30 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X github.com/btfu/btfu/cli.Version=$(VERSION) -X github.com/btfu/btfu/cli.Commit=$(COMMIT)
 BIN     := bin/btfu
 
-.PHONY: build test lint bench demo clean test-matrix soak test-corpus
+# Test tools that are not Go packages of btfu's module are installed here
+# (git ignores .tools/) at pinned versions, so `make test` and `make bench`
+# work on a machine with only Go, a C compiler and PostgreSQL. The tests
+# look in $BTFU_TOOLS_BIN (else .tools/bin) before $PATH.
+TOOLS_BIN         := $(CURDIR)/.tools/bin
+VERSITYGW_VERSION ?= v1.8.0
+export BTFU_TOOLS_BIN := $(TOOLS_BIN)
+
+.PHONY: build test lint bench demo clean test-matrix soak test-corpus tools
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 # Everything, including the PostgreSQL- and S3-backed suites; the test
 # harness starts the servers itself (see DEVELOPERS.md).
-test: lint
+test: lint tools
 	$(GO) test -count=1 -timeout 15m ./...
+
+# The S3 test server. A stamp per version, so changing the pin reinstalls.
+tools: .tools/versitygw-$(VERSITYGW_VERSION)
+.tools/versitygw-$(VERSITYGW_VERSION):
+	@echo "installing versitygw $(VERSITYGW_VERSION) into $(TOOLS_BIN) (the S3 test server)"
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	@touch $@
 
 lint:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
@@ -23,7 +38,7 @@ lint:
 
 # Benchmarks start their own servers and print a comparison table
 # (internal/bench: btfu vs pg_recvlogical vs a native subscription).
-bench:
+bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -benchmem -timeout 60m ./...
 
 # The PostgreSQL version matrix (13-18; MAJORS="16 17" for some): each major's

@@ -25,7 +25,8 @@ type tmuxSession struct {
 func startTmux(t *testing.T, dir string, width, height int, env []string, args ...string) *tmuxSession {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Fatalf("tmux is needed for the TUI tests (Debian: apt-get install tmux): %v", err)
+		t.Fatalf("tmux not found (%v): the TUI tests drive btfu under tmux and fail without it; install it "+
+			"(Debian/Ubuntu: apt-get install tmux; Fedora: dnf install tmux; macOS: brew install tmux)", err)
 	}
 	s := &tmuxSession{t: t, sock: fmt.Sprintf("btfu-test-%d-%d", os.Getpid(), time.Now().UnixNano()), name: "btfu"}
 	// The shell keeps the pane open after btfu exits, so its exit status

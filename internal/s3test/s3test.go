@@ -7,9 +7,11 @@
 // takes it along; directories left behind by such a crash are removed by
 // the next Start.
 //
-// The versitygw binary is looked up in $PATH, $(go env GOBIN),
+// The versitygw binary is looked up first among the repository's test
+// tools ($BTFU_TOOLS_BIN, else .tools/bin at the module root, where `make
+// tools` installs the pinned version), then in $PATH, $(go env GOBIN),
 // $GOPATH/bin and ~/go/bin. When it is missing Start fails (tests never
-// skip) with the command that installs it: InstallCommand.
+// skip) saying how to install it: `make tools`, or InstallCommand.
 package s3test
 
 import (
@@ -35,8 +37,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// InstallCommand installs the versitygw version the tests are written for.
+// InstallCommand installs the versitygw version the tests are written for
+// (the Makefile's VERSITYGW_VERSION).
 const InstallCommand = "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"
+
+// ToolsBinEnv names the directory of the repository's test tools; the
+// Makefile sets it to .tools/bin.
+const ToolsBinEnv = "BTFU_TOOLS_BIN"
 
 // Region is the region the server answers for.
 const Region = "us-east-1"
@@ -102,6 +109,11 @@ func Start() (*Server, error) {
 }
 
 func findBinary() (string, error) {
+	for _, d := range toolsDirs() {
+		if p := filepath.Join(d, "versitygw"); isExecutable(p) {
+			return p, nil
+		}
+	}
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p, nil
 	}
@@ -122,12 +134,39 @@ func findBinary() (string, error) {
 		if d == "" {
 			continue
 		}
-		p := filepath.Join(d, "versitygw")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if p := filepath.Join(d, "versitygw"); isExecutable(p) {
 			return p, nil
 		}
 	}
-	return "", errors.New("s3test: versitygw not found in $PATH, $(go env GOBIN), $GOPATH/bin or ~/go/bin; install it with: " + InstallCommand)
+	return "", errors.New("s3test: versitygw not found in $" + ToolsBinEnv + ", .tools/bin, $PATH, $(go env GOBIN), $GOPATH/bin or ~/go/bin; " +
+		"run 'make tools' at the repository's root (make test does it), or install it with: " + InstallCommand)
+}
+
+// toolsDirs are where the repository's test tools live: $BTFU_TOOLS_BIN,
+// and .tools/bin in the module root above the working directory (go test
+// runs in the package's directory).
+func toolsDirs() []string {
+	var dirs []string
+	if d := os.Getenv(ToolsBinEnv); d != "" {
+		dirs = append(dirs, d)
+	}
+	dir, err := os.Getwd()
+	for err == nil {
+		if _, statErr := os.Stat(filepath.Join(dir, "go.mod")); statErr == nil {
+			return append(dirs, filepath.Join(dir, ".tools", "bin"))
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return dirs
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 func (s *Server) start(port int) error {

@@ -65,14 +65,84 @@ func TestServerServesBuckets(t *testing.T) {
 	}
 }
 
-func TestMissingBinaryNamesInstallCommand(t *testing.T) {
+// noVersitygw leaves versitygw nowhere the lookup goes: no tools
+// directory, PATH, GOBIN, GOPATH or home, and a working directory outside
+// the repository (whose .tools/bin may hold it).
+func noVersitygw(t *testing.T) string {
+	t.Helper()
 	empty := t.TempDir()
-	for _, v := range []string{"PATH", "GOBIN", "GOPATH", "HOME"} {
+	for _, v := range []string{"PATH", "GOBIN", "GOPATH", "HOME", ToolsBinEnv} {
 		t.Setenv(v, empty)
 	}
+	t.Chdir(empty)
+	return empty
+}
+
+// fakeTool writes an executable named versitygw into dir.
+func fakeTool(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "versitygw")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMissingBinaryNamesInstallCommand(t *testing.T) {
+	noVersitygw(t)
 	_, err := Start()
-	if err == nil || !strings.Contains(err.Error(), InstallCommand) {
-		t.Fatalf("Start without versitygw: error = %v, want it to name %q", err, InstallCommand)
+	if err == nil || !strings.Contains(err.Error(), InstallCommand) || !strings.Contains(err.Error(), "make tools") {
+		t.Fatalf("Start without versitygw: error = %v, want it to name 'make tools' and %q", err, InstallCommand)
+	}
+}
+
+// make test installs versitygw into the repository's .tools/bin and says
+// so in $BTFU_TOOLS_BIN; go test run by hand finds it there from any
+// package directory. Either comes before $PATH, so the pinned version is
+// the one tested.
+func TestFindsTheRepositorysToolsBeforePath(t *testing.T) {
+	empty := noVersitygw(t)
+	onPath := fakeTool(t, filepath.Join(empty, "path"))
+	t.Setenv("PATH", filepath.Dir(onPath))
+
+	repo := t.TempDir()
+	if err := os.WriteFile(filepath.Join(repo, "go.mod"), []byte("module example.com/x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inRepo := fakeTool(t, filepath.Join(repo, ".tools", "bin"))
+	pkg := filepath.Join(repo, "internal", "pkg")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(pkg)
+	if got, err := findBinary(); err != nil || got != inRepo {
+		t.Errorf("from a package directory: found %q (%v), want the module root's %s", got, err, inRepo)
+	}
+
+	t.Setenv(ToolsBinEnv, filepath.Dir(fakeTool(t, filepath.Join(empty, "tools"))))
+	if got, err := findBinary(); err != nil || got != filepath.Join(empty, "tools", "versitygw") {
+		t.Errorf("with $%s: found %q (%v), want the one there", ToolsBinEnv, got, err)
+	}
+
+	t.Setenv(ToolsBinEnv, "")
+	t.Chdir(empty)
+	if got, err := findBinary(); err != nil || got != onPath {
+		t.Errorf("outside the repository: found %q (%v), want $PATH's %s", got, err, onPath)
+	}
+}
+
+// The Makefile installs the version the tests name.
+func TestMakefileInstallsThePinnedVersion(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, version, _ := strings.Cut(InstallCommand, "@")
+	if !strings.Contains(string(mk), "VERSITYGW_VERSION ?= "+version+"\n") {
+		t.Errorf("the Makefile does not set VERSITYGW_VERSION ?= %s (InstallCommand: %s)", version, InstallCommand)
 	}
 }
 
