@@ -680,6 +680,10 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		switch m.Action {
 		case "joined":
 			joined = append(joined, name)
+			if err := RecordJoined(ctx, w.Meta, w.SourceID, []string{name}, info.CommitLSN, info.CommitTime); err != nil {
+				w.Log.Warn("could not record table coverage", "table", name, "err", err)
+			}
+			continue
 		case "left_out":
 			c.LeftOut, c.Reason = true, "no primary key or replica identity"
 			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
@@ -717,6 +721,24 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		w.backupDue = "tables joined the publication"
 		w.mu.Unlock()
 	}
+}
+
+// RecordJoined records that existing tables joined the source's
+// publication at lsn (at: its time): the stream holds their changes from
+// there on, so restores from older base backups leave them out and say
+// so, until a base backup taken after lsn holds them. Every path that adds
+// tables to a publication with a chain records them here: the capture
+// trigger ("joined"), registration by the engine and by 'btfu register'.
+// The worker takes that base backup itself for "joined"; whatever the
+// path, the engine takes it when it next starts the source if none was
+// taken after lsn (it reads these records).
+func RecordJoined(ctx context.Context, meta store.Store, sourceID int64, tables []string, lsn pglogrepl.LSN, at time.Time) error {
+	for _, t := range tables {
+		if _, err := meta.AddTableCoverage(ctx, store.TableCoverage{SourceID: sourceID, Table: t, FromLSN: lsn, AddedAt: at}); err != nil {
+			return fmt.Errorf("record coverage of %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // coveredTables returns the tables that have coverage records.
