@@ -31,8 +31,6 @@ type runner struct {
 	next   time.Time // next scheduled base backup
 	cancel context.CancelFunc
 	done   chan struct{}
-	// backupOnStart: a base backup is due once the worker streams.
-	backupOnStart string
 	// pausedRetained is the WAL a paused source's slot holds, as last
 	// measured (0 when unknown or not paused).
 	pausedRetained int64
@@ -67,13 +65,16 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 		e.watchPaused(ctx, sc, src.ID)
 		return
 	}
-	w := &capture.Worker{Source: sc, SourceID: src.ID, Meta: e.meta, Artifacts: e.artifacts, Log: e.log, SpoolDir: e.spoolDir(),
+	due, err := baseBackupDue(ctx, e.meta, src.ID)
+	if err != nil {
+		e.log.Warn("could not tell whether tables joined since the newest base backup", "source", sc.Name, "err", err)
+	}
+	w := &capture.Worker{Source: sc, SourceID: src.ID, BackupOnStart: due, Meta: e.meta, Artifacts: e.artifacts, Log: e.log, SpoolDir: e.spoolDir(),
 		AfterBackup: func(ctx context.Context, b store.BaseBackup) { e.afterBackup(ctx, sc, src.ID, b) },
 		Notify: func(ctx context.Context, level slog.Level, kind, msg string) {
 			e.Event(ctx, src.ID, level, kind, msg, map[string]string{"source": sc.Name})
 		}}
 	r.mu.Lock()
-	w.BackupOnStart, r.backupOnStart = r.backupOnStart, ""
 	r.worker = w
 	r.mu.Unlock()
 	defer func() {
