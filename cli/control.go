@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/btfu/btfu/api"
@@ -120,6 +121,53 @@ func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, v
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s; source %s will be %sd when it starts\n", notRunning(cfg), src.Name, verb)
+	return nil
+}
+
+// tablesJoined records the tables that registration added to the
+// publication of src, through the engine, and sees that the base backup
+// that makes them restorable follows: the running btfu takes it now; a
+// btfu not running takes it when it starts (the records say it is due).
+func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.Store, g *probe.Registration) error {
+	if len(g.AddedTables) == 0 {
+		return nil
+	}
+	names := strings.Join(g.AddedTables, ", ")
+	recorded, err := engine.RecordRegistration(env.Ctx, meta, src.Name, g)
+	if err != nil {
+		return fmt.Errorf("table(s) %s joined publication %s at %s, but that could not be recorded (%w): a restore from an older base backup would hold them without their changes from before; take a base backup now with 'btfu backup --source %s'",
+			names, src.Publication, g.AddedLSN, err, src.Name)
+	}
+	if !recorded {
+		fmt.Fprintf(env.Stdout, "table(s) %s joined publication %s; source %s has no base backup yet, so its first one holds them\n", names, src.Publication, src.Name)
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "table(s) %s joined publication %s at %s: restores from older base backups leave them out and say so; a base backup follows so that restores hold them\n", names, src.Publication, g.AddedLSN)
+	c, err := api.Connect(cfg)
+	if errors.Is(err, api.ErrNotRunning) {
+		fmt.Fprintf(env.Stdout, "%s; it takes that base backup when it starts source %s\n", notRunning(cfg), src.Name)
+		return nil
+	}
+	later := fmt.Sprintf("btfu takes it the next time it starts source %s (btfu restarted, the source resumed or its config changed), or run 'btfu backup --source %s' once it streams", src.Name, src.Name)
+	if err != nil {
+		return fmt.Errorf("no base backup yet (%w); %s", err, later)
+	}
+	var st engine.Status
+	if err := c.Do(env.Ctx, http.MethodGet, "/v1/sources", &st); err != nil {
+		return fmt.Errorf("no base backup yet (%w); %s", err, later)
+	}
+	for _, ss := range st.Sources {
+		if ss.Name == src.Name && ss.State != "streaming" && ss.State != "backing_up" {
+			fmt.Fprintf(env.Stdout, "source %s is %s in the running btfu: %s\n", src.Name, ss.State, later)
+			return nil
+		}
+	}
+	fmt.Fprintf(env.Stderr, "taking a base backup of %s (btfu on %s)...\n", src.Name, c.Where())
+	var b api.BaseBackup
+	if err := c.Do(env.Ctx, http.MethodPost, "/v1/sources/"+src.Name+"/backup", &b); err != nil {
+		return fmt.Errorf("the running btfu did not take the base backup (%w); %s", err, later)
+	}
+	fmt.Fprintf(env.Stdout, "base backup %s of %s complete: consistent at %s; restores from there on hold %s\n", b.Key, src.Name, b.ConsistentLSN, names)
 	return nil
 }
 

@@ -52,7 +52,7 @@ func probeCommand() command {
 func registerCommand() command {
 	return command{
 		name:    "register",
-		summary: "probe a source, show the plan, and create the publication and DDL-capture objects it announces (the slot comes with the first base backup)",
+		summary: "probe a source, show the plan, and create the publication and DDL-capture objects it announces (the slot comes with the first base backup); tables it adds to a backed-up source's publication get a base backup",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name from the config (may be omitted when there is only one)")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
@@ -79,6 +79,17 @@ func registerCommand() command {
 						return errors.New("not registered: not confirmed")
 					}
 				}
+				cfg, err := loadConfig(path)
+				if err != nil {
+					return err
+				}
+				// Opened before the source changes: tables that join the
+				// publication of a source with backups are recorded there.
+				meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
+				if err != nil {
+					return fmt.Errorf("not registered: %w", err)
+				}
+				defer meta.Close()
 				g, err := probe.Register(env.Ctx, src, r)
 				if err != nil {
 					return err
@@ -95,7 +106,7 @@ func registerCommand() command {
 				if !g.Changed() {
 					fmt.Fprintf(env.Stdout, "source %s was already registered; nothing changed\n", src.Name)
 				}
-				return nil
+				return tablesJoined(env, cfg, src, meta, g)
 			}
 		},
 	}
