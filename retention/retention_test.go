@@ -228,9 +228,11 @@ func TestApply(t *testing.T) {
 		bases: []string{"b1", "b2", "b3", "failed_new", "running"}, segs: []string{"b-1", "b-2", "b-3", "b-4"},
 		kept: []string{"b1", "b2", "b3"}, cover: []string{"B:1000-1450"},
 	}, {
-		name: "both, keep_for reaches further", build: standard, policy: Policy{KeepBaseBackups: 1, KeepFor: 3 * day},
-		bases: []string{"b2", "b3", "failed_new", "running"}, segs: []string{"b-2", "b-3", "b-4"},
-		kept: []string{"b2", "b3"}, cover: []string{"B:1150-1450"},
+		// The window starts 3 days ago, between b1 and b2: b1 stays so
+		// that its start is restorable.
+		name: "both, keep_for reaches further, back to the base before its start", build: standard, policy: Policy{KeepBaseBackups: 1, KeepFor: 3 * day},
+		bases: []string{"b1", "b2", "b3", "failed_new", "running"}, segs: []string{"b-1", "b-2", "b-3", "b-4"},
+		kept: []string{"b1", "b2", "b3"}, cover: []string{"B:1000-1450"},
 	}, {
 		name: "both, N reaches further", build: standard, policy: Policy{KeepBaseBackups: 3, KeepFor: day},
 		bases: []string{"b1", "b2", "b3", "failed_new", "running"}, segs: []string{"b-1", "b-2", "b-3", "b-4"},
@@ -577,5 +579,44 @@ func TestRecordsAddedDuringApplyStay(t *testing.T) {
 	}
 	if got := names(f.bases, baseID, ids(bases, baseID)); !slices.Equal(got, []string{"b3", "c_running", "failed_new", "running"}) {
 		t.Errorf("base backups left %v", got)
+	}
+}
+
+// covers reports whether some range reaches instant t.
+func covers(rs []coverage.Range, t time.Time) bool {
+	for _, r := range rs {
+		if !t.Before(r.FromTime) && !t.After(r.ToTime) {
+			return true
+		}
+	}
+	return false
+}
+
+// keep_for promises every instant of its window: the window's start must
+// stay restorable, so the newest base before it (whose chain reaches it)
+// and the segments after that base stay.
+func TestKeepForWindowStartStaysRestorable(t *testing.T) {
+	for _, keepFor := range []time.Duration{3 * day, 36 * time.Hour, 4*day + 12*time.Hour, 6 * day} {
+		t.Run(keepFor.String(), func(t *testing.T) {
+			f := newFixture(t)
+			standard(f)
+			chains0, bases0, segs0 := f.state()
+			start := now.Add(-keepFor)
+			before := covers(coverage.Compute(chains0, bases0, segs0), start)
+			if _, err := Apply(f.ctx, f.meta, f.arts, f.src, Policy{KeepBaseBackups: 1, KeepFor: keepFor}, now, nil); err != nil {
+				t.Fatal(err)
+			}
+			chains, bases, segs := f.state()
+			after := coverage.Compute(chains, bases, segs)
+			if before && !covers(after, start) {
+				t.Errorf("the window's start %s was restorable and is not after retention: coverage %v", start, f.cover(after))
+			}
+			for at := start; at.Before(now); at = at.Add(time.Hour) {
+				if covers(coverage.Compute(chains0, bases0, segs0), at) && !covers(after, at) {
+					t.Errorf("%s inside keep_for was restorable and is not after retention", at)
+					break
+				}
+			}
+		})
 	}
 }
