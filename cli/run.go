@@ -72,7 +72,24 @@ func runCommand() command {
 				// storing and acknowledging what it holds.
 				ctx, stop := context.WithCancel(env.Ctx)
 				defer stop()
-				go eng.WatchConfig(ctx, hangups(ctx))
+				hup := hangups(ctx)
+				if *noTUI {
+					go eng.WatchConfig(ctx, hup)
+				} else {
+					// SIGHUP to a process in a terminal means the terminal
+					// went away (an SSH connection dropped, tmux killed):
+					// stop as on SIGTERM. config.toml is still reloaded
+					// when it changes.
+					go eng.WatchConfig(ctx, nil)
+					go func() {
+						select {
+						case <-hup:
+							log.Info("SIGHUP: the terminal went away; stopping")
+							stop()
+						case <-ctx.Done():
+						}
+					}()
+				}
 				// The API starts before the engine runs, so /metrics counts
 				// every error event; it stops with the engine.
 				apiDone := api.New(eng, api.Options{Token: cfg.API.Token, Log: log}).Start(ctx, listeners)
@@ -87,6 +104,10 @@ func runCommand() command {
 					<-ctx.Done()
 				} else {
 					tuiErr = tui.Run(ctx, eng)
+					if errors.Is(tuiErr, tui.ErrTerminalLost) {
+						log.Info("the terminal went away; stopping")
+						tuiErr = nil
+					}
 				}
 				stop()
 				runErr := <-done
@@ -102,7 +123,8 @@ func runCommand() command {
 	}
 }
 
-// hangups delivers SIGHUP (reload config.toml) until ctx ends.
+// hangups delivers SIGHUP until ctx ends: reload config.toml headless,
+// stop under the TUI.
 func hangups(ctx context.Context) <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)

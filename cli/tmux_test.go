@@ -1,12 +1,15 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,18 +27,31 @@ type tmuxSession struct {
 
 func startTmux(t *testing.T, dir string, width, height int, env []string, args ...string) *tmuxSession {
 	t.Helper()
+	// The shell keeps the pane open after btfu exits, so its exit status
+	// and last words stay on the screen for the assertions.
+	cmdline := "cd " + shellQuote(dir) + " && " + btfuCommand(args...)
+	cmdline += "; echo \"btfu exited with status $?\"; sleep 600"
+	return startTmuxShell(t, width, height, env, cmdline)
+}
+
+// btfuCommand is the shell command running the binary with args.
+func btfuCommand(args ...string) string {
+	cmdline := shellQuote(bin)
+	for _, a := range args {
+		cmdline += " " + shellQuote(a)
+	}
+	return cmdline
+}
+
+// startTmuxShell runs cmdline with sh in a new session of a private tmux
+// server.
+func startTmuxShell(t *testing.T, width, height int, env []string, cmdline string) *tmuxSession {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatalf("tmux not found (%v): the TUI tests drive btfu under tmux and fail without it; install it "+
 			"(Debian/Ubuntu: apt-get install tmux; Fedora: dnf install tmux; macOS: brew install tmux)", err)
 	}
 	s := &tmuxSession{t: t, sock: fmt.Sprintf("btfu-test-%d-%d", os.Getpid(), time.Now().UnixNano()), name: "btfu"}
-	// The shell keeps the pane open after btfu exits, so its exit status
-	// and last words stay on the screen for the assertions.
-	cmdline := "cd " + shellQuote(dir) + " && " + shellQuote(bin)
-	for _, a := range args {
-		cmdline += " " + shellQuote(a)
-	}
-	cmdline += "; echo \"btfu exited with status $?\"; sleep 600"
 	full := []string{"-L", s.sock, "-f", "/dev/null", "new-session", "-d", "-s", s.name,
 		"-x", fmt.Sprint(width), "-y", fmt.Sprint(height)}
 	for _, e := range env {
@@ -238,5 +254,94 @@ func TestTUIHonoursNoColor(t *testing.T) {
 		}
 		s.keys("q")
 		s.waitFor(`btfu exited with status 0`, 30*time.Second)
+	}
+}
+
+// A TUI btfu whose terminal goes away (tmux killed, an SSH connection
+// dropped) or that gets SIGHUP stops as on SIGTERM: it stores the open
+// segment, acknowledges it and exits 0, instead of running on without a
+// screen. The shell around it ignores SIGHUP so that it outlives the
+// terminal and records btfu's exit status.
+func TestTUIStopsWhenItsTerminalHangsUp(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hangUp func(s *tmuxSession, btfuPid int)
+	}{
+		{"tmux killed", func(s *tmuxSession, _ int) { s.tmux("kill-server") }},
+		{"SIGHUP", func(_ *tmuxSession, pid int) { syscall.Kill(pid, syscall.SIGHUP) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := source.CreateDB(t)
+			t.Cleanup(func() {
+				source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 's_%s' AND NOT active", db))
+			})
+			source.Exec(t, db, "CREATE TABLE t(id int PRIMARY KEY)")
+			// Segments rotate after an hour: what the last commit is in
+			// stays open until btfu stops.
+			dir := writeConfig(t, fmt.Sprintf("[log]\nfile = \"btfu.log\"\n[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\nschedule = \"off\"\nsegment_max_age = \"1h\"\n", source.DSN(db), db))
+			statusFile := filepath.Join(dir, "exit-status")
+			s := startTmuxShell(t, 80, 24, nil, "trap '' HUP; cd "+shellQuote(dir)+" && "+btfuCommand("--config", filepath.Join(dir, "config.toml"))+"; echo $? > exit-status")
+			s.waitFor(`shop\s+streaming`, 60*time.Second)
+			pane, err := strconv.Atoi(strings.TrimSpace(s.tmux("display-message", "-p", "-t", s.name, "#{pane_pid}")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pane, pane))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, err := strconv.Atoi(strings.TrimSpace(string(children)))
+			if err != nil {
+				t.Fatalf("btfu's pid among the shell's children %q: %v", children, err)
+			}
+
+			source.Exec(t, db, "INSERT INTO t SELECT generate_series(1, 10)")
+			last := source.CurrentLSN(t)
+			// The commit has reached the open segment once btfu counts a
+			// transaction (nothing else is written to the source).
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var st struct {
+					Sources []struct {
+						TxPerSec float64 `json:"tx_per_sec"`
+					} `json:"sources"`
+				}
+				r := btfu(t, dir, "status", "--json")
+				if json.Unmarshal([]byte(r.stdout), &st) == nil && len(st.Sources) == 1 && st.Sources[0].TxPerSec > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("btfu never received the commit:\n%s", r.all())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if r := btfu(t, dir, "restore", "--lsn", last.String(), "--dry-run"); r.code == 0 {
+				t.Fatalf("coverage reaches the last commit before the hang-up: the segment was not open\n%s", r.all())
+			}
+
+			hungUp := time.Now()
+			tc.hangUp(s, pid)
+			deadline = hungUp.Add(10 * time.Second)
+			for {
+				b, err := os.ReadFile(statusFile)
+				if err == nil && strings.HasSuffix(string(b), "\n") {
+					if code := strings.TrimSpace(string(b)); code != "0" {
+						log, _ := os.ReadFile(filepath.Join(dir, "btfu.log"))
+						t.Fatalf("btfu exited with status %s after the hang-up; log:\n%s", code, log)
+					}
+					t.Logf("btfu exited 0 %s after the hang-up", time.Since(hungUp).Round(10*time.Millisecond))
+					break
+				}
+				if time.Now().After(deadline) {
+					syscall.Kill(pid, syscall.SIGKILL)
+					log, _ := os.ReadFile(filepath.Join(dir, "btfu.log"))
+					t.Fatalf("btfu still runs 10s after the hang-up; log:\n%s", log)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if r := btfu(t, dir, "restore", "--lsn", last.String(), "--dry-run"); r.code != 0 {
+				t.Fatalf("coverage does not reach the last commit before the hang-up: the open segment was not stored\n%s", r.all())
+			}
+		})
 	}
 }

@@ -8,14 +8,18 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+	"golang.org/x/term"
 
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/tui/styles"
@@ -52,9 +56,23 @@ func New(ctx context.Context, eng Engine) Model {
 		width: 80, height: 24, events: eng.RecentEvents()}
 }
 
-// Run shows the TUI until the user quits or ctx ends.
+// ErrTerminalLost is what Run returns when its terminal went away (an SSH
+// connection dropped, tmux killed): nobody can see or quit the TUI any
+// more, so the caller stops as on SIGTERM.
+var ErrTerminalLost = errors.New("the terminal went away")
+
+// terminalCheck is how often Run checks that its terminal is still there.
+const terminalCheck = 250 * time.Millisecond
+
+// Run shows the TUI on stdin and stdout until the user quits, ctx ends or
+// the terminal goes away (ErrTerminalLost).
 func Run(ctx context.Context, eng Engine) error {
-	p := tea.NewProgram(New(ctx, eng), tea.WithContext(ctx))
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := tea.NewProgram(New(ctx, eng), tea.WithContext(pctx))
+	// A hung-up terminal gives the program EOF (it then waits for input
+	// forever) or EIO: checking the terminal itself catches both.
+	go watchTerminal(pctx, func() { cancel(ErrTerminalLost) }, os.Stdin, os.Stdout)
 	bridge, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
@@ -65,10 +83,42 @@ func Run(ctx context.Context, eng Engine) error {
 		}
 	}()
 	_, err := p.Run()
+	if errors.Is(context.Cause(pctx), ErrTerminalLost) || (err != nil && errors.Is(err, syscall.EIO)) {
+		return ErrTerminalLost
+	}
 	if err != nil && ctx.Err() != nil {
 		return nil // interrupted: a clean stop
 	}
 	return err
+}
+
+// watchTerminal calls lost once any of files stops being a terminal: a
+// hung-up TTY answers every ioctl with EIO.
+func watchTerminal(ctx context.Context, lost func(), files ...*os.File) {
+	var fds []int
+	for _, f := range files {
+		if fd := int(f.Fd()); term.IsTerminal(fd) {
+			fds = append(fds, fd)
+		}
+	}
+	if len(fds) == 0 {
+		return
+	}
+	t := time.NewTicker(terminalCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, fd := range fds {
+			if !term.IsTerminal(fd) {
+				lost()
+				return
+			}
+		}
+	}
 }
 
 func (m Model) fetch() tea.Cmd {
