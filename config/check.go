@@ -296,6 +296,14 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.KeepFor < 0 {
 		p.add(key+".keep_for", "must not be negative")
 	}
+	for _, k := range []struct {
+		name string
+		n    int
+	}{{"keep_daily", s.KeepDaily}, {"keep_weekly", s.KeepWeekly}, {"keep_monthly", s.KeepMonthly}} {
+		if k.n < 0 {
+			p.add(key+"."+k.name, "must not be negative (0 keeps none by this rule)")
+		}
+	}
 	if s.PauseWALBudget < 16<<20 {
 		p.add(key+".pause_wal_budget", "%s is too small; at least 16MiB (the default is 1GiB)", s.PauseWALBudget)
 	}

@@ -141,6 +141,12 @@ type Source struct {
 
 	KeepBaseBackups int      `toml:"keep_base_backups"`
 	KeepFor         Duration `toml:"keep_for"`
+	// KeepDaily, KeepWeekly and KeepMonthly keep, as restore points, the
+	// newest base backup of each of that many most recent days, ISO weeks
+	// and months (read in Timezone) that have one; 0 keeps none.
+	KeepDaily   int `toml:"keep_daily"`
+	KeepWeekly  int `toml:"keep_weekly"`
+	KeepMonthly int `toml:"keep_monthly"`
 
 	// Paused stops streaming and keeps the slot while the WAL it retains
 	// stays under PauseWALBudget; past it the slot is dropped, the gap

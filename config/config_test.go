@@ -64,6 +64,7 @@ func TestProblemsNameTheKey(t *testing.T) {
 		{"pattern", `exclude_tables = ["orders"]`, `source.orders.exclude_tables[0]: "orders" is not a schema.table pattern`},
 		{"keep", `keep_base_backups = -1`, `source.orders.keep_base_backups: must be at least 1`},
 		{"wrong type", `keep_base_backups = "two"`, `keep_base_backups`},
+		{"calendar", `keep_weekly = -4`, `source.orders.keep_weekly: must not be negative`},
 		{"restore target", `restore_target = "postgres://u@h:notaport/d"`, `source.orders.restore_target: cannot parse`},
 	}
 	for _, c := range cases {

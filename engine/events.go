@@ -18,6 +18,15 @@ type EventRecord struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
+// Event kinds the engine defines (the capture worker's are in package
+// capture's calls to notify).
+const (
+	// EventRetentionRefused: retention kept a base backup the policy alone
+	// would delete (the only one of the chain that reaches now), or its
+	// own check refused a plan.
+	EventRetentionRefused = "retention.refused"
+)
+
 // recentEvents is how many events the engine keeps in memory for
 // consumers that attach late (the TUI's log screen).
 const recentEvents = 500

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -9,11 +10,30 @@ import (
 	"github.com/btfu/btfu/retention"
 )
 
-// applyRetention prunes a source's old base backups, segments and
-// snapshots by its policy; failures are logged, never fatal.
-func (e *Engine) applyRetention(ctx context.Context, sc *config.Source, sourceID int64) {
-	rep, err := retention.Apply(ctx, e.meta, e.artifacts, sourceID, retention.Policy{KeepBaseBackups: sc.KeepBaseBackups, KeepFor: sc.KeepFor.D()}, time.Now(), e.log.With("source", sc.Name))
+// RetentionPolicy is the retention policy of a configured source.
+func RetentionPolicy(sc *config.Source) retention.Policy {
+	loc, err := time.LoadLocation(sc.Timezone)
 	if err != nil {
+		loc = time.UTC // config.check refuses it; never reached
+	}
+	return retention.Policy{KeepBaseBackups: sc.KeepBaseBackups, KeepFor: sc.KeepFor.D(),
+		KeepDaily: sc.KeepDaily, KeepWeekly: sc.KeepWeekly, KeepMonthly: sc.KeepMonthly, Location: loc}
+}
+
+// applyRetention prunes a source's old base backups, segments and
+// snapshots by its policy; failures are logged, never fatal. A base the
+// policy would delete but the chain that reaches now needs, and a plan
+// its own check refused, are retention.refused events.
+func (e *Engine) applyRetention(ctx context.Context, sc *config.Source, sourceID int64) {
+	rep, err := retention.Apply(ctx, e.meta, e.artifacts, sourceID, RetentionPolicy(sc), time.Now(), e.log.With("source", sc.Name))
+	for _, why := range rep.Refused {
+		e.Event(ctx, sourceID, slog.LevelWarn, EventRetentionRefused, "retention of "+sc.Name+": "+why, map[string]string{"source": sc.Name})
+	}
+	switch {
+	case errors.Is(err, retention.ErrRefused):
+		e.Event(ctx, sourceID, slog.LevelError, EventRetentionRefused, err.Error()+" (please report it: retention's own check found a plan that loses restorable data)", map[string]string{"source": sc.Name})
+		return
+	case err != nil:
 		e.Event(ctx, sourceID, slog.LevelError, "retention.failed", err.Error(), map[string]string{"source": sc.Name})
 		return
 	}
