@@ -67,6 +67,7 @@ func commands() []command {
 		unregisterCommand(),
 		restoreCommand(),
 		verifyCommand(),
+		retentionCommand(),
 		backupCommand(),
 		pauseCommand(true),
 		pauseCommand(false),
