@@ -621,10 +621,12 @@ func (p *replayer) tryDDL(ctx context.Context, sess *stmtSession, stmt string) e
 		// source's had (made without its attributes or grants, as a role
 		// of the same name made by hand). As the restoring role instead,
 		// which owns what the statement makes, rather than leaving it out.
+		// CURRENT_USER naming a role in it still names the source's.
 		alt := *sess
 		alt.role = ""
-		if err = p.inSession(ctx, &alt, stmt); errors.As(err, &pgErr) && pgErr.Code == "25001" {
-			err = p.outsideTransaction(ctx, &alt, stmt)
+		as := withRoleNamed(stmt, sess.role)
+		if err = p.inSession(ctx, &alt, as); errors.As(err, &pgErr) && pgErr.Code == "25001" {
+			err = p.outsideTransaction(ctx, &alt, as)
 		}
 		if err == nil {
 			p.notes.add(fmt.Sprintf("statements the source ran as role %s that the target's %s may not run (it lacks an attribute or privilege the source's had: make it as the source has it, e.g. pg_dumpall --roles-only) ran as the restoring role, which owns what they made", sess.role, sess.role))

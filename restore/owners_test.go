@@ -107,7 +107,7 @@ func TestRoleWithoutTheSourcesPrivilegesOnTheTarget(t *testing.T) {
 	source.Exec(t, "postgres", "CREATE ROLE "+role+" SUPERUSER")
 	target.Exec(t, "postgres", "CREATE ROLE "+role)
 	t.Cleanup(func() {
-		source.Exec(t, e.db, "DROP OWNED BY "+role+" CASCADE")
+		source.Exec(t, e.db, "DROP OWNED BY "+role+" CASCADE; DROP SERVER IF EXISTS weak_srv CASCADE; DROP FOREIGN DATA WRAPPER IF EXISTS weak_fdw_"+e.db)
 		source.Exec(t, "postgres", "DROP ROLE "+role)
 		target.Exec(t, "postgres", "DROP ROLE "+role)
 	})
@@ -118,6 +118,10 @@ func TestRoleWithoutTheSourcesPrivilegesOnTheTarget(t *testing.T) {
 	execOn(t, conn, "INSERT INTO weak_s.t VALUES (1, 'a'), (2, 'b')")
 	execOn(t, conn, "ALTER TABLE weak_s.t ADD COLUMN w int DEFAULT 7")
 	execOn(t, conn, "UPDATE weak_s.t SET v = 'c' WHERE id = 2")
+	execOn(t, conn, "CREATE SCHEMA AUTHORIZATION CURRENT_ROLE CREATE TABLE "+role+".tab (id int PRIMARY KEY)")
+	execOn(t, conn, "CREATE FOREIGN DATA WRAPPER weak_fdw_"+e.db+"; CREATE SERVER weak_srv FOREIGN DATA WRAPPER weak_fdw_"+e.db)
+	execOn(t, conn, "CREATE USER MAPPING FOR current_user SERVER weak_srv OPTIONS (a '1')")
+	execOn(t, conn, "ALTER USER MAPPING FOR current_user SERVER weak_srv OPTIONS (SET a '2')")
 	m := e.mark(t, "weak role")
 	want := tableHash(t, source, e.db, "weak_s.t")
 	e.waitStored(t, m)
@@ -130,6 +134,12 @@ func TestRoleWithoutTheSourcesPrivilegesOnTheTarget(t *testing.T) {
 	}
 	if got := tableHash(t, target, db, "weak_s.t"); got != want {
 		t.Errorf("weak_s.t restored as %s, source held %s", got, want)
+	}
+	// CURRENT_ROLE still meant the source's role.
+	got := pgtest.QueryValue[string](t, target, db, `SELECT (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = $1) || ' ' ||
+		coalesce((SELECT usename || ' ' || array_to_string(umoptions, ',') FROM pg_user_mappings WHERE srvname = 'weak_srv'), 'no mapping')`, role)
+	if want := role + " " + role + " a=2"; got != want {
+		t.Errorf("schema owner and user mapping: %q, want %q", got, want)
 	}
 	if !slices.ContainsFunc(sum.Notes, func(n string) bool { return strings.Contains(n, role) && strings.Contains(n, "restoring role") }) {
 		t.Errorf("no note on %s: %q", role, sum.Notes)

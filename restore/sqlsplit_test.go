@@ -137,3 +137,23 @@ func TestClusterStatementsAreToldApart(t *testing.T) {
 		}
 	}
 }
+
+func TestRoleSpecsAreNamed(t *testing.T) {
+	for s, want := range map[string]string{
+		"CREATE SCHEMA AUTHORIZATION CURRENT_ROLE CREATE TABLE r.tab (id int)":   `CREATE SCHEMA AUTHORIZATION "r" CREATE TABLE r.tab (id int)`,
+		"CREATE USER MAPPING FOR current_user SERVER s8":                         `CREATE USER MAPPING FOR "r" SERVER s8`,
+		"CREATE USER MAPPING IF NOT EXISTS FOR USER SERVER s":                    `CREATE USER MAPPING IF NOT EXISTS FOR "r" SERVER s`,
+		"ALTER USER MAPPING FOR session_user SERVER s OPTIONS (a '1')":           `ALTER USER MAPPING FOR "r" SERVER s OPTIONS (a '1')`,
+		"ALTER TABLE t OWNER TO CURRENT_USER":                                    `ALTER TABLE t OWNER TO "r"`,
+		"GRANT SELECT ON t TO other, current_user WITH GRANT OPTION":             `GRANT SELECT ON t TO other, "r" WITH GRANT OPTION`,
+		"REVOKE SELECT ON t FROM CURRENT_ROLE GRANTED BY current_user":           `REVOKE SELECT ON t FROM "r" GRANTED BY "r"`,
+		"CREATE TABLE t (who text DEFAULT current_user, at text DEFAULT user)":   "CREATE TABLE t (who text DEFAULT current_user, at text DEFAULT user)",
+		"CREATE FUNCTION f() RETURNS text AS 'SELECT current_user' LANGUAGE sql": "CREATE FUNCTION f() RETURNS text AS 'SELECT current_user' LANGUAGE sql",
+		"CREATE POLICY p ON t USING (owner = current_user)":                      "CREATE POLICY p ON t USING (owner = current_user)",
+		"CREATE POLICY p ON t TO current_user USING (true)":                      `CREATE POLICY p ON t TO "r" USING (true)`,
+	} {
+		if got := withRoleNamed(s, "r"); got != want {
+			t.Errorf("withRoleNamed(%q) = %q, want %q", s, got, want)
+		}
+	}
+}

@@ -229,3 +229,56 @@ func withoutTablespace(s string) (string, bool) {
 	b.WriteString(s[last:])
 	return b.String(), true
 }
+
+// withRoleNamed writes role in place of CURRENT_ROLE, CURRENT_USER,
+// SESSION_USER and USER where a statement names a role with them
+// (AUTHORIZATION …, OWNER TO …, USER MAPPING FOR …, GRANTED BY …, and
+// the TO/FROM lists of GRANT, REVOKE and policies), for a statement run as another
+// role than the source's: the role it meant stays the same. Elsewhere
+// (a column's DEFAULT current_user, a function body) they are left as
+// written.
+func withRoleNamed(s, role string) string {
+	ts := tokens(s)
+	grant := len(ts) > 0 && (ts[0].Upper == "GRANT" || ts[0].Upper == "REVOKE") ||
+		len(ts) > 1 && (ts[0].Upper == "CREATE" || ts[0].Upper == "ALTER") && ts[1].Upper == "POLICY"
+	inList := false
+	var b strings.Builder
+	last := 0
+	for i, t := range ts {
+		if t.Depth > 0 || t.Kind != tokWord {
+			if t.Kind == tokOther && t.Text != "," {
+				inList = false
+			}
+			continue
+		}
+		prev := func(k int) string {
+			if i-k >= 0 {
+				return ts[i-k].Upper
+			}
+			return ""
+		}
+		switch t.Upper {
+		case "CURRENT_ROLE", "CURRENT_USER", "SESSION_USER", "USER":
+			spec := inList || prev(1) == "AUTHORIZATION" || (prev(1) == "TO" && prev(2) == "OWNER") ||
+				(prev(1) == "FOR" && (prev(2) == "MAPPING" || (prev(2) == "EXISTS" && prev(5) == "MAPPING"))) || (prev(1) == "BY" && prev(2) == "GRANTED")
+			if t.Upper == "USER" && i+1 < len(ts) && ts[i+1].Upper == "MAPPING" {
+				spec = false // GRANT … TO …; CREATE USER MAPPING
+			}
+			if spec {
+				b.WriteString(s[last:t.Start])
+				b.WriteString(ident(role))
+				last = t.End
+			}
+		case "TO", "FROM":
+			inList = grant
+			continue
+		case "GRANTED", "WITH", "CASCADE", "RESTRICT", "USING":
+			inList = false
+		}
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
