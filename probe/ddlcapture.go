@@ -896,9 +896,11 @@ func nestedSQL() string {
         alter_rel := cmd.objid;
       END IF;
     END IF;
-    IF NOT nested AND tag <> 'CREATE TABLE' THEN
+    IF NOT nested AND tag NOT IN ('CREATE TABLE', 'REFRESH MATERIALIZED VIEW') THEN
       -- (A top-level CREATE TABLE is rebuilt too, as a fallback: its text
-      -- may name what the target lacks, as LIKE a temporary table.)
+      -- may name what the target lacks, as LIKE a temporary table; and a
+      -- REFRESH, whose materialized view may have been made where no
+      -- event trigger fires: EXPLAIN ANALYZE CREATE MATERIALIZED VIEW.)
       NULL;
     ELSIF cmd.command_tag = 'COMMENT' THEN
       handled := true;
@@ -950,13 +952,17 @@ func nestedSQL() string {
         -- The target computes its rows from tables equal to the source's
         -- at this point.
         handled := true;
-        SELECT format('CREATE MATERIALIZED VIEW %I.%I%s AS %s WITH %sDATA', n.nspname, c.relname,
-                 CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
-                 regexp_replace(pg_get_viewdef(c.oid), ';\s*$', ''), CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END)
+        SELECT ` + matviewDefSQL("WITH %sDATA") + `, CASE WHEN c.relispopulated THEN '' ELSE 'NO ' END)
           INTO def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
       ELSIF cmd.command_tag = 'REFRESH MATERIALIZED VIEW' AND r_kind = 'm' THEN
         handled := true;
-        SELECT format('REFRESH MATERIALIZED VIEW %I.%I', n.nspname, c.relname) INTO def
+        IF NOT nested THEN
+          -- The fallback: the view made as it stands, if the target lacks it.
+          SELECT ` + matviewDefSQL("WITH NO DATA") + `)
+            INTO def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
+          defs := defs || replace(def, 'CREATE MATERIALIZED VIEW ', 'CREATE MATERIALIZED VIEW IF NOT EXISTS ');
+        END IF;
+        SELECT format('REFRESH MATERIALIZED VIEW %I.%I%s', n.nspname, c.relname, CASE WHEN c.relispopulated THEN '' ELSE ' WITH NO DATA' END) INTO def
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = cmd.objid;
       END IF;
     ELSIF cmd.classid = 'pg_proc'::regclass AND cmd.command_tag IN ('CREATE FUNCTION', 'CREATE PROCEDURE') THEN
@@ -1014,6 +1020,17 @@ func nestedSQL() string {
     END IF;
   END LOOP;
 `
+}
+
+// matviewDefSQL is the start of a format(…) call, on pg_class c and
+// pg_namespace n, that writes CREATE MATERIALIZED VIEW for c with its
+// column names, options and query, ending with tail (whose %s, if any,
+// takes one more argument before the closing parenthesis).
+func matviewDefSQL(tail string) string {
+	return `format('CREATE MATERIALIZED VIEW %I.%I (%s)%s AS %s ` + tail + `', n.nspname, c.relname,
+                 (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                 CASE WHEN c.reloptions IS NOT NULL THEN ' WITH (' || array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
+                 regexp_replace(pg_get_viewdef(c.oid), ';\s*$', '')`
 }
 
 // tableScanSQL, run for each table a command created or altered, notes in

@@ -369,9 +369,11 @@ func (p *replayer) apply(ctx context.Context, m *ddlMessage, stmt string, mine b
 				if errors.As(err, &re) {
 					return err
 				}
-				// Its text fails here: the table as the source's catalog
-				// had it after the statement.
-				p.notes.add("CREATE TABLE statements whose text fails on the target were made from the source's catalog instead")
+				// Its text fails here: what it made as the source's
+				// catalog had it after the statement (a CREATE TABLE LIKE
+				// a temporary table; a REFRESH of a materialized view made
+				// where no event trigger fires, by EXPLAIN ANALYZE).
+				p.notes.add(fmt.Sprintf("%s statements whose text fails on the target were rebuilt from the source's catalog instead", m.Tag))
 				for _, f := range sequencesFirst(m.Fallback) {
 					if err := p.runDDL(ctx, "rebuilt DDL", sessionOf(m), f); err != nil {
 						return err
