@@ -12,16 +12,27 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-var createRoleRE = regexp.MustCompile(`(?i)\bcreate\s+(?:role|user|group)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)`)
+var (
+	createRoleRE = regexp.MustCompile(`(?i)\bcreate\s+(?:role|user|group)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)([^;]*)`)
+	roleAttrRE   = regexp.MustCompile(`(?i)\b(superuser|createdb|createrole|replication|bypassrls)\b`)
+)
+
+// Role is a role the suite creates, with the attributes it gives it
+// (SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS; any of its
+// CREATE statements), as pg_dumpall --roles-only would carry them.
+type Role struct {
+	Name  string
+	Attrs []string
+}
 
 // SuiteRoles returns the roles the suite's files create (by name, as
-// CREATE ROLE/USER/GROUP gives them), sorted.
-func SuiteRoles(dir string) ([]string, error) {
+// CREATE ROLE/USER/GROUP gives them), sorted by name.
+func SuiteRoles(dir string) ([]Role, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "sql", "*.sql"))
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	seen := map[string]map[string]bool{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -34,32 +45,43 @@ func SuiteRoles(dir string) ([]string, error) {
 			} else {
 				name = strings.ToLower(name)
 			}
-			seen[name] = true
+			if seen[name] == nil {
+				seen[name] = map[string]bool{}
+			}
+			for _, a := range roleAttrRE.FindAllString(m[2], -1) {
+				seen[name][strings.ToUpper(a)] = true
+			}
 		}
 	}
-	out := make([]string, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
+	out := make([]Role, 0, len(seen))
+	for n, attrs := range seen {
+		r := Role{Name: n}
+		for a := range attrs {
+			r.Attrs = append(r.Attrs, a)
+		}
+		sort.Strings(r.Attrs)
+		out = append(out, r)
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-// CreateRoles creates the roles that do not exist on the cluster of dsn:
+// CreateRoles creates the roles, with their attributes, that do not
+// exist on the cluster of dsn:
 // what a user does on a restore target first (pg_dumpall --roles-only),
 // since roles belong to the cluster and a restore of one database does
 // not bring them. The suite drops most of the roles it creates, so its
 // own cluster lacks them at the end.
-func CreateRoles(ctx context.Context, dsn string, roles []string) error {
+func CreateRoles(ctx context.Context, dsn string, roles []Role) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
 	for _, r := range roles {
-		sql := fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s; EXCEPTION WHEN duplicate_object THEN NULL; END $$", pgx.Identifier{r}.Sanitize())
+		sql := fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s %s; EXCEPTION WHEN duplicate_object THEN NULL; END $$", pgx.Identifier{r.Name}.Sanitize(), strings.Join(r.Attrs, " "))
 		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("create role %s: %w", r, err)
+			return fmt.Errorf("create role %s: %w", r.Name, err)
 		}
 	}
 	return nil

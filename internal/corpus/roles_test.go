@@ -13,7 +13,8 @@ func TestSuiteRolesReadsCreateRoleUserGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	sql := `CREATE ROLE regress_a;
-create user Regress_B login;
+create user Regress_B login superuser;
+CREATE ROLE regress_c NOSUPERUSER CREATEDB IN ROLE regress_a;
 CREATE GROUP "Quoted ""G""";
 -- DROP ROLE regress_a; CREATE TABLE create_role_log (a int);
 CREATE ROLE regress_a;`
@@ -24,7 +25,11 @@ CREATE ROLE regress_a;`
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(got, "|") != `Quoted "G"|regress_a|regress_b` {
-		t.Errorf("roles %q", got)
+	var names []string
+	for _, r := range got {
+		names = append(names, r.Name+"("+strings.Join(r.Attrs, " ")+")")
+	}
+	if strings.Join(names, "|") != `Quoted "G"()|regress_a()|regress_b(SUPERUSER)|regress_c(CREATEDB)` {
+		t.Errorf("roles %q", names)
 	}
 }
