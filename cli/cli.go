@@ -73,6 +73,8 @@ func commands() []command {
 		pauseCommand(false),
 		configCommand(),
 		versionCommand(),
+		completionCommand(),
+		helpCommand(),
 	}
 }
 
@@ -121,11 +123,7 @@ func dispatch(env *Env, args []string) error {
 		name, rest = rest[0], rest[1:]
 	}
 	if name == "help" {
-		if len(rest) == 0 {
-			printHelp(env.Stdout, global)
-			return nil
-		}
-		name, rest = rest[0], []string{"--help"}
+		return runHelp(env, global, rest)
 	}
 	for _, c := range commands() {
 		if c.name != name {
