@@ -13,13 +13,14 @@ import (
 )
 
 var (
-	createRoleRE = regexp.MustCompile(`(?i)\bcreate\s+(?:role|user|group)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)([^;]*)`)
+	createRoleRE = regexp.MustCompile(`(?i)\b(create|alter)\s+(?:role|user|group)\s+("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)([^;]*)`)
 	roleAttrRE   = regexp.MustCompile(`(?i)\b(superuser|createdb|createrole|replication|bypassrls)\b`)
 )
 
 // Role is a role the suite creates, with the attributes it gives it
-// (SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS; any of its
-// CREATE statements), as pg_dumpall --roles-only would carry them.
+// (SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS; in any of its
+// CREATE or ALTER ROLE statements), as pg_dumpall --roles-only would
+// carry them.
 type Role struct {
 	Name  string
 	Attrs []string
@@ -33,23 +34,37 @@ func SuiteRoles(dir string) ([]Role, error) {
 		return nil, err
 	}
 	seen := map[string]map[string]bool{}
+	var altered [][]string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
 		for _, m := range createRoleRE.FindAllStringSubmatch(string(b), -1) {
-			name := m[1]
+			name := m[2]
 			if strings.HasPrefix(name, `"`) {
 				name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
 			} else {
 				name = strings.ToLower(name)
 			}
+			if strings.EqualFold(m[1], "alter") {
+				// ALTER ROLE r SUPERUSER gives it later (not ALTER USER
+				// MAPPING).
+				altered = append(altered, []string{name, m[3]})
+				continue
+			}
 			if seen[name] == nil {
 				seen[name] = map[string]bool{}
 			}
-			for _, a := range roleAttrRE.FindAllString(m[2], -1) {
+			for _, a := range roleAttrRE.FindAllString(m[3], -1) {
 				seen[name][strings.ToUpper(a)] = true
+			}
+		}
+	}
+	for _, a := range altered {
+		if attrs := seen[a[0]]; attrs != nil {
+			for _, x := range roleAttrRE.FindAllString(a[1], -1) {
+				attrs[strings.ToUpper(x)] = true
 			}
 		}
 	}

@@ -15,6 +15,8 @@ func TestSuiteRolesReadsCreateRoleUserGroup(t *testing.T) {
 	sql := `CREATE ROLE regress_a;
 create user Regress_B login superuser;
 CREATE ROLE regress_c NOSUPERUSER CREATEDB IN ROLE regress_a;
+ALTER ROLE regress_a BYPASSRLS;
+ALTER USER MAPPING FOR regress_a SERVER s OPTIONS (superuser 'x');
 CREATE GROUP "Quoted ""G""";
 -- DROP ROLE regress_a; CREATE TABLE create_role_log (a int);
 CREATE ROLE regress_a;`
@@ -29,7 +31,7 @@ CREATE ROLE regress_a;`
 	for _, r := range got {
 		names = append(names, r.Name+"("+strings.Join(r.Attrs, " ")+")")
 	}
-	if strings.Join(names, "|") != `Quoted "G"()|regress_a()|regress_b(SUPERUSER)|regress_c(CREATEDB)` {
+	if strings.Join(names, "|") != `Quoted "G"()|regress_a(BYPASSRLS)|regress_b(SUPERUSER)|regress_c(CREATEDB)` {
 		t.Errorf("roles %q", names)
 	}
 }
