@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/notify"
 )
 
 // segmentCounter makes btfu_segments_stored_total a counter although
@@ -70,6 +71,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	var buf bytes.Buffer
 	writeMetrics(&buf, st, stored, errs, time.Now())
+	if ns, ok := s.eng.(interface{ NotificationStats() []notify.ChannelStats }); ok {
+		writeNotifyMetrics(&buf, ns.NotificationStats())
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(buf.Bytes())
 }
@@ -195,6 +199,23 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 		sort.Strings(cats)
 		for _, c := range cats {
 			fmt.Fprintf(w, "btfu_capture_errors_total{source=\"%s\",category=\"%s\"} %d\n", labelValue(ss.Name), labelValue(c), ss.CaptureErrors[c])
+		}
+	}
+}
+
+// writeNotifyMetrics writes each notification channel's counters.
+func writeNotifyMetrics(w io.Writer, stats []notify.ChannelStats) {
+	for _, f := range []struct {
+		name, help string
+		get        func(notify.ChannelStats) int64
+	}{
+		{"btfu_notifications_sent_total", "Notifications delivered, by channel.", func(s notify.ChannelStats) int64 { return s.Sent }},
+		{"btfu_notifications_failed_total", "Notifications given up after their last attempt (retries with backoff), by channel.", func(s notify.ChannelStats) int64 { return s.Failed }},
+		{"btfu_notifications_dropped_total", "Notifications dropped because the channel's queue was full (its endpoint slow or down), by channel.", func(s notify.ChannelStats) int64 { return s.Dropped }},
+	} {
+		writeFamily(w, f.name, "counter", f.help)
+		for _, s := range stats {
+			fmt.Fprintf(w, "%s{channel=\"%s\",kind=\"%s\"} %d\n", f.name, labelValue(s.Channel), labelValue(s.Kind), f.get(s))
 		}
 	}
 }

@@ -68,6 +68,7 @@ func commands() []command {
 		restoreCommand(),
 		verifyCommand(),
 		retentionCommand(),
+		notifyCommand(),
 		backupCommand(),
 		pauseCommand(true),
 		pauseCommand(false),

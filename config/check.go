@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
 
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/redact"
 )
 
@@ -37,6 +38,9 @@ func expandAll(c *Config, p *Problems) {
 	walkStrings(reflect.ValueOf(&c.Storage).Elem(), "storage", expand)
 	walkStrings(reflect.ValueOf(&c.Log).Elem(), "log", expand)
 	walkStrings(reflect.ValueOf(&c.API).Elem(), "api", expand)
+	for i := range c.Notify.Channels {
+		walkStrings(reflect.ValueOf(&c.Notify.Channels[i]).Elem(), channelKey(&c.Notify.Channels[i], i), expand)
+	}
 	for i := range c.Sources {
 		walkStrings(reflect.ValueOf(&c.Sources[i]).Elem(), sourceKey(&c.Sources[i], i), expand)
 	}
@@ -47,6 +51,13 @@ func sourceKey(s *Source, i int) string {
 		return "source." + s.Name
 	}
 	return fmt.Sprintf("source[%d]", i)
+}
+
+func channelKey(ch *Channel, i int) string {
+	if ch.Name != "" {
+		return "notify.channel." + ch.Name
+	}
+	return fmt.Sprintf("notify.channel[%d]", i)
 }
 
 func walkStrings(v reflect.Value, prefix string, fn func(key string, s *string)) {
@@ -221,6 +232,112 @@ func (c *Config) check(p *Problems) {
 	for i := range c.Sources {
 		c.checkSource(p, i, names, slots)
 	}
+	c.checkNotify(p, names)
+}
+
+// checkNotify checks [notify] and every [[notify.channel]]; sources are
+// the configured source names.
+func (c *Config) checkNotify(p *Problems, sources map[string]bool) {
+	n := &c.Notify
+	if n.QuietPeriod < 0 {
+		p.add("notify.quiet_period", "must not be negative")
+	}
+	for k, d := range n.QuietPeriods {
+		if !kind.ValidPattern(k) || strings.Contains(k, "*") {
+			p.add("notify.quiet_periods."+k, "%q is not an event kind; use one of %s", k, kindList())
+		}
+		if d < 0 {
+			p.add("notify.quiet_periods."+k, "must not be negative")
+		}
+	}
+	names := map[string]bool{}
+	for i := range n.Channels {
+		ch := &n.Channels[i]
+		key := channelKey(ch, i)
+		switch {
+		case ch.Name == "":
+			p.add(key+".name", "every [[notify.channel]] needs a name, e.g. name = \"ops-slack\"")
+		case !sourceNameRE.MatchString(ch.Name):
+			p.add(key+".name", "%q is not a valid name; use 1-40 lower-case letters, digits, '_' or '-', starting with a letter", ch.Name)
+		case names[ch.Name]:
+			p.add(key+".name", "%q is used by two [[notify.channel]] tables; names must be unique", ch.Name)
+		}
+		names[ch.Name] = true
+		for j, e := range ch.Events {
+			if !kind.ValidPattern(e) {
+				p.add(fmt.Sprintf("%s.events[%d]", key, j), "%q is not an event kind; use a kind (%s), a group such as \"capture.*\", or \"*\"", e, kindList())
+			}
+		}
+		for j, s := range ch.Sources {
+			if !sources[s] {
+				p.add(fmt.Sprintf("%s.sources[%d]", key, j), "no [[source]] is named %q", s)
+			}
+		}
+		web := ch.Kind == ChannelWebhook || ch.Kind == ChannelSlack
+		switch ch.Kind {
+		case ChannelWebhook, ChannelSlack, ChannelEmail:
+		default:
+			p.add(key+".kind", "%q is not a channel kind; use \"webhook\", \"slack\" or \"email\"", ch.Kind)
+		}
+		readSecretFile(p, key+".url_file", ch.URLFile, &ch.URL, key+".url")
+		readSecretFile(p, key+".secret_file", ch.SecretFile, &ch.Secret, key+".secret")
+		readSecretFile(p, key+".password_file", ch.PasswordFile, &ch.Password, key+".password")
+		redact.Register(ch.URL)
+		redact.Register(ch.Secret)
+		redact.Register(ch.Password)
+		if web {
+			if u, err := url.Parse(ch.URL); ch.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				p.add(key+".url", "kind %q needs the URL to POST to (url or url_file), e.g. \"https://hooks.slack.com/services/…\"", ch.Kind)
+			}
+		}
+		if ch.Kind == ChannelSlack && ch.Secret != "" {
+			p.add(key+".secret", "Slack incoming webhooks are not signed; the secret is for kind \"webhook\"")
+		}
+		if ch.Kind != ChannelEmail {
+			if ch.SMTP != "" || ch.From != "" || len(ch.To) > 0 || ch.Username != "" || ch.Password != "" || ch.TLS != "" || ch.CAFile != "" {
+				p.add(key+".smtp", "smtp, tls, ca_file, username, password, from and to are for kind \"email\"")
+			}
+			continue
+		}
+		if ch.URL != "" || ch.Secret != "" {
+			p.add(key+".url", "url and secret are for kinds \"webhook\" and \"slack\"")
+		}
+		if _, _, err := net.SplitHostPort(ch.SMTP); err != nil {
+			p.add(key+".smtp", "%q is not host:port; write it like \"smtp.example.com:587\" (STARTTLS) or \"smtp.example.com:465\" (tls = \"tls\")", ch.SMTP)
+		}
+		if ch.TLS != TLSStartTLS && ch.TLS != TLSImplicit {
+			p.add(key+".tls", "%q is not a TLS mode; use \"starttls\" (usually port 587) or \"tls\" (implicit TLS, usually port 465): mail is never sent in plain text", ch.TLS)
+		}
+		if ch.CAFile != "" {
+			if _, err := os.ReadFile(ch.CAFile); err != nil {
+				p.add(key+".ca_file", "cannot read %s: %v", ch.CAFile, err)
+			}
+		}
+		if (ch.Username == "") != (ch.Password == "") {
+			p.add(key+".username", "set both username and password (or password_file) for AUTH, or neither")
+		}
+		if !strings.Contains(ch.From, "@") {
+			p.add(key+".from", "needs the sender's address, e.g. \"btfu@example.com\"")
+		}
+		if len(ch.To) == 0 {
+			p.add(key+".to", "needs at least one recipient, e.g. [\"ops@example.com\"]")
+		}
+		for j, to := range ch.To {
+			if !strings.Contains(to, "@") {
+				p.add(fmt.Sprintf("%s.to[%d]", key, j), "%q is not an email address", to)
+			}
+		}
+	}
+}
+
+func kindList() string {
+	var out []string
+	for _, k := range kind.All() {
+		if k != kind.Test {
+			out = append(out, string(k))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots map[string]string) {

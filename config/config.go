@@ -36,6 +36,7 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Engine   Engine   `toml:"engine"`
 	API      API      `toml:"api"`
+	Notify   Notify   `toml:"notify"`
 	Sources  []Source `toml:"source"`
 
 	// Path is the file this was loaded from.
@@ -99,6 +100,62 @@ type API struct {
 	// Token is the bearer token TCP clients other than loopback must send.
 	Token     string `toml:"token,omitempty"`
 	TokenFile string `toml:"token_file,omitempty"`
+}
+
+// Notify configures notifications: where engine events (failures,
+// recoveries, completions) are sent. Changes apply without a restart.
+type Notify struct {
+	// QuietPeriod: repeated events of one problem kind for one source
+	// are one message per quiet period (then one "recovered").
+	QuietPeriod Duration `toml:"quiet_period"`
+	// QuietPeriods overrides QuietPeriod per event kind.
+	QuietPeriods map[string]Duration `toml:"quiet_periods"`
+	Channels     []Channel           `toml:"channel"`
+}
+
+// Channel kinds.
+const (
+	ChannelWebhook = "webhook"
+	ChannelSlack   = "slack"
+	ChannelEmail   = "email"
+)
+
+// Email TLS modes.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "tls"
+)
+
+// Channel is one place notifications go.
+type Channel struct {
+	Name string `toml:"name"`
+	Kind string `toml:"kind"` // ChannelWebhook, ChannelSlack, ChannelEmail
+	// Events: kinds ("backup.failed"), groups ("capture.*") or "*"; empty
+	// means every problem and its recovery, restores finished.
+	Events []string `toml:"events"`
+	// Sources limits the channel to these sources' events (engine-wide
+	// events such as a rejected config reload go to every channel); empty
+	// means all.
+	Sources []string `toml:"sources"`
+
+	// Webhook and Slack: the URL to POST to (a secret: Slack's holds its
+	// token), or a file holding it.
+	URL     string `toml:"url,omitempty"`
+	URLFile string `toml:"url_file,omitempty"`
+	// Webhook: signs the body with HMAC-SHA256 in X-Btfu-Signature-256.
+	Secret     string `toml:"secret,omitempty"`
+	SecretFile string `toml:"secret_file,omitempty"`
+
+	// Email: the SMTP server (host:port), STARTTLS or implicit TLS (never
+	// plain text), optional AUTH PLAIN, sender and recipients.
+	SMTP         string   `toml:"smtp,omitempty"`
+	TLS          string   `toml:"tls,omitempty"`
+	CAFile       string   `toml:"ca_file,omitempty"`
+	Username     string   `toml:"username,omitempty"`
+	Password     string   `toml:"password,omitempty"`
+	PasswordFile string   `toml:"password_file,omitempty"`
+	From         string   `toml:"from,omitempty"`
+	To           []string `toml:"to,omitempty"`
 }
 
 // SocketPath is where the control API listens, "" when disabled.
@@ -189,6 +246,7 @@ const (
 	DefaultPauseWALBudget  = ByteSize(1 << 30)
 	DefaultMaxRetainedWAL  = ByteSize(4 << 30)
 	DefaultMaxLag          = Duration(5 * 60 * 1e9)
+	DefaultQuietPeriod     = Duration(3600 * 1e9)
 )
 
 // tables_without_key values.
@@ -294,6 +352,14 @@ func (c *Config) applyDefaults() {
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "json")
 	def(&c.Log.File, DefaultLogFile)
+	if c.Notify.QuietPeriod == 0 {
+		c.Notify.QuietPeriod = DefaultQuietPeriod
+	}
+	for i := range c.Notify.Channels {
+		if c.Notify.Channels[i].Kind == ChannelEmail {
+			def(&c.Notify.Channels[i].TLS, TLSStartTLS)
+		}
+	}
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		derived := "btfu_" + strings.ReplaceAll(s.Name, "-", "_")
@@ -388,6 +454,21 @@ func (c *Config) Show() (string, error) {
 	}
 	if cp.API.Token != "" {
 		cp.API.Token = redact.Mask
+	}
+	cp.Notify.Channels = append([]Channel(nil), c.Notify.Channels...)
+	for i := range cp.Notify.Channels {
+		ch := &cp.Notify.Channels[i]
+		for _, f := range []struct {
+			value *string
+			file  string
+		}{{&ch.URL, ch.URLFile}, {&ch.Secret, ch.SecretFile}, {&ch.Password, ch.PasswordFile}} {
+			switch {
+			case f.file != "":
+				*f.value = "" // shown as the file it comes from
+			case *f.value != "":
+				*f.value = redact.Mask
+			}
+		}
 	}
 	for i := range cp.Sources {
 		cp.Sources[i].DSN = redact.DSN(cp.Sources[i].DSN)

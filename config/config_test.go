@@ -226,7 +226,9 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "# ") && strings.Contains(l, " = ") {
+		// Keys, and the headers of commented-out tables such as the
+		// [[notify.channel]] examples.
+		if strings.HasPrefix(l, "# ") && (strings.Contains(l, " = ") || strings.HasPrefix(l, "# [[")) {
 			l = strings.TrimPrefix(l, "# ")
 		}
 		lines = append(lines, l)
@@ -239,6 +241,80 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		short := k[strings.LastIndex(k, ".")+1:]
 		if !strings.Contains(text, "\n"+short+" = ") {
 			t.Errorf("config.toml.example does not document %s", k)
+		}
+	}
+}
+
+func TestNotifyChannels(t *testing.T) {
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "slack-url")
+	os.WriteFile(urlFile, []byte("https://hooks.slack.com/services/T1/B2/secret-token-xyz\n"), 0o600)
+	t.Setenv("BTFU_TEST_HOOK_SECRET", "hmac-secret-789")
+	t.Setenv("BTFU_TEST_SMTP_PASSWORD", "smtp-pass-456")
+	c, err := parse(t, `
+[notify]
+quiet_periods = { "lag.over_max" = "15m" }
+[[notify.channel]]
+name = "hook"
+kind = "webhook"
+url = "https://alerts.example.com/btfu"
+secret = "${BTFU_TEST_HOOK_SECRET}"
+events = ["capture.*", "backup.finished"]
+sources = ["orders"]
+[[notify.channel]]
+name = "slack"
+kind = "slack"
+url_file = "`+urlFile+`"
+[[notify.channel]]
+name = "mail"
+kind = "email"
+smtp = "smtp.example.com:465"
+tls = "tls"
+username = "btfu"
+password = "${BTFU_TEST_SMTP_PASSWORD}"
+from = "btfu@example.com"
+to = ["ops@example.com"]
+[[source]]
+name = "orders"
+dsn = "postgres://u@h/d"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Notify
+	if n.QuietPeriod.D() != time.Hour || n.QuietPeriods["lag.over_max"].D() != 15*time.Minute || len(n.Channels) != 3 {
+		t.Fatalf("notify %+v", n)
+	}
+	if n.Channels[0].Secret != "hmac-secret-789" || n.Channels[1].URL != "https://hooks.slack.com/services/T1/B2/secret-token-xyz" || n.Channels[2].Password != "smtp-pass-456" {
+		t.Errorf("secrets not resolved: %+v", n.Channels)
+	}
+	shown, err := c.Show()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"hmac-secret-789", "secret-token-xyz", "smtp-pass-456", "alerts.example.com/btfu"} {
+		if strings.Contains(shown, secret) {
+			t.Errorf("config show prints %q:\n%s", secret, shown)
+		}
+	}
+	if !strings.Contains(shown, "slack-url") {
+		t.Errorf("config show hides where the Slack URL comes from")
+	}
+
+	for _, c := range []struct{ text, want string }{
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"pager\"", `notify.channel.x.kind: "pager" is not a channel kind`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"slack\"", `notify.channel.x.url: kind "slack" needs the URL`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"https://h/\"\nevents = [\"captur.error\"]", `notify.channel.x.events[0]: "captur.error" is not an event kind`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"https://h/\"\nsources = [\"nope\"]", `notify.channel.x.sources[0]: no [[source]] is named "nope"`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"email\"\nsmtp = \"smtp.example.com:25\"\ntls = \"none\"\nfrom = \"a@b\"\nto = [\"c@d\"]", `notify.channel.x.tls: "none" is not a TLS mode`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"email\"\nsmtp = \"smtp.example.com\"\nfrom = \"a@b\"\nto = [\"c@d\"]", `notify.channel.x.smtp: "smtp.example.com" is not host:port`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"email\"\nsmtp = \"h:587\"\nusername = \"u\"\nfrom = \"a@b\"\nto = [\"c@d\"]", `set both username and password`},
+		{"[[notify.channel]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"https://h/\"\nsecret = \"${BTFU_UNSET_SECRET_X}\"", `notify.channel.x.secret: environment variable BTFU_UNSET_SECRET_X is not set`},
+		{"[notify]\nquiet_periods = { \"lag.overmax\" = \"1m\" }", `notify.quiet_periods.lag.overmax: "lag.overmax" is not an event kind`},
+	} {
+		_, err := parse(t, c.text+"\n[[source]]\nname = \"orders\"\ndsn = \"postgres://u@h/d\"\n")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got %v\nwant it to contain %s", c.text, err, c.want)
 		}
 	}
 }

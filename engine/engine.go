@@ -130,6 +130,7 @@ func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, ki
 // Sources added, removed, paused or resumed while it runs start and stop
 // under the same context.
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.runNotifications(ctx)() // notifications (events.go) while it runs
 	cfg := e.Config()
 	e.Event(ctx, 0, slog.LevelInfo, "engine.started", fmt.Sprintf("btfu started with %d source(s)", len(cfg.Sources)),
 		map[string]string{"config": cfg.Path, "metadata": cfg.Metadata.Driver, "storage": e.artifacts.String()})

@@ -2,9 +2,15 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/notify"
+	"github.com/btfu/btfu/notify/kind"
+	"github.com/btfu/btfu/probe"
 )
 
 // EventRecord is one engine event as consumers see it: the TUI's log
@@ -18,14 +24,116 @@ type EventRecord struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
-// Event kinds the engine defines (the capture worker's are in package
-// capture's calls to notify).
+// Event kinds the engine itself publishes (package kind says how each
+// is notified; the capture worker's are named in its calls to notify).
 const (
 	// EventRetentionRefused: retention kept a base backup the policy alone
 	// would delete (the only one of the chain that reaches now), or its
 	// own check refused a plan.
-	EventRetentionRefused = "retention.refused"
+	EventRetentionRefused = string(kind.RetentionRefused)
+	// EventLagOverMax / EventLagRecovered: the newest stored commit or
+	// keepalive of a streaming source became older than max_lag (capture
+	// stalled), and is not any more.
+	EventLagOverMax   = string(kind.LagOverMax)
+	EventLagRecovered = string(kind.LagRecovered)
+	// EventSlotWALOK: a slot the WAL guard warned about holds less than
+	// half its budget again.
+	EventSlotWALOK = string(kind.SlotWALOK)
 )
+
+// watchEvery is how often the engine compares each source's lag with
+// max_lag and its retained WAL with its budget.
+var watchEvery = 5 * time.Second
+
+// notifyGrace is how long messages still queued at shutdown may take.
+var notifyGrace = 5 * time.Second
+
+// Notifier is the engine's notifier: [[notify.channel]] of the current
+// configuration, fed with every event while the engine runs.
+func (e *Engine) Notifier() *notify.Notifier {
+	e.events.notifyOnce.Do(func() {
+		e.events.notifier = notify.New(e.Config, notify.Options{Log: e.log})
+	})
+	return e.events.notifier
+}
+
+// NotificationStats counts each channel's messages since btfu started.
+func (e *Engine) NotificationStats() []notify.ChannelStats { return e.Notifier().Stats() }
+
+// runNotifications feeds the notifier with the engine's events and
+// watches lag and retained WAL, until stop: then queued messages get
+// notifyGrace to go. Delivery never makes the engine wait (package
+// notify); the subscription's queue is the broker's, never blocking
+// publish.
+func (e *Engine) runNotifications(ctx context.Context) (stop func()) {
+	n := e.Notifier()
+	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	evs := e.Subscribe(subCtx)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for ev := range evs {
+			n.Offer(notify.Event{At: ev.At, Source: ev.Source, Level: ev.Level, Kind: ev.Kind, Message: ev.Message, Attrs: ev.Attrs})
+		}
+	}()
+	watched := make(chan struct{})
+	go func() { defer close(watched); e.watch(ctx) }()
+	return func() {
+		<-watched
+		cancel()
+		<-fed
+		n.Close(notifyGrace)
+	}
+}
+
+// watch publishes lag.over_max / lag.recovered and slot.wal_ok for the
+// running sources until ctx ends.
+func (e *Engine) watch(ctx context.Context) {
+	over := map[string]bool{}    // source -> lag over max_lag
+	walHigh := map[string]bool{} // source -> retained WAL at the warning level
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for name, r := range e.snapshotRunners() {
+			w := r.getWorker()
+			if w == nil {
+				over[name], walHigh[name] = false, false // paused or stopped: not capture's lag
+				continue
+			}
+			ws := w.Status()
+			src := map[string]string{"source": name}
+			maxLag := r.cfg.MaxLag.D()
+			if !ws.FlushedAt.IsZero() && maxLag > 0 {
+				age := now.Sub(ws.FlushedAt)
+				switch {
+				case age > maxLag && !over[name]:
+					over[name] = true
+					e.Event(ctx, w.SourceID, levelWarn, EventLagOverMax, fmt.Sprintf("source %s: the newest stored change is %s old, over max_lag %s (state %s): capture is stalled or behind",
+						name, age.Round(time.Second), r.cfg.MaxLag, ws.State), src)
+				case age <= maxLag && over[name]:
+					over[name] = false
+					e.Event(ctx, w.SourceID, levelInfo, EventLagRecovered, fmt.Sprintf("source %s: the newest stored change is %s old, within max_lag %s again", name, age.Round(time.Second), r.cfg.MaxLag), src)
+				}
+			}
+			if ws.WALBudget > 0 && ws.RetainedBytes >= 0 {
+				switch {
+				case float64(ws.RetainedBytes) >= capture.WALWarnFraction*float64(ws.WALBudget):
+					walHigh[name] = true
+				case ws.RetainedBytes < ws.WALBudget/2 && walHigh[name]:
+					walHigh[name] = false
+					e.Event(ctx, w.SourceID, levelInfo, EventSlotWALOK, fmt.Sprintf("slot %s of source %s holds %s of WAL, under half its budget %s again",
+						r.cfg.Slot, name, probe.HumanBytes(ws.RetainedBytes), probe.HumanBytes(ws.WALBudget)), src)
+				}
+			}
+		}
+	}
+}
 
 // recentEvents is how many events the engine keeps in memory for
 // consumers that attach late (the TUI's log screen).
@@ -39,6 +147,9 @@ type broker struct {
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	recent []EventRecord
+
+	notifyOnce sync.Once
+	notifier   *notify.Notifier
 }
 
 type subscriber struct {
