@@ -51,9 +51,11 @@ var notifyGrace = 5 * time.Second
 // Notifier is the engine's notifier: [[notify.channel]] of the current
 // configuration, fed with every event while the engine runs.
 func (e *Engine) Notifier() *notify.Notifier {
-	e.events.notifyOnce.Do(func() {
+	e.events.mu.Lock()
+	defer e.events.mu.Unlock()
+	if e.events.notifier == nil {
 		e.events.notifier = notify.New(e.Config, notify.Options{Log: e.log})
-	})
+	}
 	return e.events.notifier
 }
 
@@ -83,6 +85,9 @@ func (e *Engine) runNotifications(ctx context.Context) (stop func()) {
 		cancel()
 		<-fed
 		n.Close(notifyGrace)
+		e.events.mu.Lock()
+		e.events.notifier = nil // a later Run starts a new one
+		e.events.mu.Unlock()
 	}
 }
 
@@ -148,8 +153,7 @@ type broker struct {
 	subs   map[*subscriber]struct{}
 	recent []EventRecord
 
-	notifyOnce sync.Once
-	notifier   *notify.Notifier
+	notifier *notify.Notifier // while the engine runs; see Notifier
 }
 
 type subscriber struct {

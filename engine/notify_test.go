@@ -97,6 +97,13 @@ events = ["*"]
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("stopping took %s with a dead channel", d)
 	}
+
+	// Run again (a restart in the same process): notifications go on.
+	run(t, e)
+	waitFor(t, func() bool {
+		e.Event(ctx, 0, slog.LevelError, "config.invalid", "bad key", nil)
+		return received("", "config.invalid", 1)
+	}, "an event of the second run at the webhook")
 }
 
 // cutter is a TCP proxy to the source that can cut every connection and
