@@ -70,9 +70,11 @@ type Worker struct {
 	warned map[string]bool  // tables already reported as not addable
 	bg     sync.WaitGroup   // base backups started by the worker itself
 	rcv    *stream.Receiver // the current stream, for the server's WAL end
-	// backupDue, when set, says why a base backup should start soon.
-	backupDue string
-	backupMu  sync.Mutex
+	// backupDue, when set, says why a base backup should start soon
+	// (tables joined); lastJoinedBackup is when the last such one started.
+	backupDue        string
+	lastJoinedBackup time.Time
+	backupMu         sync.Mutex
 
 	// What failed and whether capture is stuck (health.go).
 	lastFail   *Failure
@@ -202,6 +204,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				case <-t.C:
 				}
 			}
+			w.mu.Lock()
+			w.lastJoinedBackup = time.Now()
+			w.mu.Unlock()
 			w.backupSoon(seqCtx, w.BackupOnStart)
 		}()
 	}
@@ -651,8 +656,22 @@ func (w *Worker) addNewTables(ctx context.Context) {
 			w.Log.Warn("could not record table coverage", "table", t, "err", err)
 		}
 	}
-	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; taking a base backup so restores include them", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN))
-	w.backupSoon(ctx, "new tables")
+	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; %s", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN, w.joinedBackupWhen()))
+	w.mu.Lock()
+	w.backupDue = "new tables"
+	w.mu.Unlock()
+}
+
+// joinedBackupWhen says when the base backup for tables that joined now
+// starts (joined_backup_interval).
+func (w *Worker) joinedBackupWhen() string {
+	w.mu.Lock()
+	last := w.lastJoinedBackup
+	w.mu.Unlock()
+	if next := last.Add(w.Source.JoinedBackupInterval.D()); !last.IsZero() && time.Now().Before(next) {
+		return fmt.Sprintf("the base backup that makes them restorable starts at %s (joined_backup_interval after the last one); until then restores from older base backups name them LEFT OUT", next.UTC().Format(time.RFC3339))
+	}
+	return "taking a base backup so restores include their earlier rows"
 }
 
 // unloggedReason is why an UNLOGGED table is not backed up.
@@ -714,7 +733,7 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		}
 	}
 	if len(joined) > 0 {
-		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; taking a base backup so restores include their earlier rows", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN)
+		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; %s", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN, w.joinedBackupWhen())
 		w.notify(ctx, slog.LevelInfo, "publication.table_added", msg)
 		// The sequence loop starts it, under the worker's context.
 		w.mu.Lock()
@@ -824,9 +843,16 @@ func (w *Worker) sequences(ctx context.Context) {
 		}
 		w.checkWAL(ctx) // the WAL guard
 		w.addNewTables(ctx)
+		// One base backup for tables that joined, then none before
+		// joined_backup_interval: a migration attaching partitions one by
+		// one makes one pg_dump of the source, not one per partition.
 		w.mu.Lock()
 		why := w.backupDue
-		w.backupDue = ""
+		if why != "" && (w.lastJoinedBackup.IsZero() || time.Since(w.lastJoinedBackup) >= w.Source.JoinedBackupInterval.D()) {
+			w.backupDue, w.lastJoinedBackup = "", time.Now()
+		} else {
+			why = ""
+		}
 		w.mu.Unlock()
 		if why != "" {
 			w.backupSoon(ctx, why)

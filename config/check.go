@@ -430,6 +430,9 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.MaxLag.D() < 5*time.Second {
 		p.add(key+".max_lag", "%s is too short; at least 5s (segments are stored every segment_max_age; the default is 5m)", s.MaxLag)
 	}
+	if s.JoinedBackupInterval.D() < time.Second {
+		p.add(key+".joined_backup_interval", "%s is too short; at least 1s (each is a pg_dump of the whole database; the default is 10m)", s.JoinedBackupInterval)
+	}
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

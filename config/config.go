@@ -221,6 +221,14 @@ type Source struct {
 	// (TUI red line, /health 503).
 	MaxLag Duration `toml:"max_lag"`
 
+	// JoinedBackupInterval spaces the base backups taken because tables
+	// with rows joined the publication (attached, given a key): the first
+	// starts at once, the next not before this long after it, however
+	// many join meanwhile (a migration that attaches many partitions makes
+	// one pg_dump, not one each). Until it runs, restores from older base
+	// backups name those tables LEFT OUT.
+	JoinedBackupInterval Duration `toml:"joined_backup_interval"`
+
 	// RestoreTarget is the empty database the restore wizard and
 	// `btfu restore` use when none is given: a scratch database for
 	// restore drills. It is checked like any target (never the source).
@@ -246,6 +254,7 @@ const (
 	DefaultPauseWALBudget  = ByteSize(1 << 30)
 	DefaultMaxRetainedWAL  = ByteSize(4 << 30)
 	DefaultMaxLag          = Duration(5 * 60 * 1e9)
+	DefaultJoinedBackup    = Duration(10 * 60 * 1e9)
 	DefaultQuietPeriod     = Duration(3600 * 1e9)
 )
 
@@ -388,6 +397,9 @@ func (c *Config) applyDefaults() {
 		}
 		if s.MaxLag == 0 {
 			s.MaxLag = DefaultMaxLag
+		}
+		if s.JoinedBackupInterval == 0 {
+			s.JoinedBackupInterval = DefaultJoinedBackup
 		}
 	}
 }
