@@ -65,6 +65,7 @@ func TestBackupsForJoinedTablesAreSpaced(t *testing.T) {
 	}
 	plan := f.restoreEquals(source.CurrentLSN(t))
 	if left := plan.LeftOut(); len(left) != 1 || left[0].Table != "public.k2" {
-		t.Errorf("left out of the restore: %+v, want public.k2", left)
+		recs, _ := f.meta.ListTableCoverage(context.Background(), f.id)
+		t.Errorf("left out of the restore: %+v, want public.k2 (base at %s; coverage records %+v)", left, plan.Base.ConsistentLSN, recs)
 	}
 }

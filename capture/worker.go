@@ -579,6 +579,12 @@ func (w *Worker) addNewTables(ctx context.Context) {
 		}
 		return
 	}
+	w.recordNewTables(ctx, nt)
+}
+
+// recordNewTables records and announces what one new-tables check found
+// and did.
+func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
 	w.mu.Lock()
 	if w.warned == nil {
 		w.warned = map[string]bool{}
@@ -601,8 +607,17 @@ func (w *Worker) addNewTables(ctx context.Context) {
 	for _, t := range nt.Unlogged {
 		reasons[t] = unloggedReason
 	}
+	// Undecided and Unlogged are what the listing saw; Dropped is what the
+	// check itself did, after the listing.
+	listed := map[string]bool{}
+	for _, t := range append(append([]string(nil), nt.Undecided...), nt.Unlogged...) {
+		listed[t] = true
+	}
+	for _, t := range nt.Dropped {
+		delete(listed, t)
+	}
 	var freshUnlogged []string
-	for _, t := range w.newlyLeftOut(ctx, append(append(nt.Undecided, nt.Dropped...), nt.Unlogged...)) {
+	for _, t := range w.newlyLeftOut(ctx, append(append(nt.Undecided, nt.Dropped...), nt.Unlogged...), listed, nt.ListedLSN) {
 		reason := reasons[t]
 		if reason == "" {
 			reason = "no primary key or replica identity"
@@ -775,8 +790,12 @@ func (w *Worker) coveredTables(ctx context.Context) map[string]bool {
 }
 
 // newlyLeftOut returns the tables of names whose newest coverage record
-// does not already say they are left out.
-func (w *Worker) newlyLeftOut(ctx context.Context, names []string) []string {
+// does not already say they are left out. Tables in stale (what a listing
+// made at listedLSN judged) are skipped when a record at or after
+// listedLSN exists: the capture trigger recorded what happened to them
+// (joined with a new key, say) after the listing, and the listing's
+// verdict must not overrule it.
+func (w *Worker) newlyLeftOut(ctx context.Context, names []string, stale map[string]bool, listedLSN pglogrepl.LSN) []string {
 	if len(names) == 0 {
 		return nil
 	}
@@ -788,6 +807,11 @@ func (w *Worker) newlyLeftOut(ctx context.Context, names []string) []string {
 	out := map[string]bool{}
 	for _, t := range store.LeftOutNow(recs) {
 		out[t] = true
+	}
+	for _, c := range recs {
+		if stale[c.Table] && c.FromLSN >= listedLSN {
+			out[c.Table] = true
+		}
 	}
 	var fresh []string
 	seen := map[string]bool{}

@@ -1,0 +1,55 @@
+package capture
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/sqlite"
+)
+
+// A new-tables check lists the tables, then records what it found. When
+// the capture trigger records a table joining (its key was added) between
+// the listing and the record, the listing's "no key, left out" is stale:
+// recording it after the join would make restores leave out a table that
+// is in the stream. A verdict newer than the listing stands.
+func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
+	ctx := context.Background()
+	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	src, err := meta.UpsertSource(ctx, store.Source{Name: "app", Database: "app", SlotName: "s", PublicationName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{Source: &config.Source{Name: "app", Publication: "p"}, Meta: meta, SourceID: src.ID, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := RecordJoined(ctx, meta, src.ID, []string{"public.k1"}, 0x2000, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Listed before the join (0x1000), recorded after it (0x3000).
+	w.recordNewTables(ctx, &probe.NewTables{Undecided: []string{"public.k1", "public.k2"}, ListedLSN: 0x1000, LSN: 0x3000})
+	recs, err := meta.ListTableCoverage(ctx, src.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := store.LeftOutNow(recs)
+	if len(left) != 1 || left[0] != "public.k2" {
+		t.Fatalf("left out now: %v, want only public.k2 (k1 joined after the listing); records %+v", left, recs)
+	}
+	// A listing made after the join that still finds no key is believed.
+	w.recordNewTables(ctx, &probe.NewTables{Undecided: []string{"public.k1"}, ListedLSN: 0x4000, LSN: 0x5000})
+	if recs, err = meta.ListTableCoverage(ctx, src.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left := store.LeftOutNow(recs); len(left) != 2 {
+		t.Fatalf("left out now: %v, want public.k1 and public.k2; records %+v", left, recs)
+	}
+}
