@@ -176,6 +176,12 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: %w (the target is partial: it holds the base backup)", err)
 	}
 	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError, guard: guard, noOwner: opts.NoOwner}
+	for _, g := range plan.JoinedThenDropped() {
+		if p.gone == nil {
+			p.gone = map[string]Gone{}
+		}
+		p.gone[g.Table] = g
+	}
 	if late := plan.LeftOut(); len(late) > 0 {
 		p.leftOut = map[string]bool{}
 		for _, c := range late {
