@@ -52,6 +52,19 @@ type Options struct {
 	Log        *slog.Logger
 	// Progress, if set, is called at each phase and after each segment.
 	Progress func(Progress)
+	// ReadAhead is how many segments are read at once, to verify them and
+	// ahead of replay (0: 32; 1 reads one after the other). Object stores
+	// answer each request after a first-byte latency, so reading many at
+	// once is what keeps a long history of small segments quick to
+	// restore; memory stays within 64MiB of read-ahead whatever it is.
+	ReadAhead int
+}
+
+func (o Options) readAhead() int {
+	if o.ReadAhead <= 0 {
+		return readAhead
+	}
+	return o.ReadAhead
 }
 
 // Progress describes a running restore.
@@ -114,10 +127,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := verify(ctx, arts, plan.Base.ArtifactKey, plan.Base.SHA256); err != nil {
 		return sum, err
 	}
-	for _, s := range plan.Segments {
-		if err := verify(ctx, arts, s.ArtifactKey, s.SHA256); err != nil {
-			return sum, err
-		}
+	if err := verifyAll(ctx, arts, plan.Segments, opts.readAhead()); err != nil {
+		return sum, err
 	}
 	// 2. The target: reachable, not the source, empty unless clean.
 	conn, err := pgx.Connect(ctx, opts.TargetDSN)
@@ -206,20 +217,21 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	var done int64
 	report(Progress{Phase: "replay"})
+	pf := prefetch(ctx, arts, plan.Segments, opts.readAhead())
+	defer pf.Close()
 	for _, s := range plan.Segments {
 		if p.done {
 			break
 		}
-		rc, err := arts.Get(ctx, s.ArtifactKey)
-		if err != nil {
-			return sum, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
-		}
-		r, err := segment.NewReader(rc)
+		rc, err := pf.Next()
 		if err == nil {
-			err = p.segment(ctx, r)
-			r.Close()
+			var r *segment.Reader
+			if r, err = segment.NewReader(rc); err == nil {
+				err = p.segment(ctx, r)
+				r.Close()
+			}
+			rc.Close()
 		}
-		rc.Close()
 		if err != nil {
 			if p.tx != nil {
 				p.tx.Rollback(context.WithoutCancel(ctx))
