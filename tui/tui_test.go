@@ -42,6 +42,8 @@ type fakeEngine struct {
 	planErr error
 	// restoreOpts: the options of each Restore call.
 	restoreOpts []restore.Options
+	// planned: the target of each PlanRestore call.
+	planned []restore.Target
 }
 
 func (f *fakeEngine) Status(context.Context) (engine.Status, error) { return f.st, f.err }
@@ -74,7 +76,8 @@ func (f *fakeEngine) Coverage(context.Context, string) (coverage.Source, error) 
 func (f *fakeEngine) SourceRecord(context.Context, string) (store.Source, error) {
 	return store.Source{Name: "orders"}, nil
 }
-func (f *fakeEngine) PlanRestore(context.Context, string, restore.Target) (*restore.Plan, error) {
+func (f *fakeEngine) PlanRestore(_ context.Context, _ string, t restore.Target) (*restore.Plan, error) {
+	f.planned = append(f.planned, t)
 	return f.plan, f.planErr
 }
 func (f *fakeEngine) Restore(_ context.Context, _ string, _ *restore.Plan, opts restore.Options) (restore.Summary, error) {
@@ -417,6 +420,28 @@ func TestTimelineGoldenAndCursor(t *testing.T) {
 	w, ok := m.screen.(*wizard)
 	if !ok || w.step != stepPoint || !strings.Contains(w.point, tl.cursor.UTC().Format("2006-01-02 15:04")) {
 		t.Fatalf("enter on the timeline opens the wizard at the cursor: %T", m.screen)
+	}
+}
+
+// The timeline opens on the newest instant a restore reaches (the end of
+// the latest range), not on "now", which is past the last stored commit.
+func TestTimelineOpensOnNewestRestorableInstant(t *testing.T) {
+	f := sample()
+	last := at(-7*time.Minute - 500*time.Millisecond)
+	f.cov.Ranges[1].ToTime = last
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = sized(t, m, 80, 24)
+	m = hit(t, m, "t")
+	tl := m.screen.(*timeline)
+	if !tl.cursor.Equal(last) {
+		t.Fatalf("cursor at %v, want the end of coverage %v", tl.cursor, last)
+	}
+	if len(f.planned) != 1 || !f.planned[0].Time.Equal(last) {
+		t.Fatalf("the plan shown is not the one at the cursor: %+v", f.planned)
+	}
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "cursor 2026-11-23 13:52:59Z") || !strings.Contains(out, "a restore here uses base") {
+		t.Fatalf("timeline:\n%s", out)
 	}
 }
 
