@@ -18,7 +18,7 @@ import (
 // needs the user.
 func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.Time) string {
 	if len(status.Sources) == 0 {
-		return st.Muted.Render("no sources configured; press n to register one, or add a [[source]] to config.toml") + "\n"
+		return wrapStyled(st.Muted, "no sources configured; press n to register one, or add a [[source]] to config.toml", width, 0) + "\n"
 	}
 	wide := width >= 110
 	cols := []col{{"SOURCE", 14}, {"STATE", 11}, {"LAG", 16}, {"RPO", 7}, {"TX/S", 7}}
@@ -60,9 +60,9 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 			line = st.Selected.Render(line)
 		}
 		b.WriteString(line + "\n")
-		b.WriteString(st.Muted.Render("  "+facts(s, now)) + "\n")
+		b.WriteString(styleLines(st.Muted, joinWrapped(facts(s, now), " · ", width, 2)) + "\n")
 		if s.Attention != "" {
-			b.WriteString(st.Error.Render("  ! "+s.Attention) + "\n")
+			b.WriteString(wrapStyled(st.Error, "  ! "+s.Attention, width, 4) + "\n")
 		}
 	}
 	return b.String()
@@ -73,8 +73,9 @@ type col struct {
 	width int
 }
 
-// facts is the second line of a source: backups, coverage, WAL, restore.
-func facts(s engine.SourceStatus, now time.Time) string {
+// facts are the second line of a source: backups, coverage, WAL, restore;
+// the first is indented.
+func facts(s engine.SourceStatus, now time.Time) []string {
 	var parts []string
 	if s.LastBackup != nil {
 		parts = append(parts, "base "+age(now.Sub(s.LastBackup.At))+" ago")
@@ -93,7 +94,8 @@ func facts(s engine.SourceStatus, now time.Time) string {
 	if r := s.LastRestore; r != nil {
 		parts = append(parts, "last restore "+r.Status+" "+age(now.Sub(r.StartedAt))+" ago")
 	}
-	return strings.Join(parts, " · ")
+	parts[0] = "  " + parts[0]
+	return parts
 }
 
 // age renders a duration as 45s, 12m, 3.5h, 4d.

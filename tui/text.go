@@ -8,8 +8,8 @@ import (
 )
 
 // wrap fits plain text s into width columns instead of cutting it: lines
-// break at spaces (or after a comma or slash, for lists and connection
-// strings), a word longer than a line is split, and continuation lines are
+// break at spaces (or after a comma, '@' or slash, for lists and
+// connection strings), a word longer than a line is split, and continuation lines are
 // indented by indent columns so a label column stays clear. Lines that
 // carry the point (messages, findings, plans, targets) go through it; only
 // list cells and decoration are truncated.
@@ -24,7 +24,12 @@ func wrap(s string, width, indent int) string {
 // wrapStyled wraps s, then renders each line with st (so no style spans a
 // line break and no line is padded).
 func wrapStyled(st lipgloss.Style, s string, width, indent int) string {
-	lines := strings.Split(wrap(s, width, indent), "\n")
+	return styleLines(st, wrap(s, width, indent))
+}
+
+// styleLines renders each line of s with st.
+func styleLines(st lipgloss.Style, s string) string {
+	lines := strings.Split(s, "\n")
 	for i, l := range lines {
 		lines[i] = st.Render(l)
 	}
@@ -53,7 +58,7 @@ func wrapLine(s string, width, indent int) []string {
 }
 
 // breakAt is the byte offset where a line of at most limit columns ends:
-// after the last space, comma or slash that fits, else at limit.
+// after the last space, comma, '@' or slash that fits, else at limit.
 func breakAt(s string, limit int) int {
 	cols, last := 0, -1
 	for i, r := range s {
@@ -73,9 +78,30 @@ func breakAt(s string, limit int) int {
 		switch {
 		case r == ' ' && i > 0:
 			last = i
-		case r == ',', r == '/' && (i+1 >= len(s) || s[i+1] != '/'):
+		case r == ',', r == '@', r == '/' && (i+1 >= len(s) || s[i+1] != '/'):
 			last = i + 1
 		}
 	}
 	return len(s)
+}
+
+// joinWrapped joins parts with sep, starting a new line (indented) before a
+// part that would not fit, so a part is split only when it alone is wider
+// than a line.
+func joinWrapped(parts []string, sep string, width, indent int) string {
+	var lines []string
+	cur := ""
+	for _, p := range parts {
+		next := p
+		if cur != "" {
+			next = cur + sep + p
+		}
+		if cur != "" && ansi.StringWidth(next) > width {
+			lines = append(lines, cur)
+			next = strings.Repeat(" ", indent) + p
+		}
+		cur = next
+	}
+	lines = append(lines, cur)
+	return wrap(strings.Join(lines, "\n"), width, indent)
 }

@@ -44,6 +44,10 @@ type fakeEngine struct {
 	restoreOpts []restore.Options
 	// planned: the target of each PlanRestore call.
 	planned []restore.Target
+	// cfg, report and events replace the defaults when set.
+	cfg    *config.Config
+	report *probe.Report
+	events []engine.EventRecord
 }
 
 func (f *fakeEngine) Status(context.Context) (engine.Status, error) { return f.st, f.err }
@@ -53,6 +57,9 @@ func (f *fakeEngine) Subscribe(ctx context.Context) <-chan engine.EventRecord {
 	return ch
 }
 func (f *fakeEngine) RecentEvents() []engine.EventRecord {
+	if f.events != nil {
+		return f.events
+	}
 	return []engine.EventRecord{{At: at(-time.Minute), Source: "orders", Kind: "backup.finished", Message: "base backup of orders complete"}}
 }
 func (f *fakeEngine) BackupNow(_ context.Context, name string) (store.BaseBackup, error) {
@@ -68,6 +75,9 @@ func (f *fakeEngine) Resume(_ context.Context, name string) error {
 	return nil
 }
 func (f *fakeEngine) Probe(context.Context, string) (*probe.Report, error) {
+	if f.report != nil {
+		return f.report, nil
+	}
 	return &probe.Report{Target: "db:5432/orders", ServerVersion: "15.8", Provider: "self-hosted",
 		Checks: []probe.Check{{ID: "wal_level", Status: probe.OK, Finding: "logical"}, {ID: "replica_identity", Status: probe.Warn, Finding: "1 table without a key", Fix: "add it to exclude_tables"}},
 		Plan:   probe.Plan{Publication: "btfu_orders", PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_orders"}}, nil
@@ -86,6 +96,9 @@ func (f *fakeEngine) Restore(_ context.Context, _ string, _ *restore.Plan, opts 
 		SkippedDDL: []restore.SkippedDDL{{LSN: 0x3000060, Statement: "DO (ALTER TABLE t SET (fillfactor=70))", Err: "not rebuilt", NotReproduced: true}}}, nil
 }
 func (f *fakeEngine) Config() *config.Config {
+	if f.cfg != nil {
+		return f.cfg
+	}
 	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders", RestoreTarget: "postgres://drill@scratch/orders_drill"}, {Name: "billing"}}}
 }
 func (f *fakeEngine) Reload(context.Context, *config.Config) error { return nil }
