@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"strings"
+
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/huh/v2"
@@ -15,6 +17,14 @@ type formSubmittedMsg struct{ form *huh.Form }
 
 type formCancelledMsg struct{ form *huh.Form }
 
+// form is a huh form embedded in a screen: one group of fields, huh's
+// drawing and checks, submit and cancel as our own messages.
+type form struct {
+	*huh.Form
+	fields []huh.Field
+	keys   *huh.KeyMap
+}
+
 // formKeys is huh's key map with esc as "cancel": ctrl+c stays the root's
 // (quit, asking first during a restore).
 func formKeys() *huh.KeyMap {
@@ -25,44 +35,72 @@ func formKeys() *huh.KeyMap {
 	return km
 }
 
-// newForm embeds fields as one huh group in a screen of width w and at
-// most h lines: huh draws and validates; submit and cancel come back as
-// our own messages; the help line is the root's (formHelp). The caller
-// returns f.Init() as a command (it focuses the first field).
-func newForm(st styles.Styles, w, h int, fields ...huh.Field) *huh.Form {
-	f := huh.NewForm(huh.NewGroup(fields...)).
+// newForm embeds fields in a screen of width w and at most h lines; the
+// help line is the root's (formHelp), the problems ours (formView). The
+// caller returns Init() as a command (it focuses the first field).
+func newForm(st styles.Styles, w, h int, fields ...huh.Field) *form {
+	km := formKeys()
+	f := &form{Form: huh.NewForm(huh.NewGroup(fields...)).
 		WithTheme(st.Form()).
-		WithKeyMap(formKeys()).
+		WithKeyMap(km).
 		WithShowHelp(false).
-		WithShowErrors(true)
-	f.SubmitCmd = func() tea.Msg { return formSubmittedMsg{f} }
-	f.CancelCmd = func() tea.Msg { return formCancelledMsg{f} }
-	sizeForm(f, w, h)
+		WithShowErrors(false), fields: fields, keys: km}
+	f.SubmitCmd = func() tea.Msg { return formSubmittedMsg{f.Form} }
+	f.CancelCmd = func() tea.Msg { return formCancelledMsg{f.Form} }
+	f.size(w, h)
 	return f
 }
 
-// sizeForm fits f to w columns and at most h lines (huh sizes its groups
-// from a window size message when no height was set).
-func sizeForm(f *huh.Form, w, h int) {
+// size fits the form to w columns and at most h lines (huh sizes its
+// groups from a window size message when no height was set).
+func (f *form) size(w, h int) {
 	if f == nil {
 		return
 	}
 	f.WithWidth(max(w, 20))
-	f.Update(tea.WindowSizeMsg{Width: max(w, 20), Height: max(h, 3)})
+	f.Form.Update(tea.WindowSizeMsg{Width: max(w, 20), Height: max(h, 3)})
 }
 
-// updateForm hands msg to f and returns the updated form.
-func updateForm(f *huh.Form, msg tea.Msg) (*huh.Form, tea.Cmd) {
-	m, cmd := f.Update(msg)
-	if nf, ok := m.(*huh.Form); ok {
-		f = nf
+// update hands msg to the form. Moving between fields is done here, at
+// once: huh moves by a command, so keys typed right after tab (a paste, a
+// fast typist, tmux send-keys) would land in the field being left.
+func (f *form) update(msg tea.Msg) tea.Cmd {
+	if k, ok := msg.(tea.KeyPressMsg); ok && f.State == huh.StateNormal {
+		field := f.GetFocusedField()
+		switch {
+		case key.Matches(k, f.keys.Input.Prev):
+			if field == f.fields[0] {
+				return nil
+			}
+			return f.PrevField()
+		case key.Matches(k, f.keys.Input.Next):
+			field.Blur() // stores the value and checks it
+			if field.Error() != nil {
+				return field.Focus()
+			}
+			if field == f.fields[len(f.fields)-1] {
+				return f.NextGroup() // the only group: submit
+			}
+			return f.NextField()
+		}
 	}
-	return f, cmd
+	_, cmd := f.Form.Update(msg)
+	return cmd
 }
 
-// formHelp is the short help of a screen showing f: the focused field's
-// keys, then esc.
-func formHelp(f *huh.Form) []key.Binding {
+// view draws the form, then what its checks refuse, wrapped to w columns.
+func (f *form) view(st styles.Styles, w int) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimRight(f.View(), "\n") + "\n")
+	for _, err := range f.Errors() {
+		b.WriteString(wrapStyled(st.Error, "! "+err.Error(), w, 2) + "\n")
+	}
+	return b.String()
+}
+
+// help is the short help of a screen showing the form: the focused
+// field's keys, then esc.
+func (f *form) help() []key.Binding {
 	var out []key.Binding
 	for _, b := range f.KeyBinds() {
 		if b.Enabled() {

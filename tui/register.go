@@ -26,7 +26,7 @@ type register struct {
 	eng     Engine
 	st      styles.Styles
 	w, h    int
-	form    *huh.Form // nil while probing and on the report
+	form    *form // nil while probing and on the report
 	name    string
 	dsn     string
 	exclude string
@@ -59,12 +59,12 @@ var newRegister = newRegisterScreen
 
 // newForm builds the form over the current values (kept when the user
 // comes back from the probe's report to edit).
-func (r *register) newForm() *huh.Form {
+func (r *register) newForm() *form {
 	return newForm(r.st, r.w, r.formHeight(),
-		huh.NewInput().Title("Name").Placeholder("orders (a-z 0-9 _ -)").Value(&r.name).Validate(r.checkName),
-		huh.NewInput().Title("Connection string").Placeholder("postgres://btfu@db.example.com:5432/orders?sslmode=require").Value(&r.dsn).Validate(checkSourceDSN),
-		huh.NewInput().Title("Tables to leave out (optional)").Placeholder("public.sessions, audit.*").Value(&r.exclude).Validate(checkExclude),
-		huh.NewInput().Title("Base backup schedule").Placeholder("0 3 * * * (the default), @hourly, or off").Value(&r.sched).Validate(checkSchedule),
+		huh.NewInput().Title("Source name:").Placeholder("orders (a-z 0-9 _ -)").Value(&r.name).Validate(r.checkName),
+		huh.NewInput().Title("Connection string:").Placeholder("postgres://btfu@db.example.com:5432/orders?sslmode=require").Value(&r.dsn).Validate(checkSourceDSN),
+		huh.NewInput().Title("Tables to leave out (optional):").Placeholder("public.sessions, audit.*").Value(&r.exclude).Validate(checkExclude),
+		huh.NewInput().Title("Base backup schedule:").Placeholder("0 3 * * * (the default), @hourly, or off").Value(&r.sched).Validate(checkSchedule),
 	)
 }
 
@@ -76,7 +76,7 @@ func (r *register) Typing() bool { return r.report == nil }
 
 func (r *register) SetSize(w, h int) {
 	r.w, r.h = w, h
-	sizeForm(r.form, w, r.formHeight())
+	r.form.size(w, r.formHeight())
 }
 
 func (r *register) ShortHelp() []key.Binding {
@@ -84,7 +84,7 @@ func (r *register) ShortHelp() []key.Binding {
 	case r.report != nil:
 		return []key.Binding{r.keys.Confirm, r.keys.Back}
 	case r.form != nil:
-		return formHelp(r.form)
+		return r.form.help()
 	}
 	return []key.Binding{r.keys.Back}
 }
@@ -160,12 +160,12 @@ func checkSchedule(v string) error {
 func (r *register) Update(msg tea.Msg) (Component, tea.Cmd) {
 	switch msg := msg.(type) {
 	case formSubmittedMsg:
-		if msg.form == r.form {
+		if r.form != nil && msg.form == r.form.Form {
 			return r.submit()
 		}
 		return r, nil
 	case formCancelledMsg:
-		if msg.form == r.form {
+		if r.form != nil && msg.form == r.form.Form {
 			return r, closeWith("")
 		}
 		return r, nil
@@ -192,9 +192,7 @@ func (r *register) Update(msg tea.Msg) (Component, tea.Cmd) {
 		}
 	}
 	if r.form != nil {
-		var cmd tea.Cmd
-		r.form, cmd = updateForm(r.form, msg)
-		return r, cmd
+		return r, r.form.update(msg)
 	}
 	return r, nil
 }
@@ -264,7 +262,7 @@ func (r *register) View() string {
 	b.WriteString(r.st.Header.Render("Register a source") + "\n")
 	switch {
 	case r.form != nil:
-		b.WriteString(strings.TrimRight(r.form.View(), "\n") + "\n")
+		b.WriteString(r.form.view(r.st, r.w))
 		b.WriteString(wrapStyled(r.st.Muted, "A password in the connection string is written to config.toml; prefer password_file or ${ENV} there.", r.w, 0) + "\n")
 	case r.probing:
 		b.WriteString(wrapStyled(r.st.Muted, "probing "+redact.DSN(r.dsn)+"…", r.w, 8) + "\n")

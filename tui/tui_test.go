@@ -622,6 +622,27 @@ func TestRegisterFormValidatesBeforeProbing(t *testing.T) {
 	}
 }
 
+// Keys typed right after tab (a paste, tmux send-keys) land in the next
+// field: the form moves at once, not by a command run later.
+func TestRegisterFormMovesBeforeTheNextKey(t *testing.T) {
+	m := newModel(sample())
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "n")
+	r := m.screen.(*register)
+	m = typeText(t, m, "notes")
+	m, _ = update(t, m, press("tab")) // its commands are not run
+	m = typeText(t, m, "postgres://u@h/db")
+	m, _ = update(t, m, press("tab"), press("tab"))
+	m = typeText(t, m, "off")
+	m, cmd := update(t, m, press("enter"))
+	if r.name != "notes" || r.dsn != "postgres://u@h/db" || r.exclude != "" || r.sched != "off" {
+		t.Fatalf("the fields got %q %q %q %q", r.name, r.dsn, r.exclude, r.sched)
+	}
+	if msg, _ := answer(cmd); msg != (formSubmittedMsg{r.form.Form}) {
+		t.Fatalf("enter on the last field does not submit: %#v", msg)
+	}
+}
+
 func TestViewOwnsAltScreen(t *testing.T) {
 	v := newModel(sample()).View()
 	if !v.AltScreen || v.WindowTitle != "btfu" {

@@ -121,7 +121,7 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 			}
 			return m
 		}},
-		{"wizard_target", longDSN + " is the source " + longName + " itself", func(t *testing.T, f *fakeEngine, m Model) Model {
+		{"wizard_target", "the target is the source itself (" + longDSN + " is the database of source " + longName + ")", func(t *testing.T, f *fakeEngine, m Model) Model {
 			m = hit(t, m, "R")
 			m = typeText(t, m, "latest")
 			m = hit(t, m, "enter")

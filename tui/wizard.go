@@ -43,8 +43,8 @@ type wizard struct {
 	step    int
 	sources []string
 	source  string
-	form    *huh.Form // the step's form; nil on the plan, while checking and after
-	point   string    // what was typed as the point
+	form    *form  // the step's form; nil on the plan, while checking and after
+	point   string // what was typed as the point
 	target  restore.Target
 	dsn     string
 	confirm string
@@ -134,7 +134,7 @@ func (w *wizard) toSource() tea.Cmd {
 
 func (w *wizard) toPoint() tea.Cmd {
 	w.step = stepPoint
-	return w.setForm(huh.NewInput().Title("Restore up to").
+	return w.setForm(huh.NewInput().Title("Restore up to:").
 		Description("a time with its zone (2026-11-23 14:05:00+00), a time ago (5m ago), an LSN (0/3000060), or latest").
 		Placeholder("latest").Value(&w.point).Validate(checkPoint))
 }
@@ -146,14 +146,14 @@ func (w *wizard) toTarget() tea.Cmd {
 			w.dsn = s.RestoreTarget
 		}
 	}
-	return w.setForm(huh.NewInput().Title("Restore into").
+	return w.setForm(huh.NewInput().Title("Restore into the target database:").
 		Description("the connection string of an EMPTY database, never the source; it is checked before anything is written").
 		Placeholder("postgres://user@host:5432/empty_db").Value(&w.dsn).Validate(w.checkTargetDSN))
 }
 
 func (w *wizard) toConfirm() tea.Cmd {
 	w.step, w.confirm = stepConfirm, ""
-	return w.setForm(huh.NewInput().Title("Type restore to go on").
+	return w.setForm(huh.NewInput().Title("Confirm: type restore to go on").
 		Description("or restore --no-owner: objects then belong to the restoring role (a target without the source's roles)").
 		Value(&w.confirm).Validate(checkConfirm))
 }
@@ -168,12 +168,12 @@ func (w *wizard) Typing() bool { return w.form != nil }
 
 func (w *wizard) SetSize(width, h int) {
 	w.w, w.h = width, h
-	sizeForm(w.form, width, w.formHeight())
+	w.form.size(width, w.formHeight())
 }
 
 func (w *wizard) ShortHelp() []key.Binding {
 	if w.form != nil {
-		return formHelp(w.form)
+		return w.form.help()
 	}
 	return []key.Binding{w.keys.Next, w.keys.Back}
 }
@@ -184,12 +184,12 @@ func closeWith(s string) tea.Cmd { return func() tea.Msg { return CloseMsg{Statu
 func (w *wizard) Update(msg tea.Msg) (Component, tea.Cmd) {
 	switch msg := msg.(type) {
 	case formSubmittedMsg:
-		if msg.form != w.form {
+		if w.form == nil || msg.form != w.form.Form {
 			return w, nil
 		}
 		return w, w.submitted()
 	case formCancelledMsg:
-		if msg.form != w.form {
+		if w.form == nil || msg.form != w.form.Form {
 			return w, nil
 		}
 		return w, w.cancelled()
@@ -226,9 +226,7 @@ func (w *wizard) Update(msg tea.Msg) (Component, tea.Cmd) {
 		}
 	}
 	if w.form != nil {
-		var cmd tea.Cmd
-		w.form, cmd = updateForm(w.form, msg)
-		return w, cmd
+		return w, w.form.update(msg)
 	}
 	return w, nil
 }
@@ -337,7 +335,7 @@ func (w *wizard) checkTargetDSN(s string) error {
 		return err
 	}
 	if src := w.configSource(); src != nil && sameDatabase(s, src.DSN) {
-		return fmt.Errorf("%s is the source %s itself: btfu never restores into the source; create an empty database elsewhere", redact.DSN(s), w.source)
+		return fmt.Errorf("the target is the source itself (%s is the database of source %s): btfu never restores into the source; create an empty database elsewhere", redact.DSN(s), w.source)
 	}
 	return nil
 }
@@ -453,7 +451,7 @@ func (w *wizard) View() string {
 	switch w.step {
 	case stepSource, stepPoint, stepTarget:
 		if w.form != nil {
-			b.WriteString(strings.TrimRight(w.form.View(), "\n") + "\n")
+			b.WriteString(w.form.view(w.st, w.w))
 		}
 	case stepPlan, stepConfirm:
 		w.viewPlan(&b)
@@ -498,7 +496,7 @@ func (w *wizard) viewPlan(b *strings.Builder) {
 	if w.step == stepPlan {
 		b.WriteString("\n" + wrapStyled(w.st.Muted, "enter to continue, esc to change the target", w.w, 0) + "\n")
 	} else if w.form != nil {
-		b.WriteString("\n" + strings.TrimRight(w.form.View(), "\n") + "\n")
+		b.WriteString("\n" + w.form.view(w.st, w.w))
 	}
 }
 
