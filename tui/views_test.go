@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -147,11 +148,22 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 		{"wizard_plan_target", "into " + redact.DSN(longDSN) + " (orders_eu_west_1_drill_2026_11_23, PostgreSQL 15.8, empty)", func(t *testing.T, f *fakeEngine, m Model) Model {
 			return toPlan(t, m)
 		}},
-		{"wizard_confirm", "or restore --no-owner: objects then belong to the restoring role (a target without the source's roles)", func(t *testing.T, f *fakeEngine, m Model) Model {
+		{"wizard_confirm", "or restore --no-owner: objects then belong to the restoring role", func(t *testing.T, f *fakeEngine, m Model) Model {
 			m = toPlan(t, m)
 			return hit(t, m, "enter")
 		}},
-		{"wizard_running", "elapsed 0s; esc stops the restore (the target is then partial)", func(t *testing.T, f *fakeEngine, m Model) Model {
+		{"wizard_confirm_many_left_out", "Confirm: type restore to go on", func(t *testing.T, f *fakeEngine, m Model) Model {
+			for i := range 9 {
+				f.plan.LateTables = append(f.plan.LateTables, store.TableCoverage{Table: fmt.Sprintf("public.audit_%d", i), FromLSN: 0x16B1000, AddedAt: at(-45 * time.Minute), LeftOut: true, Reason: "no primary key"})
+			}
+			m = toPlan(t, m)
+			m = hit(t, m, "enter")
+			if out := ansi.Strip(m.Render()); !strings.Contains(out, "more table(s); btfu restore --dry-run lists them all") {
+				t.Errorf("the tables that do not fit are not counted:\n%s", out)
+			}
+			return m
+		}},
+		{"wizard_running", "elapsed 0s; stopping leaves the target partial", func(t *testing.T, f *fakeEngine, m Model) Model {
 			m = toPlan(t, m)
 			w := m.screen.(*wizard)
 			w.step, w.started = stepRunning, time.Now()
@@ -165,6 +177,20 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 			w.sum, _ = f.Restore(context.Background(), "", nil, restore.Options{})
 			w.sum.Base = f.plan.Base
 			w.sum.Notes = []string{"the target's server is PostgreSQL 16.4, newer than the source's 15.8; pg_restore of a 15 dump into 16 is supported"}
+			return m
+		}},
+		{"wizard_done_scrolls", "lines 2-", func(t *testing.T, f *fakeEngine, m Model) Model {
+			m = toPlan(t, m)
+			w := m.screen.(*wizard)
+			w.step = stepDone
+			w.sum, _ = f.Restore(context.Background(), "", nil, restore.Options{})
+			for i := range 12 {
+				w.sum.LeftOut = append(w.sum.LeftOut, fmt.Sprintf("public.audit_%d: no primary key", i))
+			}
+			m = hit(t, m, "down")
+			if w.scroll != 1 {
+				t.Errorf("down does not scroll the summary: %d", w.scroll)
+			}
 			return m
 		}},
 		{"wizard_failed", "Restore failed: replay 0/16C0040: insert into public.orders_eu_west_1_line_items: duplicate key value violates unique constraint", func(t *testing.T, f *fakeEngine, m Model) Model {

@@ -59,9 +59,10 @@ type wizard struct {
 	sum     restore.Summary
 	err     error
 	askStop bool
+	scroll  int  // first line of the summary shown
 	noOwner bool // typed restore --no-owner
 	init    tea.Cmd
-	keys    struct{ Next, Back, Up, Down key.Binding }
+	keys    struct{ Next, Back, Up, Down, Stop, Done key.Binding }
 }
 
 type targetCheckedMsg struct {
@@ -87,6 +88,8 @@ func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source s
 	w.keys.Back = back
 	w.keys.Up = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑", "up"))
 	w.keys.Down = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓", "down"))
+	w.keys.Stop = key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "stop the restore (asks first)"))
+	w.keys.Done = key.NewBinding(key.WithKeys("enter", "esc"), key.WithHelp("enter", "back to the dashboard"))
 	if cfg := eng.Config(); cfg != nil {
 		for _, s := range cfg.Sources {
 			w.sources = append(w.sources, s.Name)
@@ -154,7 +157,7 @@ func (w *wizard) toTarget() tea.Cmd {
 func (w *wizard) toConfirm() tea.Cmd {
 	w.step, w.confirm = stepConfirm, ""
 	return w.setForm(huh.NewInput().Title("Confirm: type restore to go on").
-		Description("or restore --no-owner: objects then belong to the restoring role (a target without the source's roles)").
+		Description("or restore --no-owner: objects then belong to the restoring role").
 		Value(&w.confirm).Validate(checkConfirm))
 }
 
@@ -172,8 +175,13 @@ func (w *wizard) SetSize(width, h int) {
 }
 
 func (w *wizard) ShortHelp() []key.Binding {
-	if w.form != nil {
+	switch {
+	case w.form != nil:
 		return w.form.help()
+	case w.step == stepRunning:
+		return []key.Binding{w.keys.Stop}
+	case w.step == stepDone:
+		return []key.Binding{w.keys.Up, w.keys.Down, w.keys.Done}
 	}
 	return []key.Binding{w.keys.Next, w.keys.Back}
 }
@@ -295,6 +303,12 @@ func (w *wizard) key(msg tea.KeyPressMsg) (Component, tea.Cmd) {
 			w.askStop = true
 		}
 	case stepDone:
+		switch {
+		case key.Matches(msg, w.keys.Up):
+			w.scroll = max(w.scroll-1, 0)
+		case key.Matches(msg, w.keys.Down):
+			w.scroll++
+		}
 		if isBack || isNext {
 			if w.err != nil {
 				return w, closeWith("restore failed: " + w.err.Error())
@@ -467,7 +481,7 @@ func (w *wizard) View() string {
 		}
 		b.WriteString(wrap(fmt.Sprintf("restoring…  phase %s  %.0f%%  %s / %s  %d transactions  ETA %s", orDots(p.Phase), pct,
 			probe.HumanBytes(p.Bytes), probe.HumanBytes(p.TotalBytes), p.Transactions, eta), w.w, 12) + "\n")
-		b.WriteString(wrapStyled(w.st.Muted, fmt.Sprintf("elapsed %s; esc stops the restore (the target is then partial)", time.Since(w.started).Round(time.Second)), w.w, 0) + "\n")
+		b.WriteString(wrapStyled(w.st.Muted, fmt.Sprintf("elapsed %s; stopping leaves the target partial", time.Since(w.started).Round(time.Second)), w.w, 0) + "\n")
 		if w.askStop {
 			b.WriteString(wrapStyled(w.st.Warn, "Stop the restore? The target would be partial and must be dropped. (y/n)", w.w, 0) + "\n")
 		}
@@ -483,6 +497,11 @@ func (w *wizard) View() string {
 	return b.String()
 }
 
+// room is how many more lines fit on the screen under what b holds.
+func (w *wizard) room(b *strings.Builder) int {
+	return w.h - strings.Count(b.String(), "\n")
+}
+
 func (w *wizard) viewPlan(b *strings.Builder) {
 	p := w.plan
 	b.WriteString(w.st.Header.Render("Plan") + "\n")
@@ -490,51 +509,90 @@ func (w *wizard) viewPlan(b *strings.Builder) {
 	b.WriteString(w.line("", fmt.Sprintf("consistent at %s, %s", p.Base.ConsistentLSN, probe.HumanBytes(p.Base.SizeBytes))))
 	b.WriteString(w.line("segments", fmt.Sprintf("%d (%s), up to %d transactions", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions)))
 	b.WriteString(w.line("result", p.Target.String()))
+	tail := "\n" + wrapStyled(w.st.Muted, "enter to continue, esc to change the target", w.w, 0) + "\n"
+	if w.step == stepConfirm && w.form != nil {
+		tail = "\n" + w.form.view(w.st, w.w)
+	}
+	// The tables left out are a list: as many as fit above the
+	// confirmation, then how many more.
+	var items []string
 	for _, c := range p.LeftOut() {
-		b.WriteString(wrapStyled(w.st.Warn, pad("LEFT OUT ", label)+p.Describe(c), w.w, label) + "\n")
+		items = append(items, wrapStyled(w.st.Warn, pad("LEFT OUT ", label)+p.Describe(c), w.w, label)+"\n")
 	}
-	if w.step == stepPlan {
-		b.WriteString("\n" + wrapStyled(w.st.Muted, "enter to continue, esc to change the target", w.w, 0) + "\n")
-	} else if w.form != nil {
-		b.WriteString("\n" + w.form.view(w.st, w.w))
+	b.WriteString(fitList(items, w.room(b)-strings.Count(tail, "\n"), func(n int) string {
+		return wrapStyled(w.st.Warn, pad("LEFT OUT ", label)+fmt.Sprintf("and %d more table(s); btfu restore --dry-run lists them all", n), w.w, label) + "\n"
+	}))
+	b.WriteString(tail)
+}
+
+// fitList joins items (each ending in a newline) into at most room lines:
+// when they do not all fit, the first ones and more(n) for the n others.
+func fitList(items []string, room int, more func(n int) string) string {
+	total := 0
+	for _, it := range items {
+		total += strings.Count(it, "\n")
 	}
+	if total <= room {
+		return strings.Join(items, "")
+	}
+	var b strings.Builder
+	used := 0
+	for i, it := range items {
+		rest := more(len(items) - i)
+		if used+strings.Count(it, "\n")+strings.Count(rest, "\n") > room {
+			return b.String() + rest
+		}
+		b.WriteString(it)
+		used += strings.Count(it, "\n")
+	}
+	return b.String()
 }
 
 func (w *wizard) viewSummary(b *strings.Builder) {
 	if w.err != nil {
 		b.WriteString(wrapStyled(w.st.Error, "Restore failed: "+w.err.Error(), w.w, 2) + "\n")
-		b.WriteString(w.st.Muted.Render("enter to return to the dashboard") + "\n")
 		return
 	}
 	s := w.sum
-	b.WriteString(w.st.OK.Render("Restore finished.") + "\n")
-	b.WriteString(w.line("base backup", s.Base.ArtifactKey))
-	b.WriteString(w.line("replayed", fmt.Sprintf("%d transactions, %d rows", s.Transactions, s.Rows)))
-	b.WriteString(w.line("sequences", fmt.Sprintf("%d set", s.Sequences)))
-	b.WriteString(w.line("took", s.Took.Round(time.Millisecond).String()))
+	var o strings.Builder
+	o.WriteString(w.line("base backup", s.Base.ArtifactKey))
+	o.WriteString(w.line("replayed", fmt.Sprintf("%d transactions, %d rows", s.Transactions, s.Rows)))
+	o.WriteString(w.line("sequences", fmt.Sprintf("%d set", s.Sequences)))
+	o.WriteString(w.line("took", s.Took.Round(time.Millisecond).String()))
 	if s.LargeObjects > 0 {
-		b.WriteString(wrapStyled(w.st.Warn, pad("large objects ", label)+fmt.Sprintf("%d, as of the base backup (not decoded)", s.LargeObjects), w.w, label) + "\n")
+		o.WriteString(wrapStyled(w.st.Warn, pad("large objects ", label)+fmt.Sprintf("%d, as of the base backup (not decoded)", s.LargeObjects), w.w, label) + "\n")
 	}
 	if s.TempDDL > 0 {
-		b.WriteString(w.line("temporary", fmt.Sprintf("%d DDL statement(s) on temporary objects not replayed", s.TempDDL)))
+		o.WriteString(w.line("temporary", fmt.Sprintf("%d DDL statement(s) on temporary objects not replayed", s.TempDDL)))
 	}
 	if s.OwnerChanges > 0 {
-		b.WriteString(w.line("owners", fmt.Sprintf("%d statement(s) about owners left out (a role the target lacks)", s.OwnerChanges)))
+		o.WriteString(w.line("owners", fmt.Sprintf("%d statement(s) about owners left out (a role the target lacks)", s.OwnerChanges)))
 	}
 	for _, n := range s.Notes {
-		b.WriteString(w.line("note", n))
+		o.WriteString(w.line("note", n))
 	}
 	for _, l := range s.LeftOut {
-		b.WriteString(wrapStyled(w.st.Warn, pad("LEFT OUT ", label)+l, w.w, label) + "\n")
+		o.WriteString(wrapStyled(w.st.Warn, pad("LEFT OUT ", label)+l, w.w, label) + "\n")
 	}
 	for _, d := range s.SkippedDDL {
 		name := "SKIPPED DDL"
 		if d.NotReproduced {
 			name = "NOT REPRODUCED"
 		}
-		b.WriteString(wrapStyled(w.st.Warn, pad(name+" ", label)+d.String(), w.w, label) + "\n")
+		o.WriteString(wrapStyled(w.st.Warn, pad(name+" ", label)+d.String(), w.w, label) + "\n")
 	}
-	b.WriteString(w.st.Muted.Render("enter to return to the dashboard") + "\n")
+	b.WriteString(w.st.OK.Render("Restore finished.") + "\n")
+	// A long summary scrolls (↑/↓) rather than running off the screen.
+	lines := strings.Split(strings.TrimSuffix(o.String(), "\n"), "\n")
+	room := max(w.room(b), 3)
+	if len(lines) > room {
+		room--
+		w.scroll = min(w.scroll, len(lines)-room)
+		b.WriteString(strings.Join(lines[w.scroll:w.scroll+room], "\n") + "\n")
+		b.WriteString(w.st.Muted.Render(fmt.Sprintf("lines %d-%d of %d; ↑/↓ scroll", w.scroll+1, w.scroll+room, len(lines))) + "\n")
+	} else {
+		b.WriteString(o.String())
+	}
 }
 
 func orDots(s string) string {
