@@ -143,7 +143,7 @@ func (d *detail) View() string {
 		if len(pl.Undecided) > 0 {
 			add(wrapStyled(d.st.Error, "undecided (no replica identity): "+strings.Join(pl.Undecided, ", "), d.w, 2))
 		}
-		room := max(d.h-3, 3)
+		room := max(d.h-strings.Count(b.String(), "\n"), 3)
 		d.scroll = min(d.scroll, max(len(lines)-room, 0))
 		end := min(d.scroll+room, len(lines))
 		b.WriteString(strings.Join(lines[d.scroll:end], "\n") + "\n")
