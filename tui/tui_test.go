@@ -456,6 +456,12 @@ func TestTimelineOpensOnNewestRestorableInstant(t *testing.T) {
 	if out := ansi.Strip(m.Render()); !strings.Contains(out, "cursor 2026-11-23 13:52:59Z") || !strings.Contains(out, "a restore here uses base") {
 		t.Fatalf("timeline:\n%s", out)
 	}
+	// The wizard opened there restores to that very instant.
+	m = hit(t, m, "enter")
+	m = hit(t, m, "enter")
+	if w := m.screen.(*wizard); w.step != stepTarget || !w.target.Time.Equal(last) {
+		t.Fatalf("the wizard from the timeline targets %v (step %d), want %v", w.target, w.step, last)
+	}
 }
 
 func TestWizardWalksToASummary(t *testing.T) {

@@ -99,7 +99,8 @@ func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source s
 		w.source = w.sources[0]
 	}
 	if !at.IsZero() {
-		w.point = at.UTC().Format("2006-01-02 15:04:05Z07:00")
+		// Exact, so the wizard plans what the timeline showed at its cursor.
+		w.point = at.UTC().Format("2006-01-02 15:04:05.999999999Z07:00")
 	}
 	if w.source == "" {
 		w.init = w.toSource()
