@@ -27,6 +27,15 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 	} else {
 		cols = append(cols, col{"LAG (10 MIN)", 14})
 	}
+	// Long source names take the columns the table leaves free.
+	used, longest := 0, 0
+	for _, c := range cols {
+		used += c.width
+	}
+	for _, s := range status.Sources {
+		longest = max(longest, lipgloss.Width(s.Name))
+	}
+	cols[0].width += min(max(longest+1-cols[0].width, 0), max(width-used, 0))
 	var b strings.Builder
 	for _, c := range cols {
 		b.WriteString(st.Header.Render(pad(c.title, c.width-1)) + " ")
@@ -50,6 +59,9 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 		var row strings.Builder
 		for j, c := range cols {
 			cell := pad(ansi.Truncate(cells[j], c.width-1, "…"), c.width)
+			if j == 0 {
+				cell = pad(cutMiddle(cells[j], c.width-1), c.width)
+			}
 			if j == 1 {
 				cell = st.State(s.State).Render(cell)
 			}
@@ -153,4 +165,16 @@ func pad(s string, w int) string {
 		return s + strings.Repeat(" ", w-n)
 	}
 	return s
+}
+
+// cutMiddle fits a name into w columns by cutting its middle, so names
+// that share a prefix stay apart (orders_eu_…_primary, orders_eu_…_replica).
+func cutMiddle(s string, w int) string {
+	n := ansi.StringWidth(s)
+	if n <= w || w < 5 {
+		return ansi.Truncate(s, w, "…")
+	}
+	head := (w - 1) / 2
+	tail := w - 1 - head
+	return ansi.Truncate(s, head, "") + "…" + ansi.TruncateLeft(s, n-tail, "")
 }

@@ -238,3 +238,21 @@ func TestWrap(t *testing.T) {
 		}
 	}
 }
+
+// Two long names that share a prefix stay apart in the dashboard's list at
+// 80 columns: the cell widens into free columns and cuts the middle.
+func TestDashboardKeepsLongNamesApart(t *testing.T) {
+	f := sample()
+	f.st.Sources[0].Name = "orders_eu_west_1_primary_cluster_alpha"
+	f.st.Sources[1].Name = "orders_eu_west_1_primary_cluster_beta"
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = sized(t, m, 80, 24)
+	out := ansi.Strip(m.Render())
+	checkFits(t, out, 80, 24)
+	for _, want := range []string{"_alpha ", "_beta "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dashboard lacks %q:\n%s", want, out)
+		}
+	}
+}
