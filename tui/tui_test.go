@@ -649,6 +649,44 @@ func TestRegisterFormMovesBeforeTheNextKey(t *testing.T) {
 	}
 }
 
+// esc on the probe's report goes back to the form with what was typed;
+// a probe that answers after the user went back is ignored.
+func TestRegisterReportBackToTheForm(t *testing.T) {
+	f := sample()
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "n")
+	r := m.screen.(*register)
+	m = typeText(t, m, "notes")
+	m = hit(t, m, "tab")
+	m = typeText(t, m, "postgres://u@h/db")
+	m, _ = update(t, m, press("tab"), press("tab"))
+	m, cmd := update(t, m, press("enter"))
+	m, held := runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
+	if !r.probing || r.form != nil || len(held) != 1 {
+		t.Fatalf("submitting does not probe: probing %v, held %v", r.probing, held)
+	}
+	m = hit(t, m, "esc") // back to the form while probing
+	m, _ = update(t, m, registerProbedMsg{block: r.sourceBlock(), r: f.report})
+	if r.report != nil || r.form == nil {
+		t.Fatal("a late probe result replaced the form")
+	}
+	m = hit(t, m, "enter")
+	m = hit(t, m, "enter")
+	m = hit(t, m, "tab")
+	m, cmd = update(t, m, press("enter"))
+	m, held = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
+	rep, _ := f.Probe(context.Background(), "")
+	m, _ = update(t, m, registerProbedMsg{block: r.sourceBlock(), r: rep})
+	if out := ansi.Strip(m.Render()); r.report == nil || !strings.Contains(out, "add to config.toml") {
+		t.Fatalf("the report is not shown:\n%s", out)
+	}
+	m = hit(t, m, "esc")
+	if out := ansi.Strip(m.Render()); r.form == nil || !strings.Contains(out, "> notes") || !strings.Contains(out, "> postgres://u@h/db") {
+		t.Fatalf("esc on the report does not bring the form back as typed:\n%s", out)
+	}
+}
+
 func TestViewOwnsAltScreen(t *testing.T) {
 	v := newModel(sample()).View()
 	if !v.AltScreen || v.WindowTitle != "btfu" {
