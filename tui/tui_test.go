@@ -687,6 +687,30 @@ func TestRegisterReportBackToTheForm(t *testing.T) {
 	}
 }
 
+// esc while the target is being checked goes back to the target; the
+// check's late answer changes nothing.
+func TestWizardEscWhileChecking(t *testing.T) {
+	m := newModel(sample())
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "R")
+	w := m.screen.(*wizard)
+	m = typeText(t, m, "latest")
+	m = hit(t, m, "enter")
+	m, cmd := update(t, m, press("enter"))
+	m, _ = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(targetCheckedMsg); return ok })
+	if w.working != checking {
+		t.Fatalf("not checking: %q", w.working)
+	}
+	m = hit(t, m, "esc")
+	if w.step != stepTarget || w.form == nil || w.working != "" {
+		t.Fatalf("esc while checking: step %d, working %q", w.step, w.working)
+	}
+	m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "x"}})
+	if cmd != nil || w.step != stepTarget || w.form == nil {
+		t.Fatalf("a late check moved the wizard on: step %d", w.step)
+	}
+}
+
 func TestViewOwnsAltScreen(t *testing.T) {
 	v := newModel(sample()).View()
 	if !v.AltScreen || v.WindowTitle != "btfu" {
@@ -708,7 +732,7 @@ func TestWizardRestoresWithoutOwnersWhenAsked(t *testing.T) {
 	if w.step != stepTarget {
 		t.Fatalf("step %d: %s", w.step, ansi.Strip(m.Render()))
 	}
-	w.form = nil // the target check needs a database; its result is delivered
+	w.form, w.working = nil, checking // the target check needs a database; its result is delivered
 	m, cmd := update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})
 	m = run(t, m, cmd)
 	if w.step != stepPlan {

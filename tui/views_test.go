@@ -73,7 +73,8 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 		m = hit(t, m, "R")
 		m = typeText(t, m, "latest")
 		m = hit(t, m, "enter")
-		m.screen.(*wizard).form = nil // the target check needs a database; its result is delivered
+		w := m.screen.(*wizard)
+		w.form, w.working = nil, checking // the target check needs a database; its result is delivered
 		m, cmd := update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "orders_eu_west_1_drill_2026_11_23", ServerVersion: "15.8"}})
 		return run(t, m, cmd)
 	}
@@ -138,7 +139,8 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 			m = hit(t, m, "R")
 			m = typeText(t, m, "latest")
 			m = hit(t, m, "enter")
-			m.screen.(*wizard).form = nil
+			w := m.screen.(*wizard)
+			w.form, w.working = nil, checking
 			m, cmd := update(t, m, targetCheckedMsg{err: errors.New("the target database orders_eu_west_1_drill_2026_11_23 is not empty (12 tables); restore into an empty database, or pass --clean to drop what the backup contains first")})
 			return run(t, m, cmd)
 		}},

@@ -30,6 +30,12 @@ const (
 	stepDone
 )
 
+// What the wizard waits for, shown while it does.
+const (
+	checking = "checking the target…"
+	planning = "planning…"
+)
+
 // wizard is the guided restore: source, target point, target database
 // (checked), the dry-run plan, a typed confirmation, live progress and a
 // summary. The inputs are huh forms, one per step, checked as they are
@@ -203,15 +209,21 @@ func (w *wizard) Update(msg tea.Msg) (Component, tea.Cmd) {
 		}
 		return w, w.cancelled()
 	case targetCheckedMsg:
+		if w.working != checking {
+			return w, nil // the user went back meanwhile
+		}
 		w.working = ""
 		if msg.err != nil {
 			w.problem = msg.err.Error()
 			return w, w.toTarget()
 		}
 		w.info = msg.info
-		w.working = "planning…"
+		w.working = planning
 		return w, w.planCmd()
 	case wizardPlanMsg:
+		if w.working != planning {
+			return w, nil
+		}
 		w.working = ""
 		if msg.err != nil {
 			w.problem = msg.err.Error()
@@ -257,7 +269,7 @@ func (w *wizard) submitted() tea.Cmd {
 		return w.toTarget()
 	case stepTarget:
 		w.dsn = strings.TrimSpace(w.dsn)
-		w.form, w.working = nil, "checking the target…"
+		w.form, w.working = nil, checking
 		return w.checkCmd()
 	case stepConfirm:
 		w.noOwner = normalize(w.confirm) == "restore --no-owner"
@@ -291,6 +303,13 @@ func (w *wizard) key(msg tea.KeyPressMsg) (Component, tea.Cmd) {
 		return w, nil
 	}
 	isBack, isNext := key.Matches(msg, w.keys.Back), key.Matches(msg, w.keys.Next)
+	if w.working != "" {
+		if isBack { // stop waiting for the check or the plan: edit the target
+			w.working = ""
+			return w, w.toTarget()
+		}
+		return w, nil
+	}
 	switch w.step {
 	case stepPlan:
 		switch {
