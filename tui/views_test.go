@@ -112,6 +112,15 @@ func TestViewsAt80x24KeepTheKeyLineWhole(t *testing.T) {
 			m, cmd := update(t, m, OpenWizardMsg{})
 			return run(t, m, cmd)
 		}},
+		{"wizard_no_source", "no source is configured; register one first (n on the dashboard)", func(t *testing.T, f *fakeEngine, m Model) Model {
+			f.cfg.Sources = nil
+			m, cmd := update(t, m, OpenWizardMsg{})
+			m = run(t, m, cmd)
+			if w := m.screen.(*wizard); hit(t, m, "esc").screen != nil {
+				t.Errorf("esc does not leave a wizard without sources: step %d", w.step)
+			}
+			return m
+		}},
 		{"wizard_point", "a time with its zone (2026-11-23 14:05:00+00), a time ago (5m ago), an LSN (0/3000060), or latest", func(t *testing.T, f *fakeEngine, m Model) Model {
 			return hit(t, m, "R")
 		}},

@@ -108,9 +108,12 @@ func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source s
 		// Exact, so the wizard plans what the timeline showed at its cursor.
 		w.point = at.UTC().Format("2006-01-02 15:04:05.999999999Z07:00")
 	}
-	if w.source == "" {
+	switch {
+	case w.source == "" && len(w.sources) == 0:
+		w.step, w.problem = stepSource, "no source is configured; register one first (n on the dashboard)"
+	case w.source == "":
 		w.init = w.toSource()
-	} else {
+	default:
 		w.init = w.toPoint()
 	}
 	return w
@@ -311,6 +314,10 @@ func (w *wizard) key(msg tea.KeyPressMsg) (Component, tea.Cmd) {
 		return w, nil
 	}
 	switch w.step {
+	case stepSource: // no source to choose
+		if isBack || isNext {
+			return w, closeWith("")
+		}
 	case stepPlan:
 		switch {
 		case isBack:
