@@ -44,7 +44,10 @@ type Options struct {
 	// before anything is written otherwise), and replay runs each
 	// captured statement as the role that ran it on the source.
 	NoOwner bool
-	Jobs    int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
+	// Jobs: parallel pg_restore jobs; above 1 the base is copied to
+	// TempDir first. 0: one per core (at most MaxAutoJobs) for a base of
+	// ParallelFrom or more when TempDir has room for the copy, else 1.
+	Jobs    int
 	TempDir string // "" for the system's
 	// OnDDLError: what replay does when captured DDL fails on the
 	// target (default DDLErrorStop).
@@ -104,6 +107,7 @@ type Summary struct {
 	// Notes say what the restore did differently from the source where
 	// the target lacks something of the source's cluster (a tablespace).
 	Notes     []string
+	Jobs      int // pg_restore jobs the base was restored with
 	Sequences int
 	Took      time.Duration
 }
@@ -159,6 +163,12 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		}
 	}
 	report(Progress{Phase: "pg_restore"})
+	jobs, why := opts.jobs(plan.Base.SizeBytes)
+	if why != "" {
+		opts.Log.Warn(why)
+		sum.Notes = append(sum.Notes, why)
+	}
+	opts.Jobs, sum.Jobs = jobs, jobs
 	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, prog); err != nil {
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
@@ -250,7 +260,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
-	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges, sum.Notes = p.skippedDDL, p.tempDDL, p.ownerDDL, p.notes.list()
+	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges = p.skippedDDL, p.tempDDL, p.ownerDDL
+	sum.Notes = append(sum.Notes, p.notes.list()...)
 	sum.LeftOut = append(sum.LeftOut, p.invalid...)
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})
