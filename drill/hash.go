@@ -1,0 +1,164 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// A table's rows are hashed where they live, by one sequential scan:
+// each row's text form (its columns in name order, so a restore that
+// recreated the columns in another order still compares) goes through
+// md5, and the two 64-bit halves of the digests are summed over the
+// table. Sums do not depend on the order rows are read in, need no sort
+// and no memory beyond two numerics, and send one row per table over
+// the network, whatever the table's size. Duplicate rows count as many
+// times as they occur (a multiset hash), which REPLICA IDENTITY FULL
+// tables need.
+
+// sessionSettings fix every setting that changes a value's text form, so
+// the same rows hash the same on the source and in the scratch database,
+// whatever the databases' or roles' defaults.
+var sessionSettings = []string{
+	"SET search_path = pg_catalog",
+	"SET DateStyle = 'ISO, MDY'",
+	"SET TimeZone = 'UTC'",
+	"SET IntervalStyle = 'postgres'",
+	"SET extra_float_digits = 1",
+	"SET bytea_output = 'hex'",
+	"SET lc_monetary = 'C'",
+	"SET lc_numeric = 'C'",
+	"SET xmloption = 'content'",
+	"SET row_security = off",
+}
+
+func setSession(ctx context.Context, conn *pgx.Conn) error {
+	for _, s := range sessionSettings {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// table is one published table as the source's snapshot has it.
+type table struct {
+	Schema, Name string
+	Kind         string   // "r" ordinary (its own rows), "p" partitioned (every partition's)
+	Columns      []string // in position order
+	Bytes        int64
+}
+
+func (t table) String() string { return t.Schema + "." + t.Name }
+
+// digest is a table's row count and hash.
+type digest struct {
+	Rows int64
+	Sum  string
+}
+
+type queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// hashQuery counts and hashes t's rows (see the top of this file).
+func hashQuery(t table) string {
+	cols := append([]string(nil), t.Columns...)
+	sort.Strings(cols)
+	fields := make([]string, len(cols))
+	for i, c := range cols {
+		fields[i] = "r." + pgx.Identifier{c}.Sanitize()
+	}
+	only := "ONLY "
+	if t.Kind == "p" {
+		only = ""
+	}
+	return fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text || ':' || coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text
+		FROM (SELECT md5(ROW(%s)::text) AS h FROM %s%s AS r) s`, strings.Join(fields, ", "), only, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+}
+
+func hashTable(ctx context.Context, q queryer, t table) (digest, error) {
+	var d digest
+	if err := q.QueryRow(ctx, hashQuery(t)).Scan(&d.Rows, &d.Sum); err != nil {
+		return d, fmt.Errorf("hash %s: %w", t, err)
+	}
+	return d, nil
+}
+
+// publishedTables lists the tables of publication pub with their columns
+// and sizes, in the transaction's snapshot.
+func publishedTables(ctx context.Context, tx pgx.Tx, pub string) ([]table, error) {
+	rows, err := tx.Query(ctx, `SELECT n.nspname::text, c.relname::text, c.relkind::text,
+		  coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+		            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+		  pg_table_size(c.oid)
+		FROM pg_publication_tables pt
+		JOIN pg_namespace n ON n.nspname = pt.schemaname
+		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+		WHERE pt.pubname = $1 ORDER BY 1, 2`, pub)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables of publication %s: %w", pub, err)
+	}
+	defer rows.Close()
+	var out []table
+	for rows.Next() {
+		var t table
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Kind, &t.Columns, &t.Bytes); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// unpublished is a user table the publication leaves out, and why.
+type unpublished struct {
+	Table  string
+	Reason string
+}
+
+// unpublishedTables lists the user tables with rows of their own that
+// the publication does not hold (neither itself nor through a published
+// ancestor), with the catalog's reason: unlogged, or no usable replica
+// identity; others were left out by include_tables/exclude_tables.
+func unpublishedTables(ctx context.Context, tx pgx.Tx, pub string) ([]unpublished, error) {
+	rows, err := tx.Query(ctx, `WITH pub AS (
+		  SELECT c.oid FROM pg_publication_tables pt JOIN pg_namespace n ON n.nspname = pt.schemaname
+		  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename WHERE pt.pubname = $1)
+		SELECT n.nspname || '.' || c.relname, c.relpersistence = 'u',
+		  CASE c.relreplident
+		    WHEN 'f' THEN true
+		    WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+		    WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+		    ELSE false END
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'btfu', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
+		  AND c.oid NOT IN (SELECT oid FROM pub)
+		  AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(c.oid) a WHERE a.relid IN (SELECT oid FROM pub))
+		ORDER BY 1`, pub)
+	if err != nil {
+		return nil, fmt.Errorf("list the tables publication %s leaves out: %w", pub, err)
+	}
+	defer rows.Close()
+	var out []unpublished
+	for rows.Next() {
+		var name string
+		var unlogged, identity bool
+		if err := rows.Scan(&name, &unlogged, &identity); err != nil {
+			return nil, err
+		}
+		why := "not in the publication (include_tables/exclude_tables)"
+		switch {
+		case unlogged:
+			why = "unlogged: its changes are not in the WAL, so not in the stream"
+		case !identity:
+			why = "no primary key or replica identity (tables_without_key = \"leave_out\")"
+		}
+		out = append(out, unpublished{Table: name, Reason: why})
+	}
+	return out, rows.Err()
+}
