@@ -60,6 +60,9 @@ func (e *Engine) Drill(ctx context.Context, name, trigger string) (store.Drill, 
 		return store.Drill{}, fmt.Errorf("no source %q in %s", name, e.Config().Path)
 	}
 	sc := r.cfg
+	if sc.DrillTarget == "" {
+		return store.Drill{}, fmt.Errorf("source %s has no drill_target: set drill_target in %s to a server where drills may create a scratch database (never the source's)", name, e.Config().Path)
+	}
 	rec, err := e.meta.GetSource(ctx, name)
 	if err != nil {
 		return store.Drill{}, fmt.Errorf("source %s: %w", name, err)
