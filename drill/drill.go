@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
@@ -179,7 +180,14 @@ func (r *run) run(ctx context.Context) error {
 	}
 	// The target first: a drill that cannot restore holds no slot on
 	// the source.
-	if _, err := r.checkTarget(ctx); err != nil {
+	conn, err := r.checkTarget(ctx)
+	if err != nil {
+		return err
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	// A source that has nothing restorable yet (its first base backup
+	// running) cannot cover a snapshot taken before its chain starts.
+	if err := r.waitRestorable(ctx); err != nil {
 		return err
 	}
 	if err := r.hashSource(ctx); err != nil {
@@ -286,6 +294,29 @@ func (r *run) hashSource(ctx context.Context) error {
 		r.d.Tables = append(r.d.Tables, store.DrillTable{Table: u.Table, Verdict: store.VerdictLeftOut, Reason: u.Reason})
 	}
 	return nil
+}
+
+// waitRestorable waits until the source has a restorable range.
+func (r *run) waitRestorable(ctx context.Context) error {
+	deadline := time.Now().Add(r.opts.CoverageWait)
+	for {
+		cov, err := coverage.Load(ctx, r.opts.Meta, r.opts.Record.ID)
+		if err != nil {
+			return fail(CategoryCoverage, "", "read coverage: %w", err)
+		}
+		if len(cov.Ranges) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fail(CategoryCoverage, fmt.Sprintf("is source %s streaming? see 'btfu status'; a drill needs capture running and a complete base backup", r.opts.Source.Name),
+				"source %s has nothing restorable yet (no complete base backup) after %s", r.opts.Source.Name, r.opts.CoverageWait)
+		}
+		select {
+		case <-ctx.Done():
+			return fail(CategoryCoverage, "", "waiting for a first base backup: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // waitCoverage waits until a restore to the drill's LSN can be planned.

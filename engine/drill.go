@@ -235,3 +235,33 @@ func (e *Engine) nextDrill(name string) *time.Time {
 	}
 	return nil
 }
+
+// Line says in one line how the drill went, for the TUI and `btfu
+// status`: "passed 2h ago, RTO 4m12s".
+func (d *DrillInfo) Line(now time.Time) string {
+	rto := time.Duration(d.RTOSeconds * float64(time.Second)).Round(time.Second)
+	switch {
+	case d.Status == store.DrillRunning || d.FinishedAt == nil:
+		return "running, started " + ago(now.Sub(d.StartedAt))
+	case d.Status == store.DrillPassed:
+		return fmt.Sprintf("passed %s, RTO %s", ago(now.Sub(*d.FinishedAt)), rto)
+	}
+	s := fmt.Sprintf("FAILED %s (%s)", ago(now.Sub(*d.FinishedAt)), d.Category)
+	if d.Differ > 0 {
+		s += fmt.Sprintf(": %d table(s) differ", d.Differ)
+	}
+	return s
+}
+
+// ago is a coarse age: "45s ago", "12m ago", "5h ago", "3d ago".
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(max(d, 0)/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -126,5 +127,24 @@ func TestFailedDrillIsAnAlert(t *testing.T) {
 	}
 	if ld := st.Sources[0].LastDrill; ld == nil || ld.Status != store.DrillFailed || ld.Differ != 1 || ld.Category != drill.CategoryCompare {
 		t.Errorf("status last drill %+v", ld)
+	}
+}
+
+func TestDrillLine(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		d    store.Drill
+		want string
+	}{
+		{store.Drill{Status: store.DrillPassed, StartedAt: now.Add(-2*time.Hour - 5*time.Minute), FinishedAt: now.Add(-2 * time.Hour),
+			Phases: []store.DrillPhase{{Name: "restore", Took: 4*time.Minute + 12*time.Second + 300*time.Millisecond}}}, "passed 2h ago, RTO 4m12s"},
+		{store.Drill{Status: store.DrillFailed, Category: "compare", StartedAt: now.Add(-3 * 24 * time.Hour), FinishedAt: now.Add(-3 * 24 * time.Hour),
+			Tables: []store.DrillTable{{Verdict: store.VerdictDiffers}, {Verdict: store.VerdictEqual}}}, "FAILED 3d ago (compare): 1 table(s) differ"},
+		{store.Drill{Status: store.DrillFailed, Category: "target", StartedAt: now.Add(-90 * time.Second), FinishedAt: now.Add(-30 * time.Second)}, "FAILED 30s ago (target)"},
+		{store.Drill{Status: store.DrillRunning, StartedAt: now.Add(-12 * time.Minute)}, "running, started 12m ago"},
+	} {
+		if got := NewDrillInfo(tc.d).Line(now); got != tc.want {
+			t.Errorf("Line = %q, want %q", got, tc.want)
+		}
 	}
 }
