@@ -61,6 +61,7 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 		}
 		b.WriteString(line + "\n")
 		b.WriteString(st.Muted.Render("  "+facts(s, now)) + "\n")
+		b.WriteString(drillLine(st, s, width, now)) // drill.go
 		if s.Attention != "" {
 			b.WriteString(st.Error.Render("  ! "+s.Attention) + "\n")
 		}
