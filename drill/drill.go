@@ -133,11 +133,13 @@ func Run(ctx context.Context, opts Options) (store.Drill, error) {
 		if !errors.As(runErr, &de) {
 			de = &Error{Category: CategorySource, Err: runErr}
 		}
+		d.Status = store.DrillFailed
 		if ctx.Err() != nil {
-			de = &Error{Category: de.Category, Hint: "the drill was interrupted; run it again", Err: runErr}
+			d.Status = store.DrillInterrupted
+			de = &Error{Category: de.Category, Hint: "the drill was interrupted (btfu stopping, or cancelled); run it again", Err: runErr}
 		}
 		runErr = de
-		d.Status, d.Category, d.Error, d.Hint = store.DrillFailed, de.Category, redact.String(de.Err.Error()), de.Hint
+		d.Category, d.Error, d.Hint = de.Category, redact.String(de.Err.Error()), de.Hint
 	}
 	if err := opts.Meta.FinishDrill(context.WithoutCancel(ctx), d); err != nil {
 		return d, errors.Join(runErr, fmt.Errorf("record the drill's result: %w", err))

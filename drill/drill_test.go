@@ -199,3 +199,25 @@ func TestDrillTargetOnTheSourceIsRefused(t *testing.T) {
 		t.Errorf("a scratch database was created on the source's server")
 	}
 }
+
+// A drill cut short is recorded as interrupted, not failed, and leaves
+// no scratch database.
+func TestInterruptedDrill(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer drill.SetAfterRestoreHook(func(context.Context, string) error {
+		cancel()
+		return ctx.Err()
+	})()
+	d, err := drill.Run(ctx, f.opts)
+	if err == nil || d.Status != store.DrillInterrupted || !strings.Contains(d.Hint, "interrupted") {
+		t.Fatalf("want an interrupted drill, got %v (%+v)", err, d)
+	}
+	stored, _ := f.env.Meta.ListDrills(t.Context(), f.env.SourceID, 1)
+	if len(stored) != 1 || stored[0].Status != store.DrillInterrupted {
+		t.Errorf("stored %+v", stored)
+	}
+	if left := scratchDatabases(t); len(left) > 0 {
+		t.Errorf("scratch databases left on the target after an interrupted drill: %v", left)
+	}
+}

@@ -96,6 +96,11 @@ func (e *Engine) Drill(ctx context.Context, name, trigger string) (store.Drill, 
 		if errors.As(err, &de) {
 			attrs["category"] = de.Category
 		}
+		if d.Status == store.DrillInterrupted {
+			// Not an alert: a drill cut short by a shutdown proves nothing.
+			e.Event(context.WithoutCancel(ctx), rec.ID, levelWarn, "drill.interrupted", fmt.Sprintf("restore drill of %s interrupted: %v", name, err), attrs)
+			return d, err
+		}
 		e.Event(context.WithoutCancel(ctx), rec.ID, levelError, "drill.failed", fmt.Sprintf("restore drill of %s failed: %v", name, err), attrs)
 		return d, err
 	}
@@ -219,13 +224,20 @@ func NewDrillInfo(d store.Drill) *DrillInfo {
 	return info
 }
 
-// lastDrill returns the source's newest drill, if any.
+// lastDrill returns the source's newest drill that was not interrupted
+// (an interrupted one proves nothing and must not hide the result
+// before it), if any.
 func lastDrill(ctx context.Context, meta store.Store, sourceID int64) (*DrillInfo, error) {
-	ds, err := meta.ListDrills(ctx, sourceID, 1)
-	if err != nil || len(ds) == 0 {
+	ds, err := meta.ListDrills(ctx, sourceID, 20)
+	if err != nil {
 		return nil, err
 	}
-	return NewDrillInfo(ds[0]), nil
+	for _, d := range ds {
+		if d.Status != store.DrillInterrupted {
+			return NewDrillInfo(d), nil
+		}
+	}
+	return nil, nil
 }
 
 // nextDrill is the source's next scheduled drill, if the engine runs it.
@@ -245,6 +257,8 @@ func (d *DrillInfo) Line(now time.Time) string {
 		return "running, started " + ago(now.Sub(d.StartedAt))
 	case d.Status == store.DrillPassed:
 		return fmt.Sprintf("passed %s, RTO %s", ago(now.Sub(*d.FinishedAt)), rto)
+	case d.Status == store.DrillInterrupted:
+		return "interrupted " + ago(now.Sub(*d.FinishedAt))
 	}
 	s := fmt.Sprintf("FAILED %s (%s)", ago(now.Sub(*d.FinishedAt)), d.Category)
 	if d.Differ > 0 {

@@ -142,9 +142,36 @@ func TestDrillLine(t *testing.T) {
 			Tables: []store.DrillTable{{Verdict: store.VerdictDiffers}, {Verdict: store.VerdictEqual}}}, "FAILED 3d ago (compare): 1 table(s) differ"},
 		{store.Drill{Status: store.DrillFailed, Category: "target", StartedAt: now.Add(-90 * time.Second), FinishedAt: now.Add(-30 * time.Second)}, "FAILED 30s ago (target)"},
 		{store.Drill{Status: store.DrillRunning, StartedAt: now.Add(-12 * time.Minute)}, "running, started 12m ago"},
+		{store.Drill{Status: store.DrillInterrupted, StartedAt: now.Add(-12 * time.Minute), FinishedAt: now.Add(-10 * time.Minute)}, "interrupted 10m ago"},
 	} {
 		if got := NewDrillInfo(tc.d).Line(now); got != tc.want {
 			t.Errorf("Line = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// An interrupted drill (btfu stopping) does not hide the result before it.
+func TestStatusSkipsInterruptedDrills(t *testing.T) {
+	e, _ := newEngine(t, "")
+	ctx := context.Background()
+	rec, err := e.meta.GetSource(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, d := range []store.Drill{
+		{SourceID: rec.ID, StartedAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour), Status: store.DrillPassed},
+		{SourceID: rec.ID, StartedAt: now, FinishedAt: now, Status: store.DrillInterrupted},
+	} {
+		if _, err := e.meta.StartDrill(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := ReadStatus(ctx, e.meta, e.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ld := st.Sources[0].LastDrill; ld == nil || ld.Status != store.DrillPassed {
+		t.Errorf("last drill %+v, want the passed one before the interrupted one", ld)
 	}
 }

@@ -307,6 +307,9 @@ const (
 	DrillRunning = "running"
 	DrillPassed  = "passed"
 	DrillFailed  = "failed"
+	// DrillInterrupted: stopped before its end (btfu stopping, Ctrl-C);
+	// it proves nothing either way.
+	DrillInterrupted = "interrupted"
 )
 
 // Drill table verdicts.
@@ -325,7 +328,7 @@ type Drill struct {
 	SourceID   int64
 	StartedAt  time.Time
 	FinishedAt time.Time // zero while running
-	Status     string    // DrillRunning, DrillPassed, DrillFailed
+	Status     string    // DrillRunning, DrillPassed, DrillFailed, DrillInterrupted
 	Trigger    string    // "schedule" or "manual"
 	LSN        pglogrepl.LSN
 	BaseKey    string // the base backup the restore started from
