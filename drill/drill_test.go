@@ -221,3 +221,28 @@ func TestInterruptedDrill(t *testing.T) {
 		t.Errorf("scratch databases left on the target after an interrupted drill: %v", left)
 	}
 }
+
+// A damaged artifact fails the drill in its restore phase, naming the
+// artifact, with what to do.
+func TestDrillWithADamagedBaseBackupFails(t *testing.T) {
+	f := newFixture(t)
+	bases, err := f.env.Meta.ListBaseBackups(t.Context(), f.env.SourceID)
+	if err != nil || len(bases) == 0 {
+		t.Fatal(bases, err)
+	}
+	key := bases[0].ArtifactKey
+	if _, err := f.env.Arts.Put(t.Context(), key, strings.NewReader("not a dump")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := drill.Run(t.Context(), f.opts)
+	var de *drill.Error
+	if !errors.As(err, &de) || de.Category != drill.CategoryRestore || !strings.Contains(err.Error(), key) || !strings.Contains(de.Hint, "btfu verify") {
+		t.Fatalf("want a restore failure naming %s, got %v", key, err)
+	}
+	if d.Status != store.DrillFailed || d.PhaseTook(drill.PhaseRestore) <= 0 || len(d.Tables) == 0 {
+		t.Errorf("record %+v", d)
+	}
+	if left := scratchDatabases(t); len(left) > 0 {
+		t.Errorf("scratch databases left: %v", left)
+	}
+}
