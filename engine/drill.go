@@ -20,30 +20,40 @@ import (
 // it).
 var drillCoverageWait = drill.DefaultCoverageWait
 
-// drills tracks the running and next scheduled drill of each source.
+// drills tracks the running drill and the drill schedule of each source.
 type drills struct {
 	mu      sync.Mutex
 	running map[string]bool
-	next    map[string]time.Time
+	jobs    map[string]gocron.Job
 }
 
-func (d *drills) setNext(name string, t time.Time) {
+// setJob records (nil: forgets) the source's scheduled drill job.
+func (d *drills) setJob(name string, job gocron.Job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.next == nil {
-		d.next = map[string]time.Time{}
+	if d.jobs == nil {
+		d.jobs = map[string]gocron.Job{}
 	}
-	if t.IsZero() {
-		delete(d.next, name)
+	if job == nil {
+		delete(d.jobs, name)
 	} else {
-		d.next[name] = t
+		d.jobs[name] = job
 	}
 }
 
+// nextOf is the source's next scheduled drill, zero when none.
 func (d *drills) nextOf(name string) time.Time {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.next[name]
+	job := d.jobs[name]
+	d.mu.Unlock()
+	if job == nil {
+		return time.Time{}
+	}
+	next, err := job.NextRun()
+	if err != nil {
+		return time.Time{}
+	}
+	return next
 }
 
 // ErrDrillRunning: a drill of the source is already running.
@@ -141,25 +151,19 @@ func (e *Engine) scheduleDrills(ctx context.Context, sc *config.Source) (stop fu
 	if err != nil {
 		return nil, err
 	}
-	var job gocron.Job
-	job, err = s.NewJob(gocron.CronJob(sc.DrillSchedule, false), gocron.NewTask(func() {
+	job, err := s.NewJob(gocron.CronJob(sc.DrillSchedule, false), gocron.NewTask(func() {
 		// Failures are events (drill.failed) already.
 		_, _ = e.Drill(ctx, sc.Name, "schedule")
-		if next, err := job.NextRun(); err == nil {
-			e.drills.setNext(sc.Name, next)
-		}
 	}), gocron.WithSingletonMode(gocron.LimitModeReschedule))
 	if err != nil {
 		s.Shutdown()
 		return nil, fmt.Errorf("source.%s.drill_schedule: %w", sc.Name, err)
 	}
 	s.Start()
-	if next, err := job.NextRun(); err == nil {
-		e.drills.setNext(sc.Name, next)
-	}
+	e.drills.setJob(sc.Name, job)
 	return func() {
+		e.drills.setJob(sc.Name, nil)
 		_ = s.Shutdown()
-		e.drills.setNext(sc.Name, time.Time{})
 	}, nil
 }
 
