@@ -75,8 +75,21 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// fail returns a drill failure; an empty hint is the category's.
 func fail(category, hint string, format string, args ...any) *Error {
+	if hint == "" {
+		hint = defaultHints[category]
+	}
 	return &Error{Category: category, Hint: hint, Err: fmt.Errorf(format, args...)}
+}
+
+// defaultHints say what to check when nothing more precise is known.
+var defaultHints = map[string]string{
+	CategorySource:   "check that the source is reachable and that btfu's role may read every published table ('btfu probe')",
+	CategoryCoverage: "is the source streaming? see 'btfu status'",
+	CategoryTarget:   "check drill_target: reachable from here, a role with CREATEDB, another server than the source's",
+	CategoryRestore:  "run 'btfu verify' to check the stored artifacts; the drill's error names the step that failed",
+	CategoryCompare:  "run 'btfu verify' and report the tables named",
 }
 
 // Options for a drill.
@@ -131,7 +144,7 @@ func Run(ctx context.Context, opts Options) (store.Drill, error) {
 	if runErr != nil {
 		var de *Error
 		if !errors.As(runErr, &de) {
-			de = &Error{Category: CategorySource, Err: runErr}
+			de = fail(CategorySource, "", "%w", runErr)
 		}
 		d.Status = store.DrillFailed
 		if ctx.Err() != nil {

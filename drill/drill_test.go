@@ -38,6 +38,7 @@ type fixture struct {
 	db   string
 	env  *capturetest.Env
 	opts drill.Options
+	stop func() // stops the stream
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -49,12 +50,17 @@ func newFixture(t *testing.T) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
 		}
-	})
+	}
+	t.Cleanup(stop)
 	// Changes after the base backup, so the restore replays some.
 	waitBase(t, env)
 	source.Exec(t, db, `UPDATE orders SET total = total + 1 WHERE id % 7 = 0;
@@ -65,7 +71,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{db: db, env: env, opts: drill.Options{Source: env.Source, Record: rec, Meta: env.Meta, Artifacts: env.Arts,
+	return &fixture{db: db, env: env, stop: stop, opts: drill.Options{Source: env.Source, Record: rec, Meta: env.Meta, Artifacts: env.Arts,
 		Trigger: "manual", CoverageWait: time.Minute, TempDir: t.TempDir()}}
 }
 
@@ -244,5 +250,32 @@ func TestDrillWithADamagedBaseBackupFails(t *testing.T) {
 	}
 	if left := scratchDatabases(t); len(left) > 0 {
 		t.Errorf("scratch databases left: %v", left)
+	}
+}
+
+func TestEveryFailureCategoryHasAHint(t *testing.T) {
+	for _, c := range []string{drill.CategorySource, drill.CategoryCoverage, drill.CategoryTarget, drill.CategoryRestore, drill.CategoryCompare} {
+		if h := drill.DefaultHint(c); h == "" {
+			t.Errorf("category %s has no hint", c)
+		}
+	}
+}
+
+// Without the stream the drill's LSN is never covered: the drill fails
+// in its wait, says why, and leaves no slot on the source.
+func TestDrillWithoutTheStreamFailsOnCoverage(t *testing.T) {
+	f := newFixture(t)
+	f.stop()
+	f.opts.CoverageWait = time.Second
+	d, err := drill.Run(t.Context(), f.opts)
+	var de *drill.Error
+	if !errors.As(err, &de) || de.Category != drill.CategoryCoverage || !strings.Contains(err.Error(), "did not reach the drill's LSN") || !strings.Contains(de.Hint, "btfu status") {
+		t.Fatalf("want a coverage failure, got %v", err)
+	}
+	if d.PhaseTook(drill.PhaseWaitCoverage) < time.Second || d.PhaseTook(drill.PhaseRestore) != 0 {
+		t.Errorf("phases %+v", d.Phases)
+	}
+	if n := pgtest.QueryValue[int64](t, source, "postgres", "SELECT count(*) FROM pg_replication_slots WHERE temporary"); n != 0 {
+		t.Errorf("%d temporary slot(s) left on the source", n)
 	}
 }
