@@ -12,10 +12,10 @@
 // connection for the hashing phase; a temporary slot, which holds WAL
 // and the catalog xmin only while the tables are hashed and is gone when
 // its connection closes; one REPEATABLE READ READ ONLY transaction that
-// reads every published table once (a sequential scan, md5 of each row in
-// the server, one result row per table) and, while it lasts, keeps
-// VACUUM from removing rows deleted after its snapshot, as any long
-// pg_dump does.
+// reads every published table once (a sequential scan, a hash of each
+// row in the server, one result row per table) and, while it lasts,
+// holds ACCESS SHARE locks on them and keeps VACUUM from removing rows
+// deleted after its snapshot, as any long pg_dump does.
 package drill
 
 import (
@@ -179,11 +179,22 @@ func (r *run) begin(phase string) {
 	r.opts.Log.Info("drill phase", "source", r.opts.Source.Name, "phase", phase)
 }
 
+// end ends the running phase; a phase run again (a new snapshot) adds
+// to its time.
 func (r *run) end() {
-	if r.phase != "" {
-		r.d.Phases = append(r.d.Phases, store.DrillPhase{Name: r.phase, Took: time.Since(r.start)})
-		r.phase = ""
+	if r.phase == "" {
+		return
 	}
+	took := time.Since(r.start)
+	for i := range r.d.Phases {
+		if r.d.Phases[i].Name == r.phase {
+			r.d.Phases[i].Took += took
+			r.phase = ""
+			return
+		}
+	}
+	r.d.Phases = append(r.d.Phases, store.DrillPhase{Name: r.phase, Took: took})
+	r.phase = ""
 }
 
 func (r *run) run(ctx context.Context) error {
@@ -239,19 +250,46 @@ func (r *run) run(ctx context.Context) error {
 	return r.compare(ctx, scratch, plan, sum)
 }
 
+// rewriteAttempts bounds how often a drill takes a new snapshot because
+// a table was truncated or rewritten before its lock was held.
+const rewriteAttempts = 3
+
+// afterSnapshot, when set (tests), runs after the snapshot is imported
+// and before the tables are locked.
+var afterSnapshot func(ctx context.Context)
+
 // hashSource creates the temporary slot, hashes every published table in
-// its snapshot, and drops the slot.
+// its snapshot, and drops the slot. A table truncated or rewritten after
+// the snapshot and before its lock (TRUNCATE and table rewrites are not
+// MVCC-safe: the snapshot would read the new file) makes it start over
+// with a new slot, as a base backup does.
 func (r *run) hashSource(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		rewritten, err := r.hashAttempt(ctx)
+		if err != nil || len(rewritten) == 0 {
+			return err
+		}
+		if attempt == rewriteAttempts {
+			return fail(CategorySource, "tables truncated or rewritten that often leave no stable snapshot; run the drill at a quieter time",
+				"table(s) %s truncated or rewritten after each of %d snapshots, before the drill could lock them", strings.Join(rewritten, ", "), attempt)
+		}
+		r.opts.Log.Warn("drill: a table was truncated or rewritten after the snapshot; taking a new one", "source", r.opts.Source.Name, "tables", strings.Join(rewritten, ", "))
+	}
+}
+
+// hashAttempt is one try of hashSource; it returns the tables rewritten
+// before they were locked, if any (nothing hashed then).
+func (r *run) hashAttempt(ctx context.Context) (rewritten []string, err error) {
 	src := r.opts.Source
 	r.begin(PhaseSnapshot)
 	conn, err := probe.Connect(ctx, src)
 	if err != nil {
-		return fail(CategorySource, "", "%w", err)
+		return nil, fail(CategorySource, "", "%w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	repl, err := probe.ConnectReplication(ctx, src)
 	if err != nil {
-		return fail(CategorySource, "", "%w", err)
+		return nil, fail(CategorySource, "", "%w", err)
 	}
 	// Closing the replication connection ends the exported snapshot and
 	// drops the temporary slot with it.
@@ -260,24 +298,24 @@ func (r *run) hashSource(ctx context.Context) error {
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
 		Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
 	if err != nil {
-		return fail(CategorySource, "the role needs REPLICATION and a free replication slot (max_replication_slots)",
+		return nil, fail(CategorySource, "the role needs REPLICATION and a free replication slot (max_replication_slots)",
 			"create temporary slot %s: %w", slot, err)
 	}
 	c, err := pglogrepl.ParseLSN(res.ConsistentPoint)
 	if err != nil {
-		return fail(CategorySource, "", "slot %s: consistent point: %w", slot, err)
+		return nil, fail(CategorySource, "", "slot %s: consistent point: %w", slot, err)
 	}
 	r.d.LSN = c
 	if err := setSession(ctx, conn); err != nil {
-		return fail(CategorySource, "", "%w", err)
+		return nil, fail(CategorySource, "", "%w", err)
 	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return fail(CategorySource, "", "begin snapshot transaction: %w", err)
+		return nil, fail(CategorySource, "", "begin snapshot transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(res.SnapshotName, "'", "")+"'"); err != nil {
-		return fail(CategorySource, "", "import snapshot %s: %w", res.SnapshotName, err)
+		return nil, fail(CategorySource, "", "import snapshot %s: %w", res.SnapshotName, err)
 	}
 	r.opts.Log.Info("drill snapshot", "source", src.Name, "slot", slot, "lsn", c.String())
 
@@ -287,20 +325,41 @@ func (r *run) hashSource(ctx context.Context) error {
 		pub = src.Publication
 	}
 	if r.tables, err = publishedTables(ctx, tx, pub); err != nil {
-		return fail(CategorySource, "", "%w", err)
+		return nil, fail(CategorySource, "", "%w", err)
 	}
 	if len(r.tables) == 0 {
-		return fail(CategorySource, "register the source (btfu starts it) and check include_tables", "publication %s holds no table", pub)
+		return nil, fail(CategorySource, "register the source (btfu starts it) and check include_tables", "publication %s holds no table", pub)
+	}
+	files, err := tableFiles(ctx, tx, r.tables)
+	if err != nil {
+		return nil, fail(CategorySource, "", "%w", err)
+	}
+	if afterSnapshot != nil {
+		afterSnapshot(ctx)
+	}
+	// As pg_dump does: ACCESS SHARE on every table until the hashing
+	// ends, so none is truncated or rewritten meanwhile; then make sure
+	// none was between the snapshot and the lock.
+	if err := lockTables(ctx, tx, r.tables); err != nil {
+		return nil, fail(CategorySource, "a long-running DDL or an ACCESS EXCLUSIVE lock on a published table kept the drill waiting; run it again when it is over", "%w", err)
+	}
+	rewritten, err = rewrittenTables(ctx, tx, files)
+	if err != nil || len(rewritten) > 0 {
+		if err != nil {
+			return nil, fail(CategorySource, "", "%w", err)
+		}
+		return rewritten, nil
 	}
 	left, err := unpublishedTables(ctx, tx, pub)
 	if err != nil {
-		return fail(CategorySource, "", "%w", err)
+		return nil, fail(CategorySource, "", "%w", err)
 	}
 	r.hashes = map[string]digest{}
+	r.d.SourceBytes = 0
 	for _, t := range r.tables {
 		h, err := hashTable(ctx, tx, t)
 		if err != nil {
-			return fail(CategorySource, "", "%w", err)
+			return nil, fail(CategorySource, "", "%w", err)
 		}
 		r.hashes[t.String()] = h
 		r.d.SourceBytes += t.Bytes
@@ -308,7 +367,7 @@ func (r *run) hashSource(ctx context.Context) error {
 	for _, u := range left {
 		r.d.Tables = append(r.d.Tables, store.DrillTable{Table: u.Table, Verdict: store.VerdictLeftOut, Reason: u.Reason})
 	}
-	return nil
+	return nil, nil
 }
 
 // waitRestorable waits until the source has a restorable range.

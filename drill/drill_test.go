@@ -30,6 +30,10 @@ INSERT INTO orders SELECT g, 'c' || g, g * 1.5, '2026-01-01 00:00:00+00'::timest
 INSERT INTO items SELECT g % 50, g, NULL FROM generate_series(1, 300) g;
 INSERT INTO keyless VALUES ('x'), ('x');
 INSERT INTO cache VALUES (1, 'one');
+CREATE TABLE events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO events SELECT g, '2025-06-01'::date + g FROM generate_series(1, 400) g;
 `
 
 // fixture is a registered source streaming into its stores, with a base
@@ -66,7 +70,8 @@ func newFixture(t *testing.T) *fixture {
 	source.Exec(t, db, `UPDATE orders SET total = total + 1 WHERE id % 7 = 0;
 		DELETE FROM items WHERE line % 11 = 0;
 		INSERT INTO orders VALUES (1000, 'late', NULL, now(), NULL);
-		INSERT INTO keyless VALUES ('y')`)
+		INSERT INTO keyless VALUES ('y');
+		DELETE FROM events WHERE id % 5 = 0`)
 	rec, err := env.Meta.GetSource(context.Background(), "app")
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +147,12 @@ func TestDrillPassesAndRecordsVerdictsPhasesAndSizes(t *testing.T) {
 	if d.RTO() != d.PhaseTook(drill.PhaseRestore) || d.SourceBytes <= 0 || d.RestoredBytes <= 0 || d.ArtifactBytes <= 0 {
 		t.Errorf("RTO or sizes missing: %+v", d)
 	}
+	// A partitioned table's partitions are compared one by one.
+	if a, b := v["public.events_2025"], v["public.events_2026"]; a.Verdict != store.VerdictEqual || b.Verdict != store.VerdictEqual || a.SourceRows+b.SourceRows != 320 {
+		t.Errorf("partitions %+v %+v", a, b)
+	}
 	stored, err := f.env.Meta.ListDrills(t.Context(), f.env.SourceID, 1)
-	if err != nil || len(stored) != 1 || stored[0].ID != d.ID || stored[0].Status != store.DrillPassed || len(stored[0].Tables) != 4 || len(stored[0].Phases) != 5 {
+	if err != nil || len(stored) != 1 || stored[0].ID != d.ID || stored[0].Status != store.DrillPassed || len(stored[0].Tables) != len(d.Tables) || len(stored[0].Phases) != 5 {
 		t.Errorf("stored drill %+v, %v", stored, err)
 	}
 	if left := scratchDatabases(t); len(left) > 0 {
@@ -277,5 +286,32 @@ func TestDrillWithoutTheStreamFailsOnCoverage(t *testing.T) {
 	}
 	if n := pgtest.QueryValue[int64](t, source, "postgres", "SELECT count(*) FROM pg_replication_slots WHERE temporary"); n != 0 {
 		t.Errorf("%d temporary slot(s) left on the source", n)
+	}
+}
+
+// A TRUNCATE committed after the drill's snapshot and before its locks
+// would make the snapshot read the new, empty file: the drill takes a
+// new snapshot and compares exactly.
+func TestTruncateBeforeTheLocksTakesANewSnapshot(t *testing.T) {
+	f := newFixture(t)
+	calls := 0
+	defer drill.SetAfterSnapshot(func(ctx context.Context) {
+		calls++
+		if calls == 1 {
+			source.Exec(t, f.db, "TRUNCATE items")
+		}
+	})()
+	d, err := drill.Run(t.Context(), f.opts)
+	if err != nil {
+		t.Fatalf("drill: %v", err)
+	}
+	if calls != 2 {
+		t.Errorf("%d snapshot(s), want 2 (the first one spoiled by the TRUNCATE)", calls)
+	}
+	if v := verdicts(d)["public.items"]; v.Verdict != store.VerdictEqual || v.SourceRows != 0 {
+		t.Errorf("items %+v, want equal and empty as of the second snapshot", v)
+	}
+	if len(d.Phases) != 5 {
+		t.Errorf("phases %+v: a phase run again adds to its time", d.Phases)
 	}
 }

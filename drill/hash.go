@@ -117,6 +117,97 @@ func publishedTables(ctx context.Context, tx pgx.Tx, pub string) ([]table, error
 	return out, rows.Err()
 }
 
+// tableFile is a table with rows of its own (a published table, or a
+// leaf of a published partitioned one) and its file in the snapshot.
+type tableFile struct {
+	oid  uint32
+	file uint32
+	name string
+}
+
+// tableFiles reads, in the snapshot, the file of every table whose rows
+// the hashes read.
+func tableFiles(ctx context.Context, tx pgx.Tx, tables []table) ([]tableFile, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	}
+	// pg_partition_tree lists nothing for a table that is not
+	// partitioned: the table itself comes first.
+	rows, err := tx.Query(ctx, `WITH t AS (SELECT tn::regclass AS relid FROM unnest($1::text[]) tn)
+		SELECT DISTINCT c.oid, c.relfilenode, format('%I.%I', n.nspname, c.relname)
+		FROM (SELECT relid FROM t UNION ALL SELECT p.relid FROM t, LATERAL pg_partition_tree(t.relid) p) r
+		JOIN pg_class c ON c.oid = r.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND c.relfilenode <> 0`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read the files of the published tables: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableFile, error) {
+		var f tableFile
+		err := r.Scan(&f.oid, &f.file, &f.name)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the files of the published tables: %w", err)
+	}
+	return out, nil
+}
+
+// lockTimeout bounds the wait for the tables' ACCESS SHARE locks.
+const lockTimeout = "30s"
+
+// lockTables takes ACCESS SHARE on every table (a partitioned one's
+// partitions too) until the transaction ends.
+func lockTables(ctx context.Context, tx pgx.Tx, tables []table) error {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t.Schema, t.Name}.Sanitize()
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+lockTimeout+"'"); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN ACCESS SHARE MODE"); err != nil {
+		return fmt.Errorf("lock the published tables (ACCESS SHARE, waiting up to %s): %w", lockTimeout, err)
+	}
+	_, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0")
+	return err
+}
+
+// rewrittenTables names the tables whose current file is not the one
+// they had in the snapshot (a TRUNCATE or rewrite committed since).
+func rewrittenTables(ctx context.Context, tx pgx.Tx, files []tableFile) ([]string, error) {
+	oids := make([]uint32, len(files))
+	for i, f := range files {
+		oids[i] = f.oid
+	}
+	rows, err := tx.Query(ctx, `SELECT o, pg_relation_filenode(o) FROM unnest($1::oid[]) o`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("check the published tables for rewrites: %w", err)
+	}
+	now := map[uint32]uint32{}
+	for rows.Next() {
+		var oid uint32
+		var file *uint32
+		if err := rows.Scan(&oid, &file); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if file != nil {
+			now[oid] = *file
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("check the published tables for rewrites: %w", err)
+	}
+	var out []string
+	for _, f := range files {
+		if cur, ok := now[f.oid]; ok && cur != f.file {
+			out = append(out, f.name)
+		}
+	}
+	return out, nil
+}
+
 // unpublished is a user table the publication leaves out, and why.
 type unpublished struct {
 	Table  string
