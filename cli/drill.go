@@ -112,7 +112,7 @@ func drillInProcess(env *Env, cfg *config.Config, src *config.Source) (api.Drill
 	serving = true
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx) }()
-	fmt.Fprintf(env.Stderr, "btfu is not running: streaming source %s here for the drill (log in %s)...\n", src.Name, cfg.Log.File)
+	fmt.Fprintf(env.Stderr, "btfu is not running: running it here (every source streams, log in %s) until the drill of %s ends...\n", cfg.Log.File, src.Name)
 	d, derr := eng.Drill(ctx, src.Name, "manual")
 	stop()
 	if err := <-done; err != nil {

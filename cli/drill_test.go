@@ -26,7 +26,7 @@ func TestDrillCommandWithAndWithoutADaemon(t *testing.T) {
 	})
 
 	r := btfu(t, dir, "drill")
-	if r.code != 0 || !strings.Contains(r.stderr, "btfu is not running: streaming source dr here for the drill") {
+	if r.code != 0 || !strings.Contains(r.stderr, "btfu is not running: running it here (every source streams") {
 		t.Fatalf("drill without a daemon: %d\n%s", r.code, r.all())
 	}
 	for _, want := range []string{"restore drill of dr PASSED at LSN", "1 table(s) restored exactly", "1 LEFT OUT", "recovery time (RTO, the restore phase)", "phases: snapshot",
