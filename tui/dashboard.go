@@ -61,10 +61,10 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 		}
 		b.WriteString(line + "\n")
 		b.WriteString(st.Muted.Render("  "+facts(s, now)) + "\n")
-		b.WriteString(drillLine(st, s, width, now)) // drill.go
 		if s.Attention != "" {
 			b.WriteString(st.Error.Render("  ! "+s.Attention) + "\n")
 		}
+		b.WriteString(drillLine(st, s, width, now)) // drill.go
 	}
 	return b.String()
 }
