@@ -103,9 +103,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sources/{name}/coverage", s.coverage)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/sources/{name}/backup", s.backup)
+	mux.HandleFunc("POST /v1/sources/{name}/drill", s.drill) // drill.go
 	mux.HandleFunc("POST /v1/sources/{name}/pause", s.pause)
 	mux.HandleFunc("POST /v1/sources/{name}/resume", s.resume)
-	mux.HandleFunc("POST /v1/sources/{name}/drill", s.drill) // drill.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(mux, w, r) })
 	return s.auth(mux)
 }
