@@ -230,7 +230,10 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer func() {
+		r.end() // dropping the scratch database is no phase of the drill
+		drop()
+	}()
 	sum, err := restore.Run(ctx, r.opts.Meta, r.opts.Artifacts, r.opts.Record.ID, plan, restore.Options{
 		TargetDSN: scratch, SourceSystemID: r.opts.Record.SystemIdentifier, SourceDatabase: r.opts.Record.Database,
 		SourcePublication: r.opts.Record.PublicationName, NoOwner: true, TempDir: r.opts.TempDir, Log: r.opts.Log})
