@@ -70,6 +70,7 @@ func commands() []command {
 		retentionCommand(),
 		notifyCommand(),
 		backupCommand(),
+		drillCommand(), // drill.go
 		pauseCommand(true),
 		pauseCommand(false),
 		configCommand(),

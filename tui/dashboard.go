@@ -76,6 +76,7 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 		if s.Attention != "" {
 			b.WriteString(wrapStyled(st.Error, "  ! "+s.Attention, width, 4) + "\n")
 		}
+		b.WriteString(drillLine(st, s, width, now)) // drill.go
 	}
 	return b.String()
 }
