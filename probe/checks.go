@@ -720,6 +720,15 @@ func (p *prober) checkPgDump() {
 // assumedDumpRate is a conservative pg_dump throughput for the estimate.
 const assumedDumpRate = 30 << 20 // bytes/s
 
+// checkDrills announces what restore drills do on the source, when a
+// schedule is set: nothing else touches it.
+func (p *prober) checkDrills() {
+	if p.src.DrillSchedule == "" || p.src.DrillSchedule == "off" {
+		return
+	}
+	p.r.add(Check{ID: "drills", Status: Info, Finding: fmt.Sprintf("restore drills (drill_schedule %q): each creates a temporary slot with an exported snapshot, takes ACCESS SHARE locks on the published tables as pg_dump does, reads each of them once in that snapshot to hash its rows, and drops the slot; the restore goes to drill_target, never the source", p.src.DrillSchedule)})
+}
+
 func (p *prober) checkWALBudget() {
 	var keepMB int64
 	if err := p.conn.QueryRow(p.ctx, `SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'`).Scan(&keepMB); err != nil {

@@ -164,7 +164,7 @@ func (p *prober) run() {
 		p.checkServer, p.checkTLS, p.checkWALLevel, p.checkRole, p.checkReplicationConnection,
 		p.checkPooler, p.checkSlotsAndSenders, p.checkTables, p.checkPublication, p.checkDDLCapture,
 		p.checkExistingSlots, p.checkLargeObjects, p.checkSequences, p.checkExtensions,
-		p.checkPgDump, p.checkWALBudget,
+		p.checkPgDump, p.checkWALBudget, p.checkDrills,
 	}
 	for _, step := range steps {
 		if p.ctx.Err() != nil {

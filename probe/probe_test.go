@@ -410,3 +410,16 @@ func TestSecondSourceOnOneDatabaseIsRefused(t *testing.T) {
 		source.Exec(t, "postgres", `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '`+db+`'`)
 	})
 }
+
+// A drill schedule is announced by the probe: what a drill does on the
+// source (a temporary slot, locks and one read of each published table).
+func TestDrillsAreAnnounced(t *testing.T) {
+	db := source.CreateDB(t)
+	if _, ok := run(t, sourceFor(t, source.DSN(db), "")).Check("drills"); ok {
+		t.Error("drills announced without drill_schedule")
+	}
+	c := mustCheck(t, run(t, sourceFor(t, source.DSN(db), "drill_schedule = \"@weekly\"\ndrill_target = \"postgres://127.0.0.1:1/postgres\"")), "drills", Info)
+	if !strings.Contains(c.Finding, "temporary slot") || !strings.Contains(c.Finding, "ACCESS SHARE") {
+		t.Errorf("finding %q", c.Finding)
+	}
+}
