@@ -2,20 +2,23 @@ package capture_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/pgbin"
 	"github.com/btfu/btfu/store"
 )
 
 // Tables with rows that join the publication (here: a left-out table given
-// a key) get one base backup at once, then none before
-// joined_backup_interval however many join meanwhile: each is a pg_dump of
-// the whole source. The event says when the next one starts; until then a
-// restore from the older base names the later table LEFT OUT and restores
-// the rest exactly.
+// a key) get a base backup joined_backup_interval after the newest base
+// backup of any kind, however many join meanwhile: each is a pg_dump of the
+// whole source, whose locks make the application's ALTER TABLE wait. The
+// event says when it starts; until then a restore from the older base names
+// the table LEFT OUT and restores the rest exactly.
 func TestBackupsForJoinedTablesAreSpaced(t *testing.T) {
 	f := newFixtureWith(t, `CREATE TABLE log(id serial PRIMARY KEY, v text);
 		CREATE TABLE k1 (id int NOT NULL, v text); INSERT INTO k1 VALUES (1, 'a');
@@ -40,32 +43,120 @@ func TestBackupsForJoinedTablesAreSpaced(t *testing.T) {
 	if n := bases(); n != 1 {
 		t.Fatalf("%d base backups at start", n)
 	}
-	source.Exec(t, f.db, `ALTER TABLE k1 ADD PRIMARY KEY (id)`)
-	if msg := ev.wait(t, "publication.table_added"); !strings.Contains(msg, "taking a base backup") {
+	leftOut := func(want ...string) {
+		t.Helper()
+		plan := f.restoreEquals(source.CurrentLSN(t))
+		var got []string
+		for _, c := range plan.LeftOut() {
+			got = append(got, c.Table)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			recs, _ := f.meta.ListTableCoverage(context.Background(), f.id)
+			t.Errorf("left out of the restore: %v, want %v (base at %s; coverage records %+v)", got, want, plan.Base.ConsistentLSN, recs)
+		}
+	}
+	// The chain's first base backup was just taken: no pg_dump right after.
+	source.Exec(t, f.db, `ALTER TABLE k1 ADD PRIMARY KEY (id); INSERT INTO log(v) VALUES ('after k1')`)
+	if msg := ev.wait(t, "publication.table_added"); !strings.Contains(msg, "k1") || !strings.Contains(msg, "starts at") || !strings.Contains(msg, "LEFT OUT") {
 		t.Errorf("first join: %s", msg)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for bases() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no base backup after the first table joined")
-		}
-		time.Sleep(50 * time.Millisecond)
+	// Thirty sequence intervals: without spacing it would have started.
+	time.Sleep(3 * time.Second)
+	if n := bases(); n != 1 {
+		t.Fatalf("%d base backups: a join started one right after the chain's first", n)
+	}
+	leftOut("public.k1", "public.k2") // k1 joined after the base; k2 has no key yet
+
+	// A base backup on demand covers k1; k2 joining after it waits again.
+	if _, err := r.w.BackupNow(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	ev.mu.Lock()
 	ev.list = nil
 	ev.mu.Unlock()
 	source.Exec(t, f.db, `ALTER TABLE k2 ADD PRIMARY KEY (id); INSERT INTO log(v) VALUES ('after k2')`)
-	if msg := ev.wait(t, "publication.table_added"); !strings.Contains(msg, "k2") || !strings.Contains(msg, "starts at") || !strings.Contains(msg, "LEFT OUT") {
+	if msg := ev.wait(t, "publication.table_added"); !strings.Contains(msg, "k2") || !strings.Contains(msg, "starts at") {
 		t.Errorf("second join: %s", msg)
 	}
-	// Thirty sequence intervals: without spacing it would have started.
 	time.Sleep(3 * time.Second)
 	if n := bases(); n != 2 {
 		t.Fatalf("%d base backups: the second join started one within joined_backup_interval", n)
 	}
-	plan := f.restoreEquals(source.CurrentLSN(t))
-	if left := plan.LeftOut(); len(left) != 1 || left[0].Table != "public.k2" {
-		recs, _ := f.meta.ListTableCoverage(context.Background(), f.id)
-		t.Errorf("left out of the restore: %+v, want public.k2 (base at %s; coverage records %+v)", left, plan.Base.ConsistentLSN, recs)
+	leftOut("public.k2")
+}
+
+// Once joined_backup_interval has passed since the newest base backup, the
+// join's base backup starts, and the table is in restores from it.
+func TestJoinedTableBackupStartsAfterTheInterval(t *testing.T) {
+	f := newFixtureWith(t, `CREATE TABLE log(id serial PRIMARY KEY, v text);
+		CREATE TABLE k1 (id int NOT NULL, v text); INSERT INTO k1 VALUES (1, 'a')`, `joined_backup_interval = "2s"`)
+	r := f.startWith(func(w *capture.Worker) { w.SequenceInterval = 100 * time.Millisecond })
+	waitStatus(t, r.w, "streaming", func(s capture.Status) bool { return s.State == "streaming" })
+	source.Exec(t, f.db, `ALTER TABLE k1 ADD PRIMARY KEY (id); UPDATE k1 SET v = 'b'`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		bb, err := f.meta.ListBaseBackups(context.Background(), f.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(bb); n >= 2 && bb[n-1].Status == store.BackupComplete {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no base backup for the joined table")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := f.restoreEquals(source.CurrentLSN(t)).LeftOut(); len(left) != 0 {
+		t.Errorf("left out of a restore from the base taken after the join: %+v", left)
+	}
+}
+
+// A base backup for joined tables that fails (a busy schema can change
+// under pg_dump) is tried again joined_backup_interval later, until one
+// succeeds; the tables are not left to the next scheduled base backup.
+func TestFailedJoinedTableBackupIsTriedAgain(t *testing.T) {
+	real, err := pgbin.Find(context.Background(), "pg_dump", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "fail")
+	script := "#!/bin/sh\nif [ -e " + flag + " ] && [ \"$1\" != \"--version\" ]; then echo 'pg_dump: error: failing on purpose' >&2; exit 1; fi\nexec " + real.Path + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(pgbin.EnvBinDir, dir)
+	f := newFixtureWith(t, `CREATE TABLE log(id serial PRIMARY KEY, v text);
+		CREATE TABLE k1 (id int NOT NULL, v text); INSERT INTO k1 VALUES (1, 'a')`, `joined_backup_interval = "2s"`)
+	ev := &recorder{}
+	r := f.startWith(func(w *capture.Worker) { w.SequenceInterval = 100 * time.Millisecond; w.Notify = ev.notify })
+	waitStatus(t, r.w, "streaming", func(s capture.Status) bool { return s.State == "streaming" })
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	source.Exec(t, f.db, `ALTER TABLE k1 ADD PRIMARY KEY (id); UPDATE k1 SET v = 'b'`)
+	if msg := ev.wait(t, "backup.failed"); !strings.Contains(msg, "tried again") {
+		t.Errorf("failed join backup: %s", msg)
+	}
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		bb, err := f.meta.ListBaseBackups(context.Background(), f.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(bb); n >= 2 && bb[n-1].Status == store.BackupComplete {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failed base backup for the joined table was not tried again: %+v", bb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := f.restoreEquals(source.CurrentLSN(t)).LeftOut(); len(left) != 0 {
+		t.Errorf("left out of a restore from the base taken after the join: %+v", left)
 	}
 }

@@ -682,20 +682,39 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
 			w.Log.Warn("could not record table coverage", "table", t, "err", err)
 		}
 	}
-	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; %s", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN, w.joinedBackupWhen()))
+	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; %s", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN, w.joinedBackupWhen(ctx)))
 	w.mu.Lock()
 	w.backupDue = "new tables"
 	w.mu.Unlock()
 }
 
-// joinedBackupWhen says when the base backup for tables that joined now
-// starts (joined_backup_interval).
-func (w *Worker) joinedBackupWhen() string {
+// lastBaseBackup is when the newest base backup of the source (running or
+// complete) started, whatever started it (the chain's first, the
+// schedule, on demand, tables joining), or the last one started here for
+// tables that joined.
+func (w *Worker) lastBaseBackup(ctx context.Context) time.Time {
 	w.mu.Lock()
 	last := w.lastJoinedBackup
 	w.mu.Unlock()
+	bb, err := w.Meta.ListBaseBackups(ctx, w.SourceID)
+	if err != nil {
+		w.Log.Warn("could not read base backups", "err", err)
+	}
+	for _, b := range bb {
+		// A failed one made nothing restorable: it does not delay the next.
+		if b.Status != store.BackupFailed && b.StartedAt.After(last) {
+			last = b.StartedAt
+		}
+	}
+	return last
+}
+
+// joinedBackupWhen says when the base backup for tables that joined now
+// starts: joined_backup_interval after the newest base backup.
+func (w *Worker) joinedBackupWhen(ctx context.Context) string {
+	last := w.lastBaseBackup(ctx)
 	if next := last.Add(w.Source.JoinedBackupInterval.D()); !last.IsZero() && time.Now().Before(next) {
-		return fmt.Sprintf("the base backup that makes them restorable starts at %s (joined_backup_interval after the last one); until then restores from older base backups name them LEFT OUT", next.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("the base backup that makes them restorable starts at %s (joined_backup_interval after the newest base backup); until then restores from older base backups name them LEFT OUT", next.UTC().Format(time.RFC3339))
 	}
 	return "taking a base backup so restores include their earlier rows"
 }
@@ -759,7 +778,7 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 		}
 	}
 	if len(joined) > 0 {
-		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; %s", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN, w.joinedBackupWhen())
+		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; %s", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN, w.joinedBackupWhen(ctx))
 		w.notify(ctx, slog.LevelInfo, "publication.table_added", msg)
 		// The sequence loop starts it, under the worker's context.
 		w.mu.Lock()
@@ -851,7 +870,15 @@ func (w *Worker) backupSoon(ctx context.Context, why string) {
 	go func() {
 		defer w.bg.Done()
 		if _, err := w.BackupNow(ctx); err != nil && ctx.Err() == nil {
-			w.notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed: %v", why, err))
+			// Tried again joined_backup_interval after this attempt (a
+			// busy schema can change under pg_dump), not at once.
+			w.mu.Lock()
+			if w.backupDue == "" {
+				w.backupDue = why
+			}
+			w.lastJoinedBackup = time.Now()
+			w.mu.Unlock()
+			w.notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed (tried again in %s): %v", why, w.Source.JoinedBackupInterval.D(), err))
 		}
 	}()
 }
@@ -883,12 +910,17 @@ func (w *Worker) sequences(ctx context.Context) {
 		// one makes one pg_dump of the source, not one per partition.
 		w.mu.Lock()
 		why := w.backupDue
-		if why != "" && (w.lastJoinedBackup.IsZero() || time.Since(w.lastJoinedBackup) >= w.Source.JoinedBackupInterval.D()) {
-			w.backupDue, w.lastJoinedBackup = "", time.Now()
-		} else {
-			why = ""
-		}
 		w.mu.Unlock()
+		if why != "" {
+			last := w.lastBaseBackup(ctx)
+			w.mu.Lock()
+			if last.IsZero() || time.Since(last) >= w.Source.JoinedBackupInterval.D() {
+				w.backupDue, w.lastJoinedBackup = "", time.Now()
+			} else {
+				why = ""
+			}
+			w.mu.Unlock()
+		}
 		if why != "" {
 			w.backupSoon(ctx, why)
 		}

@@ -222,11 +222,13 @@ type Source struct {
 	MaxLag Duration `toml:"max_lag"`
 
 	// JoinedBackupInterval spaces the base backups taken because tables
-	// with rows joined the publication (attached, given a key): the first
-	// starts at once, the next not before this long after it, however
-	// many join meanwhile (a migration that attaches many partitions makes
-	// one pg_dump, not one each). Until it runs, restores from older base
-	// backups name those tables LEFT OUT.
+	// with rows joined the publication (attached, given a key): one starts
+	// this long after the newest base backup of any kind, however many
+	// tables join meanwhile (a migration that attaches many partitions
+	// makes one pg_dump, not one each, and no pg_dump starts right after
+	// another: each holds locks that make the application's ALTER TABLE
+	// wait). Until it runs, restores from older base backups name those
+	// tables LEFT OUT.
 	JoinedBackupInterval Duration `toml:"joined_backup_interval"`
 
 	// RestoreTarget is the empty database the restore wizard and

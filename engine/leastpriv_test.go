@@ -74,6 +74,7 @@ name = "lp"
 dsn = %q
 slot = "s_%s"
 schedule = "off"
+joined_backup_interval = "1s"
 `, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"), t.TempDir(), source.DSNFor(role, "lp-secret", db), db)))
 	if err != nil {
 		t.Fatal(err)
