@@ -103,7 +103,7 @@ func runCommand() command {
 				if *noTUI {
 					<-ctx.Done()
 				} else {
-					tuiErr = tui.Run(ctx, eng)
+					tuiErr = tui.Run(ctx, tui.Local{Engine: eng})
 					if errors.Is(tuiErr, tui.ErrTerminalLost) {
 						log.Info("the terminal went away; stopping")
 						tuiErr = nil

@@ -148,7 +148,7 @@ func (r *register) submit() (Component, tea.Cmd) {
 			b.ExcludeTables = append(b.ExcludeTables, t)
 		}
 	}
-	cfg, err := config.Parse("form", []byte(b.Text()))
+	_, err := config.Parse("form", []byte(b.Text()))
 	if err != nil {
 		r.problem = strings.ReplaceAll(err.Error(), "form: ", "")
 		return r, nil
@@ -160,10 +160,9 @@ func (r *register) submit() (Component, tea.Cmd) {
 		}
 	}
 	r.problem, r.probing = "", true
-	src := cfg.Sources[0]
-	ctx := r.ctx
+	ctx, eng := r.ctx, r.eng
 	return r, func() tea.Msg {
-		rep, err := probe.Run(ctx, &src, probe.Options{})
+		rep, err := eng.ProbeSource(ctx, b)
 		return registerProbedMsg{b, rep, err}
 	}
 }
@@ -171,11 +170,7 @@ func (r *register) submit() (Component, tea.Cmd) {
 func (r *register) appendCmd() tea.Cmd {
 	ctx, eng, b := r.ctx, r.eng, r.block
 	return func() tea.Msg {
-		cfg, err := config.AppendSource(eng.Config().Path, b)
-		if err != nil {
-			return registeredMsg{err}
-		}
-		return registeredMsg{eng.Reload(ctx, cfg)}
+		return registeredMsg{eng.AddSource(ctx, b)}
 	}
 }
 
