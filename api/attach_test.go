@@ -1,0 +1,358 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/redact"
+	"github.com/btfu/btfu/restore"
+)
+
+// syncBuffer is a log destination tests read while the engine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// drillRole is a role with a password that restores run as: its password
+// must never leave the engine's process or reach its log.
+const drillPassword = "drill-s3cret-pw"
+
+func drillRole(t *testing.T) {
+	t.Helper()
+	source.Exec(t, "postgres", fmt.Sprintf(`DO $$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'drill') THEN CREATE ROLE drill LOGIN SUPERUSER PASSWORD '%s'; END IF;
+	END $$`, drillPassword))
+}
+
+// A TUI attached over the socket sees and drives the daemon's engine
+// through RemoteEngine: who it is, its configuration without passwords,
+// status, live events, backup, pause and resume, probe, coverage, restore
+// planning, a restore run in the daemon with progress, and registering a
+// second source. No password crosses the API or reaches the log.
+func TestRemoteEngineDrivesTheDaemon(t *testing.T) {
+	drillRole(t)
+	// Runs after the daemon has stopped: the registered source's slot.
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_notes' AND NOT active")
+	})
+	target := source.CreateDB(t)
+	source.Exec(t, "postgres", "ALTER DATABASE "+target+" OWNER TO drill")
+	targetDSN := source.DSNFor("drill", drillPassword, target)
+	log := &syncBuffer{}
+	d := runningConf(t, Options{Token: token, Version: "1.2.3-test"}, nil, fmt.Sprintf("restore_target = %q", targetDSN), log)
+	waitStreaming(t, d.eng)
+	source.Exec(t, d.db, "INSERT INTO t(v) SELECT 'row ' || g FROM generate_series(1, 25) g")
+	ctx := context.Background()
+
+	r, err := Attach(ctx, d.client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, host, pid, started, version := r.AttachedTo()
+	wantHost, _ := os.Hostname()
+	if where != d.socket || host != wantHost || pid != os.Getpid() || version != "1.2.3-test" || started.IsZero() || time.Since(started) > time.Minute {
+		t.Fatalf("attached to %s %s %d %s %s; want the socket %s, host %s, pid %d, version 1.2.3-test", where, host, pid, started, version, d.socket, wantHost, os.Getpid())
+	}
+	cfg := r.Config()
+	if cfg.Path != d.eng.Config().Path || len(cfg.Sources) != 1 || cfg.Sources[0].Name != "app" || cfg.Sources[0].RestoreTarget != redact.DSN(targetDSN) {
+		t.Fatalf("config %+v; want app with its restore target masked", cfg)
+	}
+
+	evs := r.Subscribe(ctx)
+	if err := r.Pause(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, evs, "source.pause")
+	if err := r.Resume(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, evs, "source.resume")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := r.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Sources) == 1 && st.Sources[0].State == "streaming" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not streaming again after resume: %+v", st)
+		}
+	}
+	if recent := r.RecentEvents(); len(recent) == 0 {
+		t.Fatal("no recent events")
+	}
+
+	b, err := r.BackupNow(ctx, "app")
+	if err != nil || b.ArtifactKey == "" || b.ConsistentLSN == 0 {
+		t.Fatalf("backup: %+v %v", b, err)
+	}
+	waitEvent(t, evs, "backup.finished")
+	rec, err := r.SourceRecord(ctx, "app")
+	if err != nil || rec.Name != "app" || rec.SystemIdentifier == "" {
+		t.Fatalf("record: %+v %v", rec, err)
+	}
+	rep, err := r.Probe(ctx, "app")
+	if err != nil || rep.ServerMajor == 0 || len(rep.Checks) == 0 {
+		t.Fatalf("probe: %+v %v", rep, err)
+	}
+
+	// Changes after the newest base, which replay must bring; coverage
+	// must reach them before the restore.
+	source.Exec(t, d.db, "INSERT INTO t(v) SELECT 'later ' || g FROM generate_series(1, 5) g; DELETE FROM t WHERE id = 3")
+	want := pgtest.QueryValue[int64](t, source, d.db, "SELECT count(*) FROM t")
+	lsn := source.CurrentLSN(t)
+	var plan *restore.Plan
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		plan, err = r.PlanRestore(ctx, "app", restore.Target{LSN: lsn})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plan to %s: %v", lsn, err)
+		}
+	}
+	if plan.Base.ID != b.ID {
+		t.Fatalf("plan base %d, want the newest %d", plan.Base.ID, b.ID)
+	}
+	cov, err := r.Coverage(ctx, "app")
+	if err != nil || len(cov.Bases) != 2 || len(cov.Ranges) == 0 || len(cov.Chains) != 1 {
+		t.Fatalf("coverage: %d bases, %d ranges, %d chains, %v", len(cov.Bases), len(cov.Ranges), len(cov.Chains), err)
+	}
+
+	// The wizard checks the target it was offered: the masked configured
+	// one works (the daemon uses its own), the source itself is refused.
+	if _, err := r.CheckTarget(ctx, "app", source.DSN(d.db)); err == nil || !strings.Contains(err.Error(), "the target is the source itself") {
+		t.Fatalf("check of the source itself: %v", err)
+	}
+	offered := cfg.Sources[0].RestoreTarget
+	if info, err := r.CheckTarget(ctx, "app", offered); err != nil || info.Database != target {
+		t.Fatalf("check of the configured target %s: %+v %v", offered, info, err)
+	}
+
+	var phases []string
+	sum, err := r.Restore(ctx, "app", plan, restore.Options{TargetDSN: offered, NoOwner: true, Progress: func(p restore.Progress) {
+		phases = append(phases, p.Phase)
+	}})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if len(phases) == 0 {
+		t.Fatal("no progress reached the client")
+	}
+	if got := pgtest.QueryValue[int64](t, source, target, "SELECT count(*) FROM t"); got != want || sum.Transactions == 0 {
+		t.Fatalf("restored %d rows (%d transactions), the source held %d", got, sum.Transactions, want)
+	}
+	waitEvent(t, evs, "restore.finished")
+
+	// Register a second source with the form's calls.
+	other := source.CreateDB(t)
+	source.Exec(t, other, "CREATE TABLE n(id int PRIMARY KEY)")
+	block := config.SourceBlock{Name: "notes", DSN: source.DSN(other), Schedule: "off"}
+	rep, err = r.ProbeSource(ctx, block)
+	if err != nil || rep.Failed() || rep.Plan.Slot == "" {
+		t.Fatalf("probe of the form: %+v %v", rep, err)
+	}
+	if _, err := r.ProbeSource(ctx, config.SourceBlock{Name: "Bad Name", DSN: "x"}); err == nil {
+		t.Fatal("a form with an invalid name probed")
+	}
+	if err := r.AddSource(ctx, block); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Config(); len(got.Sources) != 2 || got.Sources[1].Name != "notes" {
+		t.Fatalf("config after AddSource: %+v", got.Sources)
+	}
+	if err := r.AddSource(ctx, block); err == nil || !strings.Contains(err.Error(), "notes") {
+		t.Fatalf("a second notes: %v", err)
+	}
+	if err := r.Reload(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// No answer and no log line carries a password.
+	c := d.client(t)
+	for _, path := range []string{"/v1/config", "/v1/engine", "/v1/events", "/v1/sources", "/v1/sources/app/record", "/v1/sources/app/chains", "/metrics"} {
+		if _, body := raw(t, c, http.MethodGet, path); strings.Contains(body, drillPassword) {
+			t.Errorf("GET %s carries the password:\n%s", path, body)
+		}
+	}
+	if strings.Contains(log.String(), drillPassword) {
+		t.Errorf("the log carries the password")
+	}
+	if !strings.Contains(log.String(), "restore") {
+		t.Errorf("the log has no restore lines: is it the engine's log?\n%s", log.String())
+	}
+}
+
+func waitEvent(t *testing.T, evs <-chan engine.EventRecord, kind string) engine.EventRecord {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				t.Fatalf("the event stream ended before %s", kind)
+			}
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}
+
+// A restore started over the API runs in the daemon: the client that
+// started it may go away (an SSH connection dropped) and it still
+// finishes, recorded as the source's last restore.
+func TestRestoreOutlivesItsClient(t *testing.T) {
+	d := running(t, Options{})
+	waitStreaming(t, d.eng)
+	source.Exec(t, d.db, "INSERT INTO t(v) VALUES ('a'), ('b')")
+	target := source.CreateDB(t)
+	c := d.client(t)
+	lsn := source.CurrentLSN(t)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body := post(t, c, "/v1/sources/app/plan", fmt.Sprintf(`{"lsn": %q}`, lsn))
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("coverage never reached %s: %d %s", lsn, code, body)
+		}
+	}
+
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"target": {}, "target_dsn": "x"}`, 400, `needs \"time\", \"lsn\" or \"latest\"`},
+		{`{"target": {"latest": true}}`, 400, `needs \"target_dsn\"`},
+		{`{"target": {"latest": true}, "target_dsn": "x", "password": "y"}`, 400, `unknown field`},
+		{`{"target": {"lsn": "0/1"}, "target_dsn": "x"}`, 422, ``},
+	} {
+		code, body := post(t, c, "/v1/sources/app/restore", tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("POST restore %s: %d %s; want %d with %s", tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	if code, body := post(t, c, "/v1/restores/99/cancel", ""); code != 404 {
+		t.Errorf("cancel of no restore: %d %s", code, body)
+	}
+
+	ctx, hangUp := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/sources/app/restore",
+		strings.NewReader(fmt.Sprintf(`{"target": {"latest": true}, "target_dsn": %q}`, source.DSN(target))))
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("restore answered %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+	var first RestoreUpdate
+	if err != nil || json.Unmarshal(line, &first) != nil || first.ID == 0 {
+		t.Fatalf("first line %q %v: want the restore's id", line, err)
+	}
+	hangUp()
+	resp.Body.Close()
+
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ss := sourceStatus(t, d.eng)
+		if ss.LastRestore != nil && ss.LastRestore.FinishedAt != nil {
+			if ss.LastRestore.Status != "ok" {
+				t.Fatalf("the restore whose client went away ended %s: %s", ss.LastRestore.Status, ss.LastRestore.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restore never finished after its client went away: %+v", ss.LastRestore)
+		}
+	}
+	if got := pgtest.QueryValue[int64](t, source, target, "SELECT count(*) FROM t"); got != 2 {
+		t.Fatalf("restored %d rows, want 2", got)
+	}
+}
+
+// The event stream is server-sent events: a live event arrives as one
+// data line of JSON.
+func TestEventStreamIsServerSentEvents(t *testing.T) {
+	d := running(t, Options{})
+	c := d.client(t)
+	resp, err := c.open(context.Background(), http.MethodGet, "/v1/events/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	got := make(chan engine.EventRecord, 1)
+	go readSSE(resp.Body, func(data []byte) bool {
+		var ev engine.EventRecord
+		if err := json.Unmarshal(data, &ev); err != nil {
+			t.Errorf("data %q: %v", data, err)
+			return false
+		}
+		if ev.Kind == "source.pause" {
+			got <- ev
+			return false
+		}
+		return true
+	})
+	waitStreaming(t, d.eng)
+	if err := c.Do(context.Background(), http.MethodPost, "/v1/sources/app/pause", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.Source != "app" {
+			t.Fatalf("event %+v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pause event never came down the stream")
+	}
+}
+
+func post(t *testing.T, c *Client, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, c.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
