@@ -2,6 +2,11 @@ package tui
 
 import (
 	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/probe"
@@ -21,4 +26,41 @@ func (f *fakeEngine) AddSource(_ context.Context, b config.SourceBlock) error {
 func (f *fakeEngine) CheckTarget(_ context.Context, name, dsn string) (restore.TargetInfo, error) {
 	f.calls = append(f.calls, "check "+name)
 	return restore.TargetInfo{Database: "drill"}, nil
+}
+
+// attachedFake is the fake engine as if it ran in another process.
+type attachedFake struct{ *fakeEngine }
+
+func (attachedFake) AttachedTo() (string, string, int, time.Time, string) {
+	return "/var/lib/btfu/btfu.sock", "db-backup-1", 4242, at(-3*time.Hour - 12*time.Minute - 5*time.Second), "1.4.0"
+}
+
+// Attached to an engine elsewhere, the header names it, whole at 80
+// columns; quitting during a restore does not ask, since the restore runs
+// in that engine and goes on.
+func TestHeaderNamesTheAttachedEngine(t *testing.T) {
+	f := sample()
+	m := New(context.Background(), attachedFake{f})
+	m.now = func() time.Time { return at(0) }
+	m = sized(t, m, 80, 24)
+	m, _ = update(t, m, statusMsg{st: f.st})
+	first := strings.SplitN(ansi.Strip(m.Render()), "\n", 2)[0]
+	if want := "btfu — sources · attached to pid 4242 on db-backup-1 · btfu 1.4.0 · up 3h12m0s"; first != want {
+		t.Fatalf("header %q, want %q", first, want)
+	}
+	local := newModel(f)
+	if first := strings.SplitN(ansi.Strip(local.Render()), "\n", 2)[0]; strings.Contains(first, "attached") {
+		t.Fatalf("an in-process TUI says it is attached: %q", first)
+	}
+
+	m, _ = update(t, m, OpenWizardMsg{Source: "orders"})
+	w := m.screen.(*wizard)
+	w.step = stepRunning
+	if !w.Busy() {
+		t.Fatal("a running wizard is not busy")
+	}
+	m, cmd := update(t, m, press("ctrl+c"))
+	if m.askQuit || cmd == nil {
+		t.Fatal("ctrl+c during an attached restore asks instead of quitting")
+	}
 }

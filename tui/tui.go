@@ -211,6 +211,11 @@ func (m Model) open(c Component) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+func (m Model) attached() bool {
+	_, ok := m.eng.(Attached)
+	return ok
+}
+
 func (m Model) busy() bool {
 	b, ok := m.screen.(Busy)
 	return ok && b.Busy()
@@ -225,7 +230,9 @@ func (m Model) onKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	if msg.String() == "ctrl+c" || (m.screen == nil && key.Matches(msg, m.keys.Quit)) {
-		if m.busy() {
+		// An attached TUI's restore runs in the engine's process and goes
+		// on after quitting.
+		if m.busy() && !m.attached() {
 			m.askQuit = true
 			return m, nil
 		}
@@ -297,7 +304,7 @@ func (m Model) Render() string {
 	if m.screen != nil {
 		title = "btfu"
 	}
-	b.WriteString(m.styles.Title.Render(title) + "\n")
+	b.WriteString(m.styles.Title.Render(title) + m.attachedTo() + "\n")
 	if m.banner != "" {
 		b.WriteString(m.styles.Error.Render("! "+m.banner) + "\n")
 	}
@@ -333,6 +340,21 @@ func (m Model) Render() string {
 		all[i] = ansi.Truncate(l, m.width, "…")
 	}
 	return strings.Join(all, "\n")
+}
+
+// attachedTo names the engine in another process the TUI is attached
+// to, after the title; "" for the engine in this process.
+func (m Model) attachedTo() string {
+	a, ok := m.eng.(Attached)
+	if !ok {
+		return ""
+	}
+	_, host, pid, started, version := a.AttachedTo()
+	up := m.now().Sub(started).Truncate(time.Second)
+	if up > time.Hour {
+		up = up.Truncate(time.Minute)
+	}
+	return m.styles.Muted.Render(fmt.Sprintf(" · attached to pid %d on %s · btfu %s · up %s", pid, host, version, up))
 }
 
 func (m Model) helpView() string {
