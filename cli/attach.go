@@ -26,9 +26,6 @@ func attachCommand() command {
 				if err != nil {
 					return err
 				}
-				if !isTerminal(env.Stdout) || !isTerminal(env.Stdin) {
-					return errors.New("no terminal for the TUI; use 'btfu status' to read a running btfu without one")
-				}
 				c, err := api.Connect(cfg)
 				if errors.Is(err, api.ErrNotRunning) {
 					where := cfg.SocketPath()
@@ -39,6 +36,9 @@ func attachCommand() command {
 				}
 				if err != nil {
 					return err
+				}
+				if !isTerminal(env.Stdout) || !isTerminal(env.Stdin) {
+					return errors.New("no terminal for the TUI; use 'btfu status' to read a running btfu without one")
 				}
 				return attach(env, c)
 			}
