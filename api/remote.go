@@ -29,45 +29,52 @@ type RemoteEngine struct {
 	c    *Client
 	info Info
 
-	mu        sync.Mutex
-	cfg       *config.Config
-	cfgAt     time.Time
-	cfgFailed error
+	mu    sync.Mutex
+	cfg   *config.Config
+	cfgAt time.Time
 }
 
 // configEvery is how often Status also refreshes the cached configuration
-// (Config must answer without I/O).
+// and engine identity (Config and AttachedTo must answer without I/O).
 const configEvery = 2 * time.Second
 
 // Attach returns the engine the client talks to, after reading who it is
 // and its configuration.
 func Attach(ctx context.Context, c *Client) (*RemoteEngine, error) {
 	r := &RemoteEngine{c: c}
-	if err := c.Do(ctx, http.MethodGet, "/v1/engine", &r.info); err != nil {
-		return nil, fmt.Errorf("attach to btfu on %s: %w", c.Where(), err)
-	}
 	if err := r.refreshConfig(ctx); err != nil {
 		return nil, fmt.Errorf("attach to btfu on %s: %w", c.Where(), err)
 	}
 	return r, nil
 }
 
-// Info is the engine's identity as read when attaching.
-func (r *RemoteEngine) Info() Info { return r.info }
+// Info is the engine's identity as last read.
+func (r *RemoteEngine) Info() Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.info
+}
 
 // AttachedTo implements tui.Attached.
 func (r *RemoteEngine) AttachedTo() (where, host string, pid int, started time.Time, version string) {
-	return r.c.Where(), r.info.Host, r.info.PID, r.info.StartedAt, r.info.Version
+	i := r.Info()
+	return r.c.Where(), i.Host, i.PID, i.StartedAt, i.Version
 }
 
+// refreshConfig reads the configuration again, and who the engine is (a
+// restarted engine has another pid).
 func (r *RemoteEngine) refreshConfig(ctx context.Context) error {
 	var v ConfigView
 	err := r.c.Do(ctx, http.MethodGet, "/v1/config", &v)
+	var info Info
+	if err == nil {
+		err = r.c.Do(ctx, http.MethodGet, "/v1/engine", &info)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.cfgAt, r.cfgFailed = time.Now(), err
+	r.cfgAt = time.Now()
 	if err == nil {
-		r.cfg = v.Config()
+		r.cfg, r.info = v.Config(), info
 	}
 	return err
 }
@@ -250,16 +257,20 @@ func (r *RemoteEngine) Restore(ctx context.Context, name string, plan *restore.P
 		readErr <- sc.Err()
 	}()
 	var id int64
-	cancelled := ctx.Done()
+	cancelled, stopAsked, stopSent := ctx.Done(), false, false
+	askStop := func() {
+		if stopAsked && id != 0 && !stopSent {
+			stopSent = true
+			cctx, cancel := context.WithTimeout(rctx, 10*time.Second)
+			_ = r.c.Do(cctx, http.MethodPost, fmt.Sprintf("/v1/restores/%d/cancel", id), nil)
+			cancel()
+		}
+	}
 	for {
 		select {
 		case <-cancelled:
-			cancelled = nil
-			if id != 0 {
-				cctx, cancel := context.WithTimeout(rctx, 10*time.Second)
-				_ = r.c.Do(cctx, http.MethodPost, fmt.Sprintf("/v1/restores/%d/cancel", id), nil)
-				cancel()
-			}
+			cancelled, stopAsked = nil, true
+			askStop()
 		case u, ok := <-lines:
 			if !ok {
 				err := <-readErr
@@ -268,8 +279,9 @@ func (r *RemoteEngine) Restore(ctx context.Context, name string, plan *restore.P
 				}
 				return restore.Summary{}, fmt.Errorf("btfu on %s: %w; the restore may still be running there: see btfu status", r.c.Where(), err)
 			}
-			if u.ID != 0 {
+			if u.ID != 0 && id == 0 {
 				id = u.ID
+				askStop() // ctx ended before the engine named the restore
 			}
 			switch {
 			case u.Progress != nil && opts.Progress != nil:

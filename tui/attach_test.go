@@ -32,7 +32,7 @@ func (f *fakeEngine) CheckTarget(_ context.Context, name, dsn string) (restore.T
 type attachedFake struct{ *fakeEngine }
 
 func (attachedFake) AttachedTo() (string, string, int, time.Time, string) {
-	return "/var/lib/btfu/btfu.sock", "db-backup-1", 4242, at(-3*time.Hour - 12*time.Minute - 5*time.Second), "1.4.0"
+	return "/var/lib/btfu/btfu.sock", "db-backup-1.eu-west-1.compute.internal", 4242, at(-3*time.Hour - 12*time.Minute - 5*time.Second), "1.4.0"
 }
 
 // Attached to an engine elsewhere, the header names it, whole at 80
@@ -45,7 +45,7 @@ func TestHeaderNamesTheAttachedEngine(t *testing.T) {
 	m = sized(t, m, 80, 24)
 	m, _ = update(t, m, statusMsg{st: f.st})
 	first := strings.SplitN(ansi.Strip(m.Render()), "\n", 2)[0]
-	if want := "btfu — sources · attached to pid 4242 on db-backup-1 · btfu 1.4.0 · up 3h12m0s"; first != want {
+	if want := "btfu — sources · attached to pid 4242 on db-backup-1 · btfu 1.4.0 · up 3h12m"; first != want {
 		t.Fatalf("header %q, want %q", first, want)
 	}
 	local := newModel(f)
@@ -62,5 +62,19 @@ func TestHeaderNamesTheAttachedEngine(t *testing.T) {
 	m, cmd := update(t, m, press("ctrl+c"))
 	if m.askQuit || cmd == nil {
 		t.Fatal("ctrl+c during an attached restore asks instead of quitting")
+	}
+}
+
+func TestUptime(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		42 * time.Second:                             "42s",
+		12*time.Minute + 5*time.Second:               "12m5s",
+		3*time.Hour + 12*time.Minute + 5*time.Second: "3h12m",
+		51*time.Hour + 30*time.Minute:                "2d3h",
+		-time.Second:                                 "0s",
+	} {
+		if got := uptime(d); got != want {
+			t.Errorf("uptime(%s) = %q, want %q", d, got, want)
+		}
 	}
 }

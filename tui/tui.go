@@ -350,11 +350,21 @@ func (m Model) attachedTo() string {
 		return ""
 	}
 	_, host, pid, started, version := a.AttachedTo()
-	up := m.now().Sub(started).Truncate(time.Second)
-	if up > time.Hour {
-		up = up.Truncate(time.Minute)
+	host, _, _ = strings.Cut(host, ".")
+	return m.styles.Muted.Render(fmt.Sprintf(" · attached to pid %d on %s · btfu %s · up %s", pid, host, version, uptime(m.now().Sub(started))))
+}
+
+// uptime is d to the two largest units: 42s, 12m5s, 3h12m, 2d3h.
+func uptime(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Second)
+	switch {
+	case d < time.Hour:
+		return d.String()
+	case d < 24*time.Hour:
+		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
 	}
-	return m.styles.Muted.Render(fmt.Sprintf(" · attached to pid %d on %s · btfu %s · up %s", pid, host, version, up))
+	days := d / (24 * time.Hour)
+	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
 }
 
 func (m Model) helpView() string {
