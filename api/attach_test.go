@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/internal/pgtest"
@@ -355,4 +357,66 @@ func post(t *testing.T, c *Client, path, body string) (int, string) {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+// Stopping a restore from an attached wizard (its context ends)
+// interrupts it in the daemon: the restore is held on a lock of the
+// target's catalog, so it cannot finish first.
+func TestRemoteRestoreStopsWhenAsked(t *testing.T) {
+	d := running(t, Options{})
+	waitStreaming(t, d.eng)
+	target := source.CreateDB(t)
+	ctx := context.Background()
+	r, err := Attach(ctx, d.client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := r.PlanRestore(ctx, "app", restore.Target{Latest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, source.DSN(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	evs := r.Subscribe(ctx)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Restore(rctx, "app", plan, restore.Options{TargetDSN: source.DSN(target)})
+		done <- err
+	}()
+	waitEvent(t, evs, "restore.started")
+	// Running: recorded as a job, held on the lock.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if lr := sourceStatus(t, d.eng).LastRestore; lr != nil && lr.FinishedAt == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restore was never recorded as running: %+v", sourceStatus(t, d.eng).LastRestore)
+		}
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "interrupted") {
+			t.Fatalf("stopped restore: %v; want interrupted", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the restore did not stop")
+	}
+	waitEvent(t, evs, "restore.failed")
+	if ss := sourceStatus(t, d.eng); ss.LastRestore == nil || ss.LastRestore.Status == "ok" {
+		t.Fatalf("last restore %+v; want it recorded as failed", ss.LastRestore)
+	}
 }
