@@ -315,7 +315,7 @@ func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("status: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeSafe(w, st)
 }
 
 // Coverage is the body of GET /v1/sources/{name}/coverage.

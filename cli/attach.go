@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os/signal"
+	"syscall"
 
 	"github.com/btfu/btfu/api"
 	"github.com/btfu/btfu/tui"
@@ -53,7 +55,11 @@ func attach(env *Env, c *api.Client) error {
 	if err != nil {
 		return err
 	}
-	err = tui.Run(env.Ctx, eng)
+	// SIGHUP (the terminal went away) ends the TUI cleanly; the engine
+	// is not ours to stop.
+	ctx, stop := signal.NotifyContext(env.Ctx, syscall.SIGHUP)
+	defer stop()
+	err = tui.Run(ctx, eng)
 	if errors.Is(err, tui.ErrTerminalLost) {
 		return nil
 	}

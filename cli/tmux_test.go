@@ -464,6 +464,12 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	s.keys("q")
 	s.waitFor(`btfu exited with status 0`, 20*time.Second)
 
+	// btfu attach, then its terminal hangs up: it exits 0, alone.
+	s2 := startTmux(t, dir, 80, 24, nil, "attach", "--config", cfgPath)
+	s2.waitFor(`shop\s+streaming`, 20*time.Second)
+	syscall.Kill(s2.panePid(), syscall.SIGHUP)
+	s2.waitFor(`btfu exited with status 0`, 20*time.Second)
+
 	// The engine runs on: its socket answers, and it keeps streaming.
 	if strings.Contains(daemon.screen(false), "btfu exited") {
 		t.Fatalf("the engine stopped with the attached TUI:\n%s", daemon.screen(false))
