@@ -201,8 +201,12 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			ev.Message = redact.String(ev.Message)
-			for k, v := range ev.Attrs {
-				ev.Attrs[k] = redact.String(v)
+			if ev.Attrs != nil {
+				attrs := make(map[string]string, len(ev.Attrs)) // other subscribers share the map
+				for k, v := range ev.Attrs {
+					attrs[k] = redact.String(v)
+				}
+				ev.Attrs = attrs
 			}
 			b, err := json.Marshal(ev)
 			if err != nil {
@@ -348,11 +352,17 @@ func (s *Server) restoreRoute(w http.ResponseWriter, r *http.Request) {
 	done := make(chan RestoreUpdate, 1)
 	opts := restore.Options{TargetDSN: targetDSN(sc, req.TargetDSN), NoOwner: req.NoOwner, Clean: req.Clean,
 		Progress: func(p restore.Progress) {
-			select {
-			case <-progress: // latest wins
-			default:
+			for { // latest wins, never blocking the restore
+				select {
+				case progress <- p:
+					return
+				default:
+				}
+				select {
+				case <-progress:
+				default:
+				}
 			}
-			progress <- p
 		}}
 	go func() {
 		defer s.removeRestore(id)
