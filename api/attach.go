@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
@@ -249,6 +250,25 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request) {
 	writeSafe(w, rec)
 }
 
+// withSegments: the request wants every segment listed (the default);
+// ?segments=false counts them instead, which is all a screen needs (a
+// busy source stores a segment a second: hundreds of bytes each).
+func withSegments(r *http.Request) bool { return r.URL.Query().Get("segments") != "false" }
+
+// Chains is the body of GET /v1/sources/{name}/chains: coverage.Source,
+// and how many segments it has (listed unless ?segments=false).
+type Chains struct {
+	coverage.Source
+	SegmentCount int `json:"segment_count"`
+}
+
+// PlanAnswer is the body of POST /v1/sources/{name}/plan: restore.Plan,
+// and how many segments it replays (listed unless ?segments=false).
+type PlanAnswer struct {
+	restore.Plan
+	SegmentCount int `json:"segment_count"`
+}
+
 // chains answers with the source's coverage in full: chains, base
 // backups, segments and ranges (the TUI's timeline).
 func (s *Server) chains(w http.ResponseWriter, r *http.Request) {
@@ -262,7 +282,11 @@ func (s *Server) chains(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("coverage of %s: %w", name, err))
 		return
 	}
-	writeSafe(w, cov)
+	out := Chains{Source: cov, SegmentCount: len(cov.Segments)}
+	if !withSegments(r) {
+		out.Segments = nil
+	}
+	writeSafe(w, out)
 }
 
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
@@ -281,7 +305,11 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, err)
 		return
 	}
-	writeSafe(w, p)
+	out := PlanAnswer{Plan: *p, SegmentCount: len(p.Segments)}
+	if !withSegments(r) {
+		out.Segments = nil
+	}
+	writeSafe(w, out)
 }
 
 // targetDSN is the DSN a client sent, or the configured restore_target

@@ -146,6 +146,24 @@ func TestRemoteEngineDrivesTheDaemon(t *testing.T) {
 	if err != nil || len(cov.Bases) != 2 || len(cov.Ranges) == 0 || len(cov.Chains) != 1 {
 		t.Fatalf("coverage: %d bases, %d ranges, %d chains, %v", len(cov.Bases), len(cov.Ranges), len(cov.Chains), err)
 	}
+	// Segments are counted, not listed, unless asked for.
+	local, err := d.eng.Coverage(ctx, "app")
+	if err != nil || len(local.Segments) == 0 || len(cov.Segments) != len(local.Segments) {
+		t.Fatalf("%d segments attached, %d in the engine (%v)", len(cov.Segments), len(local.Segments), err)
+	}
+	localPlan, err := d.eng.PlanRestore(ctx, "app", restore.Target{LSN: lsn})
+	if err != nil || len(plan.Segments) != len(localPlan.Segments) || plan.Transactions != localPlan.Transactions || plan.Base.ArtifactKey != localPlan.Base.ArtifactKey {
+		t.Fatalf("attached plan: %d segments, %d transactions, base %s; the engine's: %d, %d, %s (%v)", len(plan.Segments), plan.Transactions, plan.Base.ArtifactKey,
+			len(localPlan.Segments), localPlan.Transactions, localPlan.Base.ArtifactKey, err)
+	}
+	segKey := local.Segments[0].ArtifactKey
+	if _, all := raw(t, d.client(t), http.MethodGet, "/v1/sources/app/chains"); !strings.Contains(all, segKey) {
+		t.Fatalf("GET chains does not list segment %s:\n%s", segKey, all)
+	}
+	if _, counted := raw(t, d.client(t), http.MethodGet, "/v1/sources/app/chains?segments=false"); strings.Contains(counted, segKey) ||
+		!strings.Contains(counted, fmt.Sprintf(`"segment_count": %d`, len(local.Segments))) {
+		t.Fatalf("GET chains?segments=false lists segments or lacks their count:\n%s", counted)
+	}
 
 	// The wizard checks the target it was offered: the masked configured
 	// one works (the daemon uses its own), the source itself is refused.

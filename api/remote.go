@@ -191,10 +191,14 @@ func (r *RemoteEngine) Probe(ctx context.Context, name string) (*probe.Report, e
 	return &rep, nil
 }
 
+// Coverage reads the source's chains, base backups and ranges. Segments
+// stay in the engine (a screen draws ranges): the list holds one empty
+// record per segment, allocated lazily.
 func (r *RemoteEngine) Coverage(ctx context.Context, name string) (coverage.Source, error) {
-	var cov coverage.Source
-	err := r.c.Do(ctx, http.MethodGet, sourcePath(name, "chains"), &cov)
-	return cov, err
+	var cov Chains
+	err := r.c.Do(ctx, http.MethodGet, sourcePath(name, "chains")+"?segments=false", &cov)
+	cov.Segments = make([]store.Segment, cov.SegmentCount)
+	return cov.Source, err
 }
 
 func (r *RemoteEngine) SourceRecord(ctx context.Context, name string) (store.Source, error) {
@@ -203,12 +207,15 @@ func (r *RemoteEngine) SourceRecord(ctx context.Context, name string) (store.Sou
 	return rec, err
 }
 
+// PlanRestore plans in the engine. As in Coverage, Segments holds one
+// empty record per segment the plan replays; Restore plans again there.
 func (r *RemoteEngine) PlanRestore(ctx context.Context, name string, t restore.Target) (*restore.Plan, error) {
-	var p restore.Plan
-	if err := r.c.post(ctx, sourcePath(name, "plan"), wireTarget(t), &p); err != nil {
+	var p PlanAnswer
+	if err := r.c.post(ctx, sourcePath(name, "plan")+"?segments=false", wireTarget(t), &p); err != nil {
 		return nil, err
 	}
-	return &p, nil
+	p.Segments = make([]store.Segment, p.SegmentCount)
+	return &p.Plan, nil
 }
 
 func (r *RemoteEngine) CheckTarget(ctx context.Context, name, dsn string) (restore.TargetInfo, error) {
