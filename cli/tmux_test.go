@@ -416,6 +416,15 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	// A base backup from the TUI, taken by the engine.
 	s.keys("b")
 	s.waitFor(`base backup of shop complete`, 60*time.Second)
+	// The detail's probe and the timeline, read from the engine.
+	s.keys("Enter")
+	s.waitFor(`(?s)PostgreSQL \d+.*ok\s+slot\s+slot s_`, 30*time.Second)
+	s.keys("Escape")
+	s.waitFor(`shop\s+streaming`, 10*time.Second) // else ESC t reads as alt+t
+	s.keys("t")
+	s.waitFor(`(?s)Coverage of shop.*█`, 20*time.Second)
+	s.keys("Escape")
+	s.waitFor(`shop\s+streaming`, 10*time.Second)
 	source.Exec(t, db, "INSERT INTO orders VALUES (31, 'late'); DELETE FROM orders WHERE id <= 5; UPDATE orders SET customer = 'changed' WHERE id = 10")
 	want := queryIDs(t, db, "SELECT id FROM orders")
 	last := source.CurrentLSN(t)
