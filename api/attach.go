@@ -7,6 +7,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
@@ -149,17 +152,56 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// writeSafe is writeJSON with every secret and DSN password masked in the
-// encoded answer, whatever field it hides in.
+// writeSafe is writeJSON with every secret and DSN password masked,
+// whatever field it hides in.
 func writeSafe(w http.ResponseWriter, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := masked(v, "  ")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(redact.String(string(b)) + "\n"))
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// masked encodes v as JSON with redact.String applied to every string in
+// it (keys and values), never to the JSON around them: a secret that
+// looks like a number or true cannot break the answer.
+func masked(v any, indent string) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // LSNs and sizes keep every digit
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, err
+	}
+	tree = maskStrings(tree)
+	if indent == "" {
+		return json.Marshal(tree)
+	}
+	return json.MarshalIndent(tree, "", indent)
+}
+
+func maskStrings(v any) any {
+	switch v := v.(type) {
+	case string:
+		return redact.String(v)
+	case []any:
+		for i := range v {
+			v[i] = maskStrings(v[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[redact.String(k)] = maskStrings(x)
+		}
+		return out
+	}
+	return v
 }
 
 func (s *Server) engineInfo(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +354,14 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 	writeSafe(w, out)
 }
 
+// secretIn remembers the password of a DSN a client sent, so that the
+// log and every answer mask it wherever it shows, not only inside DSNs.
+func secretIn(dsn string) {
+	if c, err := pgconn.ParseConfig(dsn); err == nil && c.Password != "" {
+		redact.Register(c.Password)
+	}
+}
+
 // targetDSN is the DSN a client sent, or the configured restore_target
 // when the client sent that back with its password masked (GET /v1/config
 // masks it): a configured password never crosses the API.
@@ -319,6 +369,7 @@ func targetDSN(sc *config.Source, sent string) string {
 	if sc.RestoreTarget != "" && sent == redact.DSN(sc.RestoreTarget) {
 		return sc.RestoreTarget
 	}
+	secretIn(sent)
 	return sent
 }
 
@@ -405,11 +456,11 @@ func (s *Server) restoreRoute(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	send := func(u RestoreUpdate) bool {
-		b, err := json.Marshal(u)
+		b, err := masked(u, "")
 		if err != nil {
 			return false
 		}
-		if _, err := w.Write([]byte(redact.String(string(b)) + "\n")); err != nil {
+		if _, err := w.Write(append(b, '\n')); err != nil {
 			return false
 		}
 		if canFlush {
@@ -474,6 +525,7 @@ func (s *Server) probeBlock(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
+	secretIn(b.DSN)
 	cfg, err := config.Parse("form", []byte(b.Text()))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, errors.New(strings.ReplaceAll(err.Error(), "form: ", "")))
@@ -498,6 +550,7 @@ func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
+	secretIn(b.DSN)
 	path := s.eng.Config().Path
 	cfg, err := config.AppendSource(path, b)
 	if err != nil {

@@ -438,3 +438,35 @@ func TestRemoteRestoreStopsWhenAsked(t *testing.T) {
 		t.Fatalf("last restore %+v; want it recorded as failed", ss.LastRestore)
 	}
 }
+
+// Masking works on the strings of an answer, never on its JSON: a
+// secret made of digits leaves numbers whole.
+func TestMaskedLeavesJSONWhole(t *testing.T) {
+	redact.Register("90210")
+	b, err := masked(struct {
+		PID     int64
+		LSN     uint64
+		Latest  bool
+		Message string
+		DSN     string
+		Attrs   map[string]string
+	}{1902104, 1<<62 + 90210, true, "password 90210 refused", "postgres://u:pw-secret@h/db", map[string]string{"k": "90210"}}, "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		PID     int64
+		LSN     uint64
+		Latest  bool
+		Message string
+		DSN     string
+		Attrs   map[string]string
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%v:\n%s", err, b)
+	}
+	if got.PID != 1902104 || got.LSN != 1<<62+90210 || !got.Latest || got.Message != "password xxxxx refused" ||
+		got.DSN != "postgres://u:xxxxx@h/db" || got.Attrs["k"] != "xxxxx" {
+		t.Fatalf("masked: %+v\n%s", got, b)
+	}
+}
