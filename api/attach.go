@@ -167,41 +167,74 @@ func writeSafe(w http.ResponseWriter, v any) {
 
 // masked encodes v as JSON with redact.String applied to every string in
 // it (keys and values), never to the JSON around them: a secret that
-// looks like a number or true cannot break the answer.
+// looks like a number or true cannot break the answer. Key order and
+// numbers stay as encoded.
 func masked(v any, indent string) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber() // LSNs and sizes keep every digit
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
+	dec.UseNumber()
+	var out bytes.Buffer
+	// One frame per open object or array: how many tokens it has had.
+	type frame struct {
+		object bool
+		n      int
+	}
+	var stack []frame
+	separate := func() {
+		if len(stack) == 0 {
+			return
+		}
+		top := &stack[len(stack)-1]
+		switch {
+		case top.object && top.n%2 == 1:
+			out.WriteByte(':')
+		case top.n > 0:
+			out.WriteByte(',')
+		}
+		top.n++
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			if t == '}' || t == ']' {
+				stack = stack[:len(stack)-1]
+				out.WriteByte(byte(t))
+				continue
+			}
+			separate()
+			out.WriteByte(byte(t))
+			stack = append(stack, frame{object: t == '{'})
+		case string:
+			separate()
+			enc, _ := json.Marshal(redact.String(t))
+			out.Write(enc)
+		default:
+			separate()
+			enc, err := json.Marshal(t)
+			if err != nil {
+				return nil, err
+			}
+			out.Write(enc)
+		}
+	}
+	if indent == "" {
+		return out.Bytes(), nil
+	}
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, out.Bytes(), "", indent); err != nil {
 		return nil, err
 	}
-	tree = maskStrings(tree)
-	if indent == "" {
-		return json.Marshal(tree)
-	}
-	return json.MarshalIndent(tree, "", indent)
-}
-
-func maskStrings(v any) any {
-	switch v := v.(type) {
-	case string:
-		return redact.String(v)
-	case []any:
-		for i := range v {
-			v[i] = maskStrings(v[i])
-		}
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			out[redact.String(k)] = maskStrings(x)
-		}
-		return out
-	}
-	return v
+	return ind.Bytes(), nil
 }
 
 func (s *Server) engineInfo(w http.ResponseWriter, r *http.Request) {

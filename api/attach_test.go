@@ -465,6 +465,9 @@ func TestMaskedLeavesJSONWhole(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("%v:\n%s", err, b)
 	}
+	if !bytes.HasPrefix(b, []byte("{\n  \"PID\": 1902104,\n  \"LSN\"")) {
+		t.Fatalf("keys out of order or not indented:\n%s", b)
+	}
 	if got.PID != 1902104 || got.LSN != 1<<62+90210 || !got.Latest || got.Message != "password xxxxx refused" ||
 		got.DSN != "postgres://u:xxxxx@h/db" || got.Attrs["k"] != "xxxxx" {
 		t.Fatalf("masked: %+v\n%s", got, b)
