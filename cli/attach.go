@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/btfu/btfu/api"
@@ -31,6 +32,9 @@ func attachCommand() command {
 				c, err := api.Connect(cfg)
 				if errors.Is(err, api.ErrNotRunning) {
 					where := cfg.SocketPath()
+					if abs, err := filepath.Abs(where); err == nil {
+						where = abs
+					}
 					if cfg.API.Listen != "" {
 						where += " nor on " + cfg.API.Listen
 					}

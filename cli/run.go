@@ -21,7 +21,7 @@ import (
 func runCommand() command {
 	return command{
 		name:    "run",
-		summary: "run every configured source until interrupted: the TUI in a terminal (attached to the btfu already running on this metadata, if any), or headless with --no-tui",
+		summary: "run every configured source until interrupted: the TUI in a terminal (attached to the btfu running on this metadata, if any), or headless with --no-tui",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			noTUI := fs.Bool("no-tui", false, "run headless: JSON logs on stderr, no terminal needed (tmux, systemd)")
 			return func(env *Env, path string, args []string) error {
