@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -471,5 +472,25 @@ func TestMaskedLeavesJSONWhole(t *testing.T) {
 	if got.PID != 1902104 || got.LSN != 1<<62+90210 || !got.Latest || got.Message != "password xxxxx refused" ||
 		got.DSN != "postgres://u:xxxxx@h/db" || got.Attrs["k"] != "xxxxx" {
 		t.Fatalf("masked: %+v\n%s", got, b)
+	}
+}
+
+// An attached TUI whose engine goes away says so in one line (the
+// dashboard's), naming the pid and the socket, without the HTTP request.
+func TestRemoteEngineSaysWhenTheEngineIsGone(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "btfu.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	r := &RemoteEngine{c: c, info: Info{PID: 4242}, cfg: &config.Config{}, cfgAt: time.Now()}
+	_, err = r.Status(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "btfu (pid 4242) does not answer on "+sock+": ") || strings.Contains(err.Error(), "http://") {
+		t.Fatalf("status of a gone engine: %v", err)
 	}
 }

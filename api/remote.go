@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -98,6 +99,12 @@ func (r *RemoteEngine) Status(ctx context.Context) (engine.Status, error) {
 	}
 	var st engine.Status
 	err := r.c.Do(ctx, http.MethodGet, "/v1/sources", &st)
+	var op *net.OpError
+	if errors.As(err, &op) {
+		// The engine went away: say so in a line the dashboard can show.
+		i := r.Info()
+		err = fmt.Errorf("btfu (pid %d) does not answer on %s: %v; it stopped or restarts, and shows again here when it answers", i.PID, r.c.Where(), op.Err)
+	}
 	return st, err
 }
 
