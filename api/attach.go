@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -397,10 +398,22 @@ func secretIn(dsn string) {
 
 // targetDSN is the DSN a client sent, or the configured restore_target
 // when the client sent that back with its password masked (GET /v1/config
-// masks it): a configured password never crosses the API.
+// masks it): a configured password never crosses the API. A masked URL
+// edited elsewhere (another database) gets the configured password back
+// only for the same user on the same host.
 func targetDSN(sc *config.Source, sent string) string {
 	if sc.RestoreTarget != "" && sent == redact.DSN(sc.RestoreTarget) {
 		return sc.RestoreTarget
+	}
+	if u, err := url.Parse(sent); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw == redact.Mask {
+			if c, err := url.Parse(sc.RestoreTarget); err == nil && c.User != nil && c.Host == u.Host && c.User.Username() == u.User.Username() {
+				if real, ok := c.User.Password(); ok {
+					u.User = url.UserPassword(u.User.Username(), real)
+					return u.String()
+				}
+			}
+		}
 	}
 	secretIn(sent)
 	return sent

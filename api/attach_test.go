@@ -175,6 +175,17 @@ func TestRemoteEngineDrivesTheDaemon(t *testing.T) {
 	if info, err := r.CheckTarget(ctx, "app", offered); err != nil || info.Database != target {
 		t.Fatalf("check of the configured target %s: %+v %v", offered, info, err)
 	}
+	// Edited to another database, the masked password is still the
+	// configured one (same user, same host); on another host it is not.
+	other := source.CreateDB(t)
+	edited := strings.Replace(offered, "/"+target+"?", "/"+other+"?", 1)
+	if info, err := r.CheckTarget(ctx, "app", edited); err != nil || info.Database != other {
+		t.Fatalf("check of %s: %+v %v", edited, info, err)
+	}
+	elsewhere := strings.Replace(edited, "127.0.0.1:", "localhost:", 1)
+	if _, err := r.CheckTarget(ctx, "app", elsewhere); err == nil || !strings.Contains(err.Error(), "password authentication failed") {
+		t.Fatalf("check of %s: %v; want the masked password refused", elsewhere, err)
+	}
 
 	var phases []string
 	sum, err := r.Restore(ctx, "app", plan, restore.Options{TargetDSN: offered, NoOwner: true, Progress: func(p restore.Progress) {
@@ -192,7 +203,6 @@ func TestRemoteEngineDrivesTheDaemon(t *testing.T) {
 	waitEvent(t, evs, "restore.finished")
 
 	// Register a second source with the form's calls.
-	other := source.CreateDB(t)
 	source.Exec(t, other, "CREATE TABLE n(id int PRIMARY KEY)")
 	block := config.SourceBlock{Name: "notes", DSN: source.DSN(other), Schedule: "off"}
 	rep, err = r.ProbeSource(ctx, block)
