@@ -9,6 +9,7 @@
 //	GET  /v1/events[?since=T]             recent engine events (T: RFC 3339 time or a duration such as 10m)
 //	POST /v1/sources/{name}/backup        a base backup now (answers when it is stored)
 //	POST /v1/sources/{name}/pause|resume
+//	POST /v1/sources/{name}/drill         a restore drill now (answers when it has finished, passed or failed)
 //
 // and what a TUI attached to this engine uses (attach.go):
 //
@@ -156,6 +157,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sources/{name}/coverage", s.coverage)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/sources/{name}/backup", s.backup)
+	mux.HandleFunc("POST /v1/sources/{name}/drill", s.drill) // drill.go
 	mux.HandleFunc("POST /v1/sources/{name}/pause", s.pause)
 	mux.HandleFunc("POST /v1/sources/{name}/resume", s.resume)
 	mux.HandleFunc("GET /v1/engine", s.engineInfo)

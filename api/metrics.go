@@ -71,6 +71,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	var buf bytes.Buffer
 	writeMetrics(&buf, st, stored, errs, time.Now())
+	writeDrillMetrics(&buf, st, time.Now()) // drill.go
 	if ns, ok := s.eng.(interface{ NotificationStats() []notify.ChannelStats }); ok {
 		writeNotifyMetrics(&buf, ns.NotificationStats())
 	}

@@ -53,3 +53,52 @@ func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
 		t.Fatalf("left out now: %v, want public.k1 and public.k2; records %+v", left, recs)
 	}
 }
+
+// Without DDL capture only the check sees drops: a table that joined after
+// registration (it has a coverage record) and is no longer listed is
+// recorded as dropped, so restores from older bases do not replay its
+// changes on the base's copy of it (restore.Plan.JoinedThenDropped).
+func TestCheckRecordsDropOfJoinedTable(t *testing.T) {
+	ctx := context.Background()
+	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	src, err := meta.UpsertSource(ctx, store.Source{Name: "app", Database: "app", SlotName: "s", PublicationName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{Source: &config.Source{Name: "app", Publication: "p"}, Meta: meta, SourceID: src.ID, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, tbl := range []string{"public.gone", "public.kept"} {
+		if err := RecordJoined(ctx, meta, src.ID, []string{tbl}, 0x2000, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A table joined after the listing began is not judged by it.
+	if err := RecordJoined(ctx, meta, src.ID, []string{"public.new"}, 0x3500, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w.recordNewTables(ctx, &probe.NewTables{Tables: []string{"public.kept"}, ListedLSN: 0x3000, LSN: 0x4000})
+	recs, err := meta.ListTableCoverage(ctx, src.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped []string
+	for _, c := range recs {
+		if c.Reason == store.TableDropped {
+			dropped = append(dropped, c.Table)
+		}
+	}
+	if len(dropped) != 1 || dropped[0] != "public.gone" {
+		t.Fatalf("recorded dropped: %v, want public.gone; records %+v", dropped, recs)
+	}
+	// Said once.
+	w.recordNewTables(ctx, &probe.NewTables{Tables: []string{"public.kept", "public.new"}, ListedLSN: 0x5000, LSN: 0x6000})
+	if recs, err = meta.ListTableCoverage(ctx, src.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(recs); n != 4 {
+		t.Fatalf("%d records after a second check, want 4: %+v", n, recs)
+	}
+}

@@ -631,8 +631,10 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
 			fresh = append(fresh, t)
 		}
 	}
-	// Without DDL capture nothing says a table was dropped: a table left
-	// out that no longer exists is recorded as gone.
+	// Without DDL capture nothing says a table was dropped: a table with
+	// coverage records (left out, or joined after registration) that no
+	// longer exists is recorded as gone, so restores neither name it nor
+	// replay its changes on an older base's copy of it.
 	if nt.Tables != nil {
 		exists := map[string]bool{}
 		for _, t := range nt.Tables {
@@ -640,10 +642,19 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
 		}
 		if recs, err := w.Meta.ListTableCoverage(ctx, w.SourceID); err == nil {
 			since := map[string]pglogrepl.LSN{}
+			live := map[string]bool{}
+			var names []string
 			for _, c := range recs {
+				if _, seen := live[c.Table]; !seen {
+					names = append(names, c.Table)
+				}
 				since[c.Table] = c.FromLSN
+				live[c.Table] = c.Reason != store.TableDropped || c.LeftOut
 			}
-			for _, t := range store.LeftOutNow(recs) {
+			for _, t := range names {
+				if !live[t] {
+					continue
+				}
 				// A record newer than the listing may be of a table the
 				// listing could not see yet.
 				if !exists[t] && since[t] < nt.ListedLSN {

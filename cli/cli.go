@@ -71,6 +71,7 @@ func commands() []command {
 		retentionCommand(),
 		notifyCommand(),
 		backupCommand(),
+		drillCommand(), // drill.go
 		pauseCommand(true),
 		pauseCommand(false),
 		configCommand(),

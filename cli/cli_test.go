@@ -18,6 +18,7 @@ import (
 
 var (
 	source *pgtest.Cluster
+	target *pgtest.Cluster // drill_target of drill_test.go
 	bin    string
 )
 
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build btfu: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	os.Exit(pgtest.Main(m, &source))
+	os.Exit(pgtest.Main(m, &source, &target))
 }
 
 type result struct {

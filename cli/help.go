@@ -200,12 +200,15 @@ func writeExitCodes(w io.Writer) error {
      restore: the target holds exactly the transactions up to the target
        time or LSN. --dry-run: the plan is possible.
      probe: every check passed. verify: every artifact is sound (and the
-       restore test matched). status, backup, pause, resume, register,
+       restore test matched). drill: the restore drill passed. status, backup, pause, resume, register,
        unregister, retention, config, version, completion, help: done.
   1  It failed, or found a problem; the message (or the report above it)
      says which.
      probe: a check failed. register: a check failed, nothing created.
      verify: a bad artifact, a gap, or a failed restore test.
+     drill: the drill failed (a table differs, the restore or the source
+       failed, the stream did not reach its LSN) or was refused (no
+       drill_target, the source's server, a drill already running).
      restore: refused (target not empty, outside coverage, missing roles),
        failed or interrupted (the target is partial and must not be used),
        or finished with captured DDL skipped (--on-ddl-error=skip).

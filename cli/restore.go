@@ -29,7 +29,7 @@ func restoreCommand() command {
 			latest := fs.Bool("latest", false, "restore everything stored")
 			clean := fs.Bool("clean", false, "allow a non-empty target: objects in the backup are dropped first")
 			baseKey := fs.String("base", "", "restore from this base backup (its key as the plan and verify print it) instead of the newest fitting one")
-			jobs := fs.Int("jobs", 1, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1)")
+			jobs := fs.Int("jobs", 0, "parallel pg_restore jobs (the base backup is copied to $TMPDIR first when above 1); 0: one per core, up to 8, for a base backup of 256MiB or more when $TMPDIR has room for the copy, else 1")
 			noOwner := fs.Bool("no-owner", false, "restore without owners: objects belong to the restoring role (for a target without the source's roles)")
 			onDDLError := fs.String("on-ddl-error", "stop", "when captured DDL fails on the target: stop (name its LSN and text) or skip (go on; the summary lists it)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
@@ -84,8 +84,8 @@ func restoreCommand() command {
 				if err != nil {
 					return fmt.Errorf("restore failed: %w", err)
 				}
-				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s)\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
-					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
+				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s; pg_restore with %d job(s))\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
+					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Jobs, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
 				if sum.LargeObjects > 0 {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}

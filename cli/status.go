@@ -16,7 +16,7 @@ import (
 func statusCommand() command {
 	return command{
 		name:    "status",
-		summary: "show every source's state, flushed LSN, RPO, restorable coverage and last restore; live from the running btfu (with lag and throughput), else from the metadata",
+		summary: "show every source's state, flushed LSN, RPO, restorable coverage, last restore and last restore drill; live from the running btfu (with lag and throughput), else from the metadata",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			asJSON := fs.Bool("json", false, "print JSON instead of a table")
 			return func(env *Env, path string, args []string) error {
@@ -102,6 +102,7 @@ func printStatus(w io.Writer, st engine.Status, live bool) {
 			}
 			fmt.Fprintf(tw, "  last restore:\t%s\n", line)
 		}
+		drillStatusLines(tw, s, time.Now())
 	}
 	tw.Flush()
 }

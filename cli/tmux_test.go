@@ -418,7 +418,7 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	s.waitFor(`base backup of shop complete`, 60*time.Second)
 	// The detail's probe and the timeline, read from the engine.
 	s.keys("Enter")
-	s.waitFor(`(?s)PostgreSQL \d+.*ok\s+slot\s+slot s_`, 30*time.Second)
+	s.waitFor(`(?s)Source shop.*PostgreSQL \d+.*ok\s+wal_level\s+wal_level = logical`, 30*time.Second)
 	s.keys("Escape")
 	s.waitFor(`shop\s+streaming`, 10*time.Second) // else ESC t reads as alt+t
 	s.keys("t")

@@ -371,6 +371,7 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.RestoreTarget != "" {
 		checkDSN(p, key+".restore_target", s.RestoreTarget, "")
 	}
+	checkDrill(p, key, s)
 
 	if !slotNameRE.MatchString(s.Slot) {
 		p.add(key+".slot", "%q is not a valid replication slot name; use up to 63 lower-case letters, digits and _", s.Slot)
@@ -432,6 +433,32 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	}
 	if s.JoinedBackupInterval.D() < time.Second {
 		p.add(key+".joined_backup_interval", "%s is too short; at least 1s (each is a pg_dump of the whole database; the default is 10m)", s.JoinedBackupInterval)
+	}
+}
+
+// DrillOff reports whether a drill schedule runs no scheduled drills.
+func DrillOff(s string) bool { return s == "" || s == "off" }
+
+// checkDrill checks drill_schedule and drill_target: a schedule needs a
+// target, and the target is never the source's server (a drill writes a
+// whole restore there).
+func checkDrill(p *Problems, key string, s *Source) {
+	if !DrillOff(s.DrillSchedule) {
+		if _, err := cronParser.Parse(s.DrillSchedule); err != nil {
+			p.add(key+".drill_schedule", "'%s' is not a cron expression; try '0 4 * * 0' (Sundays at 04:00, in timezone), '@weekly', or 'off'", s.DrillSchedule)
+		}
+		if s.DrillTarget == "" {
+			p.add(key+".drill_target", "missing: drill_schedule needs a server where drills may create a scratch database, e.g. drill_target = \"postgres://btfu@scratch.example.com:5432/postgres\"")
+		}
+	}
+	if s.DrillTarget == "" {
+		return
+	}
+	checkDSN(p, key+".drill_target", s.DrillTarget, "")
+	t, terr := pgconn.ParseConfig(s.DrillTarget)
+	src, serr := pgconn.ParseConfig(s.DSN)
+	if terr == nil && serr == nil && s.DSN != "" && t.Host == src.Host && t.Port == src.Port {
+		p.add(key+".drill_target", "is the source's server (%s:%d): a drill restores a whole copy there, which could fill the source's disk; point it at another server", t.Host, t.Port)
 	}
 }
 

@@ -234,6 +234,14 @@ type Source struct {
 	// restore drills. It is checked like any target (never the source).
 	RestoreTarget string `toml:"restore_target,omitempty"`
 
+	// DrillSchedule runs a restore drill on this cron (read in Timezone);
+	// "" or "off" for none (`btfu drill` runs one now). DrillTarget is
+	// a server (or a database on it) where a drill may create a scratch
+	// database, restore into it and drop it afterwards; never the
+	// source's server.
+	DrillSchedule string `toml:"drill_schedule,omitempty"`
+	DrillTarget   string `toml:"drill_target,omitempty"`
+
 	// Password read from PasswordFile; overrides any password in DSN.
 	Password string `toml:"-"`
 }
@@ -485,6 +493,7 @@ func (c *Config) Show() (string, error) {
 	for i := range cp.Sources {
 		cp.Sources[i].DSN = redact.DSN(cp.Sources[i].DSN)
 		cp.Sources[i].RestoreTarget = redact.DSN(cp.Sources[i].RestoreTarget)
+		cp.Sources[i].DrillTarget = redact.DSN(cp.Sources[i].DrillTarget)
 		if cp.Sources[i].DSNFile != "" {
 			cp.Sources[i].DSN = "" // shown as the file it comes from
 		}

@@ -34,6 +34,7 @@ type Engine struct {
 	runners map[string]*runner
 	runCtx  context.Context // set while Run runs; runners start under it
 	hist    history
+	drills  drills // drill.go
 }
 
 const (

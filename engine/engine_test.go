@@ -16,9 +16,9 @@ import (
 	"github.com/btfu/btfu/store"
 )
 
-var source *pgtest.Cluster
+var source, target *pgtest.Cluster // target: restore drills (drill_test.go)
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &source, &target)) }
 
 func newEngine(t *testing.T, extra string) (*Engine, string) {
 	t.Helper()

@@ -87,6 +87,7 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 	} else {
 		defer stop()
 	}
+	defer e.startDrills(ctx, sc, src.ID)() // drill.go
 	if err := w.Run(ctx); err != nil {
 		e.Event(ctx, src.ID, slog.LevelError, "capture.failed", err.Error(), map[string]string{"source": sc.Name})
 	}

@@ -48,6 +48,8 @@ type SourceStatus struct {
 	Segments      int             `json:"segments"`
 	SegmentBytes  int64           `json:"segment_bytes"`
 	LastRestore   *RestoreRecord  `json:"last_restore,omitempty"`
+	LastDrill     *DrillInfo      `json:"last_drill,omitempty"` // drill.go
+	NextDrill     *time.Time      `json:"next_drill,omitempty"`
 	LastError     string          `json:"last_error"`
 	// LeftOut names the tables not backed up now: no usable replica
 	// identity (tables_without_key = "leave_out"), or they lost it.
@@ -123,6 +125,9 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 			ss.WALBudget = int64(min(sc.PauseWALBudget, sc.MaxRetainedWAL))
 		}
 		if ss.LastRestore, err = lastRestore(ctx, meta, src.ID); err != nil {
+			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
+		}
+		if ss.LastDrill, err = lastDrill(ctx, meta, src.ID); err != nil {
 			return st, fmt.Errorf("status of %s: %w", sc.Name, err)
 		}
 		cov, err := coverage.Load(ctx, meta, src.ID)
@@ -223,6 +228,7 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		if !next.IsZero() {
 			ss.NextBackup = &next
 		}
+		ss.NextDrill = e.nextDrill(ss.Name)
 		w := r.getWorker()
 		if w == nil {
 			r.mu.Lock()

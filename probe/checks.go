@@ -565,6 +565,17 @@ func (p *prober) checkDDLCapture() {
 	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists)
 	objects := ddlObjects()
 	if exists {
+		other, err := otherCapturePublication(p.ctx, p.conn, p.src)
+		if err != nil {
+			p.queryErr("ddl_capture", err)
+			return
+		}
+		if other != "" {
+			msg := captureServesOtherErr(p.conn.Config().Database, other, p.src.Publication).Error()
+			finding, fix, _ := strings.Cut(strings.TrimPrefix(msg, ErrCaptureServesOther.Error()+": "), " Fix: ")
+			p.r.add(Check{ID: "ddl_capture", Status: Fail, Finding: finding, Fix: fix})
+			return
+		}
 		p.r.Plan.DDLCapture, p.r.Plan.DDLObjects = true, objects
 		p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture is installed (event trigger " + DDLTrigger + ")"})
 		return

@@ -1,9 +1,13 @@
 package probe
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/segment"
@@ -1120,3 +1124,51 @@ func tableScanSQL() string {
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// corePublication reads which publication the installed DDL-capture core
+// keeps ("" when none is installed): the core embeds one source's
+// publication and table rules.
+var corePublicationRE = regexp.MustCompile(`pubname constant text := '((?:[^']|'')*)';`)
+
+// otherCapturePublication returns the publication of another btfu source
+// whose DDL capture is installed on this database, or "" when the capture
+// is absent, is src's, or serves a publication that no longer exists (an
+// unregistered source's leftovers, which registration may take over).
+//
+// One database has one DDL-capture trigger and one core: a second source
+// would replace the first's core, and the first's publication would then
+// miss new tables from their creating transaction, and an ALTER TABLE …
+// SET UNLOGGED of one of its tables would fail for the application.
+func otherCapturePublication(ctx context.Context, conn *pgx.Conn, src *config.Source) (string, error) {
+	var body string
+	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = $1 AND p.proname = $2), '')`, DDLSchema, strings.TrimPrefix(DDLCore, DDLSchema+".")).Scan(&body)
+	if err != nil {
+		return "", fmt.Errorf("read the DDL-capture core: %w", err)
+	}
+	m := corePublicationRE.FindStringSubmatch(body)
+	if m == nil {
+		return "", nil
+	}
+	pub := strings.ReplaceAll(m[1], "''", "'")
+	if pub == src.Publication {
+		return "", nil
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, pub).Scan(&exists); err != nil {
+		return "", fmt.Errorf("look for publication %s: %w", pub, err)
+	}
+	if !exists {
+		return "", nil
+	}
+	return pub, nil
+}
+
+// ErrCaptureServesOther is returned when the database's DDL capture
+// belongs to another btfu source.
+var ErrCaptureServesOther = errors.New("DDL capture on this database serves another btfu source")
+
+func captureServesOtherErr(db, pub, own string) error {
+	return fmt.Errorf("%w: database %s is already protected by the btfu source that uses publication %s (this btfu, or another one); btfu protects a database with one source, because its DDL-capture trigger keeps one publication's table list. Fix: protect it with that source, or run `btfu unregister` for that source first (it removes its slot, publication and the DDL-capture objects), or give this source publication = %q if it is the same source renamed",
+		ErrCaptureServesOther, db, pub, pub)
+}

@@ -81,6 +81,21 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	for _, t := range tables {
 		out.Tables = append(out.Tables, t.QualifiedName())
 	}
+	// User tables the listing leaves aside (moved into pg_catalog or
+	// information_schema, made members of an extension) still exist: a
+	// table is dropped only when it is in neither list.
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND c.oid >= 16384
+		  AND (n.nspname IN ('pg_catalog', 'information_schema')
+		       OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	aside, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	out.Tables = append(out.Tables, aside...)
 	p := &prober{ctx: ctx, src: src, r: &Report{Tables: tables}}
 	p.decide()
 	have := map[string]bool{}

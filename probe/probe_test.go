@@ -183,6 +183,9 @@ func TestTableWithoutKeyIsLeftOutOrSetFull(t *testing.T) {
 		t.Fatalf("published %q", got)
 	}
 	source.Exec(t, db, `UPDATE log SET msg = 'y'; UPDATE parent SET id = id; INSERT INTO child VALUES (1, 'c'); UPDATE child SET note = 'd'; DELETE FROM child`)
+	// The variants below are other sources on this database: one at a
+	// time (TestSecondSourceOnOneDatabaseIsRefused).
+	source.Exec(t, db, `DROP PUBLICATION btfu_app`)
 
 	// Excluded: published without it, as an explicit list.
 	src = sourceFor(t, source.DSN(db), `exclude_tables = ["public.log", "public.child"]`)
@@ -359,4 +362,51 @@ func TestDDLCaptureNeverFailsTheDDL(t *testing.T) {
 	if !strings.Contains(got, "prefix: btfu.ddl_missed") || !strings.Contains(got, "capture broken") {
 		t.Fatalf("no btfu.ddl_missed message:\n%s", got)
 	}
+}
+
+// One database, one btfu source: DDL capture keeps one publication's table
+// list, so a second source (another publication) would take the trigger
+// from the first, whose publication would then miss new tables and whose
+// tables' SET UNLOGGED would fail for the application. The probe says so
+// and registration refuses, leaving the first source's capture intact;
+// once the first is unregistered (its publication gone), the second may
+// register.
+func TestSecondSourceOnOneDatabaseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	db := source.CreateDB(t)
+	source.Exec(t, db, `CREATE TABLE keep(id int PRIMARY KEY)`)
+	first := sourceFor(t, source.DSN(db), "")
+	second := sourceFor(t, source.DSN(db), "publication = \"btfu_second\"\nslot = \"btfu_second\"")
+	stale := run(t, second) // probed before the first registered
+	if _, err := Register(ctx, first, run(t, first)); err != nil {
+		t.Fatal(err)
+	}
+	c := mustCheck(t, run(t, second), "ddl_capture", Fail)
+	if !strings.Contains(c.Finding, "btfu_app") || !strings.Contains(c.Fix, "btfu unregister") {
+		t.Errorf("finding %q, fix %q: want the other publication named and unregister as the fix", c.Finding, c.Fix)
+	}
+	if _, err := Register(ctx, second, run(t, second)); !errors.Is(err, ErrChecksFailed) {
+		t.Fatalf("registering a second source: %v, want the probe's refusal", err)
+	}
+	// Registration checks again: a probe made before the first source
+	// registered does not let the second take the trigger, nor create
+	// anything.
+	if _, err := Register(ctx, second, stale); !errors.Is(err, ErrCaptureServesOther) {
+		t.Fatalf("registering a second source with an older probe: %v, want ErrCaptureServesOther", err)
+	}
+	if n := pgtest.QueryValue[int64](t, source, db, `SELECT count(*) FROM pg_publication WHERE pubname = 'btfu_second'`); n != 0 {
+		t.Fatal("the refused registration created its publication")
+	}
+	// The first source's capture still keeps its publication.
+	source.Exec(t, db, `CREATE TABLE later(id int PRIMARY KEY); ALTER TABLE keep SET UNLOGGED`)
+	if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'btfu_app'`); got != "later" {
+		t.Fatalf("btfu_app publishes %q, want later", got)
+	}
+	source.Exec(t, db, `ALTER TABLE keep SET LOGGED; DROP PUBLICATION btfu_app`)
+	if _, err := Register(ctx, second, run(t, second)); err != nil {
+		t.Fatalf("registering once the first source's publication is gone: %v", err)
+	}
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '`+db+`'`)
+	})
 }

@@ -100,6 +100,13 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 		return fmt.Errorf("look for event trigger %s: %w", DDLTrigger, err)
 	}
 	if exists {
+		other, err := otherCapturePublication(ctx, conn, src)
+		if err != nil {
+			return err
+		}
+		if other != "" {
+			return captureServesOtherErr(conn.Config().Database, other, src.Publication)
+		}
 		// Current when the three triggers exist, fire always, and every
 		// function is this btfu's, for this config.
 		want := map[string]string{DDLFunction: ddlFunctionSQL(), DDLCore: ddlCoreSQL(src), DDLStartFunction: ddlStartFunctionSQL(), DDLStartCore: ddlStartCoreSQL(src),
@@ -108,7 +115,7 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 		for n, sql := range want {
 			names, bodies = append(names, strings.TrimPrefix(n, DDLSchema+".")), append(bodies, functionBody(sql))
 		}
-		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN ($4, $5, $6) AND evtenabled = 'A') = 3
+		err = conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_event_trigger WHERE evtname IN ($4, $5, $6) AND evtenabled = 'A') = 3
 			AND (SELECT evttags FROM pg_event_trigger WHERE evtname = $5) = ARRAY[`+startTags+`]
 			AND (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN unnest($2::text[], $3::text[]) w(name, body) ON w.name = p.proname AND w.body = p.prosrc
 				WHERE n.nspname = $1) = cardinality($2::text[])`,

@@ -59,7 +59,30 @@ type Plan struct {
 // target was reached, which takes up to the capture's check interval
 // without DDL capture, cannot be known.)
 func (p *Plan) LeftOut() []store.TableCoverage {
+	out, _ := p.leftOut()
+	return out
+}
+
+// Gone is a table that joined the publication after the plan's base
+// backup and was dropped before the target: it is not in the restore, so
+// LeftOut does not name it, but its changes between the two are in the
+// stream and cannot be replayed on the base's copy of it (the rows it held
+// when it joined are in no artifact).
+type Gone struct {
+	Table     string
+	Joined    pglogrepl.LSN // commit LSN of the transaction it joined in
+	DroppedAt pglogrepl.LSN // commit LSN of the transaction that dropped it
+}
+
+// JoinedThenDropped lists the tables Gone before the target.
+func (p *Plan) JoinedThenDropped() []Gone {
+	_, gone := p.leftOut()
+	return gone
+}
+
+func (p *Plan) leftOut() ([]store.TableCoverage, []Gone) {
 	t := p.Target
+	var gone []Gone
 	reached := func(c store.TableCoverage) bool {
 		return t.Latest || (t.LSN != 0 && t.LSN >= c.FromLSN) || (!t.Time.IsZero() && !c.AddedAt.After(t.Time))
 	}
@@ -73,6 +96,9 @@ func (p *Plan) LeftOut() []store.TableCoverage {
 		}
 		if c.Reason == store.TableDropped && !c.LeftOut {
 			// Gone: what was said of it before no longer holds.
+			if j, ok := lateJoin[c.Table]; ok {
+				gone = append(gone, Gone{Table: c.Table, Joined: j.FromLSN, DroppedAt: c.FromLSN})
+			}
 			delete(last, c.Table)
 			delete(lateJoin, c.Table)
 			continue
@@ -100,7 +126,7 @@ func (p *Plan) LeftOut() []store.TableCoverage {
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, gone
 }
 
 // Describe says why a table of LeftOut is not at the plan's target.

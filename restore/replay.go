@@ -97,7 +97,13 @@ type replayer struct {
 	pending   []queued
 	run       *insertRun
 	leftOut   map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
-	invalid   []string        // tables left out for text the target refuses, and why
+	// gone: tables that joined after the base and were dropped before the
+	// target (Plan.JoinedThenDropped), by schema.table; their changes in
+	// between are not replayed. goneOID binds each to the relation seen
+	// first in that window, so a new table of the same name is replayed.
+	gone    map[string]Gone
+	goneOID map[string]uint32
+	invalid []string // tables left out for text the target refuses, and why
 	// per transaction
 	cur        *segment.Record
 	skip       bool
@@ -346,9 +352,35 @@ func (p *replayer) relation(r *segment.Reader, oid uint32) *segment.Relation {
 	return &c
 }
 
+// notReplayed says whether the changes of relation oid in the current
+// transaction are left out: the table is LEFT OUT, or it is in its window
+// between joining after the base and being dropped.
+func (p *replayer) notReplayed(rel *segment.Relation, oid uint32) bool {
+	name := rel.Schema + "." + rel.Name
+	if p.leftOut[name] {
+		return true
+	}
+	g, ok := p.gone[name]
+	if !ok || p.cur == nil {
+		return false
+	}
+	lsn := p.cur.LSN()
+	if lsn < g.Joined || lsn > g.DroppedAt {
+		return false
+	}
+	if bound, ok := p.goneOID[name]; ok {
+		return bound == oid
+	}
+	if p.goneOID == nil {
+		p.goneOID = map[string]uint32{}
+	}
+	p.goneOID[name] = oid
+	return true
+}
+
 func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
 	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
-		if rel := p.relation(r, rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] {
+		if rel := p.relation(r, rec.RelOID); rel != nil && !p.notReplayed(rel, rec.RelOID) {
 			why, err := p.unreadable(ctx, rel, rec)
 			if err != nil {
 				return err
@@ -363,14 +395,14 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			}
 		}
 	}
-	if len(p.leftOut) > 0 {
-		if rel := p.relation(r, rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.leftOut[rel.Schema+"."+rel.Name] {
+	if len(p.leftOut) > 0 || len(p.gone) > 0 {
+		if rel := p.relation(r, rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.notReplayed(rel, rec.RelOID) {
 			return nil
 		}
 		if rec.T == segment.TypeTruncate {
 			var keep []uint32
 			for _, oid := range rec.RelOIDs {
-				if rel := p.relation(r, oid); rel == nil || !p.leftOut[rel.Schema+"."+rel.Name] {
+				if rel := p.relation(r, oid); rel == nil || !p.notReplayed(rel, oid) {
 					keep = append(keep, oid)
 				}
 			}

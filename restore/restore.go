@@ -44,7 +44,10 @@ type Options struct {
 	// before anything is written otherwise), and replay runs each
 	// captured statement as the role that ran it on the source.
 	NoOwner bool
-	Jobs    int    // parallel pg_restore jobs; above 1 the base is copied to TempDir first
+	// Jobs: parallel pg_restore jobs; above 1 the base is copied to
+	// TempDir first. 0: one per core (at most MaxAutoJobs) for a base of
+	// ParallelFrom or more when TempDir has room for the copy, else 1.
+	Jobs    int
 	TempDir string // "" for the system's
 	// OnDDLError: what replay does when captured DDL fails on the
 	// target (default DDLErrorStop).
@@ -52,6 +55,19 @@ type Options struct {
 	Log        *slog.Logger
 	// Progress, if set, is called at each phase and after each segment.
 	Progress func(Progress)
+	// ReadAhead is how many segments are read at once, to verify them and
+	// ahead of replay (0: 32; 1 reads one after the other). Object stores
+	// answer each request after a first-byte latency, so reading many at
+	// once is what keeps a long history of small segments quick to
+	// restore; memory stays within 64MiB of read-ahead whatever it is.
+	ReadAhead int
+}
+
+func (o Options) readAhead() int {
+	if o.ReadAhead <= 0 {
+		return readAhead
+	}
+	return o.ReadAhead
 }
 
 // Progress describes a running restore.
@@ -91,6 +107,7 @@ type Summary struct {
 	// Notes say what the restore did differently from the source where
 	// the target lacks something of the source's cluster (a tablespace).
 	Notes     []string
+	Jobs      int // pg_restore jobs the base was restored with
 	Sequences int
 	Took      time.Duration
 }
@@ -114,10 +131,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := verify(ctx, arts, plan.Base.ArtifactKey, plan.Base.SHA256); err != nil {
 		return sum, err
 	}
-	for _, s := range plan.Segments {
-		if err := verify(ctx, arts, s.ArtifactKey, s.SHA256); err != nil {
-			return sum, err
-		}
+	if err := verifyAll(ctx, arts, plan.Segments, opts.readAhead()); err != nil {
+		return sum, err
 	}
 	// 2. The target: reachable, not the source, empty unless clean.
 	conn, err := pgx.Connect(ctx, opts.TargetDSN)
@@ -148,6 +163,12 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		}
 	}
 	report(Progress{Phase: "pg_restore"})
+	jobs, why := opts.jobs(plan.Base.SizeBytes)
+	if why != "" {
+		opts.Log.Warn(why)
+		sum.Notes = append(sum.Notes, why)
+	}
+	opts.Jobs, sum.Jobs = jobs, jobs
 	if err := pgRestore(ctx, arts, plan.Base.ArtifactKey, opts, prog); err != nil {
 		return sum, fmt.Errorf("pg_restore of base backup %s: %w (the target is partial)", plan.Base.ArtifactKey, err)
 	}
@@ -176,6 +197,12 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: %w (the target is partial: it holds the base backup)", err)
 	}
 	p := &replayer{conn: conn, base: plan.Base.ConsistentLSN, target: plan.Target, onDDLError: opts.OnDDLError, guard: guard, noOwner: opts.NoOwner}
+	for _, g := range plan.JoinedThenDropped() {
+		if p.gone == nil {
+			p.gone = map[string]Gone{}
+		}
+		p.gone[g.Table] = g
+	}
 	if late := plan.LeftOut(); len(late) > 0 {
 		p.leftOut = map[string]bool{}
 		for _, c := range late {
@@ -200,20 +227,21 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	var done int64
 	report(Progress{Phase: "replay"})
+	pf := prefetch(ctx, arts, plan.Segments, opts.readAhead())
+	defer pf.Close()
 	for _, s := range plan.Segments {
 		if p.done {
 			break
 		}
-		rc, err := arts.Get(ctx, s.ArtifactKey)
-		if err != nil {
-			return sum, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
-		}
-		r, err := segment.NewReader(rc)
+		rc, err := pf.Next()
 		if err == nil {
-			err = p.segment(ctx, r)
-			r.Close()
+			var r *segment.Reader
+			if r, err = segment.NewReader(rc); err == nil {
+				err = p.segment(ctx, r)
+				r.Close()
+			}
+			rc.Close()
 		}
-		rc.Close()
 		if err != nil {
 			if p.tx != nil {
 				p.tx.Rollback(context.WithoutCancel(ctx))
@@ -232,7 +260,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
 	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
-	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges, sum.Notes = p.skippedDDL, p.tempDDL, p.ownerDDL, p.notes.list()
+	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges = p.skippedDDL, p.tempDDL, p.ownerDDL
+	sum.Notes = append(sum.Notes, p.notes.list()...)
 	sum.LeftOut = append(sum.LeftOut, p.invalid...)
 	// 5. Sequences.
 	report(Progress{Phase: "sequences", Bytes: done, Transactions: p.txs})

@@ -22,7 +22,7 @@ import (
 
 // SchemaVersion is the newest metadata schema this binary knows. A store
 // whose schema is newer is refused (ErrSchemaTooNew).
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 var (
 	// ErrNotFound: the requested record does not exist.
@@ -99,6 +99,14 @@ type Store interface {
 	StartJob(ctx context.Context, j Job) (Job, error)
 	FinishJob(ctx context.Context, id int64, status, detail, errText string, at time.Time) error
 	ListJobs(ctx context.Context, sourceID int64, limit int) ([]Job, error)
+
+	// Restore drills. StartDrill records a drill (Status running when
+	// empty); FinishDrill saves every field but SourceID and StartedAt by
+	// d.ID; ListDrills returns the source's newest limit drills (all for
+	// limit <= 0), newest first.
+	StartDrill(ctx context.Context, d Drill) (Drill, error)
+	FinishDrill(ctx context.Context, d Drill) error
+	ListDrills(ctx context.Context, sourceID int64, limit int) ([]Drill, error)
 
 	// Events for the TUI log and status: newest last.
 	AddEvent(ctx context.Context, e Event) (Event, error)
@@ -293,3 +301,76 @@ type EventFilter struct {
 	AfterID  int64
 	Limit    int
 }
+
+// Drill statuses.
+const (
+	DrillRunning = "running"
+	DrillPassed  = "passed"
+	DrillFailed  = "failed"
+	// DrillInterrupted: stopped before its end (btfu stopping, Ctrl-C);
+	// it proves nothing either way.
+	DrillInterrupted = "interrupted"
+)
+
+// Drill table verdicts.
+const (
+	VerdictEqual   = "equal"    // same row count and hash at the drill's LSN
+	VerdictDiffers = "differs"  // the restore holds other rows: the drill fails
+	VerdictMissing = "missing"  // published on the source, absent from the restore: the drill fails
+	VerdictLeftOut = "left_out" // not backed up for a documented reason (Reason): reported, not a failure
+)
+
+// Drill is one restore drill: the source hashed at a temporary slot's
+// consistent point, restored to exactly that LSN into a scratch database,
+// hashed there and compared table by table.
+type Drill struct {
+	ID         int64
+	SourceID   int64
+	StartedAt  time.Time
+	FinishedAt time.Time // zero while running
+	Status     string    // DrillRunning, DrillPassed, DrillFailed, DrillInterrupted
+	Trigger    string    // "schedule" or "manual"
+	LSN        pglogrepl.LSN
+	BaseKey    string // the base backup the restore started from
+	// Category and Hint say, for a failed drill, where it failed
+	// (source, coverage, target, restore, compare) and what to do.
+	Category string
+	Error    string
+	Hint     string
+	Phases   []DrillPhase
+	Tables   []DrillTable
+	// SourceBytes: the hashed tables' size on the source; RestoredBytes:
+	// the scratch database's size after the restore; ArtifactBytes: the
+	// base backup and segments the restore read.
+	SourceBytes   int64
+	RestoredBytes int64
+	ArtifactBytes int64
+}
+
+// DrillPhase is how long one phase of a drill took.
+type DrillPhase struct {
+	Name string        `json:"name"` // snapshot, hash_source, wait_coverage, restore, hash_restore
+	Took time.Duration `json:"took"`
+}
+
+// DrillTable is one table's verdict in a drill.
+type DrillTable struct {
+	Table        string `json:"table"`
+	Verdict      string `json:"verdict"`
+	SourceRows   int64  `json:"source_rows"`
+	RestoredRows int64  `json:"restored_rows"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// PhaseTook is how long the named phase took (0 when it did not run).
+func (d Drill) PhaseTook(name string) time.Duration {
+	for _, p := range d.Phases {
+		if p.Name == name {
+			return p.Took
+		}
+	}
+	return 0
+}
+
+// RTO is the drill's measured recovery time: its restore phase.
+func (d Drill) RTO() time.Duration { return d.PhaseTook("restore") }

@@ -18,7 +18,7 @@ import (
 // needs the user.
 func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.Time) string {
 	if len(status.Sources) == 0 {
-		return st.Muted.Render("no sources configured; press n to register one, or add a [[source]] to config.toml") + "\n"
+		return wrapStyled(st.Muted, "no sources configured; press n to register one, or add a [[source]] to config.toml", width, 0) + "\n"
 	}
 	wide := width >= 110
 	cols := []col{{"SOURCE", 14}, {"STATE", 11}, {"LAG", 16}, {"RPO", 7}, {"TX/S", 7}}
@@ -27,6 +27,15 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 	} else {
 		cols = append(cols, col{"LAG (10 MIN)", 14})
 	}
+	// Long source names take the columns the table leaves free.
+	used, longest := 0, 0
+	for _, c := range cols {
+		used += c.width
+	}
+	for _, s := range status.Sources {
+		longest = max(longest, lipgloss.Width(s.Name))
+	}
+	cols[0].width += min(max(longest+1-cols[0].width, 0), max(width-used, 0))
 	var b strings.Builder
 	for _, c := range cols {
 		b.WriteString(st.Header.Render(pad(c.title, c.width-1)) + " ")
@@ -50,6 +59,9 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 		var row strings.Builder
 		for j, c := range cols {
 			cell := pad(ansi.Truncate(cells[j], c.width-1, "…"), c.width)
+			if j == 0 {
+				cell = pad(cutMiddle(cells[j], c.width-1), c.width)
+			}
 			if j == 1 {
 				cell = st.State(s.State).Render(cell)
 			}
@@ -60,10 +72,11 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 			line = st.Selected.Render(line)
 		}
 		b.WriteString(line + "\n")
-		b.WriteString(st.Muted.Render("  "+facts(s, now)) + "\n")
+		b.WriteString(styleLines(st.Muted, joinWrapped(facts(s, now), " · ", width, 2)) + "\n")
 		if s.Attention != "" {
-			b.WriteString(st.Error.Render("  ! "+s.Attention) + "\n")
+			b.WriteString(wrapStyled(st.Error, "  ! "+s.Attention, width, 4) + "\n")
 		}
+		b.WriteString(drillLine(st, s, width, now)) // drill.go
 	}
 	return b.String()
 }
@@ -73,8 +86,9 @@ type col struct {
 	width int
 }
 
-// facts is the second line of a source: backups, coverage, WAL, restore.
-func facts(s engine.SourceStatus, now time.Time) string {
+// facts are the second line of a source: backups, coverage, WAL, restore;
+// the first is indented.
+func facts(s engine.SourceStatus, now time.Time) []string {
 	var parts []string
 	if s.LastBackup != nil {
 		parts = append(parts, "base "+age(now.Sub(s.LastBackup.At))+" ago")
@@ -93,7 +107,8 @@ func facts(s engine.SourceStatus, now time.Time) string {
 	if r := s.LastRestore; r != nil {
 		parts = append(parts, "last restore "+r.Status+" "+age(now.Sub(r.StartedAt))+" ago")
 	}
-	return strings.Join(parts, " · ")
+	parts[0] = "  " + parts[0]
+	return parts
 }
 
 // age renders a duration as 45s, 12m, 3.5h, 4d.
@@ -151,4 +166,16 @@ func pad(s string, w int) string {
 		return s + strings.Repeat(" ", w-n)
 	}
 	return s
+}
+
+// cutMiddle fits a name into w columns by cutting its middle, so names
+// that share a prefix stay apart (orders_eu_…_primary, orders_eu_…_replica).
+func cutMiddle(s string, w int) string {
+	n := ansi.StringWidth(s)
+	if n <= w || w < 5 {
+		return ansi.Truncate(s, w, "…")
+	}
+	head := (w - 1) / 2
+	tail := w - 1 - head
+	return ansi.Truncate(s, head, "") + "…" + ansi.TruncateLeft(s, n-tail, "")
 }

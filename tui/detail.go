@@ -101,43 +101,49 @@ func (d *detail) Update(msg tea.Msg) (Component, tea.Cmd) {
 
 func (d *detail) View() string {
 	var b strings.Builder
-	b.WriteString(d.st.Header.Render("Source "+d.name) + "\n")
+	b.WriteString(wrapStyled(d.st.Header, "Source "+d.name, d.w, 2) + "\n")
 	if d.notice.Text != "" {
 		st := d.st.OK
 		if d.notice.Err {
 			st = d.st.Error
 		}
-		b.WriteString(st.Render(d.notice.Text) + "\n")
+		b.WriteString(wrapStyled(st, d.notice.Text, d.w, 2) + "\n")
 	}
 	switch {
 	case d.probing:
 		b.WriteString(d.st.Muted.Render("probing…") + "\n")
 	case d.err != nil:
-		b.WriteString(d.st.Error.Render("probe failed: "+d.err.Error()) + "\n")
+		b.WriteString(wrapStyled(d.st.Error, "probe failed: "+d.err.Error(), d.w, 2) + "\n")
 	case d.report != nil:
 		r := d.report
-		b.WriteString(fmt.Sprintf("%s · PostgreSQL %s · %s\n", r.Target, r.ServerVersion, r.Provider))
+		b.WriteString(wrap(fmt.Sprintf("%s · PostgreSQL %s · %s", r.Target, r.ServerVersion, r.Provider), d.w, 2) + "\n")
 		var lines []string
+		add := func(s string) { lines = append(lines, strings.Split(s, "\n")...) }
 		for _, c := range r.Checks {
 			st := map[probe.Status]func(...string) string{probe.OK: d.st.OK.Render, probe.Warn: d.st.Warn.Render, probe.Fail: d.st.Error.Render}[c.Status]
 			if st == nil {
 				st = d.st.Muted.Render
 			}
-			lines = append(lines, st(fmt.Sprintf("%-4s", c.Status))+" "+pad(c.ID, 18)+" "+c.Finding)
+			// The finding wraps under itself; the status word keeps its colour.
+			status := fmt.Sprintf("%-4s", c.Status)
+			text := strings.Split(wrap(status+" "+pad(c.ID, 18)+" "+c.Finding, d.w, 24), "\n")
+			text[0] = st(status) + text[0][len(status):]
+			add(strings.Join(text, "\n"))
 			if c.Fix != "" && c.Status != probe.OK {
-				lines = append(lines, "     "+d.st.Muted.Render("fix: "+c.Fix))
+				add(wrapStyled(d.st.Muted, "     fix: "+c.Fix, d.w, 10))
 			}
 		}
 		pl := r.Plan
-		lines = append(lines, "", d.st.Header.Render("Plan"),
-			fmt.Sprintf("publication %s %s, %d table(s); slot %s; DDL %s", pl.Publication, pl.PublicationForm, len(pl.Tables), pl.Slot, map[bool]string{true: "captured", false: "derived from relation changes"}[pl.DDLCapture]))
+		add("")
+		add(d.st.Header.Render("Plan"))
+		add(wrap(fmt.Sprintf("publication %s %s, %d table(s); slot %s; DDL %s", pl.Publication, pl.PublicationForm, len(pl.Tables), pl.Slot, map[bool]string{true: "captured", false: "derived from relation changes"}[pl.DDLCapture]), d.w, 2))
 		if len(pl.Excluded) > 0 {
-			lines = append(lines, "excluded: "+strings.Join(pl.Excluded, ", "))
+			add(wrap("excluded: "+strings.Join(pl.Excluded, ", "), d.w, 2))
 		}
 		if len(pl.Undecided) > 0 {
-			lines = append(lines, d.st.Error.Render("undecided (no replica identity): "+strings.Join(pl.Undecided, ", ")))
+			add(wrapStyled(d.st.Error, "undecided (no replica identity): "+strings.Join(pl.Undecided, ", "), d.w, 2))
 		}
-		room := max(d.h-3, 3)
+		room := max(d.h-strings.Count(b.String(), "\n"), 3)
 		d.scroll = min(d.scroll, max(len(lines)-room, 0))
 		end := min(d.scroll+room, len(lines))
 		b.WriteString(strings.Join(lines[d.scroll:end], "\n") + "\n")

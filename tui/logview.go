@@ -8,6 +8,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/tui/styles"
@@ -80,12 +81,17 @@ func (l *logView) Update(msg tea.Msg) (Component, tea.Cmd) {
 	return l, nil
 }
 
+// logIndent is where a wrapped event message continues: under its start.
+const logIndent = 8 + 1 + 5 + 1 + 12 + 1
+
 func (l *logView) View() string {
-	var rows []string
+	var lines []string
+	n := 0
 	for _, e := range l.events {
 		if e.Level < l.level || (l.source != "" && e.Source != l.source) {
 			continue
 		}
+		n++
 		st := l.st.Muted
 		switch {
 		case e.Level >= slog.LevelError:
@@ -97,19 +103,29 @@ func (l *logView) View() string {
 		if src == "" {
 			src = "-"
 		}
-		rows = append(rows, fmt.Sprintf("%s %s %-10s %s", e.At.Local().Format("15:04:05"), st.Render(fmt.Sprintf("%-5s", strings.ToLower(e.Level.String()))), src, e.Message))
+		// The source is a list cell (cut to its column); the message wraps.
+		head, lvl := e.At.Local().Format("15:04:05")+" ", fmt.Sprintf("%-5s", strings.ToLower(e.Level.String()))
+		text := strings.Split(wrap(head+lvl+" "+pad(ansi.Truncate(src, 12, "…"), 12)+" "+e.Message, l.w, logIndent), "\n")
+		text[0] = head + st.Render(lvl) + text[0][len(head)+len(lvl):]
+		lines = append(lines, text...)
 	}
 	filter := "all sources"
 	if l.source != "" {
 		filter = "source " + l.source
 	}
-	head := l.st.Header.Render("Event log") + l.st.Muted.Render(fmt.Sprintf("  %s, level ≥ %s, %d event(s)", filter, strings.ToLower(l.level.String()), len(rows)))
-	room := max(l.h-2, 3)
-	l.scroll = min(l.scroll, max(len(rows)-room, 0))
-	end := len(rows) - l.scroll
-	start := max(end-room, 0)
-	if len(rows) == 0 {
+	title := "Event log"
+	hl := strings.Split(wrap(title+fmt.Sprintf("  %s, level ≥ %s, %d event(s)", filter, strings.ToLower(l.level.String()), n), l.w, 2), "\n")
+	hl[0] = l.st.Header.Render(title) + l.st.Muted.Render(hl[0][len(title):])
+	for i := 1; i < len(hl); i++ {
+		hl[i] = l.st.Muted.Render(hl[i])
+	}
+	head := strings.Join(hl, "\n")
+	if n == 0 {
 		return head + "\n" + l.st.Muted.Render("no events") + "\n"
 	}
-	return head + "\n" + strings.Join(rows[start:end], "\n") + "\n"
+	room := max(l.h-1-strings.Count(head, "\n"), 3)
+	l.scroll = min(l.scroll, max(len(lines)-room, 0))
+	end := len(lines) - l.scroll
+	start := max(end-room, 0)
+	return head + "\n" + strings.Join(lines[start:end], "\n") + "\n"
 }

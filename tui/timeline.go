@@ -36,6 +36,7 @@ type timeline struct {
 	zoom   int
 	end    time.Time // right edge of the axis
 	cursor time.Time
+	placed bool // the cursor was put on the coverage (or moved by the user)
 	plan   *restore.Plan
 	perr   error
 	keys   struct{ Left, Right, ZoomIn, ZoomOut, Restore, Back key.Binding }
@@ -68,7 +69,31 @@ func newTimelineScreen(ctx context.Context, eng Engine, st styles.Styles, name s
 // newTimeline is the timeline factory the root uses.
 var newTimeline = newTimelineScreen
 
-func (t *timeline) Init() tea.Cmd { return tea.Batch(t.load(), t.planAt()) }
+// Init reads the coverage; the cursor is put on it when it arrives.
+func (t *timeline) Init() tea.Cmd { return t.load() }
+
+// newest is the newest instant a restore reaches: the end of the latest
+// restorable range (zero without coverage).
+func newest(c coverage.Source) time.Time {
+	var n time.Time
+	for _, r := range c.Ranges {
+		if r.ToTime.After(n) {
+			n = r.ToTime
+		}
+	}
+	return n
+}
+
+// place opens the timeline on the newest restorable instant, so the first
+// thing shown is a restore that works.
+func (t *timeline) place() tea.Cmd {
+	t.placed = true
+	if n := newest(*t.cov); !n.IsZero() && n.Before(t.cursor) {
+		t.cursor = n
+		t.recenter()
+	}
+	return t.planAt()
+}
 
 func (t *timeline) load() tea.Cmd {
 	ctx, eng, name := t.ctx, t.eng, t.name
@@ -104,6 +129,9 @@ func (t *timeline) Update(msg tea.Msg) (Component, tea.Cmd) {
 		if msg.err == nil {
 			c := msg.cov
 			t.cov = &c
+			if !t.placed {
+				return t, t.place()
+			}
 		}
 	case planMsg:
 		if msg.at.Equal(t.cursor) {
@@ -116,12 +144,14 @@ func (t *timeline) Update(msg tea.Msg) (Component, tea.Cmd) {
 		case key.Matches(msg, t.keys.Back):
 			return t, func() tea.Msg { return CloseMsg{} }
 		case key.Matches(msg, t.keys.Left):
+			t.placed = true
 			t.cursor = t.cursor.Add(-t.step())
 			if t.cursor.Before(t.end.Add(-zooms[t.zoom].span)) {
 				t.end = t.end.Add(-zooms[t.zoom].span / 2)
 			}
 			return t, t.planAt()
 		case key.Matches(msg, t.keys.Right):
+			t.placed = true
 			t.cursor = t.cursor.Add(t.step())
 			if now := t.now(); t.cursor.After(now) {
 				t.cursor = now
@@ -214,11 +244,11 @@ func (t *timeline) View() string {
 	b.WriteString("cursor " + t.st.Input.Render(t.cursor.UTC().Format("2006-01-02 15:04:05Z")) + "\n")
 	switch {
 	case t.perr != nil:
-		b.WriteString(t.st.Error.Render(t.perr.Error()) + "\n")
+		b.WriteString(wrapStyled(t.st.Error, t.perr.Error(), t.w, 2) + "\n")
 	case t.plan != nil:
 		p := t.plan
-		b.WriteString(fmt.Sprintf("a restore here uses base %s (consistent at %s)\nand %d segment(s), %s, up to %d transactions\n",
-			p.Base.ArtifactKey, p.Base.ConsistentLSN, len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions))
+		b.WriteString(wrap(fmt.Sprintf("a restore here uses base %s (consistent at %s)", p.Base.ArtifactKey, p.Base.ConsistentLSN), t.w, 2) + "\n")
+		b.WriteString(wrap(fmt.Sprintf("and %d segment(s), %s, up to %d transactions", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions), t.w, 2) + "\n")
 	}
 	return b.String()
 }

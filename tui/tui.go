@@ -306,7 +306,7 @@ func (m Model) Render() string {
 	}
 	b.WriteString(m.styles.Title.Render(title) + m.attachedTo() + "\n")
 	if m.banner != "" {
-		b.WriteString(m.styles.Error.Render("! "+m.banner) + "\n")
+		b.WriteString(wrapStyled(m.styles.Error, "! "+m.banner, m.width, 2) + "\n")
 	}
 	switch {
 	case m.screen != nil:
@@ -314,20 +314,20 @@ func (m Model) Render() string {
 	case !m.loaded:
 		b.WriteString(m.styles.Muted.Render("reading status…") + "\n")
 	case m.err != nil:
-		b.WriteString(m.styles.Error.Render("status unavailable: "+m.err.Error()) + "\n")
+		b.WriteString(wrapStyled(m.styles.Error, "status unavailable: "+m.err.Error(), m.width, 2) + "\n")
 	default:
 		b.WriteString(dashboard(m.styles, m.status, m.sel, m.width, m.now()))
 	}
 	body := strings.TrimRight(b.String(), "\n")
 	var foot strings.Builder
 	if m.askQuit {
-		foot.WriteString(m.styles.Warn.Render("A restore is running; quitting stops it and leaves the target partial. Quit? (y/n)") + "\n")
+		foot.WriteString(wrapStyled(m.styles.Warn, "A restore is running; quitting stops it and leaves the target partial. Quit? (y/n)", m.width, 0) + "\n")
 	} else if m.notice.Text != "" {
 		st := m.styles.OK
 		if m.notice.Err {
 			st = m.styles.Error
 		}
-		foot.WriteString(st.Render(m.notice.Text) + "\n")
+		foot.WriteString(wrapStyled(st, m.notice.Text, m.width, 2) + "\n")
 	}
 	foot.WriteString(m.helpView())
 	lines := strings.Split(body, "\n")

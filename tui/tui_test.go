@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,12 @@ type fakeEngine struct {
 	planErr error
 	// restoreOpts: the options of each Restore call.
 	restoreOpts []restore.Options
+	// planned: the target of each PlanRestore call.
+	planned []restore.Target
+	// cfg, report and events replace the defaults when set.
+	cfg    *config.Config
+	report *probe.Report
+	events []engine.EventRecord
 }
 
 func (f *fakeEngine) Status(context.Context) (engine.Status, error) { return f.st, f.err }
@@ -50,6 +57,9 @@ func (f *fakeEngine) Subscribe(ctx context.Context) <-chan engine.EventRecord {
 	return ch
 }
 func (f *fakeEngine) RecentEvents() []engine.EventRecord {
+	if f.events != nil {
+		return f.events
+	}
 	return []engine.EventRecord{{At: at(-time.Minute), Source: "orders", Kind: "backup.finished", Message: "base backup of orders complete"}}
 }
 func (f *fakeEngine) BackupNow(_ context.Context, name string) (store.BaseBackup, error) {
@@ -65,6 +75,9 @@ func (f *fakeEngine) Resume(_ context.Context, name string) error {
 	return nil
 }
 func (f *fakeEngine) Probe(context.Context, string) (*probe.Report, error) {
+	if f.report != nil {
+		return f.report, nil
+	}
 	return &probe.Report{Target: "db:5432/orders", ServerVersion: "15.8", Provider: "self-hosted",
 		Checks: []probe.Check{{ID: "wal_level", Status: probe.OK, Finding: "logical"}, {ID: "replica_identity", Status: probe.Warn, Finding: "1 table without a key", Fix: "add it to exclude_tables"}},
 		Plan:   probe.Plan{Publication: "btfu_orders", PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_orders"}}, nil
@@ -73,7 +86,8 @@ func (f *fakeEngine) Coverage(context.Context, string) (coverage.Source, error) 
 func (f *fakeEngine) SourceRecord(context.Context, string) (store.Source, error) {
 	return store.Source{Name: "orders"}, nil
 }
-func (f *fakeEngine) PlanRestore(context.Context, string, restore.Target) (*restore.Plan, error) {
+func (f *fakeEngine) PlanRestore(_ context.Context, _ string, t restore.Target) (*restore.Plan, error) {
+	f.planned = append(f.planned, t)
 	return f.plan, f.planErr
 }
 func (f *fakeEngine) Restore(_ context.Context, _ string, _ *restore.Plan, opts restore.Options) (restore.Summary, error) {
@@ -82,6 +96,9 @@ func (f *fakeEngine) Restore(_ context.Context, _ string, _ *restore.Plan, opts 
 		SkippedDDL: []restore.SkippedDDL{{LSN: 0x3000060, Statement: "DO (ALTER TABLE t SET (fillfactor=70))", Err: "not rebuilt", NotReproduced: true}}}, nil
 }
 func (f *fakeEngine) Config() *config.Config {
+	if f.cfg != nil {
+		return f.cfg
+	}
 	return &config.Config{Path: "config.toml", Sources: []config.Source{{Name: "orders", RestoreTarget: "postgres://drill@scratch/orders_drill"}, {Name: "billing"}}}
 }
 func (f *fakeEngine) Reload(context.Context, *config.Config) error { return nil }
@@ -123,20 +140,26 @@ func update(t *testing.T, m Model, msgs ...tea.Msg) (Model, tea.Cmd) {
 	return m, cmd
 }
 
-// run executes cmd and feeds its message (and those of batches) back,
-// as the program would, skipping ticks and blinks.
+// run executes cmd and feeds its message (and those of batches and
+// sequences) back, as the program would. A command that does not answer
+// at once is a timer (a tick, a cursor blink) and is dropped.
 func run(t *testing.T, m Model, cmd tea.Cmd) Model {
 	t.Helper()
-	for i := 0; cmd != nil && i < 20; i++ {
-		msg := cmd()
+	for i := 0; cmd != nil && i < 50; i++ {
+		msg, ok := answer(cmd)
 		cmd = nil
-		switch msg := msg.(type) {
-		case tea.BatchMsg:
-			for _, c := range msg {
+		if !ok {
+			break
+		}
+		if cmds, ok := cmdList(msg); ok {
+			for _, c := range cmds {
 				if c != nil {
 					m = run(t, m, c)
 				}
 			}
+			continue
+		}
+		switch msg.(type) {
 		case nil, tickMsg, tea.QuitMsg:
 		default:
 			if strings.Contains(strings.ToLower(typeName(msg)), "blink") {
@@ -146,6 +169,34 @@ func run(t *testing.T, m Model, cmd tea.Cmd) Model {
 		}
 	}
 	return m
+}
+
+// answer runs cmd, waiting a moment for it.
+func answer(cmd tea.Cmd) (tea.Msg, bool) {
+	ch := make(chan tea.Msg, 1)
+	go func() { ch <- cmd() }()
+	select {
+	case msg := <-ch:
+		return msg, true
+	case <-time.After(200 * time.Millisecond):
+		return nil, false
+	}
+}
+
+// cmdList opens a tea.Batch or tea.Sequence message.
+func cmdList(msg tea.Msg) ([]tea.Cmd, bool) {
+	if b, ok := msg.(tea.BatchMsg); ok {
+		return b, true
+	}
+	v := reflect.ValueOf(msg)
+	if !v.IsValid() || v.Kind() != reflect.Slice || v.Type().Elem() != reflect.TypeFor[tea.Cmd]() {
+		return nil, false
+	}
+	out := make([]tea.Cmd, v.Len())
+	for i := range out {
+		out[i] = v.Index(i).Interface().(tea.Cmd)
+	}
+	return out, true
 }
 
 func typeName(v any) string {
@@ -166,9 +217,20 @@ func press(s string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyRight}
 	case "ctrl+c":
 		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	case "ctrl+u":
+		return tea.KeyPressMsg{Code: 'u', Mod: tea.ModCtrl}
+	case "tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab}
 	}
 	r := []rune(s)[0]
 	return tea.KeyPressMsg{Code: r, Text: s}
+}
+
+// hit presses k and runs what it starts (a form's next field, submit).
+func hit(t *testing.T, m Model, k string) Model {
+	t.Helper()
+	m, cmd := update(t, m, press(k))
+	return run(t, m, cmd)
 }
 
 func typeText(t *testing.T, m Model, s string) Model {
@@ -369,8 +431,36 @@ func TestTimelineGoldenAndCursor(t *testing.T) {
 	m, cmd = update(t, m, press("enter"))
 	m = run(t, m, cmd)
 	w, ok := m.screen.(*wizard)
-	if !ok || w.step != stepPoint || !strings.Contains(w.input.Value(), tl.cursor.UTC().Format("2006-01-02 15:04")) {
+	if !ok || w.step != stepPoint || !strings.Contains(w.point, tl.cursor.UTC().Format("2006-01-02 15:04")) {
 		t.Fatalf("enter on the timeline opens the wizard at the cursor: %T", m.screen)
+	}
+}
+
+// The timeline opens on the newest instant a restore reaches (the end of
+// the latest range), not on "now", which is past the last stored commit.
+func TestTimelineOpensOnNewestRestorableInstant(t *testing.T) {
+	f := sample()
+	last := at(-7*time.Minute - 500*time.Millisecond)
+	f.cov.Ranges[1].ToTime = last
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = sized(t, m, 80, 24)
+	m = hit(t, m, "t")
+	tl := m.screen.(*timeline)
+	if !tl.cursor.Equal(last) {
+		t.Fatalf("cursor at %v, want the end of coverage %v", tl.cursor, last)
+	}
+	if len(f.planned) != 1 || !f.planned[0].Time.Equal(last) {
+		t.Fatalf("the plan shown is not the one at the cursor: %+v", f.planned)
+	}
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "cursor 2026-11-23 13:52:59Z") || !strings.Contains(out, "a restore here uses base") {
+		t.Fatalf("timeline:\n%s", out)
+	}
+	// The wizard opened there restores to that very instant.
+	m = hit(t, m, "enter")
+	m = hit(t, m, "enter")
+	if w := m.screen.(*wizard); w.step != stepTarget || !w.target.Time.Equal(last) {
+		t.Fatalf("the wizard from the timeline targets %v (step %d), want %v", w.target, w.step, last)
 	}
 }
 
@@ -380,40 +470,44 @@ func TestWizardWalksToASummary(t *testing.T) {
 		m := newModel(f)
 		m = run(t, m, m.fetch())
 		m = sized(t, m, size[0], size[1])
-		m, cmd := update(t, m, press("R"))
-		m = run(t, m, cmd)
+		m = hit(t, m, "R")
 		w := m.screen.(*wizard)
 		if w.step != stepPoint || w.source != "orders" {
 			t.Fatalf("R opens the wizard on the selected source: step %d %q", w.step, w.source)
 		}
 		// A time without a zone is explained inline.
 		m = typeText(t, m, "2026-11-23 13:50:00")
-		m, _ = update(t, m, press("enter"))
-		if !strings.Contains(ansi.Strip(m.Render()), "has no time zone") {
-			t.Fatalf("no inline explanation:\n%s", ansi.Strip(m.Render()))
+		m = hit(t, m, "enter")
+		if out := ansi.Strip(m.Render()); w.step != stepPoint || !strings.Contains(out, "has no time zone") {
+			t.Fatalf("no inline explanation:\n%s", out)
 		}
 		m = typeText(t, m, "+00")
-		m, _ = update(t, m, press("enter"))
+		m = hit(t, m, "enter")
 		if w.step != stepTarget {
-			t.Fatalf("step %d after a good time: %s", w.step, w.problem)
+			t.Fatalf("step %d after a good time: %s", w.step, ansi.Strip(m.Render()))
 		}
-		if got := w.input.Value(); got != "postgres://drill@scratch/orders_drill" {
-			t.Fatalf("the target step offers %q, want the source's restore_target", got)
+		if w.dsn != "postgres://drill@scratch/orders_drill" || !strings.Contains(ansi.Strip(m.Render()), "postgres://drill@scratch/orders_drill") {
+			t.Fatalf("the target step offers %q, want the source's restore_target", w.dsn)
 		}
 		// A relative time is read against the clock when entered.
-		m, _ = update(t, m, press("esc"))
+		m = hit(t, m, "esc")
 		if w.step != stepPoint {
 			t.Fatalf("esc on the target step goes back to the point: step %d", w.step)
 		}
-		w.input.SetValue("")
+		m = hit(t, m, "ctrl+u")
 		m = typeText(t, m, "2 minutes ago")
-		m, _ = update(t, m, press("enter"))
+		m = hit(t, m, "enter")
 		if d := time.Since(w.target.Time) - 2*time.Minute; w.step != stepTarget || d < 0 || d > 10*time.Second {
-			t.Fatalf("\"2 minutes ago\": step %d, target %v (%s): %s", w.step, w.target, d, w.problem)
+			t.Fatalf("\"2 minutes ago\": step %d, target %v (%s): %s", w.step, w.target, d, ansi.Strip(m.Render()))
 		}
 		w.target = restore.Target{Time: time.Date(2026, 11, 23, 13, 50, 0, 0, time.UTC)}
 		// The target check itself needs a database (the tmux test does
-		// it); here the check's result is delivered.
+		// it): submitting starts it, and its result is delivered here.
+		m, cmd := update(t, m, press("enter"))
+		m, _ = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(targetCheckedMsg); return ok })
+		if w.form != nil || !strings.Contains(ansi.Strip(m.Render()), "checking the target") {
+			t.Fatalf("submitting the target does not check it:\n%s", ansi.Strip(m.Render()))
+		}
 		m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})
 		m = run(t, m, cmd)
 		if w.step != stepPlan {
@@ -422,17 +516,18 @@ func TestWizardWalksToASummary(t *testing.T) {
 		out := ansi.Strip(m.Render())
 		checkFits(t, out, size[0], size[1])
 		golden(t, fmtSize("wizard_plan", size), out)
-		m, _ = update(t, m, press("enter"))
+		m = hit(t, m, "enter")
 		m = typeText(t, m, "restor")
-		m, _ = update(t, m, press("enter"))
+		m = hit(t, m, "enter")
 		if w.step != stepConfirm || !strings.Contains(ansi.Strip(m.Render()), "type the word restore") {
 			t.Fatal("a wrong confirmation is not refused")
 		}
 		m = typeText(t, m, "e")
 		checkFits(t, ansi.Strip(m.Render()), size[0], size[1])
 		m, cmd = update(t, m, press("enter"))
+		m, held := runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(restoreDoneMsg); return ok })
 		if !w.Busy() {
-			t.Fatal("the wizard is not busy while restoring")
+			t.Fatalf("the wizard is not busy while restoring: step %d", w.step)
 		}
 		// Quitting during a restore asks first.
 		m, _ = update(t, m, press("ctrl+c"))
@@ -440,7 +535,9 @@ func TestWizardWalksToASummary(t *testing.T) {
 			t.Fatal("ctrl+c during a restore does not ask")
 		}
 		m, _ = update(t, m, press("n"))
-		m = run(t, m, cmd)
+		for _, msg := range held {
+			m, _ = update(t, m, msg)
+		}
 		if out := ansi.Strip(m.Render()); w.step != stepDone || !strings.Contains(out, "replayed     10 transactions, 20 rows") ||
 			!strings.Contains(out, "large objects 2") || !strings.Contains(out, "temporary    3") || !strings.Contains(out, "owners       1") ||
 			!strings.Contains(out, "NOT REPRODUCED 0/3000060") {
@@ -449,33 +546,168 @@ func TestWizardWalksToASummary(t *testing.T) {
 		if len(f.restoreOpts) != 1 || f.restoreOpts[0].NoOwner {
 			t.Fatalf("restore keeps owners unless asked: %+v", f.restoreOpts)
 		}
-		m, cmd = update(t, m, press("enter"))
-		m = run(t, m, cmd)
+		m = hit(t, m, "enter")
 		if m.screen != nil || !strings.Contains(ansi.Strip(m.Render()), "restored orders") {
 			t.Fatalf("back to the dashboard with a notice:\n%s", ansi.Strip(m.Render()))
 		}
 	}
 }
 
+// runHolding is run, except that the messages hold picks are not
+// delivered but returned (a result the test delivers itself, or a command
+// it keeps for later).
+func runHolding(t *testing.T, m Model, cmd tea.Cmd, hold func(tea.Msg) bool) (Model, []tea.Msg) {
+	t.Helper()
+	var held []tea.Msg
+	for i := 0; cmd != nil && i < 50; i++ {
+		msg, ok := answer(cmd)
+		cmd = nil
+		if !ok || msg == nil {
+			break
+		}
+		if cmds, ok := cmdList(msg); ok {
+			for _, c := range cmds {
+				var h []tea.Msg
+				m, h = runHolding(t, m, c, hold)
+				held = append(held, h...)
+			}
+			continue
+		}
+		if hold(msg) {
+			held = append(held, msg)
+			continue
+		}
+		m, cmd = update(t, m, msg)
+	}
+	return m, held
+}
+
 func TestRegisterFormValidatesBeforeProbing(t *testing.T) {
 	m := newModel(sample())
 	m = run(t, m, m.fetch())
-	m, _ = update(t, m, press("n"))
+	m = hit(t, m, "n")
+	r := m.screen.(*register)
 	m = typeText(t, m, "orders")
-	m, _ = update(t, m, press("enter"))
-	if out := ansi.Strip(m.Render()); !strings.Contains(out, "dsn") {
-		t.Fatalf("empty dsn accepted:\n%s", out)
-	}
-	m, _ = update(t, m, tea.KeyPressMsg{Code: tea.KeyTab})
-	m = typeText(t, m, "postgres://u@h/db")
-	m, _ = update(t, m, press("enter"))
+	m = hit(t, m, "enter")
 	if out := ansi.Strip(m.Render()); !strings.Contains(out, `a source named "orders" exists already`) {
 		t.Fatalf("duplicate name accepted:\n%s", out)
 	}
-	m, cmd := update(t, m, press("esc"))
-	m = run(t, m, cmd)
+	m = typeText(t, m, "_eu")
+	m = hit(t, m, "enter")
+	m = hit(t, m, "enter")
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "dsn = ") && !strings.Contains(out, "missing") {
+		t.Fatalf("empty dsn accepted:\n%s", out)
+	}
+	m = typeText(t, m, "postgres://u@h:99999999/db")
+	m = hit(t, m, "enter")
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "invalid port") {
+		t.Fatalf("bad dsn accepted:\n%s", out)
+	}
+	m = hit(t, m, "ctrl+u")
+	m = typeText(t, m, "postgres://u@h/db")
+	m = hit(t, m, "enter")
+	m = typeText(t, m, "sessions")
+	m = hit(t, m, "enter")
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "is not a schema.table pattern") {
+		t.Fatalf("bad table pattern accepted:\n%s", out)
+	}
+	m = hit(t, m, "ctrl+u")
+	m = typeText(t, m, "public.sessions")
+	m = hit(t, m, "enter")
+	m = typeText(t, m, "every 5m")
+	m = hit(t, m, "enter")
+	if out := ansi.Strip(m.Render()); !strings.Contains(out, "try '*/5 * * * *'") || r.probing {
+		t.Fatalf("bad schedule accepted:\n%s", out)
+	}
+	if r.name != "orders_eu" || r.dsn != "postgres://u@h/db" || r.exclude != "public.sessions" {
+		t.Fatalf("the form's values: %q %q %q", r.name, r.dsn, r.exclude)
+	}
+	m = hit(t, m, "esc")
 	if m.screen != nil {
 		t.Fatal("esc did not close the form")
+	}
+}
+
+// Keys typed right after tab (a paste, tmux send-keys) land in the next
+// field: the form moves at once, not by a command run later.
+func TestRegisterFormMovesBeforeTheNextKey(t *testing.T) {
+	m := newModel(sample())
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "n")
+	r := m.screen.(*register)
+	m = typeText(t, m, "notes")
+	m, _ = update(t, m, press("tab")) // its commands are not run
+	m = typeText(t, m, "postgres://u@h/db")
+	m, _ = update(t, m, press("tab"), press("tab"))
+	m = typeText(t, m, "off")
+	m, cmd := update(t, m, press("enter"))
+	if r.name != "notes" || r.dsn != "postgres://u@h/db" || r.exclude != "" || r.sched != "off" {
+		t.Fatalf("the fields got %q %q %q %q", r.name, r.dsn, r.exclude, r.sched)
+	}
+	if msg, _ := answer(cmd); msg != (formSubmittedMsg{r.form.Form}) {
+		t.Fatalf("enter on the last field does not submit: %#v", msg)
+	}
+}
+
+// esc on the probe's report goes back to the form with what was typed;
+// a probe that answers after the user went back is ignored.
+func TestRegisterReportBackToTheForm(t *testing.T) {
+	f := sample()
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "n")
+	r := m.screen.(*register)
+	m = typeText(t, m, "notes")
+	m = hit(t, m, "tab")
+	m = typeText(t, m, "postgres://u@h/db")
+	m, _ = update(t, m, press("tab"), press("tab"))
+	m, cmd := update(t, m, press("enter"))
+	m, held := runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
+	if !r.probing || r.form != nil || len(held) != 1 {
+		t.Fatalf("submitting does not probe: probing %v, held %v", r.probing, held)
+	}
+	m = hit(t, m, "esc") // back to the form while probing
+	m, _ = update(t, m, registerProbedMsg{block: r.sourceBlock(), r: f.report})
+	if r.report != nil || r.form == nil {
+		t.Fatal("a late probe result replaced the form")
+	}
+	m = hit(t, m, "enter")
+	m = hit(t, m, "enter")
+	m = hit(t, m, "tab")
+	m, cmd = update(t, m, press("enter"))
+	m, held = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
+	rep, _ := f.Probe(context.Background(), "")
+	m, _ = update(t, m, registerProbedMsg{block: r.sourceBlock(), r: rep})
+	if out := ansi.Strip(m.Render()); r.report == nil || !strings.Contains(out, "add to config.toml") {
+		t.Fatalf("the report is not shown:\n%s", out)
+	}
+	m = hit(t, m, "esc")
+	if out := ansi.Strip(m.Render()); r.form == nil || !strings.Contains(out, "> notes") || !strings.Contains(out, "> postgres://u@h/db") {
+		t.Fatalf("esc on the report does not bring the form back as typed:\n%s", out)
+	}
+}
+
+// esc while the target is being checked goes back to the target; the
+// check's late answer changes nothing.
+func TestWizardEscWhileChecking(t *testing.T) {
+	m := newModel(sample())
+	m = run(t, m, m.fetch())
+	m = hit(t, m, "R")
+	w := m.screen.(*wizard)
+	m = typeText(t, m, "latest")
+	m = hit(t, m, "enter")
+	m, cmd := update(t, m, press("enter"))
+	m, _ = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(targetCheckedMsg); return ok })
+	if w.working != checking {
+		t.Fatalf("not checking: %q", w.working)
+	}
+	m = hit(t, m, "esc")
+	if w.step != stepTarget || w.form == nil || w.working != "" {
+		t.Fatalf("esc while checking: step %d, working %q", w.step, w.working)
+	}
+	m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "x"}})
+	if cmd != nil || w.step != stepTarget || w.form == nil {
+		t.Fatalf("a late check moved the wizard on: step %d", w.step)
 	}
 }
 
@@ -493,23 +725,25 @@ func TestWizardRestoresWithoutOwnersWhenAsked(t *testing.T) {
 	m := newModel(f)
 	m = run(t, m, m.fetch())
 	m = sized(t, m, 80, 24)
-	m, cmd := update(t, m, press("R"))
-	m = run(t, m, cmd)
+	m = hit(t, m, "R")
 	w := m.screen.(*wizard)
 	m = typeText(t, m, "latest")
-	m, _ = update(t, m, press("enter"))
-	m, cmd = update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})
+	m = hit(t, m, "enter")
+	if w.step != stepTarget {
+		t.Fatalf("step %d: %s", w.step, ansi.Strip(m.Render()))
+	}
+	w.form, w.working = nil, checking // the target check needs a database; its result is delivered
+	m, cmd := update(t, m, targetCheckedMsg{info: restore.TargetInfo{Database: "shop_restore", ServerVersion: "15.8"}})
 	m = run(t, m, cmd)
 	if w.step != stepPlan {
 		t.Fatalf("step %d: %s", w.step, w.problem)
 	}
-	m, _ = update(t, m, press("enter"))
+	m = hit(t, m, "enter")
 	if out := ansi.Strip(m.Render()); !strings.Contains(out, "restore --no-owner") {
 		t.Fatalf("the confirmation does not offer --no-owner:\n%s", out)
 	}
 	m = typeText(t, m, "restore --no-owner")
-	m, cmd = update(t, m, press("enter"))
-	m = run(t, m, cmd)
+	m = hit(t, m, "enter")
 	if len(f.restoreOpts) != 1 || !f.restoreOpts[0].NoOwner {
 		t.Fatalf("restore --no-owner: %+v", f.restoreOpts)
 	}

@@ -157,6 +157,28 @@ var migrations = [][]string{
 		`ALTER TABLE @table_coverage ADD COLUMN left_out BOOLEAN NOT NULL DEFAULT FALSE`,
 		`ALTER TABLE @table_coverage ADD COLUMN reason TEXT NOT NULL DEFAULT ''`,
 	},
+	// 5: restore drills, with their phases and table verdicts as JSON.
+	{
+		`CREATE TABLE @drills (
+			id {{id}},
+			source_id BIGINT NOT NULL REFERENCES @sources (id),
+			started_at BIGINT,
+			finished_at BIGINT,
+			status TEXT NOT NULL,
+			trigger_kind TEXT NOT NULL,
+			lsn BIGINT NOT NULL,
+			base_key TEXT NOT NULL,
+			category TEXT NOT NULL,
+			error TEXT NOT NULL,
+			hint TEXT NOT NULL,
+			phases TEXT NOT NULL,
+			tables TEXT NOT NULL,
+			source_bytes BIGINT NOT NULL,
+			restored_bytes BIGINT NOT NULL,
+			artifact_bytes BIGINT NOT NULL
+		)`,
+		`CREATE INDEX drills_source_idx ON @drills (source_id, id)`,
+	},
 }
 
 // versionTable records one row per applied migration.

@@ -530,3 +530,81 @@ func anySlice(ss []string) []any {
 	}
 	return out
 }
+
+// Drills.
+
+const drillCols = `id, source_id, started_at, finished_at, status, trigger_kind, lsn, base_key, category, error, hint, phases, tables, source_bytes, restored_bytes, artifact_bytes`
+
+func scanDrill(r scanner) (d store.Drill, err error) {
+	var phases, tables string
+	if err = r.Scan(&d.ID, idCol{&d.SourceID}, timeCol{&d.StartedAt}, timeCol{&d.FinishedAt}, &d.Status, &d.Trigger, lsnCol{&d.LSN},
+		&d.BaseKey, &d.Category, &d.Error, &d.Hint, &phases, &tables, &d.SourceBytes, &d.RestoredBytes, &d.ArtifactBytes); err != nil {
+		return d, err
+	}
+	if err := json.Unmarshal([]byte(phases), &d.Phases); err != nil {
+		return d, fmt.Errorf("phases of drill %d: %w", d.ID, err)
+	}
+	if err := json.Unmarshal([]byte(tables), &d.Tables); err != nil {
+		return d, fmt.Errorf("tables of drill %d: %w", d.ID, err)
+	}
+	return d, nil
+}
+
+// drillJSON is the stored form of a drill's phases and tables; empty
+// lists are stored (and read back) as nil.
+func drillJSON(d *store.Drill) (phases, tables string, err error) {
+	if len(d.Phases) == 0 {
+		d.Phases = nil
+	}
+	if len(d.Tables) == 0 {
+		d.Tables = nil
+	}
+	p, err := json.Marshal(d.Phases)
+	if err != nil {
+		return "", "", err
+	}
+	t, err := json.Marshal(d.Tables)
+	return string(p), string(t), err
+}
+
+// StartDrill records a drill. An empty Status becomes store.DrillRunning.
+func (s *Store) StartDrill(ctx context.Context, d store.Drill) (store.Drill, error) {
+	if d.Status == "" {
+		d.Status = store.DrillRunning
+	}
+	d.StartedAt, d.FinishedAt = utc(d.StartedAt), utc(d.FinishedAt)
+	phases, tables, err := drillJSON(&d)
+	if err != nil {
+		return store.Drill{}, fmt.Errorf("start drill: %w", err)
+	}
+	id, err := s.insertID(ctx, s.db, `INSERT INTO @drills (source_id, started_at, finished_at, status, trigger_kind, lsn, base_key, category, error, hint, phases, tables, source_bytes, restored_bytes, artifact_bytes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.SourceID, tv(d.StartedAt), tv(d.FinishedAt), d.Status, d.Trigger, lv(d.LSN),
+		d.BaseKey, d.Category, d.Error, d.Hint, phases, tables, d.SourceBytes, d.RestoredBytes, d.ArtifactBytes)
+	if err != nil {
+		return store.Drill{}, s.fail(err, "start drill of source %d", d.SourceID)
+	}
+	d.ID = id
+	return d, nil
+}
+
+// FinishDrill saves the outcome of drill d.ID.
+func (s *Store) FinishDrill(ctx context.Context, d store.Drill) error {
+	phases, tables, err := drillJSON(&d)
+	if err != nil {
+		return fmt.Errorf("finish drill %d: %w", d.ID, err)
+	}
+	return s.execOne(ctx, fmt.Sprintf("finish drill %d", d.ID),
+		`UPDATE @drills SET finished_at = ?, status = ?, trigger_kind = ?, lsn = ?, base_key = ?, category = ?, error = ?, hint = ?, phases = ?, tables = ?,
+			source_bytes = ?, restored_bytes = ?, artifact_bytes = ? WHERE id = ?`,
+		tv(utc(d.FinishedAt)), d.Status, d.Trigger, lv(d.LSN), d.BaseKey, d.Category, d.Error, d.Hint, phases, tables,
+		d.SourceBytes, d.RestoredBytes, d.ArtifactBytes, d.ID)
+}
+
+// ListDrills returns the source's newest limit drills (all for limit <=
+// 0), newest first.
+func (s *Store) ListDrills(ctx context.Context, sourceID int64, limit int) ([]store.Drill, error) {
+	var w where
+	w.add("source_id = ?", sourceID)
+	query := `SELECT ` + drillCols + ` FROM @drills` + w.sql() + ` ORDER BY id DESC` + w.limit(limit)
+	return list(ctx, s, scanDrill, fmt.Sprintf("list drills of source %d", sourceID), query, w.args...)
+}

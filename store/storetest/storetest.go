@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SchemaSnapshots", testSchemaSnapshots},
 		{"SequenceSnapshots", testSequenceSnapshots},
 		{"Jobs", testJobs},
+		{"Drills", testDrills},
 		{"Events", testEvents},
 		{"ConcurrentAddEvent", testConcurrentAddEvent},
 		{"Times", testTimes},
@@ -613,6 +614,38 @@ func testJobs(t *testing.T, st store.Store) {
 		same(t, fmt.Sprintf("jobs of source %d, limit %d", tc.source, tc.limit), must(st.ListJobs(ctx, tc.source, tc.limit))(t), tc.want)
 	}
 	_, err := st.StartJob(ctx, store.Job{SourceID: 987654, Kind: "x"})
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testDrills(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	src := newSource(t, st, "app")
+	other := newSource(t, st, "other")
+	in := store.Drill{SourceID: src.ID, StartedAt: at(1), Trigger: "manual"}
+	d1 := must(st.StartDrill(ctx, in))(t)
+	in.ID, in.Status = d1.ID, store.DrillRunning // an empty status means running
+	same(t, "started", d1, in)
+	same(t, "running, read back", must(st.ListDrills(ctx, src.ID, 0))(t), []store.Drill{d1})
+
+	d1.FinishedAt, d1.Status, d1.LSN, d1.BaseKey = at(9), store.DrillFailed, pglogrepl.LSN(math.MaxUint64-5), "app/base/x.dump"
+	d1.Category, d1.Error, d1.Hint = "compare", "public.t differs", "look at replay"
+	d1.Phases = []store.DrillPhase{{Name: "hash_source", Took: 1500 * time.Millisecond}, {Name: "restore", Took: 4*time.Minute + 12*time.Second}}
+	d1.Tables = []store.DrillTable{{Table: "public.t", Verdict: store.VerdictDiffers, SourceRows: 10, RestoredRows: 9},
+		{Table: "public.nokey", Verdict: store.VerdictLeftOut, Reason: "no usable replica identity"}}
+	d1.SourceBytes, d1.RestoredBytes, d1.ArtifactBytes = 1<<40, 1<<30, 12345
+	ok(t, st.FinishDrill(ctx, d1))
+	wantErr(t, st.FinishDrill(ctx, store.Drill{ID: 987654, Status: store.DrillPassed}), store.ErrNotFound)
+	d2 := must(st.StartDrill(ctx, store.Drill{SourceID: src.ID, StartedAt: at(20), FinishedAt: at(30), Status: store.DrillPassed, Trigger: "schedule",
+		Phases: []store.DrillPhase{{Name: "restore", Took: time.Second}}}))(t)
+	o := must(st.StartDrill(ctx, store.Drill{SourceID: other.ID, StartedAt: at(5)}))(t)
+
+	same(t, "all of app, newest first", must(st.ListDrills(ctx, src.ID, 0))(t), []store.Drill{d2, d1})
+	same(t, "newest of app", must(st.ListDrills(ctx, src.ID, 1))(t), []store.Drill{d2})
+	same(t, "other", must(st.ListDrills(ctx, other.ID, 0))(t), []store.Drill{o})
+	if got := d1.RTO(); got != 4*time.Minute+12*time.Second {
+		t.Errorf("RTO = %s, want the restore phase 4m12s", got)
+	}
+	_, err := st.StartDrill(ctx, store.Drill{SourceID: 987654})
 	wantErr(t, err, store.ErrNotFound)
 }
 

@@ -3,7 +3,10 @@
 // colours or none (NO_COLOR) through the renderer's colour profile.
 package styles
 
-import "charm.land/lipgloss/v2"
+import (
+	"charm.land/huh/v2"
+	"charm.land/lipgloss/v2"
+)
 
 // Styles is every style the TUI uses, by meaning.
 type Styles struct {
@@ -49,4 +52,29 @@ func (s Styles) State(state string) lipgloss.Style {
 		return s.Warn
 	}
 	return s.Muted
+}
+
+// Form is the theme of the embedded huh forms, built from the same
+// semantic styles: the focused field is marked by a bar on its left, its
+// title bold, errors in the error style, hints muted.
+func (s Styles) Form() huh.Theme {
+	return huh.ThemeFunc(func(isDark bool) *huh.Styles {
+		t := huh.ThemeBase(isDark)
+		f := &t.Focused
+		f.Title = s.Input
+		f.Description = s.Muted
+		f.ErrorIndicator = s.Error.SetString(" *")
+		f.ErrorMessage = s.Error.SetString("!")
+		f.SelectSelector = s.Marker.SetString("> ")
+		f.SelectedOption = s.OK
+		f.TextInput.Placeholder = s.Muted
+		f.TextInput.Prompt = s.Marker
+		t.Blurred = t.Focused
+		t.Blurred.Base = t.Focused.Base.BorderStyle(lipgloss.HiddenBorder())
+		t.Blurred.Title = s.Muted
+		t.Blurred.SelectSelector = lipgloss.NewStyle().SetString("  ")
+		t.Group.Title = s.Header
+		t.Group.Description = s.Muted
+		return t
+	})
 }

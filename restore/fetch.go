@@ -1,0 +1,190 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+)
+
+// Segments are small objects, and an object store answers each request
+// after a first-byte latency of tens of milliseconds: read one after the
+// other, a day of one-second segments costs an hour of waiting. Restore
+// reads them concurrently, still in two passes (every checksum before
+// anything is written to the target, DESIGN 4.3, then replay in order),
+// holding at most Options.ReadAhead (default readAhead) segments and
+// readAheadBytes in memory.
+const (
+	readAhead      = 32
+	readAheadBytes = 64 << 20
+)
+
+// verifyAll checks the checksum of every segment, readAhead at a time. The
+// error is that of the first bad segment in plan order, whatever finished
+// first: after a failure, segments later in the plan are no longer read,
+// earlier ones still are.
+func verifyAll(ctx context.Context, arts artifact.Store, segs []store.Segment, ahead int) error {
+	errs := make([]error, len(segs))
+	var mu sync.Mutex
+	failedAt := len(segs)
+	later := func(i int) bool { mu.Lock(); defer mu.Unlock(); return i > failedAt }
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(ahead, 1), len(segs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if later(i) {
+					continue
+				}
+				if errs[i] = verify(ctx, arts, segs[i].ArtifactKey, segs[i].SHA256); errs[i] != nil {
+					mu.Lock()
+					failedAt = min(failedAt, i)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range segs {
+		if later(i) || ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// prefetcher reads the plan's segments ahead of replay, in order.
+type prefetcher struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	segs    []store.Segment
+	results []chan fetched
+	// released carries the bytes of a segment replay is done with, so the
+	// feeder may read further.
+	released chan int64
+	next     int
+	ahead    int
+	done     chan struct{}
+}
+
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// prefetch starts reading segs ahead; Close stops it.
+func prefetch(ctx context.Context, arts artifact.Store, segs []store.Segment, ahead int) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	ahead = max(ahead, 1)
+	p := &prefetcher{ctx: ctx, cancel: cancel, segs: segs, results: make([]chan fetched, len(segs)),
+		released: make(chan int64, ahead+1), ahead: ahead, done: make(chan struct{})}
+	for i := range p.results {
+		p.results[i] = make(chan fetched, 1)
+	}
+	go p.feed(arts)
+	return p
+}
+
+// cost is what a segment holds of the budget: its stored size, at most the
+// whole budget (a larger one is read alone).
+func cost(s store.Segment) int64 { return min(max(s.StoredBytes, 1), readAheadBytes) }
+
+func (p *prefetcher) feed(arts artifact.Store) {
+	defer close(p.done)
+	var used int64
+	inFlight := 0
+	for i, s := range p.segs {
+		need := cost(s)
+		for inFlight >= p.ahead || used+need > readAheadBytes {
+			select {
+			case n := <-p.released:
+				used -= n
+				inFlight--
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		used += need
+		inFlight++
+		go func() {
+			data, err := readSegment(p.ctx, arts, s)
+			p.results[i] <- fetched{data, err}
+		}()
+	}
+}
+
+// readSegment reads a whole segment and checks it against its record
+// again: the object may have changed since the verification pass.
+func readSegment(ctx context.Context, arts artifact.Store, s store.Segment) ([]byte, error) {
+	rc, err := arts.Get(ctx, s.ArtifactKey)
+	if err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if s.StoredBytes > 0 && s.StoredBytes <= readAheadBytes {
+		buf.Grow(int(s.StoredBytes))
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(&buf, h), rc); err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != s.SHA256 {
+		return nil, fmt.Errorf("artifact %s: %w (stored %s, recorded %s)", s.ArtifactKey, ErrCorruptArtifact, got, s.SHA256)
+	}
+	return buf.Bytes(), nil
+}
+
+// Next returns the next segment's stored bytes; closing the reader gives
+// its share of the budget back.
+func (p *prefetcher) Next() (io.ReadCloser, error) {
+	i := p.next
+	p.next++
+	select {
+	case f := <-p.results[i]:
+		if f.err != nil {
+			return nil, f.err
+		}
+		return &prefetched{Reader: bytes.NewReader(f.data), p: p, n: cost(p.segs[i])}, nil
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	}
+}
+
+// Close stops reading ahead and waits for the feeder.
+func (p *prefetcher) Close() {
+	p.cancel()
+	<-p.done
+}
+
+type prefetched struct {
+	*bytes.Reader
+	p    *prefetcher
+	n    int64
+	once sync.Once
+}
+
+func (r *prefetched) Close() error {
+	r.once.Do(func() {
+		select {
+		case r.p.released <- r.n:
+		case <-r.p.ctx.Done():
+		}
+	})
+	return nil
+}

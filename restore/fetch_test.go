@@ -1,0 +1,152 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/local"
+)
+
+// watched wraps a real store: it counts the Gets in flight and makes each
+// wait (up to half a second) until `gather` of them are, so that reading
+// one segment after the other shows as a maximum of 1.
+type watched struct {
+	artifact.Store
+	gather int
+	mu     sync.Mutex
+	cur    int
+	max    int
+	order  []string
+	wake   chan struct{}
+}
+
+func (w *watched) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	w.mu.Lock()
+	w.cur++
+	w.max = max(w.max, w.cur)
+	w.order = append(w.order, key)
+	if w.cur >= w.gather {
+		close(w.wake)
+		w.wake = make(chan struct{})
+	}
+	wake := w.wake
+	w.mu.Unlock()
+	select {
+	case <-wake:
+	case <-time.After(500 * time.Millisecond):
+	}
+	rc, err := w.Store.Get(ctx, key)
+	w.mu.Lock()
+	w.cur--
+	w.mu.Unlock()
+	return rc, err
+}
+
+func storedSegments(t *testing.T, arts artifact.Store, n int) []store.Segment {
+	t.Helper()
+	var segs []store.Segment
+	for i := range n {
+		body := []byte(strings.Repeat(fmt.Sprintf("segment %d\n", i), 100+i))
+		key := fmt.Sprintf("app/segments/1/%04d.ndjson.zst", i)
+		if _, err := arts.Put(context.Background(), key, bytes.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(body)
+		segs = append(segs, store.Segment{ArtifactKey: key, StoredBytes: int64(len(body)), SHA256: hex.EncodeToString(sum[:])})
+	}
+	return segs
+}
+
+// Segments are read concurrently, and handed to replay whole and in plan
+// order; a corrupt one is named, the first in plan order when several are.
+func TestSegmentsAreReadAheadInOrder(t *testing.T) {
+	ctx := context.Background()
+	dir, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := storedSegments(t, dir, 3*readAhead)
+	w := &watched{Store: dir, gather: 8, wake: make(chan struct{})}
+
+	if err := verifyAll(ctx, w, segs, readAhead); err != nil {
+		t.Fatal(err)
+	}
+	if w.max < 8 {
+		t.Errorf("verification read at most %d segments at once; want them read concurrently", w.max)
+	}
+
+	w.max = 0
+	pf := prefetch(ctx, w, segs, readAhead)
+	for i, s := range segs {
+		rc, err := pf.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if want := fmt.Sprintf("segment %d\n", i); !strings.HasPrefix(string(got), want) || int64(len(got)) != s.StoredBytes {
+			t.Fatalf("segment %d: got %d bytes starting %.20q", i, len(got), got)
+		}
+	}
+	pf.Close()
+	if w.max < 8 || w.max > readAhead {
+		t.Errorf("replay read at most %d segments at once; want between 8 and %d", w.max, readAhead)
+	}
+
+	// Two corrupt segments: the earlier is named, whichever fails first.
+	bad := segs
+	bad[40].SHA256, bad[10].SHA256 = strings.Repeat("0", 64), strings.Repeat("0", 64)
+	err = verifyAll(ctx, dir, bad, readAhead)
+	if !errors.Is(err, ErrCorruptArtifact) || !strings.Contains(err.Error(), segs[10].ArtifactKey) {
+		t.Fatalf("verify: %v, want %s named as corrupt", err, segs[10].ArtifactKey)
+	}
+	pf = prefetch(ctx, dir, bad, readAhead)
+	defer pf.Close()
+	for i := range 10 {
+		rc, err := pf.Next()
+		if err != nil {
+			t.Fatalf("segment %d: %v", i, err)
+		}
+		rc.Close()
+	}
+	if _, err := pf.Next(); !errors.Is(err, ErrCorruptArtifact) {
+		t.Fatalf("segment 10 replayed from a changed object: %v", err)
+	}
+}
+
+// What is read ahead stays within the budget: a replay that holds every
+// segment it was given (never closes them) gets no more than fit.
+func TestReadAheadIsBounded(t *testing.T) {
+	ctx := context.Background()
+	dir, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := storedSegments(t, dir, readAhead+8)
+	w := &watched{Store: dir, gather: 1, wake: make(chan struct{})}
+	pf := prefetch(ctx, w, segs, readAhead)
+	defer pf.Close()
+	for range readAhead {
+		if _, err := pf.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // room for a feeder that would read further
+	w.mu.Lock()
+	n := len(w.order)
+	w.mu.Unlock()
+	if n != readAhead {
+		t.Fatalf("%d segments read while replay held %d; want at most %d", n, readAhead, readAhead)
+	}
+}
