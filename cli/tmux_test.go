@@ -408,6 +408,10 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 		}
 	}
 	waitStatus("streamed", func(state string, _ float64) bool { return state == "streaming" })
+	// Only btfu's user may attach: the socket is 0600.
+	if fi, err := os.Stat(filepath.Join(dir, "btfu.sock")); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v; want a socket of mode 0600", fi.Mode(), err)
+	}
 
 	s := startTmux(t, dir, 80, 24, nil, "--config", cfgPath)
 	s.waitFor(fmt.Sprintf(`attached to pid %d on `, pid), 20*time.Second)
