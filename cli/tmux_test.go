@@ -367,13 +367,19 @@ func (s *tmuxSession) panePid() int {
 // An operator finds btfu running headless (as under systemd), types btfu
 // in another terminal at 80x24: the TUI attaches to the running engine
 // and names it, shows the source streaming, takes a base backup, restores
-// with the wizard (the restore runs in the engine), and quits; the
-// engine runs on, still streaming.
+// with the wizard (the restore runs in the engine), registers a second
+// source with the form (the engine appends it to its config.toml), and
+// quits; the engine runs on, still streaming.
 func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	db := source.CreateDB(t)
 	t.Cleanup(func() {
 		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
 	})
+	ledger := source.CreateDB(t)
+	t.Cleanup(func() { // after the engine has stopped
+		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_ledger' AND NOT active")
+	})
+	source.Exec(t, ledger, "CREATE TABLE entries(id int PRIMARY KEY)")
 	source.Exec(t, db, `CREATE TABLE orders(id int PRIMARY KEY, customer text NOT NULL);
 		INSERT INTO orders SELECT g, 'c' || g FROM generate_series(1, 30) g`)
 	dir := writeConfig(t, fmt.Sprintf("[log]\nfile = \"btfu.log\"\n[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\nschedule = \"off\"\n", source.DSN(db), db))
@@ -398,7 +404,7 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 				} `json:"sources"`
 			}
 			r := btfu(t, dir, "status", "--json")
-			if r.code == 0 && json.Unmarshal([]byte(r.stdout), &st) == nil && len(st.Sources) == 1 && ok(st.Sources[0].State, st.Sources[0].TxPerSec) {
+			if r.code == 0 && json.Unmarshal([]byte(r.stdout), &st) == nil && len(st.Sources) > 0 && ok(st.Sources[0].State, st.Sources[0].TxPerSec) {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -474,6 +480,23 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	s.keys("Escape")
 	s.waitFor(`shop\s+streaming`, 10*time.Second)
 
+	// Register a second source with the form: the engine probes it,
+	// appends it to its config.toml and starts it.
+	s.keys("n")
+	s.waitFor(`name:`, 10*time.Second)
+	s.typeText("ledger")
+	s.keys("Tab")
+	s.typeText(source.DSN(ledger))
+	s.keys("Tab", "Tab")
+	s.typeText("off")
+	s.keys("Enter")
+	s.waitFor(`add to config.toml`, 30*time.Second)
+	s.keys("y")
+	s.waitFor(`ledger\s+streaming`, 60*time.Second)
+	if cfg, err := os.ReadFile(cfgPath); err != nil || !strings.Contains(string(cfg), `name = "ledger"`) {
+		t.Fatalf("config.toml after registering from the attached TUI: %v\n%s", err, cfg)
+	}
+
 	s.keys("q")
 	s.waitFor(`btfu exited with status 0`, 20*time.Second)
 
@@ -492,7 +515,7 @@ func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
 	}
 	source.Exec(t, db, "INSERT INTO orders VALUES (32, 'after quit')")
 	after := source.CurrentLSN(t)
-	for deadline := time.Now().Add(60 * time.Second); btfu(t, dir, "restore", "--lsn", after.String(), "--dry-run").code != 0; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); btfu(t, dir, "restore", "--source", "shop", "--lsn", after.String(), "--dry-run").code != 0; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the engine stopped streaming after the TUI quit:\n%s", daemon.screen(false))
 		}
