@@ -11,6 +11,22 @@
 //	POST /v1/sources/{name}/pause|resume
 //	POST /v1/sources/{name}/drill         a restore drill now (answers when it has finished, passed or failed)
 //
+// and what a TUI attached to this engine uses (attach.go):
+//
+//	GET  /v1/engine                       version, host, pid, start time, config path
+//	GET  /v1/config                       source names, DSNs and restore targets, passwords masked
+//	GET  /v1/events/stream                engine events as server-sent events, live
+//	GET  /v1/sources/{name}/probe         the source's probe report
+//	GET  /v1/sources/{name}/record        the source's metadata record
+//	GET  /v1/sources/{name}/chains        coverage in full: chains, base backups, segments, ranges
+//	POST /v1/sources/{name}/plan          plan a restore to {"time"|"lsn"|"latest"}
+//	POST /v1/sources/{name}/check-target  connect to {"dsn"}: refuse the source itself
+//	POST /v1/sources/{name}/restore       run a restore here; answers NDJSON progress, then the summary
+//	POST /v1/restores/{id}/cancel         interrupt a running restore
+//	POST /v1/probe                        probe a [[source]] not configured yet
+//	POST /v1/sources                      append a [[source]] to config.toml and start it
+//	POST /v1/reload                       read config.toml again (as SIGHUP)
+//
 // Every error is JSON {"error": "..."} with passwords masked.
 package api
 
@@ -23,6 +39,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +47,9 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
+	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
 )
 
@@ -44,6 +63,12 @@ type Engine interface {
 	Resume(ctx context.Context, name string) error
 	Subscribe(ctx context.Context) <-chan engine.EventRecord
 	RecentEvents() []engine.EventRecord
+	// What an attached TUI needs besides.
+	Probe(ctx context.Context, name string) (*probe.Report, error)
+	SourceRecord(ctx context.Context, name string) (store.Source, error)
+	PlanRestore(ctx context.Context, name string, t restore.Target) (*restore.Plan, error)
+	Restore(ctx context.Context, name string, plan *restore.Plan, opts restore.Options) (restore.Summary, error)
+	Reload(ctx context.Context, cfg *config.Config) error
 }
 
 var _ Engine = (*engine.Engine)(nil)
@@ -57,6 +82,8 @@ type Options struct {
 	// Unix-socket clients never need it: the socket's mode (0600) decides
 	// who may connect.
 	RequireToken bool
+	// Version is btfu's version, as GET /v1/engine answers.
+	Version string
 	// Log receives the HTTP server's own errors (a failed accept, a
 	// malformed request); nil discards them. Never stderr: the TUI may
 	// own the terminal.
@@ -71,13 +98,40 @@ type Server struct {
 	mu       sync.Mutex
 	errors   map[errorKey]int64         // error-level events since start
 	segments map[string]*segmentCounter // btfu_segments_stored_total
+
+	started     time.Time
+	ctx         context.Context // Start's: restores run under it
+	restores    map[int64]context.CancelFunc
+	nextRestore int64
 }
 
 type errorKey struct{ source, category string }
 
 // New returns a server for eng.
 func New(eng Engine, opts Options) *Server {
-	return &Server{eng: eng, opts: opts, errors: map[errorKey]int64{}, segments: map[string]*segmentCounter{}}
+	return &Server{eng: eng, opts: opts, errors: map[errorKey]int64{}, segments: map[string]*segmentCounter{},
+		started: time.Now(), restores: map[int64]context.CancelFunc{}}
+}
+
+// info says which engine this is.
+func (s *Server) info() Info {
+	host, _ := os.Hostname()
+	v := s.opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	return Info{Version: v, Host: host, PID: os.Getpid(), StartedAt: s.started, Config: s.eng.Config().Path}
+}
+
+// baseContext is the context work outliving a request runs under: Start's,
+// which ends when the engine stops.
+func (s *Server) baseContext() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return context.Background()
+	}
+	return s.ctx
 }
 
 // countErrors counts error-level engine events by source and category
@@ -106,6 +160,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/sources/{name}/drill", s.drill) // drill.go
 	mux.HandleFunc("POST /v1/sources/{name}/pause", s.pause)
 	mux.HandleFunc("POST /v1/sources/{name}/resume", s.resume)
+	mux.HandleFunc("GET /v1/engine", s.engineInfo)
+	mux.HandleFunc("GET /v1/config", s.configRoute)
+	mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	mux.HandleFunc("GET /v1/sources/{name}/probe", s.probeSource)
+	mux.HandleFunc("GET /v1/sources/{name}/record", s.record)
+	mux.HandleFunc("GET /v1/sources/{name}/chains", s.chains)
+	mux.HandleFunc("POST /v1/sources/{name}/plan", s.plan)
+	mux.HandleFunc("POST /v1/sources/{name}/check-target", s.checkTarget)
+	mux.HandleFunc("POST /v1/sources/{name}/restore", s.restoreRoute)
+	mux.HandleFunc("POST /v1/restores/{id}/cancel", s.cancelRestore)
+	mux.HandleFunc("POST /v1/probe", s.probeBlock)
+	mux.HandleFunc("POST /v1/sources", s.addSource)
+	mux.HandleFunc("POST /v1/reload", s.reload)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(mux, w, r) })
 	return s.auth(mux)
 }
@@ -250,7 +317,7 @@ func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("status: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeSafe(w, st)
 }
 
 // Coverage is the body of GET /v1/sources/{name}/coverage.

@@ -19,6 +19,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/logging"
 )
 
 var source *pgtest.Cluster
@@ -44,13 +45,19 @@ func running(t *testing.T, opts Options) *daemon { return runningWith(t, opts, n
 // engine starts.
 func runningWith(t *testing.T, opts Options, beforeStart func(db string)) *daemon {
 	t.Helper()
+	return runningConf(t, opts, beforeStart, "", io.Discard)
+}
+
+// runningConf adds extra to the source's config block and logs to log.
+func runningConf(t *testing.T, opts Options, beforeStart func(db string), extra string, log io.Writer) *daemon {
+	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE t(id serial PRIMARY KEY, v text)")
 	if beforeStart != nil {
 		beforeStart(db)
 	}
 	dir := t.TempDir()
-	cfg, err := config.Parse(filepath.Join(dir, "config.toml"), []byte(fmt.Sprintf(`
+	text := []byte(fmt.Sprintf(`
 [metadata]
 path = %q
 [storage]
@@ -65,14 +72,20 @@ name = "app"
 dsn = %q
 slot = "s_%s"
 schedule = "off"
-`, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"), t.TempDir(), token, source.DSN(db), db)))
+%s
+`, filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"), t.TempDir(), token, source.DSN(db), db, extra))
+	// The file too: registering a source appends to it.
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(filepath.Join(dir, "config.toml"), text)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := filepath.Join(dir, "btfu.sock"); cfg.SocketPath() != want {
 		t.Fatalf("socket path %s, want %s beside the metadata file", cfg.SocketPath(), want)
 	}
-	eng, err := engine.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	eng, err := engine.Open(context.Background(), cfg, logging.New(config.Log{Format: "json", Level: "debug"}, log))
 	if err != nil {
 		t.Fatal(err)
 	}

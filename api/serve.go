@@ -116,6 +116,9 @@ func Listeners(socket, listen string) ([]net.Listener, error) {
 // (removing the socket file) and the channel yields nil or the first
 // listener failure.
 func (s *Server) Start(ctx context.Context, ls []net.Listener) <-chan error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
 	go s.countErrors(s.eng.Subscribe(ctx))
 	logger := s.opts.Log
 	if logger == nil {

@@ -61,6 +61,7 @@ func usageErr(format string, args ...any) error {
 func commands() []command {
 	return []command{
 		runCommand(),
+		attachCommand(),
 		statusCommand(),
 		probeCommand(),
 		registerCommand(),
@@ -182,7 +183,8 @@ reach with a connection string. It streams logical changes into stored
 segments and takes base backups with pg_dump at the slot's snapshot.
 
 Usage:
-  btfu [--config FILE] [--no-tui]     run every configured source (TUI, or headless)
+  btfu [--config FILE] [--no-tui]     run every configured source (TUI, or headless),
+                                      or attach the TUI to the btfu running here
   btfu <command> [flags]
   btfu <command> --help               flags of one command
 

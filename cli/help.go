@@ -195,6 +195,8 @@ func writeExitCodes(w io.Writer) error {
      btfu (run): stopped by SIGINT, SIGTERM, q in the TUI, or the TUI's
        terminal going away (SIGHUP, a hung-up TTY), after storing and
        acknowledging what it held.
+     btfu attached to a running btfu, attach: the user quit (the engine
+       runs on), or the terminal went away.
      restore: the target holds exactly the transactions up to the target
        time or LSN. --dry-run: the plan is possible.
      probe: every check passed. verify: every artifact is sound (and the
@@ -211,8 +213,10 @@ func writeExitCodes(w io.Writer) error {
        failed or interrupted (the target is partial and must not be used),
        or finished with captured DDL skipped (--on-ddl-error=skip).
      retention: the plan was refused or artifacts could not be deleted.
+     attach: no btfu answers on the control socket (nor on [api] listen).
      Any command: the config is invalid, a source or the metadata cannot
-       be reached, another btfu runs on the same metadata.
+       be reached, another btfu runs on the same metadata (btfu --no-tui;
+       btfu in a terminal attaches to it instead).
   2  Usage: an unknown command or flag, missing or malformed arguments
      (restore without --time, --lsn or --latest, or without a target; a
      time without a zone; several sources configured and no --source), or

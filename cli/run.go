@@ -21,7 +21,7 @@ import (
 func runCommand() command {
 	return command{
 		name:    "run",
-		summary: "run every configured source until interrupted: the TUI in a terminal, or headless with --no-tui",
+		summary: "run every configured source until interrupted: the TUI in a terminal (attached to the btfu running on this metadata, if any), or headless with --no-tui",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			noTUI := fs.Bool("no-tui", false, "run headless: JSON logs on stderr, no terminal needed (tmux, systemd)")
 			return func(env *Env, path string, args []string) error {
@@ -32,11 +32,22 @@ func runCommand() command {
 				if err != nil {
 					return err
 				}
-				if len(cfg.Sources) == 0 {
-					return fmt.Errorf("%s has no [[source]]; add one with name and dsn (see config.toml.example)", path)
-				}
 				if !*noTUI && (!isTerminal(env.Stdout) || !isTerminal(env.Stdin)) {
 					return errors.New("no terminal for the TUI; run 'btfu --no-tui' under tmux or systemd")
+				}
+				// A btfu already running on this metadata (its socket
+				// answers): the TUI attaches to it instead.
+				if !*noTUI {
+					c, err := api.Dial(cfg.SocketPath())
+					if err == nil {
+						return attach(env, c)
+					}
+					if !errors.Is(err, api.ErrNotRunning) {
+						return err
+					}
+				}
+				if len(cfg.Sources) == 0 {
+					return fmt.Errorf("%s has no [[source]]; add one with name and dsn (see config.toml.example)", path)
 				}
 				// The control API's socket first: a live btfu on it means
 				// this metadata is in use.
@@ -92,7 +103,7 @@ func runCommand() command {
 				}
 				// The API starts before the engine runs, so /metrics counts
 				// every error event; it stops with the engine.
-				apiDone := api.New(eng, api.Options{Token: cfg.API.Token, Log: log}).Start(ctx, listeners)
+				apiDone := api.New(eng, api.Options{Token: cfg.API.Token, Version: Version, Log: log}).Start(ctx, listeners)
 				serving = true
 				for _, l := range listeners {
 					log.Info("control API listening", "addr", l.Addr().String(), "network", l.Addr().Network())
@@ -103,7 +114,7 @@ func runCommand() command {
 				if *noTUI {
 					<-ctx.Done()
 				} else {
-					tuiErr = tui.Run(ctx, eng)
+					tuiErr = tui.Run(ctx, tui.Local{Engine: eng})
 					if errors.Is(tuiErr, tui.ErrTerminalLost) {
 						log.Info("the terminal went away; stopping")
 						tuiErr = nil

@@ -345,3 +345,187 @@ func TestTUIStopsWhenItsTerminalHangsUp(t *testing.T) {
 		})
 	}
 }
+
+// panePid is the pid of the process the pane's shell runs (btfu).
+func (s *tmuxSession) panePid() int {
+	s.t.Helper()
+	pane, err := strconv.Atoi(strings.TrimSpace(s.tmux("display-message", "-p", "-t", s.name, "#{pane_pid}")))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pane, pane))
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(children))); err == nil && perr == nil {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no child of the pane's shell %d: %q %v", pane, children, err)
+		}
+	}
+}
+
+// An operator finds btfu running headless (as under systemd), types btfu
+// in another terminal at 80x24: the TUI attaches to the running engine
+// and names it, shows the source streaming, takes a base backup, restores
+// with the wizard (the restore runs in the engine), registers a second
+// source with the form (the engine appends it to its config.toml), and
+// quits; the engine runs on, still streaming.
+func TestTUIAttachesToARunningBtfuUnderTmux(t *testing.T) {
+	db := source.CreateDB(t)
+	t.Cleanup(func() {
+		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
+	})
+	ledger := source.CreateDB(t)
+	t.Cleanup(func() { // after the engine has stopped
+		source.Exec(t, "postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'btfu_ledger' AND NOT active")
+	})
+	source.Exec(t, ledger, "CREATE TABLE entries(id int PRIMARY KEY)")
+	source.Exec(t, db, `CREATE TABLE orders(id int PRIMARY KEY, customer text NOT NULL);
+		INSERT INTO orders SELECT g, 'c' || g FROM generate_series(1, 30) g`)
+	dir := writeConfig(t, fmt.Sprintf("[log]\nfile = \"btfu.log\"\n[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\nschedule = \"off\"\n", source.DSN(db), db))
+	cfgPath := filepath.Join(dir, "config.toml")
+
+	// No engine yet: btfu attach says where it looked and what to do.
+	if r := btfu(t, dir, "attach", "--config", cfgPath); r.code != 1 || !strings.Contains(r.stderr, "btfu.sock") {
+		t.Fatalf("attach without an engine: exit %d\n%s", r.code, r.all())
+	}
+
+	daemon := startTmux(t, dir, 80, 24, nil, "--no-tui", "--config", cfgPath)
+	pid := daemon.panePid()
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	waitStatus := func(what string, ok func(state string, txPerSec float64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var st struct {
+				Sources []struct {
+					State    string  `json:"state"`
+					TxPerSec float64 `json:"tx_per_sec"`
+				} `json:"sources"`
+			}
+			r := btfu(t, dir, "status", "--json")
+			if r.code == 0 && json.Unmarshal([]byte(r.stdout), &st) == nil && len(st.Sources) > 0 && ok(st.Sources[0].State, st.Sources[0].TxPerSec) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the engine never %s:\n%s\n%s", what, r.all(), daemon.screen(false))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitStatus("streamed", func(state string, _ float64) bool { return state == "streaming" })
+	// Only btfu's user may attach: the socket is 0600.
+	if fi, err := os.Stat(filepath.Join(dir, "btfu.sock")); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v; want a socket of mode 0600", fi.Mode(), err)
+	}
+
+	s := startTmux(t, dir, 80, 24, nil, "--config", cfgPath)
+	s.waitFor(fmt.Sprintf(`attached to pid %d on `, pid), 20*time.Second)
+	s.waitFor(`shop\s+streaming`, 20*time.Second)
+
+	// A base backup from the TUI, taken by the engine.
+	s.keys("b")
+	s.waitFor(`base backup of shop complete`, 60*time.Second)
+	// The detail's probe and the timeline, read from the engine.
+	s.keys("Enter")
+	s.waitFor(`(?s)Source shop.*PostgreSQL \d+.*ok\s+wal_level\s+wal_level = logical`, 30*time.Second)
+	s.keys("Escape")
+	s.waitFor(`shop\s+streaming`, 10*time.Second) // else ESC t reads as alt+t
+	s.keys("t")
+	s.waitFor(`(?s)Coverage of shop.*█`, 20*time.Second)
+	s.keys("Escape")
+	s.waitFor(`shop\s+streaming`, 10*time.Second)
+	source.Exec(t, db, "INSERT INTO orders VALUES (31, 'late'); DELETE FROM orders WHERE id <= 5; UPDATE orders SET customer = 'changed' WHERE id = 10")
+	want := queryIDs(t, db, "SELECT id FROM orders")
+	last := source.CurrentLSN(t)
+	for deadline := time.Now().Add(60 * time.Second); btfu(t, dir, "restore", "--lsn", last.String(), "--dry-run").code != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("coverage never reached the changes")
+		}
+	}
+	target := source.CreateDB(t)
+
+	// The wizard, to the latest state, into an empty database.
+	s.keys("R")
+	s.waitFor(`Restore wizard`, 10*time.Second)
+	s.typeText("latest")
+	s.keys("Enter")
+	s.waitFor(`target database:`, 10*time.Second)
+	s.typeText(source.DSN(db))
+	s.keys("Enter")
+	s.waitFor(`! the target is the source itself`, 20*time.Second)
+	s.keys("C-u")
+	s.typeText(source.DSN(target))
+	s.keys("Enter")
+	s.waitFor(`base backup\s+\S+`, 20*time.Second)
+	s.keys("Enter")
+	s.waitFor(`type restore to go on`, 10*time.Second)
+	s.typeText("restore")
+	s.keys("Enter")
+	done := s.waitFor(`Restore finished|Restore failed`, 2*time.Minute)
+	if !strings.Contains(done, "Restore finished") {
+		t.Fatalf("the wizard's restore failed:\n%s", done)
+	}
+	if got := queryIDs(t, target, "SELECT id FROM orders"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("restored ids %v, the source holds %v", got, want)
+	}
+	if got := pgtest.QueryValue[string](t, source, target, "SELECT customer FROM orders WHERE id = 10"); got != "changed" {
+		t.Fatalf("restored customer of 10 %q, want changed", got)
+	}
+	s.keys("Enter")
+	s.waitFor(`restored shop into`, 10*time.Second)
+	// The log screen shows the engine's events, the restore's among them.
+	s.keys("L")
+	s.waitFor(`restore of shop finished`, 10*time.Second)
+	s.keys("Escape")
+	s.waitFor(`shop\s+streaming`, 10*time.Second)
+
+	// Register a second source with the form: the engine probes it,
+	// appends it to its config.toml and starts it.
+	s.keys("n")
+	s.waitFor(`name:`, 10*time.Second)
+	s.typeText("ledger")
+	s.keys("Tab")
+	s.typeText(source.DSN(ledger))
+	s.keys("Tab", "Tab")
+	s.typeText("off")
+	s.keys("Enter")
+	s.waitFor(`add to config.toml`, 30*time.Second)
+	s.keys("y")
+	s.waitFor(`ledger\s+streaming`, 60*time.Second)
+	if cfg, err := os.ReadFile(cfgPath); err != nil || !strings.Contains(string(cfg), `name = "ledger"`) {
+		t.Fatalf("config.toml after registering from the attached TUI: %v\n%s", err, cfg)
+	}
+
+	s.keys("q")
+	s.waitFor(`btfu exited with status 0`, 20*time.Second)
+
+	// btfu attach, then its terminal hangs up: it exits 0, alone.
+	s2 := startTmux(t, dir, 80, 24, nil, "attach", "--config", cfgPath)
+	s2.waitFor(`shop\s+streaming`, 20*time.Second)
+	syscall.Kill(s2.panePid(), syscall.SIGHUP)
+	s2.waitFor(`btfu exited with status 0`, 20*time.Second)
+
+	// The engine runs on: its socket answers, and it keeps streaming.
+	if strings.Contains(daemon.screen(false), "btfu exited") {
+		t.Fatalf("the engine stopped with the attached TUI:\n%s", daemon.screen(false))
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the engine's process is gone: %v", err)
+	}
+	source.Exec(t, db, "INSERT INTO orders VALUES (32, 'after quit')")
+	after := source.CurrentLSN(t)
+	for deadline := time.Now().Add(60 * time.Second); btfu(t, dir, "restore", "--source", "shop", "--lsn", after.String(), "--dry-run").code != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the engine stopped streaming after the TUI quit:\n%s", daemon.screen(false))
+		}
+	}
+	waitStatus("kept streaming", func(state string, _ float64) bool { return state == "streaming" })
+
+	// A second btfu --no-tui is still refused: one engine per metadata.
+	if r := btfu(t, dir, "--no-tui", "--config", cfgPath); r.code != 1 || !strings.Contains(r.stderr, "another btfu is running") {
+		t.Fatalf("a second headless btfu: exit %d\n%s", r.code, r.all())
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	daemon.waitFor(`btfu exited with status 0`, 30*time.Second)
+}

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -14,8 +15,9 @@ import (
 	"github.com/btfu/btfu/store"
 )
 
-// Engine is what the TUI uses of the running engine (*engine.Engine
-// implements it). Every call is made from a tea.Cmd, never from Update.
+// Engine is what the TUI uses of the running engine: the engine in this
+// process (Local), or one running elsewhere reached over its control API.
+// Every call is made from a tea.Cmd, never from Update.
 type Engine interface {
 	Status(ctx context.Context) (engine.Status, error)
 	Subscribe(ctx context.Context) <-chan engine.EventRecord
@@ -30,9 +32,25 @@ type Engine interface {
 	Restore(ctx context.Context, name string, plan *restore.Plan, opts restore.Options) (restore.Summary, error)
 	Config() *config.Config
 	Reload(ctx context.Context, cfg *config.Config) error
+	// ProbeSource probes a source that is not configured yet (the
+	// register form); AddSource appends it to config.toml and starts it.
+	ProbeSource(ctx context.Context, b config.SourceBlock) (*probe.Report, error)
+	AddSource(ctx context.Context, b config.SourceBlock) error
+	// CheckTarget connects to a restore target and refuses the source
+	// itself (the wizard, before planning).
+	CheckTarget(ctx context.Context, name, dsn string) (restore.TargetInfo, error)
 }
 
-var _ Engine = (*engine.Engine)(nil)
+// Attached is implemented by an Engine that runs in another process (a
+// client of its control API): the header names it, and quitting the TUI
+// leaves it running.
+type Attached interface {
+	// AttachedTo describes the engine: where it answers, its host, pid,
+	// start time and version.
+	AttachedTo() (where, host string, pid int, started time.Time, version string)
+}
+
+var _ Engine = Local{}
 
 // Component is one screen or panel. Children return strings; only the
 // root model builds a tea.View.

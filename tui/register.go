@@ -227,21 +227,21 @@ func (r *register) submit() (Component, tea.Cmd) {
 		r.problem = err.Error()
 		return r.edit()
 	}
-	cfg, err := config.Parse("form", []byte(b.Text()))
+	_, err := config.Parse("form", []byte(b.Text()))
 	if err != nil {
 		r.problem = strings.ReplaceAll(err.Error(), "form: ", "")
 		return r.edit()
 	}
 	r.form, r.problem, r.probing = nil, "", true
-	return r, r.probeCmd(b, cfg.Sources[0])
+	return r, r.probeCmd(b)
 }
 
-// probeCmd probes the prospective source: the register form's one call
-// into probe.
-func (r *register) probeCmd(b config.SourceBlock, src config.Source) tea.Cmd {
-	ctx := r.ctx
+// probeCmd probes the prospective source through the engine (which may
+// run in another process): the register form's one call into probe.
+func (r *register) probeCmd(b config.SourceBlock) tea.Cmd {
+	ctx, eng := r.ctx, r.eng
 	return func() tea.Msg {
-		rep, err := probe.Run(ctx, &src, probe.Options{})
+		rep, err := eng.ProbeSource(ctx, b)
 		return registerProbedMsg{b, rep, err}
 	}
 }
@@ -249,11 +249,7 @@ func (r *register) probeCmd(b config.SourceBlock, src config.Source) tea.Cmd {
 func (r *register) appendCmd() tea.Cmd {
 	ctx, eng, b := r.ctx, r.eng, r.block
 	return func() tea.Msg {
-		cfg, err := config.AppendSource(eng.Config().Path, b)
-		if err != nil {
-			return registeredMsg{err}
-		}
-		return registeredMsg{eng.Reload(ctx, cfg)}
+		return registeredMsg{eng.AddSource(ctx, b)}
 	}
 }
 

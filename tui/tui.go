@@ -211,6 +211,11 @@ func (m Model) open(c Component) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+func (m Model) attached() bool {
+	_, ok := m.eng.(Attached)
+	return ok
+}
+
 func (m Model) busy() bool {
 	b, ok := m.screen.(Busy)
 	return ok && b.Busy()
@@ -225,7 +230,9 @@ func (m Model) onKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	if msg.String() == "ctrl+c" || (m.screen == nil && key.Matches(msg, m.keys.Quit)) {
-		if m.busy() {
+		// An attached TUI's restore runs in the engine's process and goes
+		// on after quitting.
+		if m.busy() && !m.attached() {
 			m.askQuit = true
 			return m, nil
 		}
@@ -297,7 +304,7 @@ func (m Model) Render() string {
 	if m.screen != nil {
 		title = "btfu"
 	}
-	b.WriteString(m.styles.Title.Render(title) + "\n")
+	b.WriteString(m.styles.Title.Render(title) + m.attachedTo() + "\n")
 	if m.banner != "" {
 		b.WriteString(wrapStyled(m.styles.Error, "! "+m.banner, m.width, 2) + "\n")
 	}
@@ -333,6 +340,31 @@ func (m Model) Render() string {
 		all[i] = ansi.Truncate(l, m.width, "…")
 	}
 	return strings.Join(all, "\n")
+}
+
+// attachedTo names the engine in another process the TUI is attached
+// to, after the title; "" for the engine in this process.
+func (m Model) attachedTo() string {
+	a, ok := m.eng.(Attached)
+	if !ok {
+		return ""
+	}
+	_, host, pid, started, version := a.AttachedTo()
+	host, _, _ = strings.Cut(host, ".")
+	return m.styles.Muted.Render(fmt.Sprintf(" · attached to pid %d on %s · btfu %s · up %s", pid, host, version, uptime(m.now().Sub(started))))
+}
+
+// uptime is d to the two largest units: 42s, 12m5s, 3h12m, 2d3h.
+func uptime(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Second)
+	switch {
+	case d < time.Hour:
+		return d.String()
+	case d < 24*time.Hour:
+		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+	}
+	days := d / (24 * time.Hour)
+	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
 }
 
 func (m Model) helpView() string {

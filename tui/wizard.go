@@ -414,13 +414,9 @@ func parsePoint(s string) (restore.Target, error) {
 func (w *wizard) checkCmd() tea.Cmd {
 	ctx, eng, name, dsn := w.ctx, w.eng, w.source, w.dsn
 	return func() tea.Msg {
-		src, err := eng.SourceRecord(ctx, name)
-		if err != nil {
-			return targetCheckedMsg{err: err}
-		}
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		info, err := restore.CheckTarget(cctx, dsn, src)
+		info, err := eng.CheckTarget(cctx, name, dsn)
 		return targetCheckedMsg{info, err}
 	}
 }
