@@ -431,3 +431,17 @@ func TestReconnectIsQuickAfterManyCuts(t *testing.T) {
 	f.waitStored(lsn, 5*time.Second-time.Since(ended))
 	t.Logf("coverage passed a commit made after a 3s cut %s after the cut ended", time.Since(ended).Round(10*time.Millisecond))
 }
+
+// A first base backup interrupted after it created the slot and before it
+// recorded its chain (kill -9 while reading the catalog) leaves a slot no
+// chain uses. The next start drops it and takes the first base backup
+// again, instead of failing with "already exists" for ever; the restore
+// of what follows equals the source.
+func TestSlotOfAnInterruptedFirstBaseBackupIsDropped(t *testing.T) {
+	f := newFixtureWith(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)", "")
+	source.Exec(t, f.db, fmt.Sprintf("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')", f.src.Slot))
+	r := f.startWith(func(w *capture.Worker) {})
+	waitStatus(t, r.w, "streaming", func(s capture.Status) bool { return s.State == "streaming" })
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('after the restart')")
+	f.restoreEquals(source.CurrentLSN(t))
+}

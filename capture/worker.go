@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
@@ -311,6 +312,9 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 			}
 		}
 	}
+	if err := w.dropOrphanSlot(ctx); err != nil {
+		return store.Chain{}, err
+	}
 	w.setRunning(ctx, "backing_up")
 	w.Log.Info("taking the first base backup of a new chain")
 	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, Main: true})
@@ -331,6 +335,36 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 		}
 	}
 	return store.Chain{}, fmt.Errorf("chain %d of the new base backup not found", b.ChainID)
+}
+
+// dropOrphanSlot drops the source's main slot when it exists while no
+// open chain uses it: a first base backup that was interrupted (kill -9, a
+// crash, a lost connection) after creating the slot and before recording
+// its chain left it. It holds WAL for nothing, and the next first base
+// backup could not create it again ("already exists") for ever. A slot
+// someone streams from is left alone, and the error says who.
+func (w *Worker) dropOrphanSlot(ctx context.Context) error {
+	conn, err := probe.Connect(ctx, w.Source)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var active *int32
+	err = conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, w.Source.Slot).Scan(&active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for slot %s: %w", w.Source.Slot, err)
+	}
+	if active != nil {
+		return fmt.Errorf("slot %s exists with no chain of btfu's using it, and process %d streams from it: stop that client (or drop the slot if it is a stale btfu's), or set slot = \"another_name\" for source %s", w.Source.Slot, *active, w.Source.Name)
+	}
+	w.Log.Warn("dropping slot left by an interrupted first base backup (no chain uses it)", "slot", w.Source.Slot)
+	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, w.Source.Slot); err != nil {
+		return fmt.Errorf("drop slot %s left by an interrupted first base backup: %w", w.Source.Slot, err)
+	}
+	return nil
 }
 
 // runOnce takes a chain to stream (with a base backup if needed) and
