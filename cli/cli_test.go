@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -325,7 +329,17 @@ func TestStatusShowsCoverageGrowingWhileRunning(t *testing.T) {
 func TestRestoreCommand(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, "CREATE TABLE orders(id serial PRIMARY KEY, total int)")
-	dir := writeConfig(t, fmt.Sprintf("[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\n", source.DSN(db), db))
+	// The restore run by the command is announced like the engine's.
+	var hookMu sync.Mutex
+	var hookBodies []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hookMu.Lock()
+		hookBodies = append(hookBodies, string(b))
+		hookMu.Unlock()
+	}))
+	defer hook.Close()
+	dir := writeConfig(t, fmt.Sprintf("[[notify.channel]]\nname = \"hook\"\nkind = \"webhook\"\nurl = %q\n[[source]]\nname = \"shop\"\ndsn = %q\nslot = \"s_%s\"\n", hook.URL, source.DSN(db), db))
 	t.Cleanup(func() {
 		source.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 's_%s' AND NOT active", db))
 	})
@@ -396,6 +410,12 @@ func TestRestoreCommand(t *testing.T) {
 	}
 	if n := pgtest.QueryValue[int64](t, source, target, "SELECT count(*) FROM orders"); n != 10 {
 		t.Fatalf("restored %d rows, want the 10 of the mark", n)
+	}
+	hookMu.Lock()
+	bodies := strings.Join(hookBodies, "\n")
+	hookMu.Unlock()
+	if !strings.Contains(bodies, `"restore.finished"`) || !strings.Contains(bodies, "restore of shop finished") {
+		t.Errorf("the webhook did not hear of the restore; it got:\n%s", bodies)
 	}
 	if next := pgtest.QueryValue[int64](t, source, target, "SELECT nextval('orders_id_seq')"); next <= 10 {
 		t.Fatalf("sequence would reuse %d", next)

@@ -81,6 +81,7 @@ func restoreCommand() command {
 				sum, err := engine.Restore(env.Ctx, meta, arts, rec, plan, restore.Options{
 					TargetDSN: *targetDSN, Clean: *clean, Jobs: *jobs, OnDDLError: ddlPolicy, NoOwner: *noOwner, Log: log, Progress: progressPrinter(env, log),
 				})
+				notifyRestore(cfg, st.src.Name, sum, err, log)
 				if err != nil {
 					return fmt.Errorf("restore failed: %w", err)
 				}
