@@ -76,6 +76,9 @@ type Worker struct {
 	backupDue        string
 	lastJoinedBackup time.Time
 	backupMu         sync.Mutex
+	// coverageMu orders the table coverage records of the stream (what
+	// the capture trigger did) and of the new-tables check.
+	coverageMu sync.Mutex
 
 	// What failed and whether capture is stuck (health.go).
 	lastFail   *Failure
@@ -619,6 +622,11 @@ func (w *Worker) addNewTables(ctx context.Context) {
 // recordNewTables records and announces what one new-tables check found
 // and did.
 func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
+	// Read, judge and write as one step against the stream's own records
+	// (recordTableEvents): a join recorded between this check's read and
+	// its write would otherwise be followed by the check's stale verdict.
+	w.coverageMu.Lock()
+	defer w.coverageMu.Unlock()
 	w.mu.Lock()
 	if w.warned == nil {
 		w.warned = map[string]bool{}
@@ -761,6 +769,8 @@ const unloggedReason = "UNLOGGED: its changes are not in the WAL"
 // from its commit on (restores from older bases leave it out), one that
 // left (it lost its replica identity) is left out from there.
 func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, events []segment.Record) {
+	w.coverageMu.Lock()
+	defer w.coverageMu.Unlock()
 	var joined []string
 	var known map[string]bool // tables with coverage records, read at the first drop
 	for _, ev := range events {
