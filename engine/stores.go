@@ -3,10 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
+
+	"filippo.io/age"
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 	"github.com/btfu/btfu/store/artifact/local"
 	s3store "github.com/btfu/btfu/store/artifact/s3"
 	"github.com/btfu/btfu/store/postgres"
@@ -24,8 +29,67 @@ func OpenMetadata(ctx context.Context, cfg config.Metadata) (store.Store, error)
 }
 
 // OpenArtifacts opens the configured artifact store and checks it is
-// reachable.
+// reachable. It is always behind the age layer: new artifacts are
+// encrypted to the configured recipients (none: stored plain), and
+// encrypted ones, whatever the configuration now says, are decrypted with
+// the configured identity, read when the first one is.
 func OpenArtifacts(ctx context.Context, cfg config.Storage) (artifact.Store, error) {
+	st, err := openBackend(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return agecrypt.New(st, encryption(cfg)), nil
+}
+
+// IdentityHint says how to give btfu the identity that decrypts.
+const IdentityHint = "set storage.age_identity_file in config.toml to the identity file age-keygen wrote for that key (or storage.age_identity = \"${BTFU_AGE_IDENTITY}\" with the AGE-SECRET-KEY-1… line in that variable)"
+
+func encryption(cfg config.Storage) agecrypt.Options {
+	parsed := map[string][]agecrypt.Recipient{}
+	for name, keys := range cfg.Recipients {
+		for _, k := range keys {
+			// Checked when the configuration was loaded.
+			if r, err := agecrypt.ParseRecipient(k); err == nil {
+				parsed[name] = append(parsed[name], r)
+			}
+		}
+	}
+	return agecrypt.Options{
+		Recipients: func(key string) []agecrypt.Recipient {
+			// Keys start with the source's name.
+			source, _, _ := strings.Cut(key, "/")
+			if r, ok := parsed[source]; ok {
+				return r
+			}
+			return parsed[""]
+		},
+		Identities: func() ([]age.Identity, error) {
+			switch {
+			case cfg.AgeIdentity != "":
+				ids, err := agecrypt.ParseIdentities(strings.NewReader(cfg.AgeIdentity))
+				if err != nil {
+					return nil, fmt.Errorf("storage.age_identity: %w", err)
+				}
+				return ids, nil
+			case cfg.AgeIdentityFile != "":
+				f, err := os.Open(cfg.AgeIdentityFile)
+				if err != nil {
+					return nil, fmt.Errorf("storage.age_identity_file: %w", err)
+				}
+				defer f.Close()
+				ids, err := agecrypt.ParseIdentities(f)
+				if err != nil {
+					return nil, fmt.Errorf("storage.age_identity_file %s: %w", cfg.AgeIdentityFile, err)
+				}
+				return ids, nil
+			}
+			return nil, nil
+		},
+		IdentityHint: IdentityHint,
+	}
+}
+
+func openBackend(ctx context.Context, cfg config.Storage) (artifact.Store, error) {
 	switch cfg.Kind {
 	case "s3":
 		s := cfg.S3

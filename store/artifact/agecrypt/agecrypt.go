@@ -226,8 +226,8 @@ func New(inner artifact.Store, opts Options) *Store {
 // Unwrap implements artifact.Layer.
 func (s *Store) Unwrap() artifact.Store { return s.inner }
 
-// String implements artifact.Store.
-func (s *Store) String() string { return s.inner.String() + " (age)" }
+// String implements artifact.Store: where the store below is.
+func (s *Store) String() string { return s.inner.String() }
 
 func (s *Store) recipients(key string) []Recipient {
 	if s.opts.Recipients == nil {
