@@ -48,7 +48,7 @@ func verifyCommand() command {
 				if rep.Encrypted > 0 {
 					fmt.Fprintf(env.Stdout, "encrypted (age): %d artifact(s)", rep.Encrypted)
 					if rep.Unchecked > 0 {
-						fmt.Fprintf(env.Stdout, "; checksums verified, content of %d NOT checked: no identity to decrypt them (%s, or pass --identity FILE)", rep.Unchecked, engine.IdentityHint)
+						fmt.Fprintf(env.Stdout, "; checksums verified, content of %d NOT checked: no identity to decrypt them (%s)", rep.Unchecked, engine.IdentityHint)
 					}
 					fmt.Fprintln(env.Stdout)
 				}

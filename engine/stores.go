@@ -42,7 +42,7 @@ func OpenArtifacts(ctx context.Context, cfg config.Storage) (artifact.Store, err
 }
 
 // IdentityHint says how to give btfu the identity that decrypts.
-const IdentityHint = "set storage.age_identity_file in config.toml to the identity file age-keygen wrote for that key (or storage.age_identity = \"${BTFU_AGE_IDENTITY}\" with the AGE-SECRET-KEY-1… line in that variable)"
+const IdentityHint = "set storage.age_identity_file in config.toml to the identity file (private key) age-keygen wrote for that key, or storage.age_identity = \"${BTFU_AGE_IDENTITY}\"; btfu restore and verify also take --identity FILE"
 
 func encryption(cfg config.Storage) agecrypt.Options {
 	parsed := map[string][]agecrypt.Recipient{}

@@ -307,8 +307,7 @@ func (s *Store) Decode(key string, stored io.Reader) (io.Reader, error) {
 		return nil, &Error{Category: CatIdentity, Key: key, Recipients: names, Err: err, Hint: s.opts.IdentityHint}
 	}
 	if len(ids) == 0 {
-		return nil, &Error{Category: CatNoIdentity, Key: key, Recipients: names,
-			Hint: s.opts.IdentityHint + " (its private key: the file age-keygen wrote, kept away from the data)"}
+		return nil, &Error{Category: CatNoIdentity, Key: key, Recipients: names, Hint: s.opts.IdentityHint}
 	}
 	r, err := age.Decrypt(br, ids...)
 	if err != nil {
