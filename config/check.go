@@ -516,6 +516,21 @@ func (c *Config) checkEncryption(p *Problems) {
 		}
 		st.Recipients[s.Name] = recipients(p, sourceKey(s, i), s.EncryptTo, s.EncryptToFile)
 	}
+	for name, rs := range st.Recipients {
+		pq := 0
+		for _, r := range rs {
+			if strings.HasPrefix(r, "age1pq1") {
+				pq++
+			}
+		}
+		if pq > 0 && pq < len(rs) {
+			key := "storage.encrypt_to"
+			if name != "" {
+				key = "source." + name + ".encrypt_to"
+			}
+			p.add(key, "mixes post-quantum (age1pq1…) and classic (age1…) keys; age encrypts one artifact to keys of one kind: use only one kind (all age1pq1… for post-quantum protection)")
+		}
+	}
 	if st.AgeIdentity != "" {
 		redact.Register(st.AgeIdentity)
 		for _, line := range strings.Split(st.AgeIdentity, "\n") {

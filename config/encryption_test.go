@@ -61,6 +61,7 @@ func TestEncryptionProblemsNameTheKey(t *testing.T) {
 	for _, tc := range []struct {
 		name, text, want string
 	}{
+		{"mixed kinds", "[storage]\nencrypt_to = [\"" + pqRecipient(t) + "\", \"" + id.Recipient().String() + "\"]", `storage.encrypt_to: mixes post-quantum`},
 		{"not a key", "[storage]\nencrypt_to = [\"ssh-rsa AAAA\"]", `storage.encrypt_to[0]: "ssh-rsa AAAA" is not an age public key`},
 		{"bad key", "[storage]\nencrypt_to = [\"age1qqqq\"]", `storage.encrypt_to[0]: "age1qqqq" is not a valid age public key`},
 		{"private key as recipient", "[storage]\nencrypt_to = [\"" + id.String() + "\"]", `storage.encrypt_to[0]: this is an identity (a private key), not a recipient`},
@@ -108,4 +109,13 @@ func TestAgeIdentityFromEnvIsMasked(t *testing.T) {
 	if s := redact.String("key " + id.String()); strings.Contains(s, id.String()) {
 		t.Errorf("redact leaves the identity: %s", s)
 	}
+}
+
+func pqRecipient(t *testing.T) string {
+	t.Helper()
+	id, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.Recipient().String()
 }

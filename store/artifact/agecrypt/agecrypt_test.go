@@ -449,3 +449,35 @@ func (r readCounter) Get(ctx context.Context, key string) (io.ReadCloser, error)
 		io.Closer
 	}{counting{rc, r.n}, rc}, nil
 }
+
+// Post-quantum (hybrid) keys work like classic ones; one artifact cannot
+// mix the two kinds (age refuses), and Put says which setting to fix.
+func TestPostQuantumRecipients(t *testing.T) {
+	pq, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp, err := agecrypt.ParseRecipient(pq.Recipient().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := newLocal(t)
+	s := agecrypt.New(inner, agecrypt.Options{
+		Recipients: func(string) []agecrypt.Recipient { return []agecrypt.Recipient{rcp} },
+		Identities: func() ([]age.Identity, error) { return []age.Identity{pq}, nil },
+	})
+	put(t, s, "k", []byte("quantum-safe"))
+	if got, err := get(s, "k"); err != nil || string(got) != "quantum-safe" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	names := agecrypt.Recipients(stored(t, s, "k"))
+	if len(names) != 1 || !strings.HasPrefix(names[0], "age1pq1") || len(names[0]) > 100 {
+		t.Errorf("header names %q, want the key abbreviated", names)
+	}
+	classic := newKey(t)
+	mixed := agecrypt.New(inner, agecrypt.Options{Recipients: func(string) []agecrypt.Recipient { return []agecrypt.Recipient{rcp, classic.rcp} }})
+	_, err = mixed.Put(ctx(t), "m", strings.NewReader("x"))
+	if agecrypt.Category(err) != agecrypt.CatEncrypt || !strings.Contains(err.Error(), "encrypt_to") {
+		t.Fatalf("mixed kinds: %v", err)
+	}
+}
