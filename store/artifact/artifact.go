@@ -7,10 +7,12 @@
 // contract suite, artifact/artifacttest.
 //
 // Objects are streamed in both directions; no implementation may buffer a
-// whole object in memory or on disk. A transforming layer (compression,
-// encryption) is meant to be a Store that wraps another Store: it rewrites
-// the stream in Put and Get, and keeps the key space unchanged so that List
-// and Delete pass through. Sizes it reports are those of the stored bytes.
+// whole object in memory or on disk. A transforming layer (encryption:
+// artifact/agecrypt) is a Layer, a Store that wraps another Store: it
+// rewrites the stream in Put and Get, and keeps the key space unchanged so
+// that List and Delete pass through. Sizes it reports, and checksums
+// PutHashed returns, are those of the stored bytes: Stored reads them for
+// integrity checks that need no key, Decode turns them into content.
 package artifact
 
 import (
