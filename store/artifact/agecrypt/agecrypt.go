@@ -208,9 +208,9 @@ type Store struct {
 	inner artifact.Store
 	opts  Options
 
-	idOnce sync.Once
-	ids    []age.Identity
-	idErr  error
+	idMu     sync.Mutex
+	idLoaded bool
+	ids      []age.Identity
 }
 
 var _ artifact.Layer = (*Store)(nil)
@@ -367,13 +367,20 @@ func (t *errTracker) Read(b []byte) (int, error) {
 
 func (t *errTracker) caused(err error) bool { return t.err != nil && errors.Is(err, t.err) }
 
+// identities loads the identities once; a failure is not kept, so a
+// fixed identity file is read at the next attempt.
 func (s *Store) identities() ([]age.Identity, error) {
-	s.idOnce.Do(func() {
-		if s.opts.Identities != nil {
-			s.ids, s.idErr = s.opts.Identities()
-		}
-	})
-	return s.ids, s.idErr
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	if s.idLoaded || s.opts.Identities == nil {
+		return s.ids, nil
+	}
+	ids, err := s.opts.Identities()
+	if err != nil {
+		return nil, err
+	}
+	s.ids, s.idLoaded = ids, true
+	return ids, nil
 }
 
 // Stat implements artifact.Store (the stored size).

@@ -213,8 +213,24 @@ func TestMissingOrWrongIdentity(t *testing.T) {
 			}
 		})
 	}
+	// An identity that could not be read is read again at the next Get
+	// (the file fixed meanwhile).
+	fail := true
+	s := agecrypt.New(inner, agecrypt.Options{Identities: func() ([]age.Identity, error) {
+		if fail {
+			return nil, errors.New("open /keys/btfu.txt: no such file")
+		}
+		return []age.Identity{owner.id}, nil
+	}})
+	if _, err := get(s, "src/segments/1/0A.ndjson.zst"); agecrypt.Category(err) != agecrypt.CatIdentity {
+		t.Fatalf("unreadable identity: %v", err)
+	}
+	fail = false
+	if got, err := get(s, "src/segments/1/0A.ndjson.zst"); err != nil || string(got) != "changes" {
+		t.Fatalf("after the identity file is fixed: %q, %v", got, err)
+	}
 	// The right identity among others decrypts.
-	s := agecrypt.New(inner, agecrypt.Options{Identities: identities(other, owner)})
+	s = agecrypt.New(inner, agecrypt.Options{Identities: identities(other, owner)})
 	if got, err := get(s, "src/segments/1/0A.ndjson.zst"); err != nil || string(got) != "changes" {
 		t.Fatalf("Get with the owner's identity: %q, %v", got, err)
 	}
