@@ -86,11 +86,12 @@ func (e *Error) Error() string {
 	default:
 		b.WriteString("age encryption failed")
 	}
-	if len(e.Recipients) > 0 {
-		fmt.Fprintf(&b, "; it needs the identity of %s", strings.Join(e.Recipients, " or "))
-	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, " (%v)", e.Err)
+	}
+	fmt.Fprintf(&b, " [%s]", e.Category)
+	if len(e.Recipients) > 0 {
+		fmt.Fprintf(&b, "; it needs the identity of %s", strings.Join(e.Recipients, " or "))
 	}
 	if e.Hint != "" {
 		b.WriteString("; " + e.Hint)

@@ -206,7 +206,7 @@ func TestMissingOrWrongIdentity(t *testing.T) {
 			if agecrypt.Category(err) != tc.cat {
 				t.Fatalf("error %v: category %q, want %q", err, agecrypt.Category(err), tc.cat)
 			}
-			for _, w := range append(tc.want, "artifact src/segments/1/0A.ndjson.zst", "needs the identity of "+owner.name(), hint) {
+			for _, w := range append(tc.want, "artifact src/segments/1/0A.ndjson.zst", "needs the identity of "+owner.name(), hint, "["+tc.cat+"]") {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)
 				}
