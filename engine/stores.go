@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 
 	"filippo.io/age"
@@ -32,7 +33,7 @@ func OpenMetadata(ctx context.Context, cfg config.Metadata) (store.Store, error)
 // reachable. It is always behind the age layer: new artifacts are
 // encrypted to the configured recipients (none: stored plain), and
 // encrypted ones, whatever the configuration now says, are decrypted with
-// the configured identity, read when the first one is.
+// the configured identity, read whenever one is.
 func OpenArtifacts(ctx context.Context, cfg config.Storage) (artifact.Store, error) {
 	st, err := openBackend(ctx, cfg)
 	if err != nil {
@@ -87,6 +88,26 @@ func encryption(cfg config.Storage) agecrypt.Options {
 		},
 		IdentityHint: IdentityHint,
 	}
+}
+
+// encryptionOnly reports whether a and b differ at most in their
+// encryption settings (recipients, identity), which apply without a
+// restart.
+func encryptionOnly(a, b config.Storage) bool {
+	for _, s := range []*config.Storage{&a, &b} {
+		s.EncryptTo, s.EncryptToFile, s.AgeIdentityFile, s.AgeIdentity, s.Recipients = nil, "", "", "", nil
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// setEncryption applies cfg's recipients and identity to an open store;
+// false when arts is not behind the age layer.
+func setEncryption(arts artifact.Store, cfg config.Storage) bool {
+	l, ok := arts.(*agecrypt.Store)
+	if ok {
+		l.SetOptions(encryption(cfg))
+	}
+	return ok
 }
 
 func openBackend(ctx context.Context, cfg config.Storage) (artifact.Store, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,4 +119,69 @@ func read(t *testing.T, s artifact.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Encryption settings edited in config.toml apply to the next artifacts
+// without a restart; other [storage] edits still need one.
+func TestReloadAppliesNewRecipients(t *testing.T) {
+	id := ageIdentity(t)
+	dir := t.TempDir()
+	db := source.CreateDB(t)
+	storage := fmt.Sprintf("[metadata]\npath = %q\n[storage]\npath = %q\n", filepath.Join(dir, "btfu.db"), filepath.Join(dir, "data"))
+	src := fmt.Sprintf("[[source]]\nname = \"app\"\ndsn = %q\nslot = \"s_%s\"\nschedule = \"off\"\n", source.DSN(db), db)
+	parse := func(text string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse(filepath.Join(dir, "config.toml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	ctx := context.Background()
+	e, err := Open(ctx, parse(storage+src), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	events := e.Subscribe(t.Context())
+	// reload applies text and returns the kinds of the events it sent.
+	reload := func(text string) []string {
+		t.Helper()
+		if err := e.Reload(ctx, parse(text)); err != nil {
+			t.Fatal(err)
+		}
+		e.Event(ctx, 0, levelInfo, "test.mark", "", nil)
+		var kinds []string
+		for r := range events {
+			if r.Kind == "test.mark" {
+				return kinds
+			}
+			kinds = append(kinds, r.Kind)
+		}
+		return kinds
+	}
+	put := func(key string) []string {
+		t.Helper()
+		if _, err := e.Artifacts().Put(ctx, key, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+		return agecrypt.Recipients(read(t, artifact.Stored(e.Artifacts()), key))
+	}
+	if got := put("app/segments/1/a"); got != nil {
+		t.Fatalf("before the edit: stored to %v, want plain", got)
+	}
+	kinds := reload(storage + fmt.Sprintf("encrypt_to = [%q]\n", id.Recipient().String()) + src)
+	if strings.Contains(strings.Join(kinds, ","), "config.restart_needed") {
+		t.Errorf("an encrypt_to edit: events %v, want no restart needed", kinds)
+	}
+	if got := put("app/segments/1/b"); len(got) != 1 || got[0] != id.Recipient().String() {
+		t.Errorf("after the edit: stored to %v, want %s", got, id.Recipient().String())
+	}
+	kinds = reload(strings.Replace(storage, "/data\"", "/elsewhere\"", 1) + src)
+	if !strings.Contains(strings.Join(kinds, ","), "config.restart_needed") {
+		t.Errorf("a storage.path edit: events %v, want a restart needed", kinds)
+	}
+	if got := put("app/segments/1/c"); len(got) != 1 {
+		t.Errorf("after an edit that needs a restart: stored to %v, want the running recipients kept", got)
+	}
 }

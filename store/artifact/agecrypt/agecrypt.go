@@ -27,7 +27,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"filippo.io/age"
 
@@ -195,8 +195,8 @@ type Options struct {
 	// Recipients returns the keys a new object stored under key is
 	// encrypted to; none stores it plain.
 	Recipients func(key string) []Recipient
-	// Identities returns the identities that decrypt, read when the first
-	// encrypted object is read (so a machine that only writes never needs
+	// Identities returns the identities that decrypt, called for each
+	// encrypted object read (so a machine that only writes never needs
 	// them); nil or no identities means none is configured.
 	Identities func() ([]age.Identity, error)
 	// IdentityHint says how to give btfu an identity, for messages, e.g.
@@ -207,21 +207,27 @@ type Options struct {
 // Store is the encrypting layer over another artifact.Store.
 type Store struct {
 	inner artifact.Store
-	opts  Options
-
-	idMu     sync.Mutex
-	idLoaded bool
-	ids      []age.Identity
+	opts  atomic.Pointer[Options]
 }
 
 var _ artifact.Layer = (*Store)(nil)
 
 // New wraps inner.
 func New(inner artifact.Store, opts Options) *Store {
+	s := &Store{inner: inner}
+	s.SetOptions(opts)
+	return s
+}
+
+// SetOptions replaces the options (a configuration reloaded): new objects
+// go to the new recipients, the next encrypted object read uses the new
+// identities.
+// Reads and writes under way keep the options they started with.
+func (s *Store) SetOptions(opts Options) {
 	if opts.IdentityHint == "" {
 		opts.IdentityHint = "configure the identity (private key) of one of these recipients"
 	}
-	return &Store{inner: inner, opts: opts}
+	s.opts.Store(&opts)
 }
 
 // Unwrap implements artifact.Layer.
@@ -231,10 +237,10 @@ func (s *Store) Unwrap() artifact.Store { return s.inner }
 func (s *Store) String() string { return s.inner.String() }
 
 func (s *Store) recipients(key string) []Recipient {
-	if s.opts.Recipients == nil {
-		return nil
+	if o := s.opts.Load(); o.Recipients != nil {
+		return o.Recipients(key)
 	}
-	return s.opts.Recipients(key)
+	return nil
 }
 
 // Encode implements artifact.Layer: r encrypted to key's recipients, or r
@@ -303,12 +309,13 @@ func (s *Store) Decode(key string, stored io.Reader) (io.Reader, error) {
 	}
 	head, _ = br.Peek(maxHeader) // as much as there is, up to maxHeader
 	names := Recipients(head)
+	hint := s.opts.Load().IdentityHint
 	ids, err := s.identities()
 	if err != nil {
-		return nil, &Error{Category: CatIdentity, Key: key, Recipients: names, Err: err, Hint: s.opts.IdentityHint}
+		return nil, &Error{Category: CatIdentity, Key: key, Recipients: names, Err: err, Hint: hint}
 	}
 	if len(ids) == 0 {
-		return nil, &Error{Category: CatNoIdentity, Key: key, Recipients: names, Hint: s.opts.IdentityHint}
+		return nil, &Error{Category: CatNoIdentity, Key: key, Recipients: names, Hint: hint}
 	}
 	r, err := age.Decrypt(br, ids...)
 	if err != nil {
@@ -320,9 +327,8 @@ func (s *Store) Decode(key string, stored io.Reader) (io.Reader, error) {
 					have = append(have, n)
 				}
 			}
-			hint := "the configured identity is of " + strings.Join(have, ", ") + "; " + s.opts.IdentityHint
-			if len(have) == 0 {
-				hint = s.opts.IdentityHint
+			if len(have) > 0 {
+				hint = "the configured identity is of " + strings.Join(have, ", ") + "; " + hint
 			}
 			return nil, &Error{Category: CatWrongIdentity, Key: key, Recipients: names, Hint: hint}
 		}
@@ -368,20 +374,13 @@ func (t *errTracker) Read(b []byte) (int, error) {
 
 func (t *errTracker) caused(err error) bool { return t.err != nil && errors.Is(err, t.err) }
 
-// identities loads the identities once; a failure is not kept, so a
-// fixed identity file is read at the next attempt.
+// identities reads the identities, at every encrypted object: a fixed or
+// replaced identity file is taken without a restart (it is a few lines).
 func (s *Store) identities() ([]age.Identity, error) {
-	s.idMu.Lock()
-	defer s.idMu.Unlock()
-	if s.idLoaded || s.opts.Identities == nil {
-		return s.ids, nil
+	if load := s.opts.Load().Identities; load != nil {
+		return load()
 	}
-	ids, err := s.opts.Identities()
-	if err != nil {
-		return nil, err
-	}
-	s.ids, s.idLoaded = ids, true
-	return ids, nil
+	return nil, nil
 }
 
 // Stat implements artifact.Store (the stored size).
