@@ -154,6 +154,27 @@ func TestEncryptedChain(t *testing.T) {
 			if k := kinds(stored); k["base"] != 1 || k["schema"] != 1 || k["segment"] == 0 {
 				t.Fatalf("stored %v: want a base backup, a schema snapshot and segments", k)
 			}
+			// Compression happens before encryption: a segment decrypted
+			// with age alone is a zstd stream.
+			for key := range stored {
+				if !strings.Contains(key, "/segments/") {
+					continue
+				}
+				rc, err := artifact.Stored(arts).Get(context.Background(), key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plain, err := age.Decrypt(rc, owner.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				magic := make([]byte, 4)
+				io.ReadFull(plain, magic)
+				rc.Close()
+				if !bytes.Equal(magic, []byte{0x28, 0xB5, 0x2F, 0xFD}) {
+					t.Errorf("segment %s decrypts to % x..., want a zstd frame", key, magic)
+				}
+			}
 
 			ctx := context.Background()
 			withKey, err := Verify(ctx, e.meta, arts, e.id)
