@@ -307,7 +307,11 @@ func (s *Store) Decode(key string, stored io.Reader) (io.Reader, error) {
 	if string(head) != Magic {
 		return br, nil
 	}
-	head, _ = br.Peek(maxHeader) // as much as there is, up to maxHeader
+	// As much as there is, up to maxHeader; a read error is the store's
+	// (bufio hands it out once).
+	if head, err = br.Peek(maxHeader); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
 	names := Recipients(head)
 	hint := s.opts.Load().IdentityHint
 	ids, err := s.identities()
