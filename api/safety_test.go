@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/local"
 )
 
@@ -25,7 +26,7 @@ func TestStuckCaptureFailsHealthAndIsCounted(t *testing.T) {
 
 	// The storage directory of the source turns into a file: every write
 	// fails, as on an unmounted or read-only disk.
-	dir := filepath.Join(d.eng.Artifacts().(*local.Store).Root(), "app")
+	dir := filepath.Join(artifact.Stored(d.eng.Artifacts()).(*local.Store).Root(), "app")
 	if err := os.Rename(dir, dir+".away"); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
 
 // recordSchema records the schema snapshot stored at s.ArtifactKey unless
@@ -46,6 +47,11 @@ func (j *job) sameSchema(ctx context.Context, prev store.SchemaSnapshot, sha, di
 		if _, err = io.Copy(d, r); err == nil {
 			return d.Sum() == digest
 		}
+	}
+	if agecrypt.Category(err) == agecrypt.CatNoIdentity {
+		// Encrypted, and this machine holds only public keys: expected.
+		j.log.Info("the previous schema snapshot is encrypted and no identity is configured here to compare with it; recording a new one", "key", prev.ArtifactKey)
+		return false
 	}
 	j.log.Warn("cannot read the previous schema snapshot; recording a new one", "key", prev.ArtifactKey, "err", err)
 	return false

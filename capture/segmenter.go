@@ -2,7 +2,11 @@ package capture
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
+	"io"
 	"os"
 	"time"
 
@@ -135,18 +139,21 @@ func (s *segmenter) flush(ctx context.Context) error {
 		return fmt.Errorf("rewind segment: %w", err)
 	}
 	key := fmt.Sprintf("%s/segments/%d/%016X-%016X.ndjson.zst", s.source, s.chain.ID, uint64(sum.FirstCommitLSN), uint64(sum.EndLSN))
-	size, sha, err := artifact.PutHashed(ctx, s.artifacts, key, f)
+	// The spool file must be what the writer wrote; what is stored (and
+	// recorded: size and checksum) may differ when the store encrypts.
+	given := &hashCounter{h: sha256.New()}
+	size, sha, err := artifact.PutHashed(ctx, s.artifacts, key, io.TeeReader(f, given))
 	if err != nil {
 		return fmt.Errorf("store segment %s: %w", key, err)
 	}
-	if sha != sum.SHA256 || size != sum.StoredBytes {
-		return fmt.Errorf("store segment %s: stored %d bytes with SHA-256 %s, wrote %d with %s", key, size, sha, sum.StoredBytes, sum.SHA256)
+	if got := hex.EncodeToString(given.h.Sum(nil)); got != sum.SHA256 || given.n != sum.StoredBytes {
+		return fmt.Errorf("store segment %s: read %d bytes with SHA-256 %s from the spool file, wrote %d with %s", key, given.n, got, sum.StoredBytes, sum.SHA256)
 	}
 	seg, err := s.meta.AddSegment(ctx, store.Segment{
 		SourceID: s.sourceID, ChainID: s.chain.ID, FormatVersion: sum.Format, ArtifactKey: key,
 		FirstCommitLSN: sum.FirstCommitLSN, LastCommitLSN: sum.LastCommitLSN, EndLSN: sum.EndLSN, PrevEndLSN: sum.PrevEndLSN,
 		FirstCommitAt: sum.FirstCommitAt, LastCommitAt: sum.LastCommitAt, TxCount: sum.TxCount, ChangeCount: sum.ChangeCount,
-		RawBytes: sum.RawBytes, StoredBytes: sum.StoredBytes, SHA256: sum.SHA256,
+		RawBytes: sum.RawBytes, StoredBytes: size, SHA256: sha,
 	})
 	if err != nil {
 		return fmt.Errorf("record segment %s: %w", key, err)
@@ -175,4 +182,15 @@ func (s *segmenter) discard() {
 		os.Remove(s.file.Name())
 	}
 	s.w, s.file, s.idle = nil, nil, nil
+}
+
+// hashCounter hashes and counts what is written to it.
+type hashCounter struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCounter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
 }

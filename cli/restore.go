@@ -34,6 +34,7 @@ func restoreCommand() command {
 			onDDLError := fs.String("on-ddl-error", "stop", "when captured DDL fails on the target: stop (name its LSN and text) or skip (go on; the summary lists it)")
 			dryRun := fs.Bool("dry-run", false, "print the plan and change nothing")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
+			identity := identityFlag(fs)
 			return func(env *Env, path string, args []string) error {
 				t, err := restore.ParseTarget(*at, *lsn, *latest)
 				if err != nil {
@@ -73,7 +74,7 @@ func restoreCommand() command {
 						return errors.New("not restored: not confirmed")
 					}
 				}
-				arts, err := engine.OpenArtifacts(env.Ctx, cfg.Storage)
+				arts, err := engine.OpenArtifacts(env.Ctx, withIdentity(cfg.Storage, *identity))
 				if err != nil {
 					return err
 				}

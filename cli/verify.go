@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/logging"
 	"github.com/btfu/btfu/probe"
@@ -24,6 +25,7 @@ func verifyCommand() command {
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
 			restoreTest := fs.String("restore-test", "", "also restore the latest state into this EMPTY scratch database and compare row counts per table with the source")
+			identity := identityFlag(fs)
 			return func(env *Env, path string, args []string) error {
 				st, err := openStored(env, path, *name, args)
 				if err != nil {
@@ -31,7 +33,7 @@ func verifyCommand() command {
 				}
 				defer st.meta.Close()
 				src, meta, rec := st.src, st.meta, st.rec
-				arts, err := engine.OpenArtifacts(env.Ctx, st.cfg.Storage)
+				arts, err := engine.OpenArtifacts(env.Ctx, withIdentity(st.cfg.Storage, *identity))
 				if err != nil {
 					return err
 				}
@@ -43,13 +45,24 @@ func verifyCommand() command {
 				for _, r := range rep.Coverage {
 					fmt.Fprintf(env.Stdout, "restorable %s .. %s (LSN %s .. %s)\n", r.FromTime.UTC().Format(time.RFC3339), r.ToTime.UTC().Format(time.RFC3339), r.FromLSN, r.ToLSN)
 				}
+				if rep.Encrypted > 0 {
+					fmt.Fprintf(env.Stdout, "encrypted (age): %d artifact(s)", rep.Encrypted)
+					if rep.Unchecked > 0 {
+						fmt.Fprintf(env.Stdout, "; checksums verified, content of %d NOT checked: no identity to decrypt them (%s)", rep.Unchecked, engine.IdentityHint)
+					}
+					fmt.Fprintln(env.Stdout)
+				}
 				for _, p := range rep.Problems {
 					fmt.Fprintln(env.Stdout, "PROBLEM "+p)
 				}
 				if len(rep.Problems) > 0 {
 					return &ExitError{Code: 1, Err: fmt.Errorf("%d problem(s) found", len(rep.Problems))}
 				}
-				fmt.Fprintln(env.Stdout, "all artifacts verified")
+				if rep.Unchecked > 0 {
+					fmt.Fprintln(env.Stdout, "all checksums verified")
+				} else {
+					fmt.Fprintln(env.Stdout, "all artifacts verified")
+				}
 				if *restoreTest == "" {
 					return nil
 				}
@@ -110,4 +123,19 @@ func restoreTestRun(env *Env, st *stored, arts artifact.Store, dsn string) error
 	}
 	fmt.Fprintf(env.Stdout, "restore test passed: %d table(s) match the source\n", len(counts))
 	return nil
+}
+
+// identityFlag is --identity: an age identity file for this run, instead
+// of the configured one (a key kept offline, brought for a restore).
+func identityFlag(fs *flag.FlagSet) *string {
+	return fs.String("identity", "", "age identity file (the private key age-keygen wrote) that decrypts encrypted artifacts, instead of storage.age_identity_file")
+}
+
+// withIdentity is st with the identity file given on the command line,
+// if any.
+func withIdentity(st config.Storage, file string) config.Storage {
+	if file != "" {
+		st.AgeIdentityFile, st.AgeIdentity = file, ""
+	}
+	return st
 }

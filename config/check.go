@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/redact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
 
 var envRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -233,6 +235,7 @@ func (c *Config) check(p *Problems) {
 		c.checkSource(p, i, names, slots)
 	}
 	c.checkNotify(p, names)
+	c.checkEncryption(p)
 }
 
 // checkNotify checks [notify] and every [[notify.channel]]; sources are
@@ -523,4 +526,100 @@ func checkDSN(p *Problems, key, dsn, password string) {
 	}
 	redact.Register(cfg.Password)
 	redact.Register(password)
+}
+
+// checkEncryption reads and checks the age recipients ([storage] and each
+// source's) into Storage.Recipients, and checks where the identity is.
+func (c *Config) checkEncryption(p *Problems) {
+	st := &c.Storage
+	st.Recipients = map[string][]string{}
+	if rs := recipients(p, "storage", st.EncryptTo, st.EncryptToFile); len(rs) > 0 {
+		st.Recipients[""] = rs
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if len(s.EncryptTo) == 0 && s.EncryptToFile == "" {
+			continue
+		}
+		st.Recipients[s.Name] = recipients(p, sourceKey(s, i), s.EncryptTo, s.EncryptToFile)
+	}
+	for name, rs := range st.Recipients {
+		pq := 0
+		for _, r := range rs {
+			if strings.HasPrefix(r, "age1pq1") {
+				pq++
+			}
+		}
+		if pq > 0 && pq < len(rs) {
+			key := "storage.encrypt_to"
+			if name != "" {
+				key = "source." + name + ".encrypt_to"
+			}
+			p.add(key, "mixes post-quantum (age1pq1…) and classic (age1…) keys; age encrypts one artifact to keys of one kind: use only one kind (all age1pq1… for post-quantum protection)")
+		}
+	}
+	if st.AgeIdentity != "" {
+		redact.Register(st.AgeIdentity)
+		for _, line := range strings.Split(st.AgeIdentity, "\n") {
+			redact.Register(strings.TrimSpace(line))
+		}
+		if st.AgeIdentityFile != "" {
+			p.add("storage.age_identity", "set either age_identity or age_identity_file, not both")
+		} else if _, err := agecrypt.ParseIdentities(strings.NewReader(st.AgeIdentity)); err != nil {
+			p.add("storage.age_identity", "%v", err)
+		}
+	}
+	if f := st.AgeIdentityFile; f != "" && st.Kind == "local" {
+		if inside(f, st.Path) {
+			p.add("storage.age_identity_file", "%s is inside storage.path (%s): whoever can read the backups could decrypt them; keep the identity elsewhere (another machine, a secrets manager, or at least another directory readable only by the restoring user)", f, st.Path)
+		}
+	}
+}
+
+// recipients reads encrypt_to and encrypt_to_file at key.
+func recipients(p *Problems, key string, list []string, file string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for j, r := range list {
+		rc, err := agecrypt.ParseRecipient(r)
+		if err != nil {
+			p.add(fmt.Sprintf("%s.encrypt_to[%d]", key, j), "%v", err)
+			continue
+		}
+		if !seen[rc.Name] {
+			seen[rc.Name] = true
+			out = append(out, rc.Name)
+		}
+	}
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			p.add(key+".encrypt_to_file", "cannot read %s: %v", file, err)
+			return out
+		}
+		defer f.Close()
+		rs, err := agecrypt.ParseRecipients(f)
+		if err != nil {
+			p.add(key+".encrypt_to_file", "%s: %v", file, err)
+			return out
+		}
+		for _, rc := range rs {
+			if !seen[rc.Name] {
+				seen[rc.Name] = true
+				out = append(out, rc.Name)
+			}
+		}
+	}
+	return out
+}
+
+// inside reports whether path is dir or below it.
+func inside(path, dir string) bool {
+	a, err1 := filepath.Abs(path)
+	b, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(b, a)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -56,7 +56,32 @@ type Metadata struct {
 type Storage struct {
 	Kind string `toml:"kind"`           // "local" (default) or "s3"
 	Path string `toml:"path,omitempty"` // local directory, default ./data
-	S3   S3     `toml:"s3"`
+
+	// EncryptTo and EncryptToFile: the age public keys (recipients) every
+	// new artifact is encrypted to, unless its source names its own;
+	// none stores artifacts plain. Both may be set (all keys are used).
+	EncryptTo     []string `toml:"encrypt_to"`
+	EncryptToFile string   `toml:"encrypt_to_file"`
+	// AgeIdentityFile or AgeIdentity: the age identity (private key) that
+	// decrypts, for restores, drills and verify; read only when an
+	// encrypted artifact is. Never beside the data.
+	AgeIdentityFile string `toml:"age_identity_file"`
+	AgeIdentity     string `toml:"age_identity"`
+
+	S3 S3 `toml:"s3"`
+
+	// Recipients holds the checked public keys: "" for the storage-wide
+	// ones, a source's name for a source that names its own.
+	Recipients map[string][]string `toml:"-"`
+}
+
+// RecipientsFor returns the recipients of a new artifact of the named
+// source: its own when it names some, else the storage-wide ones.
+func (s *Storage) RecipientsFor(source string) []string {
+	if r, ok := s.Recipients[source]; ok {
+		return r
+	}
+	return s.Recipients[""]
 }
 
 // S3 configures an S3 or S3-compatible bucket. Credentials come from the
@@ -230,6 +255,11 @@ type Source struct {
 	// wait). Until it runs, restores from older base backups name those
 	// tables LEFT OUT.
 	JoinedBackupInterval Duration `toml:"joined_backup_interval"`
+
+	// EncryptTo and EncryptToFile: the age recipients of this source's
+	// new artifacts, instead of [storage]'s.
+	EncryptTo     []string `toml:"encrypt_to,omitempty"`
+	EncryptToFile string   `toml:"encrypt_to_file,omitempty"`
 
 	// RestoreTarget is the empty database the restore wizard and
 	// `btfu restore` use when none is given: a scratch database for
@@ -470,6 +500,9 @@ func (c *Config) Show() (string, error) {
 	}
 	if cp.Storage.S3.SessionToken != "" {
 		cp.Storage.S3.SessionToken = redact.Mask
+	}
+	if cp.Storage.AgeIdentity != "" {
+		cp.Storage.AgeIdentity = redact.Mask
 	}
 	if cp.API.TokenFile != "" {
 		cp.API.Token = ""

@@ -15,9 +15,10 @@ import (
 // Reload applies a new configuration while the engine runs: sources added
 // start, sources removed stop (their records and backups stay), sources
 // whose settings changed restart with the new ones (a stopping source
-// stores and acknowledges what it holds first). [metadata], [storage],
-// [engine], [api] and [log] changes need a restart; they are reported,
-// not applied.
+// stores and acknowledges what it holds first). Encryption settings
+// (recipients, identity) apply to the next artifacts; other [metadata],
+// [storage], [engine], [api] and [log] changes need a restart; they are
+// reported, not applied.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	e.ctl.Lock()
 	defer e.ctl.Unlock()
@@ -29,8 +30,13 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	if !reflect.DeepEqual(old.Metadata, cfg.Metadata) {
 		needRestart = append(needRestart, "[metadata]")
 	}
+	storage := old.Storage
 	if !reflect.DeepEqual(old.Storage, cfg.Storage) {
-		needRestart = append(needRestart, "[storage]")
+		if encryptionOnly(old.Storage, cfg.Storage) && setEncryption(e.artifacts, cfg.Storage) {
+			storage = cfg.Storage // new artifacts go to the new recipients
+		} else {
+			needRestart = append(needRestart, "[storage]")
+		}
 	}
 	if !reflect.DeepEqual(old.Engine, cfg.Engine) {
 		needRestart = append(needRestart, "[engine]")
@@ -42,7 +48,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 		needRestart = append(needRestart, "[log]")
 	}
 	// Keep what cannot change live.
-	cfg.Metadata, cfg.Storage, cfg.Engine, cfg.API, cfg.Log = old.Metadata, old.Storage, old.Engine, old.API, old.Log
+	cfg.Metadata, cfg.Storage, cfg.Engine, cfg.API, cfg.Log = old.Metadata, storage, old.Engine, old.API, old.Log
 
 	e.mu.Lock()
 	running := e.runCtx != nil && e.runCtx.Err() == nil

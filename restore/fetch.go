@@ -79,6 +79,7 @@ type prefetcher struct {
 	released chan int64
 	next     int
 	ahead    int
+	arts     artifact.Store
 	done     chan struct{}
 }
 
@@ -92,7 +93,7 @@ func prefetch(ctx context.Context, arts artifact.Store, segs []store.Segment, ah
 	ctx, cancel := context.WithCancel(ctx)
 	ahead = max(ahead, 1)
 	p := &prefetcher{ctx: ctx, cancel: cancel, segs: segs, results: make([]chan fetched, len(segs)),
-		released: make(chan int64, ahead+1), ahead: ahead, done: make(chan struct{})}
+		released: make(chan int64, ahead+1), ahead: ahead, arts: arts, done: make(chan struct{})}
 	for i := range p.results {
 		p.results[i] = make(chan fetched, 1)
 	}
@@ -128,10 +129,11 @@ func (p *prefetcher) feed(arts artifact.Store) {
 	}
 }
 
-// readSegment reads a whole segment and checks it against its record
+// readSegment reads a whole segment's stored bytes (below any layer: the
+// record's checksum is of those) and checks them against its record
 // again: the object may have changed since the verification pass.
 func readSegment(ctx context.Context, arts artifact.Store, s store.Segment) ([]byte, error) {
-	rc, err := arts.Get(ctx, s.ArtifactKey)
+	rc, err := artifact.Stored(arts).Get(ctx, s.ArtifactKey)
 	if err != nil {
 		return nil, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
 	}
@@ -157,10 +159,19 @@ func (p *prefetcher) Next() (io.ReadCloser, error) {
 	p.next++
 	select {
 	case f := <-p.results[i]:
+		r := &prefetched{p: p, n: cost(p.segs[i])}
 		if f.err != nil {
+			r.Close()
 			return nil, f.err
 		}
-		return &prefetched{Reader: bytes.NewReader(f.data), p: p, n: cost(p.segs[i])}, nil
+		// The layers (decryption) turn stored bytes into the segment.
+		content, err := artifact.Decode(p.arts, p.segs[i].ArtifactKey, bytes.NewReader(f.data))
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.Reader = content
+		return r, nil
 	case <-p.ctx.Done():
 		return nil, p.ctx.Err()
 	}
@@ -173,7 +184,7 @@ func (p *prefetcher) Close() {
 }
 
 type prefetched struct {
-	*bytes.Reader
+	io.Reader
 	p    *prefetcher
 	n    int64
 	once sync.Once

@@ -2,8 +2,6 @@ package restore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -279,17 +277,8 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 var ErrCorruptArtifact = errors.New("artifact checksum mismatch")
 
 func verify(ctx context.Context, arts artifact.Store, key, want string) error {
-	rc, err := arts.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("artifact %s: %w", key, err)
-	}
-	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, rc); err != nil {
-		return fmt.Errorf("artifact %s: %w", key, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return fmt.Errorf("artifact %s: %w (stored %s, recorded %s); nothing was written to the target", key, ErrCorruptArtifact, got, want)
+	if _, err := checkStored(ctx, arts, key, want, nil); err != nil {
+		return fmt.Errorf("%w; nothing was written to the target", err)
 	}
 	return nil
 }

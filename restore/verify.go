@@ -16,6 +16,7 @@ import (
 	"github.com/btfu/btfu/segment"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
 
 // VerifyReport is what Verify found.
@@ -25,6 +26,11 @@ type VerifyReport struct {
 	Bytes       int64
 	Problems    []string // each names the artifact and what is wrong
 	Coverage    []coverage.Range
+	// Encrypted counts the artifacts stored encrypted (age); Unchecked
+	// those among them whose content was not checked because no identity
+	// is configured (their checksums were).
+	Encrypted int
+	Unchecked int
 }
 
 // Verify reads every stored artifact of a source: checksums, segment
@@ -44,8 +50,10 @@ func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID
 		}
 		rep.BaseBackups++
 		rep.Bytes += b.SizeBytes
-		if err := checkArtifact(ctx, arts, b.ArtifactKey, b.SHA256, nil); err != nil {
-			rep.Problems = append(rep.Problems, err.Error())
+		if err := rep.check(ctx, arts, b.ArtifactKey, b.SHA256, nil); err != nil {
+			if agecrypt.Category(err) != agecrypt.CatNoIdentity {
+				rep.Problems = append(rep.Problems, err.Error())
+			}
 			continue
 		}
 		if perr != nil {
@@ -95,36 +103,97 @@ func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID
 			}
 			return nil
 		}
-		if err := checkArtifact(ctx, arts, s.ArtifactKey, s.SHA256, check); err != nil {
+		if err := rep.check(ctx, arts, s.ArtifactKey, s.SHA256, check); err != nil && agecrypt.Category(err) != agecrypt.CatNoIdentity {
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}
 	return rep, nil
 }
 
-// checkArtifact reads key once, hashing it and, if given, parsing it.
-func checkArtifact(ctx context.Context, arts artifact.Store, key, sha string, parse func(io.Reader) error) error {
-	rc, err := arts.Get(ctx, key)
+// check reads key once, checking the SHA-256 of its stored bytes and,
+// when given, parsing its content (decrypted when it is encrypted),
+// counting encrypted artifacts and those it could not decrypt for want of
+// an identity (then the error has category agecrypt.CatNoIdentity).
+func (rep *VerifyReport) check(ctx context.Context, arts artifact.Store, key, sha string, parse func(io.Reader) error) error {
+	encrypted, err := checkStored(ctx, arts, key, sha, parse)
+	if encrypted {
+		rep.Encrypted++
+	}
+	if agecrypt.Category(err) == agecrypt.CatNoIdentity {
+		rep.Unchecked++
+	}
+	return err
+}
+
+// checkStored reads the bytes stored under key once (below every layer of
+// arts): their SHA-256 must be want, and what Get would return (decrypted)
+// goes to parse, or is read through when parse is nil, which checks an
+// encrypted artifact's authentication. A checksum mismatch is
+// ErrCorruptArtifact; content that cannot be decrypted (no identity, the
+// wrong one) or parsed is reported after the checksum is found right.
+func checkStored(ctx context.Context, arts artifact.Store, key, want string, parse func(io.Reader) error) (encrypted bool, err error) {
+	rc, err := artifact.Stored(arts).Get(ctx, key)
 	if err != nil {
-		return fmt.Errorf("artifact %s: %w", key, err)
+		return false, fmt.Errorf("artifact %s: %w", key, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
-	r := io.TeeReader(rc, h)
-	var perr error
-	if parse != nil {
-		perr = parse(r)
+	raw := &readErr{r: rc}
+	head := &headBytes{n: len(agecrypt.Magic)}
+	stored := io.TeeReader(raw, io.MultiWriter(h, head))
+	defer func() { encrypted = agecrypt.Encrypted(head.b) }()
+	content, cerr := artifact.Decode(arts, key, stored)
+	if cerr == nil {
+		if parse == nil {
+			parse = func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err }
+		}
+		cerr = parse(content)
 	}
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return fmt.Errorf("artifact %s: %w", key, err)
+	// The rest of the stored bytes, whatever the content check did.
+	if _, err := io.Copy(io.Discard, stored); err != nil {
+		return false, fmt.Errorf("artifact %s: %w", key, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
-		return fmt.Errorf("artifact %s: %w (stored %s, recorded %s)", key, ErrCorruptArtifact, got, sha)
+	if raw.err != nil {
+		return false, fmt.Errorf("artifact %s: %w", key, raw.err)
 	}
-	if perr != nil {
-		return fmt.Errorf("artifact %s: unreadable: %w", key, perr)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return false, fmt.Errorf("artifact %s: %w (stored %s, recorded %s)", key, ErrCorruptArtifact, got, want)
 	}
-	return nil
+	if cerr != nil {
+		if agecrypt.Category(cerr) != "" {
+			return false, cerr // names the artifact and what to do
+		}
+		return false, fmt.Errorf("artifact %s: unreadable: %w", key, cerr)
+	}
+	return false, nil
+}
+
+// headBytes keeps the first n bytes written to it.
+type headBytes struct {
+	n int
+	b []byte
+}
+
+func (h *headBytes) Write(p []byte) (int, error) {
+	if k := min(len(p), h.n-len(h.b)); k > 0 {
+		h.b = append(h.b, p[:k]...)
+	}
+	return len(p), nil
+}
+
+// readErr remembers a read error of the store, which a layer above may
+// have reported differently.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 func listTables(ctx context.Context, arts artifact.Store, key, prog string) (int, error) {

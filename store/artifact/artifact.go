@@ -7,10 +7,12 @@
 // contract suite, artifact/artifacttest.
 //
 // Objects are streamed in both directions; no implementation may buffer a
-// whole object in memory or on disk. A transforming layer (compression,
-// encryption) is meant to be a Store that wraps another Store: it rewrites
-// the stream in Put and Get, and keeps the key space unchanged so that List
-// and Delete pass through. Sizes it reports are those of the stored bytes.
+// whole object in memory or on disk. A transforming layer (encryption:
+// artifact/agecrypt) is a Layer, a Store that wraps another Store: it
+// rewrites the stream in Put and Get, and keeps the key space unchanged so
+// that List and Delete pass through. Sizes it reports, and checksums
+// PutHashed returns, are those of the stored bytes: Stored reads them for
+// integrity checks that need no key, Decode turns them into content.
 package artifact
 
 import (
@@ -105,9 +107,63 @@ func ValidatePrefix(prefix string) error {
 	return nil
 }
 
+// Layer is a transforming Store (encryption): it rewrites the stream in
+// Put and Get and passes keys, Stat, List and Delete through to the store
+// below, which holds the stored bytes. Checksums and sizes recorded for an
+// artifact are those of the stored bytes, so integrity can be checked
+// below the layer (without its keys) and content through it.
+type Layer interface {
+	Store
+	// Unwrap returns the store below.
+	Unwrap() Store
+	// Encode turns the bytes given to Put for key into the bytes to store,
+	// streaming.
+	Encode(key string, r io.Reader) (io.Reader, error)
+	// Decode turns bytes stored under key, as read from Unwrap(), into the
+	// bytes Get returns, streaming.
+	Decode(key string, stored io.Reader) (io.Reader, error)
+}
+
+// Stored returns the store that holds the stored bytes: s below every
+// Layer. Reading from it gives the bytes the recorded checksums cover.
+func Stored(s Store) Store {
+	for {
+		l, ok := s.(Layer)
+		if !ok {
+			return s
+		}
+		s = l.Unwrap()
+	}
+}
+
+// Decode turns stored bytes of key, as read from Stored(s), into what
+// s.Get(key) returns, applying every Layer's Decode from the bottom up.
+func Decode(s Store, key string, stored io.Reader) (io.Reader, error) {
+	l, ok := s.(Layer)
+	if !ok {
+		return stored, nil
+	}
+	r, err := Decode(l.Unwrap(), key, stored)
+	if err != nil {
+		return nil, err
+	}
+	return l.Decode(key, r)
+}
+
 // PutHashed is s.Put that also returns the SHA-256 (hex) of the bytes
-// stored, computed on the way through without buffering.
+// stored (below every Layer), computed on the way through without
+// buffering.
 func PutHashed(ctx context.Context, s Store, key string, r io.Reader) (size int64, sha256hex string, err error) {
+	if l, ok := s.(Layer); ok {
+		if err := ValidateKey(key); err != nil {
+			return 0, "", err
+		}
+		enc, err := l.Encode(key, r)
+		if err != nil {
+			return 0, "", err
+		}
+		return PutHashed(ctx, l.Unwrap(), key, enc)
+	}
 	h := sha256.New()
 	size, err = s.Put(ctx, key, io.TeeReader(r, h))
 	if err != nil {

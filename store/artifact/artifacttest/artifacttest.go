@@ -7,6 +7,10 @@
 // newStore must return an empty store each time. Objects bigger than 5 MiB
 // (the S3 minimum part size) are used, so a multipart store configured with
 // that part size goes through its multipart path.
+//
+// A transforming layer (artifact.Layer) passes the same suite: sizes and
+// checksums it reports must be those of the bytes the store below holds,
+// and Get must return what was put.
 package artifacttest
 
 import (
@@ -92,9 +96,39 @@ func MustPut(t *testing.T, s artifact.Store, key string, data []byte) {
 	if err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
 	}
-	if n != int64(len(data)) {
-		t.Fatalf("Put(%q) = %d bytes, want %d", key, n, len(data))
+	if want := storedSize(t, s, key, int64(len(data))); n != want {
+		t.Fatalf("Put(%q) = %d bytes, want %d", key, n, want)
 	}
+}
+
+// storedSize is the size the store reports for an object of plain bytes:
+// plain itself, or for a Layer the size of what the store below holds.
+func storedSize(t *testing.T, s artifact.Store, key string, plain int64) int64 {
+	t.Helper()
+	if _, ok := s.(artifact.Layer); !ok {
+		return plain
+	}
+	info, err := artifact.Stored(s).Stat(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Stat(%q) below the layer: %v", key, err)
+	}
+	return info.Size
+}
+
+// storedSHA256 is the SHA-256 of the bytes the store below every layer
+// holds under key.
+func storedSHA256(t *testing.T, s artifact.Store, key string) string {
+	t.Helper()
+	rc, err := artifact.Stored(s).Get(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Get(%q) below the layer: %v", key, err)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, rc); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // MustGet reads the whole object under key and fails the test on error.
@@ -172,8 +206,8 @@ func testRoundTrip(t *testing.T, s artifact.Store) {
 			if err != nil {
 				t.Fatalf("Stat: %v", err)
 			}
-			if info.Key != tc.key || info.Size != int64(tc.size) {
-				t.Errorf("Stat = %+v, want key %q size %d", info, tc.key, tc.size)
+			if want := storedSize(t, s, tc.key, int64(tc.size)); info.Key != tc.key || info.Size != want {
+				t.Errorf("Stat = %+v, want key %q size %d", info, tc.key, want)
 			}
 			if d := info.ModTime.Sub(before); d < -time.Hour || d > time.Hour {
 				t.Errorf("Stat ModTime = %v, want about %v", info.ModTime, before)
@@ -188,8 +222,8 @@ func testOverwrite(t *testing.T, s artifact.Store) {
 		data := Data(uint64(i), size)
 		MustPut(t, s, "k", data)
 		wantContent(t, s, "k", data)
-		if info, err := s.Stat(ctx(t), "k"); err != nil || info.Size != int64(size) {
-			t.Fatalf("after put #%d: Stat = %+v, %v; want size %d", i, info, err, size)
+		if info, err := s.Stat(ctx(t), "k"); err != nil || info.Size != storedSize(t, s, "k", int64(size)) {
+			t.Fatalf("after put #%d: Stat = %+v, %v; want size %d", i, info, err, storedSize(t, s, "k", int64(size)))
 		}
 	}
 	wantKeys(t, s, "", "k")
@@ -254,8 +288,8 @@ func testList(t *testing.T, s artifact.Store) {
 			}
 			for _, in := range infos {
 				i := indexOf(keys, in.Key)
-				if in.Size != int64(i+1) || in.ModTime.IsZero() {
-					t.Errorf("List(%q): %+v, want size %d and a ModTime", tc.prefix, in, i+1)
+				if want := storedSize(t, s, in.Key, int64(i+1)); in.Size != want || in.ModTime.IsZero() {
+					t.Errorf("List(%q): %+v, want size %d and a ModTime", tc.prefix, in, want)
 				}
 			}
 		})
@@ -316,8 +350,12 @@ func testPutHashed(t *testing.T, s artifact.Store) {
 				t.Fatal(err)
 			}
 			want := sha256.Sum256(data)
-			if n != int64(size) || sum != hex.EncodeToString(want[:]) {
-				t.Errorf("PutHashed = %d, %s; want %d, %x", n, sum, size, want)
+			wantSum := hex.EncodeToString(want[:])
+			if _, ok := s.(artifact.Layer); ok {
+				wantSum = storedSHA256(t, s, key)
+			}
+			if wantN := storedSize(t, s, key, int64(size)); n != wantN || sum != wantSum {
+				t.Errorf("PutHashed = %d, %s; want %d, %s", n, sum, wantN, wantSum)
 			}
 			wantContent(t, s, key, data)
 		})
@@ -495,22 +533,26 @@ func testStreaming(t *testing.T, s artifact.Store) {
 			}
 		}
 	}()
-	n, sum, err := artifact.PutHashed(ctx(t), s, "huge", io.LimitReader(stream(9), size))
+	put := sha256.New()
+	n, _, err := artifact.PutHashed(ctx(t), s, "huge", io.TeeReader(io.LimitReader(stream(9), size), put))
 	if err == nil {
 		var rc io.ReadCloser
 		if rc, err = s.Get(ctx(t), "huge"); err == nil {
 			h := sha256.New()
 			_, err = io.Copy(h, rc)
 			rc.Close()
-			if got := hex.EncodeToString(h.Sum(nil)); err == nil && got != sum {
-				t.Errorf("Get returned sha256 %s, Put stored %s", got, sum)
+			if got, want := hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(put.Sum(nil)); err == nil && got != want {
+				t.Errorf("Get returned sha256 %s, Put was given %s", got, want)
 			}
 		}
 	}
 	close(stop)
 	<-done
-	if err != nil || n != size {
-		t.Fatalf("put/get %d bytes: stored %d, %v", size, n, err)
+	if err != nil {
+		t.Fatalf("put/get %d bytes: %v", size, err)
+	}
+	if want := storedSize(t, s, "huge", size); n != want {
+		t.Fatalf("put %d bytes: PutHashed says %d stored, want %d", size, n, want)
 	}
 	if grew := int64(peak.Load()) - int64(base); grew > limit {
 		t.Errorf("live heap grew by %d MiB while streaming %d MiB; want at most %d MiB",
