@@ -95,6 +95,23 @@ func TestPauseSurvivesRestartAndResumeLosesNothing(t *testing.T) {
 	if r := st2.Sources[0].LastRestore; r == nil || r.Status != "ok" || !strings.Contains(r.Detail, "transactions") {
 		t.Fatalf("last restore in status: %+v", r)
 	}
+	// A restore stopped as it starts (right after restore.started) is
+	// recorded too, as failed.
+	src, err := e2.meta.GetSource(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Restore(stopped, e2.meta, e2.artifacts, src, plan, restore.Options{TargetDSN: source.DSN(source.CreateDB(t))}); err == nil {
+		t.Fatal("a cancelled restore succeeded")
+	}
+	if st2, err = e2.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := st2.Sources[0].LastRestore; r == nil || r.Status == "ok" {
+		t.Fatalf("last restore after one stopped as it started: %+v", r)
+	}
 }
 
 func TestResumeRefusesASourcePausedInConfig(t *testing.T) {

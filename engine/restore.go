@@ -20,7 +20,9 @@ const RestoreJob = "restore"
 // interrupted restore says the target is partial.
 func Restore(ctx context.Context, meta store.Store, arts artifact.Store, src store.Source, plan *restore.Plan, opts restore.Options) (restore.Summary, error) {
 	opts.SourceSystemID, opts.SourceDatabase, opts.SourcePublication = src.SystemIdentifier, src.Database, src.PublicationName
-	job, jerr := meta.StartJob(ctx, store.Job{SourceID: src.ID, Kind: RestoreJob, StartedAt: time.Now(), Detail: plan.Target.String()})
+	// Recorded even when the restore is cancelled at once: a restore
+	// stopped before it began is still one the user asked for.
+	job, jerr := meta.StartJob(context.WithoutCancel(ctx), store.Job{SourceID: src.ID, Kind: RestoreJob, StartedAt: time.Now(), Detail: plan.Target.String()})
 	sum, err := restore.Run(ctx, meta, arts, src.ID, plan, opts)
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("interrupted: the target is partial and must not be used; drop it and restore again (%w)", err)
