@@ -72,7 +72,8 @@ type Worker struct {
 	bg     sync.WaitGroup   // base backups started by the worker itself
 	rcv    *stream.Receiver // the current stream, for the server's WAL end
 	// backupDue, when set, says why a base backup should start soon
-	// (tables joined); lastJoinedBackup is when the last such one started.
+	// (tables joined); lastJoinedBackup is when the last such one started
+	// (or failed: it is tried again an interval later).
 	backupDue        string
 	lastJoinedBackup time.Time
 	backupMu         sync.Mutex
@@ -949,9 +950,10 @@ func (w *Worker) sequences(ctx context.Context) {
 		}
 		w.checkWAL(ctx) // the WAL guard
 		w.addNewTables(ctx)
-		// One base backup for tables that joined, then none before
-		// joined_backup_interval: a migration attaching partitions one by
-		// one makes one pg_dump of the source, not one per partition.
+		// A base backup for tables that joined, joined_backup_interval
+		// after the newest one of any kind: a migration attaching
+		// partitions one by one makes one pg_dump of the source, not one
+		// per partition, and no pg_dump follows another at once.
 		w.mu.Lock()
 		why := w.backupDue
 		w.mu.Unlock()
