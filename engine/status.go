@@ -182,6 +182,12 @@ func attention(ss SourceStatus) string {
 			probe.HumanBytes(*ss.RetainedBytes), 100*float64(*ss.RetainedBytes)/float64(ss.WALBudget), probe.HumanBytes(ss.WALBudget))
 	case ss.WALStatus == "unreserved" || ss.WALStatus == "lost":
 		return fmt.Sprintf("the slot's wal_status is %s: the server (max_slot_wal_keep_size) is about to invalidate it or has", ss.WALStatus)
+	case ss.LastDrill != nil && ss.LastDrill.Status == store.DrillFailed:
+		why := "the last restore drill failed (" + ss.LastDrill.Category + "): " + ss.LastDrill.Error
+		if ss.LastDrill.Hint != "" {
+			why += "; " + ss.LastDrill.Hint
+		}
+		return why + " (btfu drill runs one again)"
 	case ss.Paused:
 		return "paused: changes are not being captured"
 	case ss.BaseBackups == 0 && ss.State != "new":
