@@ -108,6 +108,9 @@ func writeMetrics(w io.Writer, st engine.Status, segmentsStored map[string]int64
 		{"btfu_source_healthy", "gauge", "1 when the source streams with nothing needing attention (what GET /health checks).", func(ss *engine.SourceStatus) value {
 			return boolean(ss.Streaming && ss.Attention == "")
 		}},
+		{"btfu_source_encrypted", "gauge", "1 when the source's new artifacts are encrypted with age (encrypt_to), 0 when they are stored unencrypted.", func(ss *engine.SourceStatus) value {
+			return boolean(ss.EncryptedTo > 0)
+		}},
 		{"btfu_lag_bytes", "gauge", "WAL bytes between the source's current position and what btfu has stored.", func(ss *engine.SourceStatus) value {
 			if ss.LagBytes == nil {
 				return ""

@@ -77,6 +77,11 @@ func TestEncryptedCaptureVerifyRestore(t *testing.T) {
 		t.Fatal("a private key in the logs")
 	}
 
+	// Status says the source is encrypted.
+	if r := btfu(t, dir, "status"); !strings.Contains(r.stdout, "encryption:") || !strings.Contains(r.stdout, "age to 1 recipient") {
+		t.Errorf("status does not say the source is encrypted:\n%s", r.stdout)
+	}
+
 	r := btfu(t, dir, "verify")
 	t.Logf("verify without identity:\n%s", r.stdout)
 	if r.code != 0 || !strings.Contains(r.stdout, "checksums verified, content of") || !strings.Contains(r.stdout, "NOT checked") || !strings.Contains(r.stdout, "all checksums verified") {

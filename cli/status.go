@@ -103,6 +103,9 @@ func printStatus(w io.Writer, st engine.Status, live bool) {
 			fmt.Fprintf(tw, "  last restore:\t%s\n", line)
 		}
 		drillStatusLines(tw, s, time.Now())
+		if s.EncryptedTo > 0 {
+			fmt.Fprintf(tw, "  encryption:\tnew artifacts encrypted with age to %d recipient(s)\n", s.EncryptedTo)
+		}
 	}
 	tw.Flush()
 }

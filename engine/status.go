@@ -32,25 +32,28 @@ type SourceStatus struct {
 	FlushedTime *time.Time `json:"flushed_time"`
 	// RPOSeconds is the age of the newest stored commit or keepalive: what
 	// a failure right now would lose at most.
-	RPOSeconds    *float64        `json:"rpo_seconds,omitempty"`
-	MaxLagSeconds float64         `json:"max_lag_seconds"`
-	SourceLSN     string          `json:"source_lsn,omitempty"`
-	LagBytes      *int64          `json:"lag_bytes,omitempty"`
-	TxPerSec      float64         `json:"tx_per_sec"`
-	BytesPerSec   float64         `json:"bytes_per_sec"`
-	LagHistory    []int64         `json:"lag_history,omitempty"` // lag bytes, one per sample (2 s), oldest first
-	RetainedBytes *int64          `json:"retained_wal_bytes,omitempty"`
-	WALBudget     int64           `json:"wal_budget_bytes"` // retained WAL past which the slot is dropped
-	LastBackup    *BackupInfo     `json:"last_base_backup,omitempty"`
-	NextBackup    *time.Time      `json:"next_base_backup,omitempty"`
-	Coverage      []CoverageRange `json:"coverage"`
-	BaseBackups   int             `json:"base_backups"`
-	Segments      int             `json:"segments"`
-	SegmentBytes  int64           `json:"segment_bytes"`
-	LastRestore   *RestoreRecord  `json:"last_restore,omitempty"`
-	LastDrill     *DrillInfo      `json:"last_drill,omitempty"` // drill.go
-	NextDrill     *time.Time      `json:"next_drill,omitempty"`
-	LastError     string          `json:"last_error"`
+	RPOSeconds    *float64 `json:"rpo_seconds,omitempty"`
+	MaxLagSeconds float64  `json:"max_lag_seconds"`
+	SourceLSN     string   `json:"source_lsn,omitempty"`
+	LagBytes      *int64   `json:"lag_bytes,omitempty"`
+	TxPerSec      float64  `json:"tx_per_sec"`
+	BytesPerSec   float64  `json:"bytes_per_sec"`
+	LagHistory    []int64  `json:"lag_history,omitempty"` // lag bytes, one per sample (2 s), oldest first
+	RetainedBytes *int64   `json:"retained_wal_bytes,omitempty"`
+	WALBudget     int64    `json:"wal_budget_bytes"` // retained WAL past which the slot is dropped
+	// EncryptedTo is how many age recipients new artifacts of the source
+	// are encrypted to (0: stored unencrypted).
+	EncryptedTo  int             `json:"encrypted_to"`
+	LastBackup   *BackupInfo     `json:"last_base_backup,omitempty"`
+	NextBackup   *time.Time      `json:"next_base_backup,omitempty"`
+	Coverage     []CoverageRange `json:"coverage"`
+	BaseBackups  int             `json:"base_backups"`
+	Segments     int             `json:"segments"`
+	SegmentBytes int64           `json:"segment_bytes"`
+	LastRestore  *RestoreRecord  `json:"last_restore,omitempty"`
+	LastDrill    *DrillInfo      `json:"last_drill,omitempty"` // drill.go
+	NextDrill    *time.Time      `json:"next_drill,omitempty"`
+	LastError    string          `json:"last_error"`
 	// LeftOut names the tables not backed up now: no usable replica
 	// identity (tables_without_key = "leave_out"), or they lost it.
 	LeftOut []string `json:"left_out_tables,omitempty"`
@@ -106,7 +109,8 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 	st := Status{Sources: []SourceStatus{}}
 	for _, sc := range cfg.Sources {
 		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{},
-			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.MaxRetainedWAL), Paused: sc.Paused}
+			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.MaxRetainedWAL), Paused: sc.Paused,
+			EncryptedTo: len(cfg.Storage.RecipientsFor(sc.Name))}
 		src, err := meta.GetSource(ctx, sc.Name)
 		if errors.Is(err, store.ErrNotFound) {
 			ss.State = "new"

@@ -107,6 +107,9 @@ func facts(s engine.SourceStatus, now time.Time) []string {
 	if r := s.LastRestore; r != nil {
 		parts = append(parts, "last restore "+r.Status+" "+age(now.Sub(r.StartedAt))+" ago")
 	}
+	if s.EncryptedTo > 0 {
+		parts = append(parts, "encrypted (age)")
+	}
 	parts[0] = "  " + parts[0]
 	return parts
 }
