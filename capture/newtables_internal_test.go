@@ -14,6 +14,22 @@ import (
 	"github.com/btfu/btfu/store/sqlite"
 )
 
+// checkWorker is a worker on a fresh SQLite metadata store, enough to
+// record what new-tables checks find.
+func checkWorker(t *testing.T) (*Worker, store.Store, store.Source) {
+	t.Helper()
+	meta, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "btfu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	src, err := meta.UpsertSource(context.Background(), store.Source{Name: "app", Database: "app", SlotName: "s", PublicationName: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Worker{Source: &config.Source{Name: "app", Publication: "p"}, Meta: meta, SourceID: src.ID, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, meta, src
+}
+
 // A new-tables check lists the tables, then records what it found. When
 // the capture trigger records a table joining (its key was added) between
 // the listing and the record, the listing's "no key, left out" is stale:
@@ -21,16 +37,7 @@ import (
 // is in the stream. A verdict newer than the listing stands.
 func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
 	ctx := context.Background()
-	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer meta.Close()
-	src, err := meta.UpsertSource(ctx, store.Source{Name: "app", Database: "app", SlotName: "s", PublicationName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &Worker{Source: &config.Source{Name: "app", Publication: "p"}, Meta: meta, SourceID: src.ID, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	w, meta, src := checkWorker(t)
 	if err := RecordJoined(ctx, meta, src.ID, []string{"public.k1"}, 0x2000, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -60,16 +67,7 @@ func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
 // changes on the base's copy of it (restore.Plan.JoinedThenDropped).
 func TestCheckRecordsDropOfJoinedTable(t *testing.T) {
 	ctx := context.Background()
-	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer meta.Close()
-	src, err := meta.UpsertSource(ctx, store.Source{Name: "app", Database: "app", SlotName: "s", PublicationName: "p"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &Worker{Source: &config.Source{Name: "app", Publication: "p"}, Meta: meta, SourceID: src.ID, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	w, meta, src := checkWorker(t)
 	for _, tbl := range []string{"public.gone", "public.kept"} {
 		if err := RecordJoined(ctx, meta, src.ID, []string{tbl}, 0x2000, time.Now()); err != nil {
 			t.Fatal(err)
