@@ -16,11 +16,7 @@ func TestTableCoverageFollowsDropsAttachesAndKeys(t *testing.T) {
 	e := capturingWith(t, nil, `CREATE TABLE pt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
 		CREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (100);`)
 	ctx := context.Background()
-	bases, err := e.meta.ListBaseBackups(ctx, e.id)
-	if err != nil || len(bases) == 0 {
-		t.Fatalf("base backups: %v %v", bases, err)
-	}
-	first := bases[0].ArtifactKey
+	first := firstBase(t, e)
 	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
 	src(`CREATE TABLE reborn (a int); INSERT INTO reborn VALUES (1)`)
 	src(`CREATE TABLE lone (id int NOT NULL, v text); INSERT INTO lone VALUES (150, 'before the attach')`)
@@ -91,11 +87,7 @@ func TestTableCoverageFollowsDropsAttachesAndKeys(t *testing.T) {
 func TestTableJoinedAfterTheBaseThenDroppedIsNotReplayed(t *testing.T) {
 	e := capturingWith(t, nil, `CREATE TABLE j (id int NOT NULL, v text); INSERT INTO j VALUES (1, 'in the base')`)
 	ctx := context.Background()
-	bases, err := e.meta.ListBaseBackups(ctx, e.id)
-	if err != nil || len(bases) == 0 {
-		t.Fatalf("base backups: %v %v", bases, err)
-	}
-	first := bases[0].ArtifactKey
+	first := firstBase(t, e)
 	src := func(sql string) { t.Helper(); source.Exec(t, e.db, sql) }
 	src(`INSERT INTO j SELECT g, 'not published yet' FROM generate_series(2, 50) g`)
 	src(`ALTER TABLE j ADD PRIMARY KEY (id)`)
@@ -122,4 +114,14 @@ func TestTableJoinedAfterTheBaseThenDroppedIsNotReplayed(t *testing.T) {
 			t.Errorf("%s restored as %s, source held %s", tbl, got, h)
 		}
 	}
+}
+
+// firstBase is the key of the source's first base backup.
+func firstBase(t *testing.T, e *env) string {
+	t.Helper()
+	bases, err := e.meta.ListBaseBackups(context.Background(), e.id)
+	if err != nil || len(bases) == 0 {
+		t.Fatalf("base backups: %v %v", bases, err)
+	}
+	return bases[0].ArtifactKey
 }
