@@ -150,3 +150,26 @@ func TestReadAheadIsBounded(t *testing.T) {
 		t.Fatalf("%d segments read while replay held %d; want at most %d", n, readAhead, readAhead)
 	}
 }
+
+// btfu verify reads segments concurrently too, and reports them in order.
+func TestVerifyReadsSegmentsConcurrently(t *testing.T) {
+	e := capturing(t)
+	ctx := context.Background()
+	for i := range 10 {
+		source.Exec(t, e.db, fmt.Sprintf("INSERT INTO items(name) VALUES ('segment %d')", i))
+		time.Sleep(250 * time.Millisecond) // segment_max_age 200ms: one segment each
+	}
+	m := e.mark(t, "after")
+	e.waitStored(t, m)
+	w := &watched{Store: e.arts, gather: 4, wake: make(chan struct{})}
+	rep, err := Verify(ctx, e.meta, w, e.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.Segments < 5 {
+		t.Fatalf("verify: %+v", rep)
+	}
+	if w.max < 4 {
+		t.Errorf("verify read at most %d artifacts at once; want segments read concurrently", w.max)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/pgbin"
@@ -73,37 +74,61 @@ func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID
 		}
 		return segs[i].FirstCommitLSN < segs[j].FirstCommitLSN
 	})
+	// Segments are small and many: read readAhead at once (object stores
+	// answer each request after a first-byte latency), report in order.
+	type result struct {
+		encrypted bool
+		err       error
+	}
+	results := make([]result, len(segs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(readAhead, len(segs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				s := segs[i]
+				check := func(r io.Reader) error {
+					sr, err := segment.NewReader(r)
+					if err != nil {
+						return err
+					}
+					defer sr.Close()
+					var txs int64
+					for {
+						rec, err := sr.Next()
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							return err
+						}
+						if rec.T == segment.TypeCommit {
+							txs++
+						}
+					}
+					if txs != s.TxCount {
+						return fmt.Errorf("holds %d transactions, recorded %d", txs, s.TxCount)
+					}
+					return nil
+				}
+				results[i].encrypted, results[i].err = checkStored(ctx, arts, s.ArtifactKey, s.SHA256, check)
+			}
+		}()
+	}
+	for i := range segs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	for i, s := range segs {
 		rep.Segments++
 		rep.Bytes += s.StoredBytes
 		if i > 0 && segs[i-1].ChainID == s.ChainID && segs[i-1].EndLSN != s.PrevEndLSN {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("gap in chain %d between segment %s (ends %s) and %s (follows %s)", s.ChainID, segs[i-1].ArtifactKey, segs[i-1].EndLSN, s.ArtifactKey, s.PrevEndLSN))
 		}
-		check := func(r io.Reader) error {
-			sr, err := segment.NewReader(r)
-			if err != nil {
-				return err
-			}
-			defer sr.Close()
-			var txs int64
-			for {
-				rec, err := sr.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if rec.T == segment.TypeCommit {
-					txs++
-				}
-			}
-			if txs != s.TxCount {
-				return fmt.Errorf("holds %d transactions, recorded %d", txs, s.TxCount)
-			}
-			return nil
-		}
-		if err := rep.check(ctx, arts, s.ArtifactKey, s.SHA256, check); err != nil && agecrypt.Category(err) != agecrypt.CatNoIdentity {
+		if err := rep.count(results[i].encrypted, results[i].err); err != nil && agecrypt.Category(err) != agecrypt.CatNoIdentity {
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}
@@ -115,7 +140,11 @@ func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID
 // counting encrypted artifacts and those it could not decrypt for want of
 // an identity (then the error has category agecrypt.CatNoIdentity).
 func (rep *VerifyReport) check(ctx context.Context, arts artifact.Store, key, sha string, parse func(io.Reader) error) error {
-	encrypted, err := checkStored(ctx, arts, key, sha, parse)
+	return rep.count(checkStored(ctx, arts, key, sha, parse))
+}
+
+// count adds what checkStored said of one artifact to the report.
+func (rep *VerifyReport) count(encrypted bool, err error) error {
 	if encrypted {
 		rep.Encrypted++
 	}
