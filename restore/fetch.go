@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 
@@ -20,10 +21,11 @@ import (
 // anything is written to the target, DESIGN 4.3, then replay in order),
 // holding at most Options.ReadAhead (default readAhead) segments and
 // readAheadBytes in memory.
-const (
-	readAhead      = 32
-	readAheadBytes = 64 << 20
-)
+const readAhead = 32
+
+// readAheadBytes bounds the memory of read-ahead; a segment larger than it
+// is streamed from the store when replay reaches it (a var for tests).
+var readAheadBytes int64 = 64 << 20
 
 // verifyAll checks the checksum of every segment, readAhead at a time. The
 // error is that of the first bad segment in plan order, whatever finished
@@ -86,6 +88,10 @@ type prefetcher struct {
 type fetched struct {
 	data []byte
 	err  error
+	// stream: the segment is larger than the read-ahead budget; replay
+	// reads it from the store when its turn comes, checking its checksum
+	// as it goes.
+	stream bool
 }
 
 // prefetch starts reading segs ahead; Close stops it.
@@ -101,9 +107,8 @@ func prefetch(ctx context.Context, arts artifact.Store, segs []store.Segment, ah
 	return p
 }
 
-// cost is what a segment holds of the budget: its stored size, at most the
-// whole budget (a larger one is read alone).
-func cost(s store.Segment) int64 { return min(max(s.StoredBytes, 1), readAheadBytes) }
+// cost is what a segment holds of the budget: its stored size.
+func cost(s store.Segment) int64 { return max(s.StoredBytes, 1) }
 
 func (p *prefetcher) feed(arts artifact.Store) {
 	defer close(p.done)
@@ -111,6 +116,10 @@ func (p *prefetcher) feed(arts artifact.Store) {
 	inFlight := 0
 	for i, s := range p.segs {
 		need := cost(s)
+		if need > readAheadBytes {
+			p.results[i] <- fetched{stream: true}
+			continue
+		}
 		for inFlight >= p.ahead || used+need > readAheadBytes {
 			select {
 			case n := <-p.released:
@@ -124,7 +133,7 @@ func (p *prefetcher) feed(arts artifact.Store) {
 		inFlight++
 		go func() {
 			data, err := readSegment(p.ctx, arts, s)
-			p.results[i] <- fetched{data, err}
+			p.results[i] <- fetched{data: data, err: err}
 		}()
 	}
 }
@@ -159,6 +168,9 @@ func (p *prefetcher) Next() (io.ReadCloser, error) {
 	p.next++
 	select {
 	case f := <-p.results[i]:
+		if f.stream {
+			return p.stream(p.segs[i])
+		}
 		r := &prefetched{p: p, n: cost(p.segs[i])}
 		if f.err != nil {
 			r.Close()
@@ -186,7 +198,7 @@ func (p *prefetcher) Close() {
 type prefetched struct {
 	io.Reader
 	p    *prefetcher
-	n    int64
+	n    int64 // its share of the budget, given back on Close
 	once sync.Once
 }
 
@@ -198,4 +210,43 @@ func (r *prefetched) Close() error {
 		}
 	})
 	return nil
+}
+
+// stream opens a segment too large to hold in memory: replay reads it
+// from the store, and its checksum is checked when the stored bytes end
+// (the verification pass checked it whole before anything was written).
+func (p *prefetcher) stream(s store.Segment) (io.ReadCloser, error) {
+	rc, err := artifact.Stored(p.arts).Get(p.ctx, s.ArtifactKey)
+	if err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", s.ArtifactKey, err)
+	}
+	checked := &checkedReader{r: rc, h: sha256.New(), s: s}
+	content, err := artifact.Decode(p.arts, s.ArtifactKey, checked)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{content, rc}, nil
+}
+
+// checkedReader hashes what it reads and, at the end of the stored bytes,
+// fails when they are not what the segment's record says.
+type checkedReader struct {
+	r io.Reader
+	h hash.Hash
+	s store.Segment
+}
+
+func (c *checkedReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.h.Write(b[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.s.SHA256 {
+			return n, fmt.Errorf("artifact %s: %w (stored %s, recorded %s)", c.s.ArtifactKey, ErrCorruptArtifact, got, c.s.SHA256)
+		}
+	}
+	return n, err
 }

@@ -173,3 +173,101 @@ func TestVerifyReadsSegmentsConcurrently(t *testing.T) {
 		t.Errorf("verify read at most %d artifacts at once; want segments read concurrently", w.max)
 	}
 }
+
+// gated holds back the second half of one object until gate is closed.
+type gated struct {
+	artifact.Store
+	key  string
+	gate chan struct{}
+}
+
+func (g *gated) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := g.Store.Get(ctx, key)
+	if err != nil || key != g.key {
+		return rc, err
+	}
+	return &halfGate{rc: rc, gate: g.gate}, nil
+}
+
+type halfGate struct {
+	rc   io.ReadCloser
+	gate chan struct{}
+	n    int
+}
+
+func (h *halfGate) Read(b []byte) (int, error) {
+	if h.n >= 500 {
+		<-h.gate
+	} else if len(b) > 500-h.n {
+		b = b[:500-h.n]
+	}
+	n, err := h.rc.Read(b)
+	h.n += n
+	return n, err
+}
+
+func (h *halfGate) Close() error { return h.rc.Close() }
+
+// A segment larger than the read-ahead budget is not held in memory: replay
+// streams it from the store when it comes (its first bytes are there before
+// its last are read), in order, and a stored object that differs from its
+// record still fails when its bytes end.
+func TestLargeSegmentsAreStreamed(t *testing.T) {
+	ctx := context.Background()
+	dir, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := storedSegments(t, dir, 12)
+	defer func(b int64) { readAheadBytes = b }(readAheadBytes)
+	readAheadBytes = segs[5].StoredBytes // the first six fit, the rest do not
+	segs[9].SHA256 = strings.Repeat("0", 64)
+	g := &gated{Store: dir, key: segs[7].ArtifactKey, gate: make(chan struct{})}
+	pf := prefetch(ctx, g, segs, readAhead)
+	defer pf.Close()
+	for i, s := range segs {
+		type next struct {
+			rc  io.ReadCloser
+			err error
+		}
+		got := make(chan next, 1)
+		go func() { rc, err := pf.Next(); got <- next{rc, err} }()
+		var n next
+		select {
+		case n = <-got:
+		case <-time.After(10 * time.Second):
+			close(g.gate)
+			t.Fatalf("segment %d is read whole before replay gets it", i)
+		}
+		if n.err != nil {
+			t.Fatalf("segment %d: %v", i, n.err)
+		}
+		if i == 7 {
+			head := make([]byte, 20)
+			if _, err := io.ReadFull(n.rc, head); err != nil || !strings.HasPrefix(string(head), "segment 7\n") {
+				t.Fatalf("segment 7 starts %q (%v)", head, err)
+			}
+			close(g.gate)
+			rest, err := io.ReadAll(n.rc)
+			n.rc.Close()
+			if err != nil || int64(len(head)+len(rest)) != s.StoredBytes {
+				t.Fatalf("segment 7: %d bytes, %v", len(head)+len(rest), err)
+			}
+			continue
+		}
+		data, err := io.ReadAll(n.rc)
+		n.rc.Close()
+		if i == 9 {
+			if !errors.Is(err, ErrCorruptArtifact) {
+				t.Fatalf("streamed segment 9, changed since its record: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("segment %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("segment %d\n", i); !strings.HasPrefix(string(data), want) || int64(len(data)) != s.StoredBytes {
+			t.Fatalf("segment %d: got %d bytes starting %.20q", i, len(data), data)
+		}
+	}
+}
