@@ -140,6 +140,15 @@ type replayer struct {
 	// relation changes (relation). renamedRels caches the renamed copies.
 	renamed     map[uint32][2]string
 	renamedRels map[*segment.Relation]*segment.Relation
+	// set-based apply (setapply.go): the open target transaction's
+	// buffered changes, reduced per table, and what each table allows
+	net netBuffer
+	// netSafe caches, per schema.table, whether its changes may be
+	// applied set-based; anything but a row change empties it.
+	netSafe map[string]bool
+	// netRows counts changes applied set-based; netFallbacks the
+	// buffers applied one by one after a set-based statement failed.
+	netRows, netFallbacks int64
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -301,6 +310,9 @@ func (p *replayer) flush(ctx context.Context) error {
 	if p.tx == nil {
 		return nil
 	}
+	if err := p.applyNet(ctx); err != nil {
+		return err
+	}
 	if err := p.endRun(ctx); err != nil {
 		return err
 	}
@@ -383,70 +395,22 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 	}
 	switch rec.T {
-	case segment.TypeInsert:
+	case segment.TypeInsert, segment.TypeUpdate, segment.TypeDelete:
 		rel := p.relation(r, rec.RelOID)
 		if rel == nil {
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
-		var cols, vals []string
-		var args []any
-		for i, c := range rel.Columns {
-			v := rec.New[i]
-			if v.Kind == segment.Unchanged {
-				continue
-			}
-			cols = append(cols, ident(c.Name))
-			args = append(args, arg(v))
-			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
-		}
 		p.rows++
-		return p.insert(ctx, rel, rec, cols, vals, args)
-	case segment.TypeUpdate, segment.TypeDelete:
-		rel := p.relation(r, rec.RelOID)
-		if rel == nil {
-			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
-		}
-		if err := p.fullIdentity(ctx, rel); err != nil {
-			return err
-		}
-		var args []any
-		var sets []string
-		if rec.T == segment.TypeUpdate {
-			for i, c := range rel.Columns {
-				if rec.New[i].Kind == segment.Unchanged {
-					continue // unchanged TOAST: left out (DESIGN 4.5)
-				}
-				// Columns whose value did not change are left out: a key
-				// the source did not change (no old key sent) and, with
-				// REPLICA IDENTITY FULL, columns equal in the old row. An
-				// identity column GENERATED ALWAYS may not be SET at all.
-				if (rec.Old == nil && c.Key) || (rec.Old != nil && rec.Old[i] == rec.New[i] && rec.OldKind == "O") {
-					continue
-				}
-				args = append(args, arg(rec.New[i]))
-				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
-			}
-		}
-		where, key, err := p.where(ctx, rel, rec, &args)
-		if err != nil {
-			return err
-		}
-		only, err := p.only(ctx, rel.Schema, rel.Name)
-		if err != nil {
-			return err
-		}
-		var sql string
-		if rec.T == segment.TypeUpdate {
-			if len(sets) == 0 {
-				return nil
-			}
-			sql = "UPDATE " + only + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
-		} else {
-			sql = "DELETE FROM " + only + table(rel) + " WHERE " + where
-		}
-		p.rows++
-		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
-			what: map[string]string{"u": "UPDATE", "d": "DELETE"}[rec.T]}, sql, args...)
+		return p.netChange(ctx, rel, rec)
+	}
+	// Everything else may depend on the order of row changes (TRUNCATE,
+	// DDL, messages): the buffered net changes go first, and what a
+	// table's set-based apply depends on is asked again after it.
+	if err := p.applyNet(ctx); err != nil {
+		return err
+	}
+	p.netSafe = nil
+	switch rec.T {
 	case segment.TypeTruncate:
 		var names []string
 		for _, oid := range rec.RelOIDs {
@@ -499,6 +463,68 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			}
 		}
 		return nil
+	}
+	return nil
+}
+
+// rowChange applies one insert, update or delete on its own (pipelined;
+// runs of inserts go through COPY), in source order.
+func (p *replayer) rowChange(ctx context.Context, rel *segment.Relation, rec *segment.Record) error {
+	switch rec.T {
+	case segment.TypeInsert:
+		var cols, vals []string
+		var args []any
+		for i, c := range rel.Columns {
+			v := rec.New[i]
+			if v.Kind == segment.Unchanged {
+				continue
+			}
+			cols = append(cols, ident(c.Name))
+			args = append(args, arg(v))
+			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
+		}
+		return p.insert(ctx, rel, rec, cols, vals, args)
+	case segment.TypeUpdate, segment.TypeDelete:
+		if err := p.fullIdentity(ctx, rel); err != nil {
+			return err
+		}
+		var args []any
+		var sets []string
+		if rec.T == segment.TypeUpdate {
+			for i, c := range rel.Columns {
+				if rec.New[i].Kind == segment.Unchanged {
+					continue // unchanged TOAST: left out (DESIGN 4.5)
+				}
+				// Columns whose value did not change are left out: a key
+				// the source did not change (no old key sent) and, with
+				// REPLICA IDENTITY FULL, columns equal in the old row. An
+				// identity column GENERATED ALWAYS may not be SET at all.
+				if (rec.Old == nil && c.Key) || (rec.Old != nil && rec.Old[i] == rec.New[i] && rec.OldKind == "O") {
+					continue
+				}
+				args = append(args, arg(rec.New[i]))
+				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
+			}
+		}
+		where, key, err := p.where(ctx, rel, rec, &args)
+		if err != nil {
+			return err
+		}
+		only, err := p.only(ctx, rel.Schema, rel.Name)
+		if err != nil {
+			return err
+		}
+		var sql string
+		if rec.T == segment.TypeUpdate {
+			if len(sets) == 0 {
+				return nil
+			}
+			sql = "UPDATE " + only + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
+		} else {
+			sql = "DELETE FROM " + only + table(rel) + " WHERE " + where
+		}
+		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
+			what: map[string]string{"u": "UPDATE", "d": "DELETE"}[rec.T]}, sql, args...)
 	}
 	return nil
 }
