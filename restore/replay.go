@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -149,6 +148,9 @@ type replayer struct {
 	// netRows counts changes applied set-based; netFallbacks the
 	// buffers applied one by one after a set-based statement failed.
 	netRows, netFallbacks int64
+	// perRow: apply every change on its own, as before set-based apply
+	// (tests and measurements compare the two)
+	perRow bool
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -173,25 +175,7 @@ func (e *ReplayError) Error() string {
 
 func (e *ReplayError) Unwrap() error { return e.Err }
 
-// segment applies one segment; it returns when the segment ends or the
-// target is reached.
-func (p *replayer) segment(ctx context.Context, r *segment.Reader) error {
-	for !p.done {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := p.record(ctx, r, rec); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *replayer) record(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+func (p *replayer) record(ctx context.Context, r relations, rec *segment.Record) error {
 	switch rec.T {
 	case segment.TypeRelation:
 		return nil
@@ -337,7 +321,7 @@ func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel
 
 // relation is the reader's relation oid, in the schema it is in now:
 // after ALTER SCHEMA … RENAME, pgoutput goes on naming the old one.
-func (p *replayer) relation(r *segment.Reader, oid uint32) *segment.Relation {
+func (p *replayer) relation(r relations, oid uint32) *segment.Relation {
 	rel := r.Relation(oid)
 	if rel == nil || len(p.renamed) == 0 {
 		return rel
@@ -358,7 +342,7 @@ func (p *replayer) relation(r *segment.Reader, oid uint32) *segment.Relation {
 	return &c
 }
 
-func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+func (p *replayer) change(ctx context.Context, r relations, rec *segment.Record) error {
 	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
 		if rel := p.relation(r, rec.RelOID); rel != nil && !p.leftOut[rel.Schema+"."+rel.Name] {
 			why, err := p.unreadable(ctx, rel, rec)

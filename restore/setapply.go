@@ -36,9 +36,13 @@ import (
 
 const (
 	// netMax bounds the changes buffered before they are applied (memory).
-	netMax = 100_000
-	// netChunk is the most rows one UPDATE or DELETE names.
-	netChunk = 20_000
+	netMax = 20_000
+	// netChunk is the most rows one UPDATE or DELETE names. Small enough
+	// that the planner, which sees the arrays' length in its first plans
+	// of a statement, joins them to a large table through its key's
+	// index rather than by reading the whole table; the chunks of a
+	// table are sent pipelined.
+	netChunk = 2_000
 )
 
 // netBuffer is the changes waiting for set-based apply.
@@ -130,7 +134,7 @@ const netSafeSQL = `SELECT c.relkind = 'r' AND NOT c.relispartition AND c.relrep
 
 // netAllowed tells whether rec may be buffered for set-based apply.
 func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *segment.Record) (bool, error) {
-	if rel.ReplicaIdentity == "f" || rec.OldKind == "O" {
+	if p.perRow || rel.ReplicaIdentity == "f" || rec.OldKind == "O" {
 		return false, nil
 	}
 	keyed := false
@@ -249,9 +253,12 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
 		}
 		return "unnest(" + strings.Join(ps, ", ") + ") AS btfu_u(" + strings.Join(as, ", ") + ")"
 	}
-	// exec runs sql over rows in chunks, with one text array per column
-	// of get (the key's, then the columns set), and checks the count.
-	exec := func(sql string, rows []*netRow, get []int, keyOf func(*netRow) []segment.Value) error {
+	// exec queues sql over rows in chunks, with one text array per
+	// column of get (the key's, then the columns set); sendBatch runs the
+	// chunks pipelined and checks each one's count.
+	batch := &pgx.Batch{}
+	var want []int
+	exec := func(sql string, rows []*netRow, get []int, keyOf func(*netRow) []segment.Value) {
 		for start := 0; start < len(rows); start += netChunk {
 			chunk := rows[start:min(start+netChunk, len(rows))]
 			arrays := make([][]*string, len(get))
@@ -273,22 +280,32 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
 			for j := range arrays {
 				args[j] = arrays[j]
 			}
-			tag, err := p.tx.Exec(ctx, sql, args...)
+			batch.Queue(sql, args...)
+			want = append(want, len(chunk))
+		}
+	}
+	sendBatch := func() error {
+		if len(want) == 0 {
+			return nil
+		}
+		br := p.tx.SendBatch(ctx, batch)
+		defer br.Close()
+		for n, w := range want {
+			tag, err := br.Exec()
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() != int64(len(chunk)) {
-				return fmt.Errorf("%w: %s on %s touched %d of %d rows", errNetCount, strings.Fields(sql)[0], t.name, tag.RowsAffected(), len(chunk))
+			if tag.RowsAffected() != int64(w) {
+				return fmt.Errorf("%w: %s on %s touched %d of %d rows", errNetCount, strings.Fields(batch.QueuedQueries[n].SQL)[0], t.name, tag.RowsAffected(), w)
 			}
 		}
-		return nil
+		batch, want = &pgx.Batch{}, nil
+		return br.Close()
 	}
 	keyVals := func(r *netRow) []segment.Value { return r.keyVals }
 	if len(s.deletes) > 0 {
 		sql := "DELETE FROM ONLY " + tbl + " AS btfu_t USING " + unnest(len(t.keys)) + " WHERE " + where
-		if err := exec(sql, s.deletes, t.keys, keyVals); err != nil {
-			return err
-		}
+		exec(sql, s.deletes, t.keys, keyVals)
 	}
 	for _, g := range s.updates {
 		var sets []string
@@ -296,9 +313,10 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
 			sets = append(sets, fmt.Sprintf("%s = btfu_u.c%d::%s", ident(cols[i].Name), len(t.keys)+n, cols[i].Type))
 		}
 		sql := "UPDATE ONLY " + tbl + " AS btfu_t SET " + strings.Join(sets, ", ") + " FROM " + unnest(len(t.keys)+len(g.cols)) + " WHERE " + where
-		if err := exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals); err != nil {
-			return err
-		}
+		exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals)
+	}
+	if err := sendBatch(); err != nil {
+		return err
 	}
 	for _, g := range s.inserts {
 		if err := p.netCopy(ctx, t, g); err != nil {
