@@ -166,7 +166,9 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	} else {
 		src.Exec(b, db, w.setup)
 	}
-	// Same schema on the subscriber.
+	// Same schema and rows on the subscriber: the changes apply to the
+	// rows they name, as replay's do (on an empty copy the subscription
+	// would skip every UPDATE and DELETE as finding no row).
 	subDB := subC.CreateDB(b)
 	schema, err := exec.Command(filepath.Join(src.BinDir, "pg_dump"), "--schema-only", "-d", src.DSN(db)).Output()
 	if err != nil {
@@ -178,8 +180,14 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 			ddl = append(ddl, line)
 		}
 	}
-	subC.Exec(b, subDB, strings.Join(ddl, "\n"))
 	schemaSQL := strings.Join(ddl, "\n")
+	dump := filepath.Join(b.TempDir(), "sub.dump")
+	if out, err := exec.Command(filepath.Join(src.BinDir, "pg_dump"), "-Fc", "-f", dump, "-d", src.DSN(db)).CombinedOutput(); err != nil {
+		b.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(subC.BinDir, "pg_restore"), "--no-owner", "-d", subC.DSN(subDB), dump).CombinedOutput(); err != nil {
+		b.Fatalf("pg_restore: %v\n%s", err, out)
+	}
 
 	// btfu: first base backup (creates the slot), then stop.
 	ce := capturetest.Setup(b, src, db, "segment_max_size = \"64MiB\"\nreplica_identity_full = [\"public.pgbench_history\"]")
