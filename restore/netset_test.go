@@ -29,9 +29,9 @@ func netVals(s string) []segment.Value {
 	return out
 }
 
-// netRec reads "i 1,a,b", "u 1,a,~", "d 1" (a delete's other columns
+// testNetRec reads "i 1,a,b", "u 1,a,~", "d 1" (a delete's other columns
 // NULL), "uk 1,a,b" (update with the old key sent).
-func netRec(s string) *segment.Record {
+func testNetRec(s string) *segment.Record {
 	op, vals, _ := strings.Cut(s, " ")
 	switch op {
 	case "i":
@@ -126,7 +126,7 @@ func TestNetEffect(t *testing.T) {
 			nt := newNetTable(netRel)
 			var err error
 			for i, c := range tc.changes {
-				err = nt.add(netRec(c))
+				err = nt.add(testNetRec(c))
 				if err != nil && i < len(tc.changes)-1 {
 					t.Fatalf("change %d (%s): %v", i, c, err)
 				}
@@ -151,7 +151,7 @@ func TestNetEffect(t *testing.T) {
 // copies are its own: merging never writes into a record.
 func TestNetEffectKeepsRecordsIntact(t *testing.T) {
 	nt := newNetTable(netRel)
-	first, second := netRec("u 1,a,b"), netRec("u 1,c,~")
+	first, second := testNetRec("u 1,a,b"), testNetRec("u 1,c,~")
 	for _, r := range []*segment.Record{first, second} {
 		if err := nt.add(r); err != nil {
 			t.Fatal(err)
@@ -160,7 +160,7 @@ func TestNetEffectKeepsRecordsIntact(t *testing.T) {
 	if first.New[1].Text != "a" {
 		t.Errorf("merging wrote into the first record: %v", first.New)
 	}
-	if err := nt.add(netRec("i 1,x,y")); !errors.Is(err, errNotNet) {
+	if err := nt.add(testNetRec("i 1,x,y")); !errors.Is(err, errNotNet) {
 		t.Fatalf("insert of a present key: %v", err)
 	}
 	if got := nt.net().describe(netRel); got != "U(name,big)[1=c,b]" || nt.changes != 2 {
