@@ -60,6 +60,19 @@ type netTable struct {
 	order []*netRow
 	// changes: how many changes were folded in
 	changes int
+	slab    []netRow // netRows are allocated from here, many at a time
+}
+
+// newRow is a zero netRow, registered under key k.
+func (t *netTable) newRow(k string) *netRow {
+	if len(t.slab) == 0 {
+		t.slab = make([]netRow, 256)
+	}
+	r := &t.slab[0]
+	t.slab = t.slab[1:]
+	t.rows[k] = r
+	t.order = append(t.order, r)
+	return r
 }
 
 func newNetTable(rel *segment.Relation) *netTable {
@@ -76,6 +89,14 @@ func newNetTable(rel *segment.Relation) *netTable {
 // preceded by its length (values never hold NUL, but lengths keep the
 // key unambiguous whatever they hold).
 func (t *netTable) keyOf(vals []segment.Value) (string, bool) {
+	if len(t.keys) == 1 {
+		// One key column: its text is the key (no copy).
+		i := t.keys[0]
+		if i >= len(vals) || vals[i].Kind != segment.Text {
+			return "", false
+		}
+		return vals[i].Text, true
+	}
 	var b strings.Builder
 	for _, i := range t.keys {
 		if i >= len(vals) || vals[i].Kind != segment.Text {
@@ -133,18 +154,16 @@ func (t *netTable) add(rec *segment.Record) error {
 			}
 		}
 		if r == nil {
-			r = &netRow{keyVals: img}
-			t.rows[k] = r
-			t.order = append(t.order, r)
+			r = t.newRow(k)
+			r.keyVals = img
 		} else if r.present {
 			return errNotNet // insert of a key present: a unique violation per row
 		}
 		r.present, r.inserted, r.vals, r.owned = true, true, img, false
 	case segment.TypeUpdate:
 		if r == nil {
-			r = &netRow{keyVals: img, existed: true, present: true, vals: img}
-			t.rows[k] = r
-			t.order = append(t.order, r)
+			r = t.newRow(k)
+			r.keyVals, r.existed, r.present, r.vals = img, true, true, img
 			break
 		}
 		if !r.present {
@@ -161,9 +180,8 @@ func (t *netTable) add(rec *segment.Record) error {
 		}
 	case segment.TypeDelete:
 		if r == nil {
-			r = &netRow{keyVals: img, existed: true}
-			t.rows[k] = r
-			t.order = append(t.order, r)
+			r = t.newRow(k)
+			r.keyVals, r.existed = img, true
 			break
 		}
 		if !r.present {

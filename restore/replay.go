@@ -145,6 +145,7 @@ type replayer struct {
 	// netSafe caches, per schema.table, whether its changes may be
 	// applied set-based; anything but a row change empties it.
 	netSafe map[string]bool
+	netLast netLast
 	// netRows counts changes applied set-based; netFallbacks the
 	// buffers applied one by one after a set-based statement failed.
 	netRows, netFallbacks int64
@@ -393,7 +394,7 @@ func (p *replayer) change(ctx context.Context, r relations, rec *segment.Record)
 	if err := p.applyNet(ctx); err != nil {
 		return err
 	}
-	p.netSafe = nil
+	p.netSafe, p.netLast = nil, netLast{}
 	switch rec.T {
 	case segment.TypeTruncate:
 		var names []string

@@ -67,8 +67,7 @@ var errNetCount = errors.New("set-based statement touched another number of rows
 // netChange buffers a row change for set-based apply, or applies it on
 // its own when its table does not allow it.
 func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *segment.Record) error {
-	name := rel.Schema + "." + rel.Name
-	ok, err := p.netAllowed(ctx, rel, rec)
+	name, ok, err := p.netAllowed(ctx, rel, rec)
 	if err != nil {
 		return err
 	}
@@ -132,9 +131,33 @@ const netSafeSQL = `SELECT c.relkind = 'r' AND NOT c.relispartition AND c.relrep
 		AND NOT (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary)))
 	FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`
 
-// netAllowed tells whether rec may be buffered for set-based apply.
-func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *segment.Record) (bool, error) {
-	if p.perRow || rel.ReplicaIdentity == "f" || rec.OldKind == "O" {
+// netAllowed tells whether rec may be buffered for set-based apply, and
+// its table's schema.name.
+func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *segment.Record) (string, bool, error) {
+	if l := p.netLast; l.rel == rel {
+		return l.name, l.ok && rec.OldKind != "O", nil
+	}
+	name := rel.Schema + "." + rel.Name
+	ok, err := p.netTable(ctx, rel, name)
+	if err != nil {
+		return "", false, err
+	}
+	p.netLast = netLast{rel: rel, name: name, ok: ok}
+	return name, ok && rec.OldKind != "O", nil
+}
+
+// netLast is the relation of the last row change and what netTable said
+// of it (rows of one table come in runs); anything but a row change
+// empties it with netSafe.
+type netLast struct {
+	rel  *segment.Relation
+	name string
+	ok   bool
+}
+
+// netTable tells whether a table's changes may be applied set-based.
+func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name string) (bool, error) {
+	if p.perRow || rel.ReplicaIdentity == "f" {
 		return false, nil
 	}
 	keyed := false
@@ -144,7 +167,6 @@ func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *s
 	if !keyed {
 		return false, nil
 	}
-	name := rel.Schema + "." + rel.Name
 	if ok, known := p.netSafe[name]; known {
 		return ok, nil
 	}
