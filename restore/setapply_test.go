@@ -403,3 +403,37 @@ func TestSetBasedEqualsOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// Replay decodes ahead of applying: each change is applied with its
+// relation as the segment described it at that change, not as a later
+// relation record (here one adding a column) describes it.
+func TestReadAheadKeepsEachChangesRelation(t *testing.T) {
+	ctx := context.Background()
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text, w text)")
+	before := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	after := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "w", Type: "text"}, {Name: "v", Type: "text"}}}
+	ins := func(rel *segment.Relation, vals ...string) testChange {
+		return testChange{rel, segment.Record{T: segment.TypeInsert, RelOID: rel.OID, New: tv(vals...)}}
+	}
+	upd := func(rel *segment.Relation, vals ...string) testChange {
+		return testChange{rel, segment.Record{T: segment.TypeUpdate, RelOID: rel.OID, New: tv(vals...)}}
+	}
+	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+	err := p.segment(ctx, testSegment(t, []testTx{
+		{[]testChange{ins(before, "1", "v1"), upd(before, "1", "v1b")}},
+		{[]testChange{ins(after, "2", "w2", "v2"), upd(after, "1", "w1", "v1c")}},
+	}))
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pgtest.QueryValue[string](t, target, db, "SELECT string_agg(format('%s:%s:%s', id, v, w), ' ' ORDER BY id) FROM items")
+	if want := "1:v1c:w1 2:v2:w2"; got != want {
+		t.Errorf("items holds %q, want %q", got, want)
+	}
+}
