@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -146,6 +145,19 @@ type replayer struct {
 	// relation changes (relation). renamedRels caches the renamed copies.
 	renamed     map[uint32][2]string
 	renamedRels map[*segment.Relation]*segment.Relation
+	// set-based apply (setapply.go): the open target transaction's
+	// buffered changes, reduced per table, and what each table allows
+	net netBuffer
+	// netSafe caches, per schema.table, whether its changes may be
+	// applied set-based; anything but a row change empties it.
+	netSafe map[string]bool
+	netLast netLast
+	// netRows counts changes applied set-based; netFallbacks the
+	// buffers applied one by one after a set-based statement failed.
+	netRows, netFallbacks int64
+	// perRow: apply every change on its own, as before set-based apply
+	// (tests and measurements compare the two)
+	perRow bool
 }
 
 // ReplayError stops replay at a transaction that cannot be applied as
@@ -170,25 +182,7 @@ func (e *ReplayError) Error() string {
 
 func (e *ReplayError) Unwrap() error { return e.Err }
 
-// segment applies one segment; it returns when the segment ends or the
-// target is reached.
-func (p *replayer) segment(ctx context.Context, r *segment.Reader) error {
-	for !p.done {
-		rec, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := p.record(ctx, r, rec); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *replayer) record(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+func (p *replayer) record(ctx context.Context, r relations, rec *segment.Record) error {
 	switch rec.T {
 	case segment.TypeRelation:
 		return nil
@@ -307,6 +301,9 @@ func (p *replayer) flush(ctx context.Context) error {
 	if p.tx == nil {
 		return nil
 	}
+	if err := p.applyNet(ctx); err != nil {
+		return err
+	}
 	if err := p.endRun(ctx); err != nil {
 		return err
 	}
@@ -331,7 +328,7 @@ func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel
 
 // relation is the reader's relation oid, in the schema it is in now:
 // after ALTER SCHEMA … RENAME, pgoutput goes on naming the old one.
-func (p *replayer) relation(r *segment.Reader, oid uint32) *segment.Relation {
+func (p *replayer) relation(r relations, oid uint32) *segment.Relation {
 	rel := r.Relation(oid)
 	if rel == nil || len(p.renamed) == 0 {
 		return rel
@@ -378,7 +375,7 @@ func (p *replayer) notReplayed(rel *segment.Relation, oid uint32) bool {
 	return true
 }
 
-func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.Record) error {
+func (p *replayer) change(ctx context.Context, r relations, rec *segment.Record) error {
 	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
 		if rel := p.relation(r, rec.RelOID); rel != nil && !p.notReplayed(rel, rec.RelOID) {
 			why, err := p.unreadable(ctx, rel, rec)
@@ -415,70 +412,22 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 		}
 	}
 	switch rec.T {
-	case segment.TypeInsert:
+	case segment.TypeInsert, segment.TypeUpdate, segment.TypeDelete:
 		rel := p.relation(r, rec.RelOID)
 		if rel == nil {
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
-		var cols, vals []string
-		var args []any
-		for i, c := range rel.Columns {
-			v := rec.New[i]
-			if v.Kind == segment.Unchanged {
-				continue
-			}
-			cols = append(cols, ident(c.Name))
-			args = append(args, arg(v))
-			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
-		}
 		p.rows++
-		return p.insert(ctx, rel, rec, cols, vals, args)
-	case segment.TypeUpdate, segment.TypeDelete:
-		rel := p.relation(r, rec.RelOID)
-		if rel == nil {
-			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
-		}
-		if err := p.fullIdentity(ctx, rel); err != nil {
-			return err
-		}
-		var args []any
-		var sets []string
-		if rec.T == segment.TypeUpdate {
-			for i, c := range rel.Columns {
-				if rec.New[i].Kind == segment.Unchanged {
-					continue // unchanged TOAST: left out (DESIGN 4.5)
-				}
-				// Columns whose value did not change are left out: a key
-				// the source did not change (no old key sent) and, with
-				// REPLICA IDENTITY FULL, columns equal in the old row. An
-				// identity column GENERATED ALWAYS may not be SET at all.
-				if (rec.Old == nil && c.Key) || (rec.Old != nil && rec.Old[i] == rec.New[i] && rec.OldKind == "O") {
-					continue
-				}
-				args = append(args, arg(rec.New[i]))
-				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
-			}
-		}
-		where, key, err := p.where(ctx, rel, rec, &args)
-		if err != nil {
-			return err
-		}
-		only, err := p.only(ctx, rel.Schema, rel.Name)
-		if err != nil {
-			return err
-		}
-		var sql string
-		if rec.T == segment.TypeUpdate {
-			if len(sets) == 0 {
-				return nil
-			}
-			sql = "UPDATE " + only + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
-		} else {
-			sql = "DELETE FROM " + only + table(rel) + " WHERE " + where
-		}
-		p.rows++
-		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
-			what: map[string]string{"u": "UPDATE", "d": "DELETE"}[rec.T]}, sql, args...)
+		return p.netChange(ctx, rel, rec)
+	}
+	// Everything else may depend on the order of row changes (TRUNCATE,
+	// DDL, messages): the buffered net changes go first, and what a
+	// table's set-based apply depends on is asked again after it.
+	if err := p.applyNet(ctx); err != nil {
+		return err
+	}
+	p.netSafe, p.netLast = nil, netLast{}
+	switch rec.T {
 	case segment.TypeTruncate:
 		var names []string
 		for _, oid := range rec.RelOIDs {
@@ -531,6 +480,68 @@ func (p *replayer) change(ctx context.Context, r *segment.Reader, rec *segment.R
 			}
 		}
 		return nil
+	}
+	return nil
+}
+
+// rowChange applies one insert, update or delete on its own (pipelined;
+// runs of inserts go through COPY), in source order.
+func (p *replayer) rowChange(ctx context.Context, rel *segment.Relation, rec *segment.Record) error {
+	switch rec.T {
+	case segment.TypeInsert:
+		var cols, vals []string
+		var args []any
+		for i, c := range rel.Columns {
+			v := rec.New[i]
+			if v.Kind == segment.Unchanged {
+				continue
+			}
+			cols = append(cols, ident(c.Name))
+			args = append(args, arg(v))
+			vals = append(vals, fmt.Sprintf("$%d::text::%s", len(args), c.Type))
+		}
+		return p.insert(ctx, rel, rec, cols, vals, args)
+	case segment.TypeUpdate, segment.TypeDelete:
+		if err := p.fullIdentity(ctx, rel); err != nil {
+			return err
+		}
+		var args []any
+		var sets []string
+		if rec.T == segment.TypeUpdate {
+			for i, c := range rel.Columns {
+				if rec.New[i].Kind == segment.Unchanged {
+					continue // unchanged TOAST: left out (DESIGN 4.5)
+				}
+				// Columns whose value did not change are left out: a key
+				// the source did not change (no old key sent) and, with
+				// REPLICA IDENTITY FULL, columns equal in the old row. An
+				// identity column GENERATED ALWAYS may not be SET at all.
+				if (rec.Old == nil && c.Key) || (rec.Old != nil && rec.Old[i] == rec.New[i] && rec.OldKind == "O") {
+					continue
+				}
+				args = append(args, arg(rec.New[i]))
+				sets = append(sets, fmt.Sprintf("%s = $%d::text::%s", ident(c.Name), len(args), c.Type))
+			}
+		}
+		where, key, err := p.where(ctx, rel, rec, &args)
+		if err != nil {
+			return err
+		}
+		only, err := p.only(ctx, rel.Schema, rel.Name)
+		if err != nil {
+			return err
+		}
+		var sql string
+		if rec.T == segment.TypeUpdate {
+			if len(sets) == 0 {
+				return nil
+			}
+			sql = "UPDATE " + only + table(rel) + " SET " + strings.Join(sets, ", ") + " WHERE " + where
+		} else {
+			sql = "DELETE FROM " + only + table(rel) + " WHERE " + where
+		}
+		return p.queue(ctx, queued{table: rel.Schema + "." + rel.Name, key: key, expectOne: true,
+			what: map[string]string{"u": "UPDATE", "d": "DELETE"}[rec.T]}, sql, args...)
 	}
 	return nil
 }

@@ -84,6 +84,13 @@ type Summary struct {
 	Transactions int64
 	Rows         int64
 	CopiedRows   int64 // of Rows, inserted with COPY (runs of inserts into one table)
+	// NetRows: of Rows, applied set-based (reduced to their net effect
+	// per key, a few statements per table and target transaction).
+	NetRows int64
+	// NetFallbacks counts buffers of changes applied again one by one
+	// after a set-based statement failed or touched another number of
+	// rows (the one-by-one apply names the row, or succeeds).
+	NetFallbacks int64
 	// LeftOut names tables this restore could not bring to the target
 	// point, and why (they joined the publication after the base backup).
 	LeftOut []string
@@ -257,7 +264,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := guard.restore(ctx, conn, true); err != nil {
 		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
-	sum.Transactions, sum.Rows, sum.CopiedRows = p.txs, p.rows, p.copied
+	sum.Transactions, sum.Rows, sum.CopiedRows, sum.NetRows, sum.NetFallbacks = p.txs, p.rows, p.copied, p.netRows, p.netFallbacks
 	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges = p.skippedDDL, p.tempDDL, p.ownerDDL
 	sum.Notes = append(sum.Notes, p.notes.list()...)
 	sum.LeftOut = append(sum.LeftOut, p.invalid...)

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -46,7 +47,18 @@ var workloads = []workload{
 	{"1M-row UPDATE", "CREATE TABLE big(id int PRIMARY KEY, v text); INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1000000) g", func(t testing.TB, c *pgtest.Cluster, db string) {
 		c.Exec(t, db, "UPDATE big SET v = v || 'x'")
 	}},
+	// REPLICA IDENTITY FULL: every old row is sent and matched by all its
+	// columns (replay applies such tables one change at a time). The
+	// primary key lets both replay and the subscription find the row
+	// through an index.
+	{"200k-row UPDATE, REPLICA IDENTITY FULL", "CREATE TABLE fullt(id int PRIMARY KEY, v text); ALTER TABLE fullt REPLICA IDENTITY FULL; INSERT INTO fullt SELECT g, md5(g::text) FROM generate_series(1, 200000) g", func(t testing.TB, c *pgtest.Cluster, db string) {
+		c.Exec(t, db, "UPDATE fullt SET v = v || 'x'")
+	}},
 }
+
+// copyTables: workloads whose replay is compared with a plain COPY of the
+// rows they inserted into an empty table of the same schema.
+var copyTables = map[string]string{"1M-row INSERT": "big"}
 
 func pgbench(t testing.TB, c *pgtest.Cluster, db string, args ...string) {
 	t.Helper()
@@ -64,6 +76,8 @@ type result struct {
 	peakRSS         int64 // bytes, the whole benchmark process while btfu caught up
 	replay          time.Duration
 	replayRows      int64
+	copyTook        time.Duration // plain COPY of the inserted rows (copyTables), else 0
+	direct          time.Duration // the workload's own SQL run on a copy on the replay's cluster
 }
 
 // resetPeakRSS resets the kernel's high-water mark of this process's RSS
@@ -119,6 +133,29 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	tw.Flush()
 
+	fmt.Println()
+	fmt.Println("Replay targets (issue 14): at least 1.5x the subscription's rate (replay/subscription <= 0.67) on pgbench and the 1M-row UPDATE; within 20% of plain COPY (replay/COPY <= 1.20) on the 1M-row INSERT.")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tbtfu replay\tsubscription\treplay/subscription\tplain COPY\treplay/COPY\tworkload's SQL on the target\treplay/SQL\ttarget\tmet\t")
+	for _, r := range results {
+		vsSub := r.replay.Seconds() / r.sub.Seconds()
+		copyCol, vsCopy, target, met := "-", "-", "-", "-"
+		if r.copyTook > 0 {
+			copyCol = r.copyTook.Round(time.Millisecond).String()
+			vsCopy = fmt.Sprintf("%.2f", r.replay.Seconds()/r.copyTook.Seconds())
+		}
+		switch {
+		case r.copyTook > 0:
+			target, met = "replay/COPY <= 1.20", fmt.Sprint(r.replay.Seconds()/r.copyTook.Seconds() <= 1.2)
+		case strings.HasPrefix(r.workload, "pgbench") || r.workload == "1M-row UPDATE":
+			target, met = "replay/subscription <= 0.67", fmt.Sprint(vsSub <= 1/1.5)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t%s\t\n", r.workload, r.replay.Round(time.Millisecond), r.sub.Round(time.Millisecond), vsSub, copyCol, vsCopy,
+			r.direct.Round(time.Millisecond), r.replay.Seconds()/r.direct.Seconds(), target, met)
+	}
+	tw.Flush()
+	fmt.Println("workload's SQL on the target: the workload's statements run on a copy of its starting rows on the replay's cluster (pgbench with its 4 clients).")
+
 	p50, p99, n := lagUnderLoad(b, src)
 	fmt.Printf("\ncommit-to-stored delay under pgbench -R 200 for 15s (%d segments, per segment's oldest commit): p50 %s, p99 %s\n",
 		n, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
@@ -132,7 +169,9 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	} else {
 		src.Exec(b, db, w.setup)
 	}
-	// Same schema on the subscriber.
+	// Same schema and rows on the subscriber: the changes apply to the
+	// rows they name, as replay's do (on an empty copy the subscription
+	// would skip every UPDATE and DELETE as finding no row).
 	subDB := subC.CreateDB(b)
 	schema, err := exec.Command(filepath.Join(src.BinDir, "pg_dump"), "--schema-only", "-d", src.DSN(db)).Output()
 	if err != nil {
@@ -144,7 +183,14 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 			ddl = append(ddl, line)
 		}
 	}
-	subC.Exec(b, subDB, strings.Join(ddl, "\n"))
+	schemaSQL := strings.Join(ddl, "\n")
+	dump := filepath.Join(b.TempDir(), "sub.dump")
+	if out, err := exec.Command(filepath.Join(src.BinDir, "pg_dump"), "-Fc", "-f", dump, "-d", src.DSN(db)).CombinedOutput(); err != nil {
+		b.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(subC.BinDir, "pg_restore"), "--no-owner", "-d", subC.DSN(subDB), dump).CombinedOutput(); err != nil {
+		b.Fatalf("pg_restore: %v\n%s", err, out)
+	}
 
 	// btfu: first base backup (creates the slot), then stop.
 	ce := capturetest.Setup(b, src, db, "segment_max_size = \"64MiB\"\nreplica_identity_full = [\"public.pgbench_history\"]")
@@ -241,8 +287,43 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	subTook := time.Since(t0)
 	subC.Exec(b, subDB, "ALTER SUBSCRIPTION sub DISABLE; ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub")
 	src.Exec(b, db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active")
+	var copyTook time.Duration
+	if tbl, ok := copyTables[w.name]; ok {
+		copyTook = plainCopy(b, src, db, subC, schemaSQL, tbl)
+	}
+	// The workload's own statements, run on a copy of the rows it
+	// started from on the replay's cluster: the work the target must do
+	// at least, however the changes reach it.
+	directDB := subC.CreateDB(b)
+	if out, err := exec.Command(filepath.Join(subC.BinDir, "pg_restore"), "--no-owner", "-d", subC.DSN(directDB), dump).CombinedOutput(); err != nil {
+		b.Fatalf("pg_restore: %v\n%s", err, out)
+	}
+	subC.Exec(b, directDB, "CHECKPOINT")
+	t0 = time.Now()
+	w.load(b, subC, directDB)
+	direct := time.Since(t0)
 	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, peakRSS: rss,
-		replay: replayEnd.Sub(replayStart), replayRows: sum.Rows}
+		replay: replayEnd.Sub(replayStart), replayRows: sum.Rows, copyTook: copyTook, direct: direct}
+}
+
+// plainCopy times COPY … FROM STDIN of table tbl's rows, as the source
+// holds them, into an empty table of the same schema on c (text format,
+// from memory: the floor replay of inserts is measured against).
+func plainCopy(b *testing.B, src *pgtest.Cluster, srcDB string, c *pgtest.Cluster, schemaSQL, tbl string) time.Duration {
+	ctx := context.Background()
+	var data bytes.Buffer
+	from := src.Connect(b, srcDB)
+	if _, err := from.PgConn().CopyTo(ctx, &data, "COPY "+tbl+" TO STDOUT"); err != nil {
+		b.Fatal(err)
+	}
+	db := c.CreateDB(b)
+	c.Exec(b, db, schemaSQL)
+	to := c.Connect(b, db)
+	t0 := time.Now()
+	if _, err := to.PgConn().CopyFrom(ctx, bytes.NewReader(data.Bytes()), "COPY "+tbl+" FROM STDIN"); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(t0)
 }
 
 func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.LSN) {

@@ -1,0 +1,396 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/btfu/btfu/segment"
+)
+
+// Set-based apply (issue 14). Row changes of a table replay can prove
+// order-free are buffered in the open target transaction, reduced to
+// their net effect per key (netset.go), and applied per table with a few
+// statements: DELETE … USING unnest(…), UPDATE … FROM unnest(…) per set
+// of columns, COPY for inserts. Each statement must touch exactly as many
+// rows as it names (the per-row exactly-one check, as a count); when one
+// does not, or fails, the buffer is rolled back to a savepoint and applied
+// again one change at a time, whose failure names the exact row,
+// transaction, table, operation and key (ReplayError).
+//
+// Order between tables does not matter to the result: replay runs with
+// session_replication_role = replica (foreign keys and ordinary triggers
+// do not fire) and the trigger guard disables the others (triggers.go).
+// Within a table it matters where another unique index or an exclusion
+// constraint could see an intermediate state (a swap of unique values),
+// on partitioned tables and partitions (rows that move), and for REPLICA
+// IDENTITY FULL tables (rows matched by every column, duplicates): those
+// tables are applied one change at a time, as are key changes. TRUNCATE,
+// DDL and messages apply the buffer first, and so does the end of each
+// target transaction (flush), so order across target transactions never
+// changes and the restore stops exactly at its target.
+
+const (
+	// netMax bounds the changes buffered before they are applied (memory).
+	netMax = 20_000
+	// netChunk is the most rows one UPDATE or DELETE names. Small enough
+	// that the planner, which sees the arrays' length in its first plans
+	// of a statement, joins them to a large table through its key's
+	// index rather than by reading the whole table; the chunks of a
+	// table are sent pipelined.
+	netChunk = 2_000
+)
+
+// netBuffer is the changes waiting for set-based apply.
+type netBuffer struct {
+	tables map[string]*netTable // by schema.name
+	order  []*netTable
+	// recs: every buffered change in source order, to apply them one by
+	// one when a set-based statement fails
+	recs []netRec
+}
+
+type netRec struct {
+	begin *segment.Record // its transaction's begin (LSN for messages)
+	rel   *segment.Relation
+	rec   *segment.Record
+}
+
+// errNetCount: a set-based statement touched another number of rows than
+// it named.
+var errNetCount = errors.New("set-based statement touched another number of rows")
+
+// netChange buffers a row change for set-based apply, or applies it on
+// its own when its table does not allow it.
+func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *segment.Record) error {
+	name, ok, err := p.netAllowed(ctx, rel, rec)
+	if err != nil {
+		return err
+	}
+	if ok {
+		t := p.net.tables[name]
+		if t != nil && t.rel != rel && !sameColumns(t.rel, rel) {
+			// The table's columns changed without DDL in between:
+			// what is buffered goes first.
+			if err := p.applyNet(ctx); err != nil {
+				return err
+			}
+			t = nil
+		}
+		fresh := t == nil
+		if fresh {
+			t = newNetTable(rel)
+		}
+		if err := t.add(rec); err == nil {
+			if fresh {
+				if p.net.tables == nil {
+					p.net.tables = map[string]*netTable{}
+				}
+				p.net.tables[name] = t
+				p.net.order = append(p.net.order, t)
+			}
+			p.net.recs = append(p.net.recs, netRec{begin: p.cur, rel: rel, rec: rec})
+			if len(p.net.recs) >= netMax {
+				return p.applyNet(ctx)
+			}
+			return nil
+		}
+	}
+	// On its own, after what is buffered of its table.
+	if p.net.tables[name] != nil {
+		if err := p.applyNet(ctx); err != nil {
+			return err
+		}
+	}
+	return p.rowChange(ctx, rel, rec)
+}
+
+func sameColumns(a, b *segment.Relation) bool {
+	if len(a.Columns) != len(b.Columns) {
+		return false
+	}
+	for i := range a.Columns {
+		if a.Columns[i] != b.Columns[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// netSafeSQL tells whether a table's changes may be applied set-based: a
+// plain table (not partitioned, not a partition) whose replica identity
+// is its primary key or an index, with no other unique index nor
+// exclusion constraint, whose intermediate states could collide.
+const netSafeSQL = `SELECT c.relkind = 'r' AND NOT c.relispartition AND c.relreplident IN ('d', 'i')
+	AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
+		AND (i.indisunique OR i.indisexclusion)
+		AND NOT (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary)))
+	FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`
+
+// netAllowed tells whether rec may be buffered for set-based apply, and
+// its table's schema.name.
+func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *segment.Record) (string, bool, error) {
+	if l := p.netLast; l.rel == rel {
+		return l.name, l.ok && rec.OldKind != "O", nil
+	}
+	name := rel.Schema + "." + rel.Name
+	ok, err := p.netTable(ctx, rel, name)
+	if err != nil {
+		return "", false, err
+	}
+	p.netLast = netLast{rel: rel, name: name, ok: ok}
+	return name, ok && rec.OldKind != "O", nil
+}
+
+// netLast is the relation of the last row change and what netTable said
+// of it (rows of one table come in runs); anything but a row change
+// empties it with netSafe.
+type netLast struct {
+	rel  *segment.Relation
+	name string
+	ok   bool
+}
+
+// netTable tells whether a table's changes may be applied set-based.
+func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name string) (bool, error) {
+	if p.perRow || rel.ReplicaIdentity == "f" {
+		return false, nil
+	}
+	keyed := false
+	for _, c := range rel.Columns {
+		keyed = keyed || c.Key
+	}
+	if !keyed {
+		return false, nil
+	}
+	if ok, known := p.netSafe[name]; known {
+		return ok, nil
+	}
+	if err := p.endRun(ctx); err != nil {
+		return false, err
+	}
+	if err := p.send(ctx); err != nil {
+		return false, err
+	}
+	var ok bool
+	err := p.tx.QueryRow(ctx, netSafeSQL, pgx.Identifier{rel.Schema, rel.Name}.Sanitize()).Scan(&ok)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("read the indexes of %s: %w", name, err)
+	}
+	if p.netSafe == nil {
+		p.netSafe = map[string]bool{}
+	}
+	p.netSafe[name] = ok
+	return ok, nil
+}
+
+// applyNet applies the buffered changes set-based, or one by one when a
+// statement fails or touches another number of rows than it names.
+func (p *replayer) applyNet(ctx context.Context) error {
+	b := p.net
+	if len(b.recs) == 0 {
+		return nil
+	}
+	p.net = netBuffer{}
+	// What is queued one by one goes first, so its errors name its rows.
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	if _, err := p.tx.Exec(ctx, "SAVEPOINT btfu_net"); err != nil {
+		return err
+	}
+	var failed error
+	for _, t := range b.order {
+		if failed = p.applyNetTable(ctx, t); failed != nil {
+			break
+		}
+	}
+	if failed == nil {
+		if _, err := p.tx.Exec(ctx, "RELEASE SAVEPOINT btfu_net"); err != nil {
+			return err
+		}
+		p.netRows += int64(len(b.recs))
+		return nil
+	}
+	if ctx.Err() != nil {
+		return failed
+	}
+	if _, err := p.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT btfu_net"); err != nil {
+		return fmt.Errorf("%w (then rolling back to apply the changes one by one: %v)", failed, err)
+	}
+	p.netFallbacks++
+	cur := p.cur
+	defer func() { p.cur = cur }()
+	for _, c := range b.recs {
+		p.cur = c.begin
+		if err := p.rowChange(ctx, c.rel, c.rec); err != nil {
+			var re *ReplayError
+			if errors.As(err, &re) {
+				return err
+			}
+			return &ReplayError{LSN: c.begin.LSN(), Table: c.rel.Schema + "." + c.rel.Name, Err: err}
+		}
+	}
+	if err := p.endRun(ctx); err != nil {
+		return err
+	}
+	if err := p.send(ctx); err != nil {
+		return err
+	}
+	// One by one every change applied: the target holds what the
+	// source did; the set-based statement failed for a reason of its own
+	// (netFallbacks counts it).
+	return nil
+}
+
+// applyNetTable applies one table's net changes: deletes, then updates
+// per set of columns, then inserts per set of columns.
+func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
+	s := t.net()
+	how, err := p.matches(ctx, t.rel)
+	if err != nil {
+		return err
+	}
+	cols := t.rel.Columns
+	tbl := table(t.rel)
+	// The key columns are matched with '=' (a replica identity index has
+	// it), the value read as the type's base type, as per row (where).
+	var keyConds []string
+	for n, i := range t.keys {
+		keyConds = append(keyConds, fmt.Sprintf("btfu_t.%s = btfu_u.c%d::%s", ident(cols[i].Name), n, how[i].cast))
+	}
+	where := strings.Join(keyConds, " AND ")
+	unnest := func(n int) string {
+		var ps, as []string
+		for j := range n {
+			ps = append(ps, fmt.Sprintf("$%d::text[]", j+1))
+			as = append(as, fmt.Sprintf("c%d", j))
+		}
+		return "unnest(" + strings.Join(ps, ", ") + ") AS btfu_u(" + strings.Join(as, ", ") + ")"
+	}
+	// exec queues sql over rows in chunks, with one text array per
+	// column of get (the key's, then the columns set); sendBatch runs the
+	// chunks pipelined and checks each one's count.
+	batch := &pgx.Batch{}
+	var want []int
+	exec := func(sql string, rows []*netRow, get []int, keyOf func(*netRow) []segment.Value) {
+		for start := 0; start < len(rows); start += netChunk {
+			chunk := rows[start:min(start+netChunk, len(rows))]
+			arrays := make([][]*string, len(get))
+			for j := range arrays {
+				arrays[j] = make([]*string, len(chunk))
+			}
+			for r, row := range chunk {
+				vals := keyOf(row)
+				for j, i := range get {
+					if v := &vals[i]; v.Kind == segment.Text {
+						arrays[j][r] = &v.Text
+					}
+					if j == len(t.keys)-1 {
+						vals = row.vals // after the key: the new values
+					}
+				}
+			}
+			args := make([]any, len(arrays))
+			for j := range arrays {
+				args[j] = arrays[j]
+			}
+			batch.Queue(sql, args...)
+			want = append(want, len(chunk))
+		}
+	}
+	sendBatch := func() error {
+		if len(want) == 0 {
+			return nil
+		}
+		br := p.tx.SendBatch(ctx, batch)
+		defer br.Close()
+		for n, w := range want {
+			tag, err := br.Exec()
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() != int64(w) {
+				return fmt.Errorf("%w: %s on %s touched %d of %d rows", errNetCount, strings.Fields(batch.QueuedQueries[n].SQL)[0], t.name, tag.RowsAffected(), w)
+			}
+		}
+		batch, want = &pgx.Batch{}, nil
+		return br.Close()
+	}
+	keyVals := func(r *netRow) []segment.Value { return r.keyVals }
+	if len(s.deletes) > 0 {
+		sql := "DELETE FROM ONLY " + tbl + " AS btfu_t USING " + unnest(len(t.keys)) + " WHERE " + where
+		exec(sql, s.deletes, t.keys, keyVals)
+	}
+	for _, g := range s.updates {
+		var sets []string
+		for n, i := range g.cols {
+			sets = append(sets, fmt.Sprintf("%s = btfu_u.c%d::%s", ident(cols[i].Name), len(t.keys)+n, cols[i].Type))
+		}
+		sql := "UPDATE ONLY " + tbl + " AS btfu_t SET " + strings.Join(sets, ", ") + " FROM " + unnest(len(t.keys)+len(g.cols)) + " WHERE " + where
+		exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals)
+	}
+	if err := sendBatch(); err != nil {
+		return err
+	}
+	for _, g := range s.inserts {
+		if err := p.netCopy(ctx, t, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// netCopy inserts a group's rows with COPY, in chunks of copyChunk bytes.
+func (p *replayer) netCopy(ctx context.Context, t *netTable, g netGroup) error {
+	var names []string
+	for _, i := range g.cols {
+		names = append(names, ident(t.rel.Columns[i].Name))
+	}
+	sql := "COPY " + table(t.rel) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
+	var buf bytes.Buffer
+	rows := 0
+	send := func() error {
+		if rows == 0 {
+			return nil
+		}
+		tag, err := p.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.Bytes()), sql)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != int64(rows) {
+			return fmt.Errorf("%w: COPY into %s stored %d of %d rows", errNetCount, t.name, tag.RowsAffected(), rows)
+		}
+		p.copied += int64(rows)
+		buf.Reset()
+		rows = 0
+		return nil
+	}
+	for _, r := range g.rows {
+		for n, i := range g.cols {
+			if n > 0 {
+				buf.WriteByte('\t')
+			}
+			if v := r.vals[i]; v.Kind == segment.Null {
+				buf.WriteString(`\N`)
+			} else {
+				copyEscape(&buf, v.Text)
+			}
+		}
+		buf.WriteByte('\n')
+		rows++
+		if buf.Len() >= copyChunk {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
+}
