@@ -1,11 +1,15 @@
 package restore
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
 
 // ParallelFrom is the stored size of a base backup from which a restore
@@ -38,4 +42,17 @@ func (o Options) jobs(size int64) (int, string) {
 		return 1, fmt.Sprintf("pg_restore runs as one job: %s has %s free, the local copy that parallel jobs need takes %s (set TMPDIR to a larger disk, or --jobs)", dir, probe.HumanBytes(free), probe.HumanBytes(size))
 	}
 	return n, ""
+}
+
+// encryptedArtifact says whether key is stored encrypted (age), from the
+// first bytes of its stored object.
+func encryptedArtifact(ctx context.Context, arts artifact.Store, key string) bool {
+	rc, err := artifact.Stored(arts).Get(ctx, key)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	head := make([]byte, len(agecrypt.Magic))
+	n, _ := io.ReadFull(rc, head)
+	return agecrypt.Encrypted(head[:n])
 }

@@ -169,6 +169,10 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	report(Progress{Phase: "pg_restore"})
 	jobs, why := opts.jobs(plan.Base.SizeBytes)
+	if opts.Jobs == 0 && jobs > 1 && encryptedArtifact(ctx, arts, plan.Base.ArtifactKey) {
+		// Parallel jobs read a decrypted local copy: only when asked.
+		jobs, why = 1, "pg_restore runs as one job: the base backup is encrypted, and parallel jobs would need a decrypted copy of it in $TMPDIR (--jobs N makes one)"
+	}
 	if why != "" {
 		opts.Log.Warn(why)
 		sum.Notes = append(sum.Notes, why)
