@@ -51,9 +51,6 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// errUsage marks errors in arguments (exit code 2).
-var errUsage = errors.New("usage")
-
 func usageErr(format string, args ...any) error {
 	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
 }

@@ -471,9 +471,6 @@ func (s *Source) ConnConfig() (*pgconn.Config, error) {
 	return cfg, nil
 }
 
-// RedactedDSN is the DSN with its password masked, for display.
-func (s *Source) RedactedDSN() string { return redact.DSN(s.DSN) }
-
 // Describe names where the source lives, for messages: "host:port/db".
 func (s *Source) Describe() string {
 	cfg, err := s.ConnConfig()
