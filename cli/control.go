@@ -199,14 +199,4 @@ func liveStatus(env *Env, cfg *config.Config) (engine.Status, bool) {
 	return st, true
 }
 
-func humanAge(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%.0fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%.0fm", d.Minutes())
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%.1fh", d.Hours())
-	}
-	return fmt.Sprintf("%.0fd", d.Hours()/24)
-}
+func humanAge(d time.Duration) string { return engine.Age(d) }

@@ -271,7 +271,8 @@ func (d *DrillInfo) Line(now time.Time) string {
 	return s
 }
 
-// ago is a coarse age: "45s ago", "12m ago", "5h ago", "3d ago".
+// ago is a coarse age in whole units: "45s ago", "12m ago", "5h ago",
+// "3d ago".
 func ago(d time.Duration) string {
 	switch {
 	case d < time.Minute:

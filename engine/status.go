@@ -294,3 +294,19 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	}
 	return st, nil
 }
+
+// Age is a coarse duration for people, the same in the CLI and the TUI:
+// "45s", "12m", "5.3h" (up to two days), "3d".
+func Age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%.0fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%.0fm", d.Minutes())
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%.1fh", d.Hours())
+	}
+	return fmt.Sprintf("%.0fd", d.Hours()/24)
+}

@@ -115,19 +115,7 @@ func facts(s engine.SourceStatus, now time.Time) []string {
 }
 
 // age renders a duration as 45s, 12m, 3.5h, 4d.
-func age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%.0fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%.0fm", d.Minutes())
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%.1fh", d.Hours())
-	}
-	return fmt.Sprintf("%.0fd", d.Hours()/24)
-}
+func age(d time.Duration) string { return engine.Age(d) }
 
 var sparks = []rune("▁▂▃▄▅▆▇█")
 
