@@ -14,11 +14,9 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/btfu/btfu/internal/tempserver"
 	"github.com/btfu/btfu/pgbin"
 )
 
@@ -104,7 +103,7 @@ func Start(opts Options) (*Cluster, error) {
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few.
 	for attempt := 0; ; attempt++ {
-		c.Port, err = freePort()
+		c.Port, err = tempserver.FreePort()
 		if err == nil {
 			err = c.start()
 		}
@@ -359,33 +358,11 @@ func (c *Cluster) DSNFor(role, password, db string) string {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", userinfo, c.Host, c.Port, db)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // cleanStale removes directories of clusters whose test binary died
-// without stopping them.
+// without stopping them: the postmaster got SIGKILL with its owner, so
+// nothing may still run from the data directory.
 func cleanStale() {
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
-	for _, dir := range matches {
-		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(string(bytes.TrimSpace(b)))
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == nil {
-			continue // owner still alive
-		}
-		// The postmaster got SIGKILL with its owner; make sure nothing
-		// still runs from this data directory before removing it.
+	tempserver.CleanStale(dirPrefix, func(dir string) {
 		if pm, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
 			if line, _, _ := strings.Cut(string(pm), "\n"); line != "" {
 				if p, err := strconv.Atoi(strings.TrimSpace(line)); err == nil {
@@ -393,6 +370,5 @@ func cleanStale() {
 				}
 			}
 		}
-		os.RemoveAll(dir)
-	}
+	})
 }

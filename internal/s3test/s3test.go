@@ -15,7 +15,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,6 +34,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/btfu/btfu/internal/tempserver"
 )
 
 // InstallCommand installs the versitygw version the tests are written for
@@ -95,7 +96,7 @@ func Start() (*Server, error) {
 	// server's bind; try a few.
 	for attempt := 0; ; attempt++ {
 		var port int
-		if port, err = freePort(); err == nil {
+		if port, err = tempserver.FreePort(); err == nil {
 			err = s.start(port)
 		}
 		if err == nil {
@@ -304,38 +305,15 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // cleanStale removes directories of servers whose test binary died
-// without stopping them.
+// without stopping them: the server got SIGKILL with its owner, so make
+// sure it is gone.
 func cleanStale() {
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
-	for _, dir := range matches {
-		pid, err := readPid(filepath.Join(dir, "owner.pid"))
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
-			continue // unreadable, ours, or owner still alive
-		}
-		// The server got SIGKILL with its owner; make sure it is gone.
-		if p, err := readPid(filepath.Join(dir, "server.pid")); err == nil {
+	tempserver.CleanStale(dirPrefix, func(dir string) {
+		if p, err := tempserver.ReadPid(filepath.Join(dir, "server.pid")); err == nil {
 			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.TrimSpace(string(comm)) == "versitygw" {
 				_ = syscall.Kill(p, syscall.SIGKILL)
 			}
 		}
-		os.RemoveAll(dir)
-	}
-}
-
-func readPid(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(string(bytes.TrimSpace(b)))
+	})
 }
