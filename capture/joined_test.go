@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/pgbin"
+	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
 
@@ -149,5 +151,37 @@ func joinedBackupRestores(t *testing.T, f *fixture, missing string) {
 	}
 	if left := f.restoreEquals(source.CurrentLSN(t)).LeftOut(); len(left) != 0 {
 		t.Errorf("left out of a restore from the base taken after the join: %+v", left)
+	}
+}
+
+// A commit is in the WAL a moment before it is visible: a new-tables check
+// may list a table without the key a transaction just added (the capture
+// trigger joined it in that transaction, whose commit LSN is before the
+// listing's). The check asks the publication again before recording the
+// table left out: a published table is not.
+func TestCheckDoesNotLeaveOutATableThatIsPublishedNow(t *testing.T) {
+	f := newFixtureWith(t, `CREATE TABLE log(id serial PRIMARY KEY, v text);
+		CREATE TABLE k1 (id int NOT NULL, v text); INSERT INTO k1 VALUES (1, 'a')`, "")
+	r := f.startWith(func(w *capture.Worker) {})
+	waitStatus(t, r.w, "streaming", func(s capture.Status) bool { return s.State == "streaming" })
+	source.Exec(t, f.db, `ALTER TABLE k1 ADD PRIMARY KEY (id)`)
+	joined := source.CurrentLSN(t)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		recs, _ := f.meta.ListTableCoverage(context.Background(), f.id)
+		if slices.ContainsFunc(recs, func(c store.TableCoverage) bool { return c.Table == "public.k1" && !c.LeftOut }) {
+			break // the stream recorded the join
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the join was not recorded: %+v", recs)
+		}
+	}
+	// The listing "missed" the key: its LSN is after the join's commit.
+	r.w.RecordNewTables(context.Background(), &probe.NewTables{Undecided: []string{"public.k1"}, ListedLSN: joined + 1, LSN: joined + 2})
+	recs, err := f.meta.ListTableCoverage(context.Background(), f.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := store.LeftOutNow(recs); slices.Contains(left, "public.k1") {
+		t.Fatalf("a published table recorded left out: %+v", recs)
 	}
 }

@@ -660,7 +660,16 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
 		delete(listed, t)
 	}
 	var freshUnlogged []string
-	for _, t := range w.newlyLeftOut(ctx, append(append(nt.Undecided, nt.Dropped...), nt.Unlogged...), listed, nt.ListedLSN) {
+	candidates := w.newlyLeftOut(ctx, append(append(nt.Undecided, nt.Dropped...), nt.Unlogged...), listed, nt.ListedLSN)
+	// A transaction's commit is in the WAL a moment before it is visible:
+	// the listing may have missed a key added (and the table joined by
+	// the capture trigger) just before ListedLSN. What is published now
+	// is not left out; the trigger's record says from when it is covered.
+	published := w.publishedNow(ctx, candidates, listed)
+	for _, t := range candidates {
+		if published[t] {
+			continue
+		}
 		reason := reasons[t]
 		if reason == "" {
 			reason = "no primary key or replica identity"
@@ -750,6 +759,44 @@ func (w *Worker) lastBaseBackup(ctx context.Context) time.Time {
 		}
 	}
 	return last
+}
+
+// publishedNow returns which of the tables judged by the listing (listed)
+// are in the source's publication now. On a failure it says none are, and
+// the listing's verdict stands.
+func (w *Worker) publishedNow(ctx context.Context, tables []string, listed map[string]bool) map[string]bool {
+	var ask []string
+	for _, t := range tables {
+		if listed[t] {
+			ask = append(ask, t)
+		}
+	}
+	out := map[string]bool{}
+	if len(ask) == 0 {
+		return out
+	}
+	conn, err := probe.Connect(ctx, w.Source)
+	if err != nil {
+		w.Log.Warn("could not check the publication again", "err", err)
+		return out
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_publication_rel pr
+		JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE p.pubname = $1 AND n.nspname || '.' || c.relname = ANY($2)`, w.Source.Publication, ask)
+	if err != nil {
+		w.Log.Warn("could not check the publication again", "err", err)
+		return out
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		w.Log.Warn("could not check the publication again", "err", err)
+		return out
+	}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 // joinedBackupWhen says when the base backup for tables that joined now

@@ -1,0 +1,13 @@
+package capture
+
+import (
+	"context"
+
+	"github.com/btfu/btfu/probe"
+)
+
+// RecordNewTables exposes recordNewTables to the external tests, which
+// have a source cluster.
+func (w *Worker) RecordNewTables(ctx context.Context, nt *probe.NewTables) {
+	w.recordNewTables(ctx, nt)
+}
