@@ -35,39 +35,47 @@ func verifyAll(ctx context.Context, arts artifact.Store, segs []store.Segment, a
 	errs := make([]error, len(segs))
 	var mu sync.Mutex
 	failedAt := len(segs)
-	later := func(i int) bool { mu.Lock(); defer mu.Unlock(); return i > failedAt }
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(max(ahead, 1), len(segs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if later(i) {
-					continue
-				}
-				if errs[i] = verify(ctx, arts, segs[i].ArtifactKey, segs[i].SHA256); errs[i] != nil {
-					mu.Lock()
-					failedAt = min(failedAt, i)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range segs {
-		if later(i) || ctx.Err() != nil {
-			break
+	later := func(i int) bool { mu.Lock(); defer mu.Unlock(); return i > failedAt || ctx.Err() != nil }
+	concurrently(len(segs), ahead, later, func(i int) {
+		if errs[i] = verify(ctx, arts, segs[i].ArtifactKey, segs[i].SHA256); errs[i] != nil {
+			mu.Lock()
+			failedAt = min(failedAt, i)
+			mu.Unlock()
 		}
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	})
 	for _, err := range errs {
 		if err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// concurrently runs do(i) for every i below n, up to workers at once,
+// handing them out in order; once stop(i) (nil: never) says so for an i,
+// no further i is handed out, and workers skip those stop names.
+func concurrently(n, workers int, stop func(i int) bool, do func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(workers, 1), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if stop == nil || !stop(i) {
+					do(i)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		if stop != nil && stop(i) {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // prefetcher reads the plan's segments ahead of replay, in order.

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/btfu/btfu/coverage"
 	"github.com/btfu/btfu/pgbin"
@@ -81,47 +80,34 @@ func Verify(ctx context.Context, meta store.Store, arts artifact.Store, sourceID
 		err       error
 	}
 	results := make([]result, len(segs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(readAhead, len(segs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				s := segs[i]
-				check := func(r io.Reader) error {
-					sr, err := segment.NewReader(r)
-					if err != nil {
-						return err
-					}
-					defer sr.Close()
-					var txs int64
-					for {
-						rec, err := sr.Next()
-						if err == io.EOF {
-							break
-						}
-						if err != nil {
-							return err
-						}
-						if rec.T == segment.TypeCommit {
-							txs++
-						}
-					}
-					if txs != s.TxCount {
-						return fmt.Errorf("holds %d transactions, recorded %d", txs, s.TxCount)
-					}
-					return nil
-				}
-				results[i].encrypted, results[i].err = checkStored(ctx, arts, s.ArtifactKey, s.SHA256, check)
+	concurrently(len(segs), readAhead, nil, func(i int) {
+		s := segs[i]
+		check := func(r io.Reader) error {
+			sr, err := segment.NewReader(r)
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	for i := range segs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+			defer sr.Close()
+			var txs int64
+			for {
+				rec, err := sr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if rec.T == segment.TypeCommit {
+					txs++
+				}
+			}
+			if txs != s.TxCount {
+				return fmt.Errorf("holds %d transactions, recorded %d", txs, s.TxCount)
+			}
+			return nil
+		}
+		results[i].encrypted, results[i].err = checkStored(ctx, arts, s.ArtifactKey, s.SHA256, check)
+	})
 	for i, s := range segs {
 		rep.Segments++
 		rep.Bytes += s.StoredBytes
