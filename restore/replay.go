@@ -353,6 +353,9 @@ func (p *replayer) relation(r relations, oid uint32) *segment.Relation {
 // transaction are left out: the table is LEFT OUT, or it is in its window
 // between joining after the base and being dropped.
 func (p *replayer) notReplayed(rel *segment.Relation, oid uint32) bool {
+	if len(p.leftOut) == 0 && len(p.gone) == 0 {
+		return false
+	}
 	name := rel.Schema + "." + rel.Name
 	if p.leftOut[name] {
 		return true
@@ -376,40 +379,41 @@ func (p *replayer) notReplayed(rel *segment.Relation, oid uint32) bool {
 }
 
 func (p *replayer) change(ctx context.Context, r relations, rec *segment.Record) error {
-	if rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete {
-		if rel := p.relation(r, rec.RelOID); rel != nil && !p.notReplayed(rel, rec.RelOID) {
-			why, err := p.unreadable(ctx, rel, rec)
-			if err != nil {
-				return err
-			}
-			if why != "" {
-				vals := rec.Old
-				if vals == nil {
-					vals = rec.New
-				}
-				p.leaveOut(rel.Schema, rel.Name, fmt.Sprintf("whose row (%s) holds %s", rowKey(rel, vals), why))
+	row := rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete
+	if row || rec.T == segment.TypeDDL {
+		if rel := p.relation(r, rec.RelOID); rel != nil {
+			if p.notReplayed(rel, rec.RelOID) {
 				return nil
+			}
+			if row {
+				why, err := p.unreadable(ctx, rel, rec)
+				if err != nil {
+					return err
+				}
+				if why != "" {
+					vals := rec.Old
+					if vals == nil {
+						vals = rec.New
+					}
+					p.leaveOut(rel.Schema, rel.Name, fmt.Sprintf("whose row (%s) holds %s", rowKey(rel, vals), why))
+					return nil
+				}
 			}
 		}
 	}
-	if len(p.leftOut) > 0 || len(p.gone) > 0 {
-		if rel := p.relation(r, rec.RelOID); rel != nil && (rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete || rec.T == segment.TypeDDL) && p.notReplayed(rel, rec.RelOID) {
+	if rec.T == segment.TypeTruncate && (len(p.leftOut) > 0 || len(p.gone) > 0) {
+		var keep []uint32
+		for _, oid := range rec.RelOIDs {
+			if rel := p.relation(r, oid); rel == nil || !p.notReplayed(rel, oid) {
+				keep = append(keep, oid)
+			}
+		}
+		if len(keep) == 0 {
 			return nil
 		}
-		if rec.T == segment.TypeTruncate {
-			var keep []uint32
-			for _, oid := range rec.RelOIDs {
-				if rel := p.relation(r, oid); rel == nil || !p.notReplayed(rel, oid) {
-					keep = append(keep, oid)
-				}
-			}
-			if len(keep) == 0 {
-				return nil
-			}
-			trunc := *rec
-			trunc.RelOIDs = keep
-			rec = &trunc
-		}
+		trunc := *rec
+		trunc.RelOIDs = keep
+		rec = &trunc
 	}
 	switch rec.T {
 	case segment.TypeInsert, segment.TypeUpdate, segment.TypeDelete:
