@@ -138,7 +138,7 @@ func (s *segmenter) flush(ctx context.Context) error {
 	if _, err := f.Seek(0, 0); err != nil {
 		return fmt.Errorf("rewind segment: %w", err)
 	}
-	key := fmt.Sprintf("%s/segments/%d/%016X-%016X.ndjson.zst", s.source, s.chain.ID, uint64(sum.FirstCommitLSN), uint64(sum.EndLSN))
+	key := segment.ObjectKey(s.source, s.chain.ID, sum.FirstCommitLSN, sum.EndLSN)
 	// The spool file must be what the writer wrote; what is stored (and
 	// recorded: size and checksum) may differ when the store encrypts.
 	given := &hashCounter{h: sha256.New()}

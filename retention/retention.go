@@ -79,7 +79,9 @@
 // before their artifacts: a leftover artifact only wastes space, while a
 // record pointing at nothing would break a restore. Artifact deletion
 // failures are logged and counted, not fatal. Segments are deleted oldest
-// first. Records that appear while Apply runs (a new chain, base or
+// first; one that compaction replaced since the plan was made is skipped
+// (the merged segment is judged next time, and compaction's sweep deletes
+// the replaced object). Records that appear while Apply runs (a new chain, base or
 // segment) are not in its lists and are never deleted. Apply is idempotent
 // and cheap enough to run after every base backup; MakePlan decides the
 // same without deleting (btfu retention --dry-run).
@@ -200,7 +202,12 @@ func Apply(ctx context.Context, meta store.Store, arts artifact.Store, sourceID 
 		if v.Drop == "" {
 			continue
 		}
-		if err := meta.DeleteSegment(ctx, s.ID); err != nil {
+		if err := meta.DeleteSegment(ctx, s.ID); errors.Is(err, store.ErrNotFound) {
+			// Compaction replaced it since the plan was made: the merged
+			// segment holds its transactions and is judged next time.
+			log.Info("retention: segment already replaced by compaction", "id", s.ID, "key", s.ArtifactKey)
+			continue
+		} else if err != nil {
 			return fail(fmt.Errorf("delete segment %d: %w", s.ID, err))
 		}
 		rep.DeletedSegments++

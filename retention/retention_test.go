@@ -620,3 +620,48 @@ func TestKeepForWindowStartStaysRestorable(t *testing.T) {
 		})
 	}
 }
+
+// compactsFirst is a metadata store in which compaction replaces segments
+// b-1 to b-3 by one just before retention deletes its first segment.
+type compactsFirst struct {
+	store.Store
+	f    *fixture
+	done bool
+}
+
+func (c *compactsFirst) DeleteSegment(ctx context.Context, id int64) error {
+	if !c.done {
+		c.done = true
+		f := c.f
+		m := f.segs["b-1"]
+		m.ArtifactKey, m.EndLSN, m.LastCommitLSN, m.TxCount, m.ChangeCount = "src/segments/merged.ndjson.zst", 1300, 1299, 3, 3
+		f.put(m.ArtifactKey)
+		if _, err := c.Store.ReplaceSegments(ctx, []int64{f.segs["b-1"].ID, f.segs["b-2"].ID, f.segs["b-3"].ID}, m); err != nil {
+			return err
+		}
+	}
+	return c.Store.DeleteSegment(ctx, id)
+}
+
+// A segment compaction replaced after retention planned is not an error:
+// the merged segment holds its transactions and stays, and retention
+// leaves the replaced object to compaction's sweep.
+func TestRetentionAfterCompactionReplacedItsSegments(t *testing.T) {
+	f := newFixture(t)
+	standard(f)
+	rep, err := Apply(f.ctx, &compactsFirst{Store: f.meta, f: f}, f.arts, f.src, Policy{KeepBaseBackups: 1}, now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, segs := f.state()
+	var keys []string
+	for _, s := range segs {
+		keys = append(keys, s.ArtifactKey)
+	}
+	if got := strings.Join(keys, " "); got != "src/segments/merged.ndjson.zst src/segments/b-4.ndjson.zst" {
+		t.Errorf("segments after retention: %s (report %+v)", got, rep)
+	}
+	if _, err := f.arts.Stat(f.ctx, "src/segments/merged.ndjson.zst"); err != nil {
+		t.Errorf("merged segment: %v", err)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -224,3 +226,31 @@ func (r *Record) End() LSN { return LSN(r.EndLSN) }
 
 // ErrCorrupt marks a segment that cannot be read as written.
 var ErrCorrupt = errors.New("corrupt segment")
+
+// ObjectKey is the artifact key of a segment of chain holding commits from
+// first to end (its first commit LSN and its end LSN).
+func ObjectKey(source string, chain int64, first, end LSN) string {
+	return fmt.Sprintf("%s%016X-%016X.ndjson.zst", ChainPrefix(source, chain), uint64(first), uint64(end))
+}
+
+// ChainPrefix is the key prefix of every segment of a chain.
+func ChainPrefix(source string, chain int64) string {
+	return fmt.Sprintf("%s/segments/%d/", source, chain)
+}
+
+// ParseObjectKey reads the first commit LSN and end LSN from a key
+// ObjectKey made; ok is false for any other name.
+func ParseObjectKey(key string) (first, end LSN, ok bool) {
+	i := strings.LastIndexByte(key, '/')
+	name, found := strings.CutSuffix(key[i+1:], ".ndjson.zst")
+	a, b, dash := strings.Cut(name, "-")
+	if !found || !dash || len(a) != 16 || len(b) != 16 {
+		return 0, 0, false
+	}
+	f, err1 := strconv.ParseUint(a, 16, 64)
+	e, err2 := strconv.ParseUint(b, 16, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return LSN(f), LSN(e), true
+}

@@ -77,6 +77,15 @@ type Store interface {
 	// FirstCommitLSN, whose EndLSN > fromLSN (0 for all).
 	ListSegments(ctx context.Context, sourceID int64, fromLSN pglogrepl.LSN) ([]Segment, error)
 	DeleteSegment(ctx context.Context, id int64) error
+	// ReplaceSegments swaps consecutive segments of one chain (oldIDs, in
+	// chain order) for seg, which holds the same transactions (compaction),
+	// in one transaction. seg must start where the first ends before
+	// (PrevEndLSN, FirstCommitLSN) and end where the last does (EndLSN,
+	// LastCommitLSN), with their summed TxCount and ChangeCount. Nothing
+	// changes unless every old segment still exists (retention may have
+	// deleted one: ErrNotFound) and they are consecutive; the chain's
+	// cursor does not move. It returns seg with its new ID.
+	ReplaceSegments(ctx context.Context, oldIDs []int64, seg Segment) (Segment, error)
 
 	// Schema snapshots (pg_dump --schema-only), stored when they change.
 	AddSchemaSnapshot(ctx context.Context, s SchemaSnapshot) (SchemaSnapshot, error)

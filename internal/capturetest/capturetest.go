@@ -28,6 +28,7 @@ type Env struct {
 	Source   *config.Source
 	SourceID int64
 	Meta     store.Store
+	MetaPath string // the SQLite file Meta is
 	Arts     artifact.Store
 }
 
@@ -49,7 +50,8 @@ func Setup(t testing.TB, c *pgtest.Cluster, db, extra string) *Env {
 	if _, err := probe.Register(ctx, src, rep); err != nil {
 		t.Fatal(err)
 	}
-	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
+	metaPath := filepath.Join(t.TempDir(), "btfu.db")
+	meta, err := sqlite.Open(ctx, metaPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func Setup(t testing.TB, c *pgtest.Cluster, db, extra string) *Env {
 		meta.Close()
 		c.Exec(t, "postgres", fmt.Sprintf("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 's_%s%%' AND NOT active", db))
 	})
-	return &Env{Source: src, SourceID: rec.ID, Meta: meta, Arts: arts}
+	return &Env{Source: src, SourceID: rec.ID, Meta: meta, MetaPath: metaPath, Arts: arts}
 }
 
 // Worker returns a capture worker for the source with quiet logs and

@@ -256,6 +256,78 @@ func (s *Store) DeleteSegment(ctx context.Context, id int64) error {
 	return s.execOne(ctx, fmt.Sprintf("delete segment %d", id), `DELETE FROM @segments WHERE id = ?`, id)
 }
 
+// ReplaceSegments swaps consecutive segments for one holding the same
+// transactions (see store.Store).
+func (s *Store) ReplaceSegments(ctx context.Context, oldIDs []int64, g store.Segment) (store.Segment, error) {
+	if g.CreatedAt.IsZero() {
+		g.CreatedAt = time.Now()
+	}
+	g.FirstCommitAt, g.LastCommitAt, g.CreatedAt = utc(g.FirstCommitAt), utc(g.LastCommitAt), utc(g.CreatedAt)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if len(oldIDs) == 0 {
+			return errors.New("no segments to replace")
+		}
+		// Lock the chain as AddSegment does, so the two never interleave.
+		var sourceID int64
+		var tail pglogrepl.LSN
+		if err := s.queryRow(ctx, tx, `SELECT source_id, tail_lsn FROM @chains WHERE id = ?`+s.d.ForUpdate, g.ChainID).
+			Scan(&sourceID, lsnCol{&tail}); err != nil {
+			return fmt.Errorf("read chain %d: %w", g.ChainID, notFound(err))
+		}
+		if g.SourceID == 0 {
+			g.SourceID = sourceID
+		}
+		var old []store.Segment
+		for _, id := range oldIDs {
+			o, err := scanSegment(s.queryRow(ctx, tx, `SELECT `+segmentCols+` FROM @segments WHERE id = ?`, id))
+			if err != nil {
+				return fmt.Errorf("segment %d: %w", id, notFound(err))
+			}
+			old = append(old, o)
+		}
+		var txs, changes int64
+		for i, o := range old {
+			switch {
+			case o.ChainID != g.ChainID || o.SourceID != g.SourceID:
+				return fmt.Errorf("segment %d is in chain %d of source %d, not chain %d of source %d", o.ID, o.ChainID, o.SourceID, g.ChainID, g.SourceID)
+			case i > 0 && o.PrevEndLSN != old[i-1].EndLSN:
+				return fmt.Errorf("segment %d starts at %s, not where segment %d ends (%s): %w", o.ID, o.PrevEndLSN, old[i-1].ID, old[i-1].EndLSN, store.ErrChainOrder)
+			}
+			txs += o.TxCount
+			changes += o.ChangeCount
+		}
+		first, last := old[0], old[len(old)-1]
+		switch {
+		case g.PrevEndLSN != first.PrevEndLSN || g.FirstCommitLSN != first.FirstCommitLSN:
+			return fmt.Errorf("replacement starts at %s (first commit %s), the segments at %s (%s): %w", g.PrevEndLSN, g.FirstCommitLSN, first.PrevEndLSN, first.FirstCommitLSN, store.ErrChainOrder)
+		case g.EndLSN != last.EndLSN || g.LastCommitLSN != last.LastCommitLSN:
+			return fmt.Errorf("replacement ends at %s (last commit %s), the segments at %s (%s): %w", g.EndLSN, g.LastCommitLSN, last.EndLSN, last.LastCommitLSN, store.ErrChainOrder)
+		case g.TxCount != txs || g.ChangeCount != changes:
+			return fmt.Errorf("replacement holds %d transactions and %d changes, the segments %d and %d", g.TxCount, g.ChangeCount, txs, changes)
+		}
+		for _, o := range old {
+			if _, err := s.exec(ctx, tx, `DELETE FROM @segments WHERE id = ?`, o.ID); err != nil {
+				return fmt.Errorf("delete segment %d: %w", o.ID, err)
+			}
+		}
+		var err error
+		g.ID, err = s.insertID(ctx, tx, `INSERT INTO @segments
+			(source_id, chain_id, format_version, artifact_key, first_commit_lsn, last_commit_lsn, end_lsn, prev_end_lsn,
+			first_commit_at, last_commit_at, tx_count, change_count, raw_bytes, stored_bytes, sha256, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			g.SourceID, g.ChainID, g.FormatVersion, g.ArtifactKey, lv(g.FirstCommitLSN), lv(g.LastCommitLSN), lv(g.EndLSN), lv(g.PrevEndLSN),
+			tv(g.FirstCommitAt), tv(g.LastCommitAt), g.TxCount, g.ChangeCount, g.RawBytes, g.StoredBytes, g.SHA256, tv(g.CreatedAt))
+		if err != nil {
+			return s.fail(err, "insert")
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Segment{}, fmt.Errorf("replace %d segments of chain %d by %q: %w", len(oldIDs), g.ChainID, g.ArtifactKey, err)
+	}
+	return g, nil
+}
+
 // Schema snapshots.
 
 const schemaSnapshotCols = `id, source_id, lsn, taken_at, artifact_key, size_bytes, sha256`

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChainOrderAfterDeleteAndConflict", testChainOrderAfterDeleteAndConflict},
 		{"ConcurrentAddSegment", testConcurrentAddSegment},
 		{"ListSegments", testListSegments},
+		{"ReplaceSegments", testReplaceSegments},
 		{"SchemaSnapshots", testSchemaSnapshots},
 		{"SequenceSnapshots", testSequenceSnapshots},
 		{"Jobs", testJobs},
@@ -451,6 +452,63 @@ func testChainOrderAfterDeleteAndConflict(t *testing.T, st store.Store) {
 		t.Errorf("cursor moved back to %s at %v", ch.CursorLSN, ch.CursorTime)
 	}
 	same(t, "keys", keys(must(st.ListSegments(ctx, src.ID, 0))(t)), []string{"s1", "s3", "s4"})
+}
+
+// testReplaceSegments: compaction swaps consecutive segments for one that
+// spans them, all at once or not at all, and the chain goes on from its
+// cursor as before.
+func testReplaceSegments(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	src := newSource(t, st, "app")
+	c := newChain(t, st, src, 1000)
+	s1 := must(st.AddSegment(ctx, seg(c, "s1", 1000, 1000, 1100)))(t)
+	s2 := must(st.AddSegment(ctx, seg(c, "s2", 1100, 1110, 1200)))(t)
+	s3 := must(st.AddSegment(ctx, seg(c, "s3", 1200, 1200, 1300)))(t)
+	must(st.AddSegment(ctx, seg(c, "s4", 1300, 1300, 1400)))(t)
+	merged := func(key string, from, to store.Segment) store.Segment {
+		m := seg(c, key, from.PrevEndLSN, from.FirstCommitLSN, to.EndLSN)
+		m.LastCommitLSN = to.LastCommitLSN
+		m.TxCount, m.ChangeCount = to.TxCount*2, to.ChangeCount*2
+		return m
+	}
+
+	// Anything that does not span exactly what it replaces is refused,
+	// and nothing changes.
+	bad := merged("m", s1, s2)
+	bad.EndLSN = 1250
+	_, err := st.ReplaceSegments(ctx, []int64{s1.ID, s2.ID}, bad)
+	wantErr(t, err, store.ErrChainOrder, "ends at")
+	bad = merged("m", s1, s2)
+	bad.TxCount = 3
+	if _, err := st.ReplaceSegments(ctx, []int64{s1.ID, s2.ID}, bad); err == nil || !strings.Contains(err.Error(), "transactions") {
+		t.Errorf("a replacement with the wrong transaction count: %v", err)
+	}
+	_, err = st.ReplaceSegments(ctx, []int64{s1.ID, s3.ID}, merged("m", s1, s3))
+	wantErr(t, err, store.ErrChainOrder, "not where segment")
+	// A key already recorded is a conflict, rolled back whole.
+	_, err = st.ReplaceSegments(ctx, []int64{s1.ID, s2.ID}, merged("s4", s1, s2))
+	wantErr(t, err, store.ErrConflict)
+	same(t, "keys after refusals", keys(must(st.ListSegments(ctx, src.ID, 0))(t)), []string{"s1", "s2", "s3", "s4"})
+
+	m := must(st.ReplaceSegments(ctx, []int64{s1.ID, s2.ID, s3.ID}, func() store.Segment {
+		m := merged("m", s1, s3)
+		m.TxCount, m.ChangeCount = 3, 3
+		return m
+	}()))(t)
+	got := must(st.ListSegments(ctx, src.ID, 0))(t)
+	same(t, "keys", keys(got), []string{"m", "s4"})
+	if got[0].ID != m.ID || got[0].PrevEndLSN != 1000 || got[0].EndLSN != 1300 || got[0].TxCount != 3 {
+		t.Errorf("merged segment listed as %+v", got[0])
+	}
+	// Replaced once, gone: a second compaction of the same segments (one
+	// that planned before the first switched) changes nothing.
+	_, err = st.ReplaceSegments(ctx, []int64{s1.ID, s2.ID}, merged("m2", s1, s2))
+	wantErr(t, err, store.ErrNotFound)
+	// The chain goes on after its newest segment, not after the merged one.
+	if ch := chainOf(t, st, src.ID, c.ID); ch.CursorLSN != 1400 {
+		t.Errorf("cursor after a replacement = %s, want 0/578", ch.CursorLSN)
+	}
+	must(st.AddSegment(ctx, seg(c, "s5", 1400, 1400, 1500)))(t)
 }
 
 func keys(segs []store.Segment) []string {
