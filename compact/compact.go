@@ -51,6 +51,7 @@ import (
 	"github.com/btfu/btfu/segment"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
 
 // Defaults for Options.
@@ -166,6 +167,10 @@ func Apply(ctx context.Context, meta store.Store, arts artifact.Store, src store
 		if err != nil {
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
+			}
+			if agecrypt.Category(err) != "" {
+				// No identity (or the wrong one): every group would fail.
+				return rep, fmt.Errorf("compaction reads the segments it merges and cannot decrypt them: %w", err)
 			}
 			what := fmt.Sprintf("%d segments of chain %d from %s to %s: %v", len(g), g[0].ChainID, g[0].PrevEndLSN, g[len(g)-1].EndLSN, err)
 			rep.Skipped = append(rep.Skipped, what)

@@ -434,6 +434,13 @@ func (c *Config) checkSource(p *Problems, i int, names map[string]bool, slots ma
 	if s.MaxLag.D() < 5*time.Second {
 		p.add(key+".max_lag", "%s is too short; at least 5s (segments are stored every segment_max_age; the default is 5m)", s.MaxLag)
 	}
+	if !CompactOff(s.CompactAfter) {
+		if d, err := ParseDuration(s.CompactAfter); err != nil {
+			p.add(key+".compact_after", "%v; or \"off\"", err)
+		} else if d.D() < time.Minute {
+			p.add(key+".compact_after", "%s is too short; at least 1m (a restore may be reading the segments of the last minutes; the default is 1h), or \"off\"", s.CompactAfter)
+		}
+	}
 	if s.JoinedBackupInterval.D() < time.Second {
 		p.add(key+".joined_backup_interval", "%s is too short; at least 1s (each is a pg_dump of the whole database; the default is 10m)", s.JoinedBackupInterval)
 	}
@@ -469,6 +476,15 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 
 // ScheduleOff reports whether a schedule disables scheduled base backups.
 func ScheduleOff(s string) bool { return s == "off" }
+
+// CompactOff reports whether compact_after turns compaction off.
+func CompactOff(s string) bool { return s == "off" }
+
+// CompactAfterD is compact_after as a duration (valid when not off).
+func (s *Source) CompactAfterD() time.Duration {
+	d, _ := ParseDuration(s.CompactAfter)
+	return d.D()
+}
 
 // CheckSchedule validates a base-backup schedule: a five-field cron
 // expression, a descriptor such as "@daily", or "off".

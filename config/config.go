@@ -221,6 +221,11 @@ type Source struct {
 	SegmentMaxSize ByteSize `toml:"segment_max_size"`
 	SegmentMaxAge  Duration `toml:"segment_max_age"`
 
+	// CompactAfter: each hour of segments is merged into one object once
+	// it ended this long ago ("off": never), so a restore reads one
+	// object per hour of history, not one per segment_max_age.
+	CompactAfter string `toml:"compact_after"`
+
 	KeepBaseBackups int      `toml:"keep_base_backups"`
 	KeepFor         Duration `toml:"keep_for"`
 	// KeepDaily, KeepWeekly and KeepMonthly keep, as restore points, the
@@ -288,6 +293,7 @@ const (
 	DefaultTimezone        = "UTC"
 	DefaultSegmentMaxSize  = ByteSize(64 << 20)
 	DefaultSegmentMaxAge   = Duration(1e9)
+	DefaultCompactAfter    = "1h"
 	DefaultKeepBaseBackups = 2
 	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)
 	DefaultS3PartSize      = ByteSize(16 << 20)
@@ -423,6 +429,7 @@ func (c *Config) applyDefaults() {
 		if s.SegmentMaxAge == 0 {
 			s.SegmentMaxAge = DefaultSegmentMaxAge
 		}
+		def(&s.CompactAfter, DefaultCompactAfter)
 		if s.KeepBaseBackups == 0 {
 			s.KeepBaseBackups = DefaultKeepBaseBackups
 		}

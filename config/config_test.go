@@ -66,6 +66,8 @@ func TestProblemsNameTheKey(t *testing.T) {
 		{"wrong type", `keep_base_backups = "two"`, `keep_base_backups`},
 		{"calendar", `keep_weekly = -4`, `source.orders.keep_weekly: must not be negative`},
 		{"restore target", `restore_target = "postgres://u@h:notaport/d"`, `source.orders.restore_target: cannot parse`},
+		{"compact after", `compact_after = "hourly"`, `source.orders.compact_after: "hourly" is not a duration`},
+		{"compact after short", `compact_after = "10s"`, `source.orders.compact_after: 10s is too short; at least 1m`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -34,7 +34,8 @@ type Engine struct {
 	runners map[string]*runner
 	runCtx  context.Context // set while Run runs; runners start under it
 	hist    history
-	drills  drills // drill.go
+	drills  drills   // drill.go
+	hk      sync.Map // source ID -> *sync.Mutex, see housekeeping (compact.go)
 }
 
 const (

@@ -25,6 +25,9 @@ func RetentionPolicy(sc *config.Source) retention.Policy {
 // policy would delete but the chain that reaches now needs, and a plan
 // its own check refused, are retention.refused events.
 func (e *Engine) applyRetention(ctx context.Context, sc *config.Source, sourceID int64) {
+	mu := e.housekeeping(sourceID)
+	mu.Lock()
+	defer mu.Unlock()
 	rep, err := retention.Apply(ctx, e.meta, e.artifacts, sourceID, RetentionPolicy(sc), time.Now(), e.log.With("source", sc.Name))
 	for _, why := range rep.Refused {
 		e.Event(ctx, sourceID, slog.LevelWarn, EventRetentionRefused, "retention of "+sc.Name+": "+why, map[string]string{"source": sc.Name})

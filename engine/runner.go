@@ -61,6 +61,10 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 		e.log.Error("read source", "source", sc.Name, "err", err)
 		return
 	}
+	cctx, stopCompaction := context.WithCancel(ctx)
+	compacted := make(chan struct{})
+	go func() { defer close(compacted); e.compactLoop(cctx, sc, src) }()
+	defer func() { stopCompaction(); <-compacted }()
 	if sc.Paused || src.Paused {
 		e.watchPaused(ctx, sc, src.ID)
 		return

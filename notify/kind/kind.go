@@ -47,6 +47,10 @@ const (
 	// chain that reaches now), or refused its own plan; or it failed.
 	RetentionRefused Kind = "retention.refused"
 	RetentionFailed  Kind = "retention.failed"
+	// Compaction could not merge old segments (they stay, restorable, but
+	// restores read more objects); it merged again.
+	CompactionFailed    Kind = "compaction.failed"
+	CompactionRecovered Kind = "compaction.recovered"
 	// A changed config.toml was rejected (invalid, or applying it failed);
 	// a later one was applied.
 	ConfigInvalid      Kind = "config.invalid"
@@ -74,27 +78,29 @@ type Info struct {
 }
 
 var kinds = map[Kind]Info{
-	CaptureError:       {Title: "capture cannot progress", Problem: true, Alone: true, Default: true},
-	CaptureFailed:      {Title: "capture stopped", Problem: true, Alone: true, Default: true},
-	CaptureRecovered:   {Title: "capture progresses again", Recovers: []Kind{CaptureError, CaptureFailed}},
-	LagOverMax:         {Title: "lag over max_lag (capture stalled)", Problem: true, Alone: true, Default: true},
-	LagRecovered:       {Title: "lag back under max_lag", Recovers: []Kind{LagOverMax}},
-	SlotWALWarning:     {Title: "slot holds WAL near its budget", Problem: true, Alone: true, Default: true},
-	SlotInUse:          {Title: "slot over its WAL budget but used by another session", Problem: true, Alone: true, Default: true},
-	SlotWALOK:          {Title: "slot WAL back under half its budget", Recovers: []Kind{SlotWALWarning, SlotInUse}},
-	SlotDropped:        {Title: "slot dropped: a gap in the backups", Problem: true, Alone: true, Default: true},
-	BackupFailed:       {Title: "base backup failed", Problem: true, Alone: true, Default: true},
-	BackupFinished:     {Title: "base backup finished", Recovers: []Kind{BackupFailed, SlotDropped}, Alone: true},
-	RestoreFailed:      {Title: "restore failed", Problem: true, Alone: true, Default: true},
-	RestoreFinished:    {Title: "restore finished", Recovers: []Kind{RestoreFailed}, Alone: true, Default: true},
-	DrillFailed:        {Title: "restore drill failed", Problem: true, Alone: true, Default: true},
-	DrillPassed:        {Title: "restore drill passed", Recovers: []Kind{DrillFailed}, Alone: true},
-	RetentionRefused:   {Title: "retention refused to delete", Problem: true, Alone: true, Default: true},
-	RetentionFailed:    {Title: "retention failed", Problem: true, Alone: true, Default: true},
-	ConfigInvalid:      {Title: "config reload rejected", Problem: true, Alone: true, Default: true},
-	ConfigReloadFailed: {Title: "config reload failed", Problem: true, Alone: true, Default: true},
-	ConfigReloaded:     {Title: "configuration reloaded", Recovers: []Kind{ConfigInvalid, ConfigReloadFailed}},
-	Test:               {Title: "test message", Alone: true, Default: true},
+	CaptureError:        {Title: "capture cannot progress", Problem: true, Alone: true, Default: true},
+	CaptureFailed:       {Title: "capture stopped", Problem: true, Alone: true, Default: true},
+	CaptureRecovered:    {Title: "capture progresses again", Recovers: []Kind{CaptureError, CaptureFailed}},
+	LagOverMax:          {Title: "lag over max_lag (capture stalled)", Problem: true, Alone: true, Default: true},
+	LagRecovered:        {Title: "lag back under max_lag", Recovers: []Kind{LagOverMax}},
+	SlotWALWarning:      {Title: "slot holds WAL near its budget", Problem: true, Alone: true, Default: true},
+	SlotInUse:           {Title: "slot over its WAL budget but used by another session", Problem: true, Alone: true, Default: true},
+	SlotWALOK:           {Title: "slot WAL back under half its budget", Recovers: []Kind{SlotWALWarning, SlotInUse}},
+	SlotDropped:         {Title: "slot dropped: a gap in the backups", Problem: true, Alone: true, Default: true},
+	BackupFailed:        {Title: "base backup failed", Problem: true, Alone: true, Default: true},
+	BackupFinished:      {Title: "base backup finished", Recovers: []Kind{BackupFailed, SlotDropped}, Alone: true},
+	RestoreFailed:       {Title: "restore failed", Problem: true, Alone: true, Default: true},
+	RestoreFinished:     {Title: "restore finished", Recovers: []Kind{RestoreFailed}, Alone: true, Default: true},
+	DrillFailed:         {Title: "restore drill failed", Problem: true, Alone: true, Default: true},
+	DrillPassed:         {Title: "restore drill passed", Recovers: []Kind{DrillFailed}, Alone: true},
+	RetentionRefused:    {Title: "retention refused to delete", Problem: true, Alone: true, Default: true},
+	RetentionFailed:     {Title: "retention failed", Problem: true, Alone: true, Default: true},
+	CompactionFailed:    {Title: "compaction failed (old segments stay unmerged)", Problem: true, Alone: true, Default: true},
+	CompactionRecovered: {Title: "compaction works again", Recovers: []Kind{CompactionFailed}},
+	ConfigInvalid:       {Title: "config reload rejected", Problem: true, Alone: true, Default: true},
+	ConfigReloadFailed:  {Title: "config reload failed", Problem: true, Alone: true, Default: true},
+	ConfigReloaded:      {Title: "configuration reloaded", Recovers: []Kind{ConfigInvalid, ConfigReloadFailed}},
+	Test:                {Title: "test message", Alone: true, Default: true},
 }
 
 // Lookup returns how k is notified; false for kinds btfu does not notify
