@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/jackc/pglogrepl"
 
 	"github.com/btfu/btfu/compact"
@@ -20,6 +22,7 @@ import (
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
+	"github.com/btfu/btfu/store/artifact/agecrypt"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/store/sqlite"
 )
@@ -93,11 +96,21 @@ func hashes(t *testing.T, c *pgtest.Cluster, db string) map[string]string {
 // stores and the source's content at several points.
 func history(t *testing.T) (*capturetest.Env, []mark) {
 	t.Helper()
+	return historyIn(t, nil)
+}
+
+// historyIn is history with the artifact store wrapped by wrap (nil: as
+// it is).
+func historyIn(t *testing.T, wrap func(artifact.Store) artifact.Store) (*capturetest.Env, []mark) {
+	t.Helper()
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE items(id serial PRIMARY KEY, name text, qty int);
 		CREATE TABLE tags(a int, b text); ALTER TABLE tags REPLICA IDENTITY FULL;
 		CREATE TABLE toasty(id int PRIMARY KEY, big text, n int)`)
 	ce := capturetest.Setup(t, source, db, `segment_max_age = "100ms"`)
+	if wrap != nil {
+		ce.Arts = wrap(ce.Arts)
+	}
 	w := ce.Worker(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -327,4 +340,59 @@ func TestKillNineAtEachStepOfCompaction(t *testing.T) {
 			restoresEqual(t, meta, arts, ce.SourceID, marks)
 		})
 	}
+}
+
+// Encrypted segments are merged into an encrypted object (to the
+// recipients configured now) when btfu has the identity; without it,
+// compaction says it cannot decrypt and changes nothing.
+func TestEncryptedSegmentsAreMergedEncrypted(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt, err := agecrypt.ParseRecipient(id.Recipient().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKey := func(ids ...age.Identity) agecrypt.Options {
+		return agecrypt.Options{
+			Recipients:   func(string) []agecrypt.Recipient { return []agecrypt.Recipient{rcpt} },
+			Identities:   func() ([]age.Identity, error) { return ids, nil },
+			IdentityHint: "give the identity",
+		}
+	}
+	var layer *agecrypt.Store
+	ce, marks := historyIn(t, func(a artifact.Store) artifact.Store {
+		layer = agecrypt.New(a, withKey(id))
+		return layer
+	})
+	src := store.Source{ID: ce.SourceID, Name: "app"}
+	small := len(segments(t, ce.Meta, ce.SourceID))
+
+	layer.SetOptions(withKey())
+	_, err = compact.Apply(context.Background(), ce.Meta, ce.Arts, src, ripe, later(), nil)
+	if err == nil || !strings.Contains(err.Error(), "cannot decrypt") {
+		t.Fatalf("compaction without the identity: %v", err)
+	}
+	if n := len(segments(t, ce.Meta, ce.SourceID)); n != small {
+		t.Fatalf("%d segments became %d without the identity", small, n)
+	}
+
+	layer.SetOptions(withKey(id))
+	if rep, err := compact.Apply(context.Background(), ce.Meta, ce.Arts, src, ripe, later(), nil); err != nil || rep.Merged == 0 {
+		t.Fatalf("compaction with the identity: %+v, %v", rep, err)
+	}
+	for _, s := range segments(t, ce.Meta, ce.SourceID) {
+		rc, err := artifact.Stored(ce.Arts).Get(context.Background(), s.ArtifactKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, len(agecrypt.Magic))
+		_, err = io.ReadFull(rc, head)
+		rc.Close()
+		if err != nil || !agecrypt.Encrypted(head) {
+			t.Errorf("merged segment %s is not stored encrypted", s.ArtifactKey)
+		}
+	}
+	restoresEqual(t, ce.Meta, ce.Arts, ce.SourceID, marks)
 }
