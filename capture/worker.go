@@ -460,7 +460,9 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	rcvErr := make(chan error, 1)
 	go func() { rcvErr <- rcv.Run(rctx, events) }()
 
-	tick := time.NewTicker(min(100*time.Millisecond, w.Source.SegmentMaxAge.D()))
+	// A tenth of segment_max_age (at most 100ms): a segment is stored at
+	// most that late after it is due, which the RPO counts.
+	tick := time.NewTicker(min(100*time.Millisecond, w.Source.SegmentMaxAge.D()/10))
 	defer tick.Stop()
 	// Storing and recording are not cut short by shutdown: a segment that
 	// is being stored is finished, then acknowledged.

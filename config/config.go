@@ -292,7 +292,7 @@ const (
 	DefaultSchedule        = "0 3 * * *"
 	DefaultTimezone        = "UTC"
 	DefaultSegmentMaxSize  = ByteSize(64 << 20)
-	DefaultSegmentMaxAge   = Duration(1e9)
+	DefaultSegmentMaxAge   = Duration(500 * 1e6)
 	DefaultCompactAfter    = "1h"
 	DefaultKeepBaseBackups = 2
 	DefaultKeepFor         = Duration(7 * 24 * 3600 * 1e9)

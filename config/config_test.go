@@ -29,7 +29,7 @@ dsn = "postgres://app@db.example.com:5432/shop"
 		{c.Log.Level, "info"}, {c.Log.Format, "json"},
 		{s.Slot, "btfu_orders"}, {s.Publication, "btfu_orders"},
 		{s.Schedule, "0 3 * * *"}, {s.Timezone, "UTC"},
-		{s.SegmentMaxSize, ByteSize(64 << 20)}, {s.SegmentMaxAge.D(), time.Second},
+		{s.SegmentMaxSize, ByteSize(64 << 20)}, {s.SegmentMaxAge.D(), 500 * time.Millisecond},
 		{s.KeepBaseBackups, 2}, {s.KeepFor.D(), 7 * 24 * time.Hour},
 	}
 	for i, c := range checks {

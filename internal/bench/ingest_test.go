@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -26,9 +27,11 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/internal/s3test"
 	"github.com/btfu/btfu/pgbin"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
+	"github.com/btfu/btfu/store/artifact/s3"
 )
 
 type workload struct {
@@ -73,7 +76,10 @@ type result struct {
 	workload        string
 	changes         int64
 	btfu, recv, sub time.Duration
-	peakRSS         int64 // bytes, the whole benchmark process while btfu caught up
+	null            time.Duration // pg_recvlogical -f /dev/null: the walsender's own send rate
+	allocs          uint64        // heap allocations of the process while btfu caught up
+	peakRSS         int64         // bytes, the whole benchmark process while btfu caught up
+	replayRSS       int64         // bytes, the whole benchmark process while btfu restored
 	replay          time.Duration
 	replayRows      int64
 	copyTook        time.Duration // plain COPY of the inserted rows (copyTables), else 0
@@ -117,48 +123,84 @@ func BenchmarkIngest(b *testing.B) {
 		results = append(results, runWorkload(b, src, sub, w))
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tchanges\tbtfu\tpg_recvlogical\tsubscription\tbtfu/recvlogical\tbtfu/subscription\tbtfu changes/s\tpeak RSS MiB\t")
+	fmt.Fprintln(tw, "workload\tchanges\tbtfu\tpg_recvlogical to a file\tto /dev/null\tsubscription\tbtfu/null\tbtfu/subscription\tbtfu changes/s\tallocs/change\tpeak RSS MiB\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t%d\t\n", r.workload, r.changes, r.btfu.Round(time.Millisecond), r.recv.Round(time.Millisecond), r.sub.Round(time.Millisecond),
-			r.btfu.Seconds()/r.recv.Seconds(), r.btfu.Seconds()/r.sub.Seconds(), float64(r.changes)/r.btfu.Seconds(), r.peakRSS>>20)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.0f\t%.1f\t%d\t\n", r.workload, r.changes, r.btfu.Round(time.Millisecond), r.recv.Round(time.Millisecond), r.null.Round(time.Millisecond), r.sub.Round(time.Millisecond),
+			r.btfu.Seconds()/r.null.Seconds(), r.btfu.Seconds()/r.sub.Seconds(), float64(r.changes)/r.btfu.Seconds(), float64(r.allocs)/float64(max(r.changes, 1)), r.peakRSS>>20)
 	}
 	tw.Flush()
-	fmt.Println("btfu's time includes waiting for the keepalive that confirms it has caught up (up to 1s).")
+	fmt.Println("Catch-up of the same backlog. Each consumer's time includes waiting for the keepalive that confirms it reached the backlog's end (up to a status interval).")
 
 	fmt.Println()
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\trows replayed\tbtfu replay\trows/s\tsubscription (decode+apply)\treplay/subscription\t")
+	fmt.Fprintln(tw, "workload\trows replayed\tbtfu replay\trows/s\tsubscription (decode+apply)\treplay/subscription\tplain COPY\treplay/COPY\tworkload's SQL on the target\treplay/SQL\tpeak RSS MiB\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.2f\t\n", r.workload, r.replayRows, r.replay.Round(time.Millisecond), float64(r.replayRows)/r.replay.Seconds(), r.sub.Round(time.Millisecond), r.replay.Seconds()/r.sub.Seconds())
-	}
-	tw.Flush()
-
-	fmt.Println()
-	fmt.Println("Replay targets (issue 14): at least 1.5x the subscription's rate (replay/subscription <= 0.67) on pgbench and the 1M-row UPDATE; within 20% of plain COPY (replay/COPY <= 1.20) on the 1M-row INSERT.")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tbtfu replay\tsubscription\treplay/subscription\tplain COPY\treplay/COPY\tworkload's SQL on the target\treplay/SQL\ttarget\tmet\t")
-	for _, r := range results {
-		vsSub := r.replay.Seconds() / r.sub.Seconds()
-		copyCol, vsCopy, target, met := "-", "-", "-", "-"
+		copyCol, vsCopy := "-", "-"
 		if r.copyTook > 0 {
 			copyCol = r.copyTook.Round(time.Millisecond).String()
 			vsCopy = fmt.Sprintf("%.2f", r.replay.Seconds()/r.copyTook.Seconds())
 		}
-		switch {
-		case r.copyTook > 0:
-			target, met = "replay/COPY <= 1.20", fmt.Sprint(r.replay.Seconds()/r.copyTook.Seconds() <= 1.2)
-		case strings.HasPrefix(r.workload, "pgbench") || r.workload == "1M-row UPDATE":
-			target, met = "replay/subscription <= 0.67", fmt.Sprint(vsSub <= 1/1.5)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t%s\t\n", r.workload, r.replay.Round(time.Millisecond), r.sub.Round(time.Millisecond), vsSub, copyCol, vsCopy,
-			r.direct.Round(time.Millisecond), r.replay.Seconds()/r.direct.Seconds(), target, met)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%.2f\t%s\t%s\t%s\t%.2f\t%d\t\n", r.workload, r.replayRows, r.replay.Round(time.Millisecond), float64(r.replayRows)/r.replay.Seconds(),
+			r.sub.Round(time.Millisecond), r.replay.Seconds()/r.sub.Seconds(), copyCol, vsCopy, r.direct.Round(time.Millisecond), r.replay.Seconds()/r.direct.Seconds(), r.replayRSS>>20)
 	}
 	tw.Flush()
 	fmt.Println("workload's SQL on the target: the workload's statements run on a copy of its starting rows on the replay's cluster (pgbench with its 4 clients).")
 
-	p50, p99, n := lagUnderLoad(b, src)
-	fmt.Printf("\ncommit-to-stored delay under pgbench -R 200 for 15s (%d segments, per segment's oldest commit): p50 %s, p99 %s\n",
-		n, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
+	var rpo []rpoResult
+	for _, to := range []string{"local", "S3 (versitygw)"} {
+		for _, rate := range []int{200, 1000} {
+			rpo = append(rpo, lagUnderLoad(b, src, rate, to == "local"))
+		}
+	}
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "commit-to-stored delay (RPO), default settings\tstore\tpgbench rate asked\tdone\tsegments\tp50\tp99\t")
+	for _, r := range rpo {
+		fmt.Fprintf(tw, "\t%s\t%d/s\t%.0f/s\t%d\t%s\t%s\t\n", r.store, r.rate, r.done, r.n, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+	}
+	tw.Flush()
+	fmt.Println("Per stored segment, from its oldest commit to its record: the most any transaction in it waited.")
+
+	seg := restoreSegments(b)
+
+	// Every target of issue 14, measured in this run.
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "target (issue 14)\tmeasured\tmet\t")
+	row := func(name string, v float64, format string, ok bool) {
+		fmt.Fprintf(tw, "%s\t"+format+"\t%v\t\n", name, v, ok)
+	}
+	for _, r := range results {
+		if r.copyTook > 0 {
+			row("replay "+r.workload+": time / plain COPY <= 1.20", r.replay.Seconds()/r.copyTook.Seconds(), "%.2f", r.replay.Seconds()/r.copyTook.Seconds() <= 1.2)
+		} else if strings.HasPrefix(r.workload, "pgbench") || r.workload == "1M-row UPDATE" {
+			v := r.replay.Seconds() / r.sub.Seconds()
+			row("replay "+r.workload+": time / subscription <= 0.67 (1.5x its rate)", v, "%.2f", v <= 1/1.5)
+		}
+	}
+	for _, r := range results {
+		if r.workload == "200k-row UPDATE, REPLICA IDENTITY FULL" {
+			continue // no target; shown above
+		}
+		v := r.btfu.Seconds() / r.sub.Seconds()
+		row("ingest "+r.workload+": time / subscription <= 1.00", v, "%.2f", v <= 1)
+		v = r.btfu.Seconds() / r.null.Seconds()
+		row("ingest "+r.workload+": time / pg_recvlogical to /dev/null <= 1.10", v, "%.2f", v <= 1.1)
+	}
+	for _, r := range rpo {
+		row(fmt.Sprintf("RPO p99 at %d/s to %s <= 1s (seconds)", r.rate, r.store), r.p99.Seconds(), "%.3f", r.p99 <= time.Second)
+	}
+	for _, r := range results {
+		if strings.HasPrefix(r.workload, "1M-row") {
+			row("peak RSS archiving "+r.workload+" <= 256 MiB (MiB)", float64(r.peakRSS>>20), "%.0f", r.peakRSS <= 256<<20)
+			row("peak RSS replaying "+r.workload+" <= 256 MiB (MiB)", float64(r.replayRSS>>20), "%.0f", r.replayRSS <= 256<<20)
+		}
+	}
+	row("a day of default segments adds to a restore at 20ms/request <= 5m (minutes)", seg.compactedDay.Minutes(), "%.1f", seg.compactedDay <= 5*time.Minute)
+	tw.Flush()
+	for _, r := range results {
+		fmt.Printf("allocations per change while catching up, %s: %.1f\n", r.workload, float64(r.allocs)/float64(max(r.changes, 1)))
+	}
 }
 
 func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
@@ -216,7 +258,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	<-done
 
 	// pg_recvlogical's slot and the subscription's, created now, idle.
-	src.Exec(b, db, "SELECT pg_create_logical_replication_slot('recv', 'pgoutput')")
+	src.Exec(b, db, "SELECT pg_create_logical_replication_slot('recv', 'pgoutput'), pg_create_logical_replication_slot('recvnull', 'pgoutput')")
 	subC.Exec(b, subDB, fmt.Sprintf("CREATE SUBSCRIPTION sub CONNECTION '%s' PUBLICATION %s WITH (copy_data = false, enabled = false)", src.DSN(db), pub))
 
 	before := src.CurrentLSN(b)
@@ -226,6 +268,9 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	_ = before
 
 	// btfu catches up.
+	runtime.GC()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	resetPeakRSS()
 	t0 := time.Now()
 	wctx, cancel = context.WithCancel(ctx)
@@ -233,6 +278,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	waitCursor(b, meta, srcRec.ID, end)
 	btfuTook := time.Since(t0)
 	rss := peakRSS()
+	runtime.ReadMemStats(&ms1)
 	cancel()
 	<-done
 	if chains, _ := meta.ListChains(ctx, srcRec.ID); len(chains) != 1 {
@@ -245,6 +291,8 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 		b.Fatal(err)
 	}
 	restoreDB := subC.CreateDB(b)
+	runtime.GC()
+	resetPeakRSS()
 	var replayStart, replayEnd time.Time
 	sum, err := restore.Run(ctx, meta, arts, srcRec.ID, plan, restore.Options{TargetDSN: subC.DSN(restoreDB), Progress: func(p restore.Progress) {
 		switch p.Phase {
@@ -259,6 +307,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	if err != nil {
 		b.Fatal(err)
 	}
+	replayRSS := peakRSS()
 
 	// pg_recvlogical catches up.
 	recv, err := pgbin.Find(ctx, "pg_recvlogical", 0)
@@ -272,6 +321,15 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 		b.Fatalf("pg_recvlogical: %v\n%s", err, o)
 	}
 	recvTook := time.Since(t0)
+
+	// The same to /dev/null: how fast the walsender itself sends, the
+	// limit any client reaches.
+	t0 = time.Now()
+	cmd = exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recvnull", "--start", "-o", "proto_version=1", "-o", "publication_names="+pub, "--endpos", end.String(), "-f", "/dev/null", "--no-loop")
+	if o, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("pg_recvlogical to /dev/null: %v\n%s", err, o)
+	}
+	nullTook := time.Since(t0)
 
 	// The native subscription catches up.
 	t0 = time.Now()
@@ -302,7 +360,8 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	t0 = time.Now()
 	w.load(b, subC, directDB)
 	direct := time.Since(t0)
-	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, peakRSS: rss,
+	return result{workload: w.name, changes: changes, btfu: btfuTook, recv: recvTook, sub: subTook, null: nullTook,
+		allocs: ms1.Mallocs - ms0.Mallocs, peakRSS: rss, replayRSS: replayRSS,
 		replay: replayEnd.Sub(replayStart), replayRows: sum.Rows, copyTook: copyTook, direct: direct}
 }
 
@@ -340,13 +399,38 @@ func waitCursor(b testing.TB, meta store.Store, sourceID int64, want pglogrepl.L
 	b.Fatalf("btfu did not reach %s in 10 minutes", want)
 }
 
-// lagUnderLoad runs btfu against a steady pgbench load and measures, per
-// stored segment, the delay from its oldest commit to its record.
-func lagUnderLoad(b *testing.B, src *pgtest.Cluster) (p50, p99 time.Duration, n int) {
+type rpoResult struct {
+	store    string
+	rate     int
+	done     float64 // transactions per second pgbench reached
+	n        int
+	p50, p99 time.Duration
+}
+
+// lagUnderLoad runs btfu at its default settings against a steady
+// pgbench load of rate transactions per second, storing to a local
+// directory or to S3, and measures, per stored segment, the delay from its
+// oldest commit to its record.
+func lagUnderLoad(b *testing.B, src *pgtest.Cluster, rate int, local bool) rpoResult {
 	ctx := context.Background()
 	db := src.CreateDB(b)
-	pgbench(b, src, db, "-i", "-q", "-s", "1")
+	pgbench(b, src, db, "-i", "-q", "-s", "10")
 	ce := capturetest.Setup(b, src, db, "replica_identity_full = [\"public.pgbench_history\"]")
+	res := rpoResult{store: "local", rate: rate}
+	if !local {
+		res.store = "S3"
+		srv, err := s3test.Start()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { srv.Stop() })
+		arts, err := s3.New(ctx, s3.Config{Bucket: srv.CreateBucket(b), Prefix: "btfu", Endpoint: srv.Endpoint(), PathStyle: true,
+			Region: s3test.Region, AccessKeyID: srv.AccessKey(), SecretAccessKey: srv.SecretKey()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ce.Arts = arts
+	}
 	s, meta, arts := ce.Source, ce.Meta, ce.Arts
 	rec := store.Source{ID: ce.SourceID}
 	w := &capture.Worker{Source: s, SourceID: rec.ID, Meta: meta, Artifacts: arts, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SpoolDir: b.TempDir(), SequenceInterval: time.Hour}
@@ -359,7 +443,11 @@ func lagUnderLoad(b *testing.B, src *pgtest.Cluster) (p50, p99 time.Duration, n 
 		}
 	}
 	start := time.Now()
-	pgbench(b, src, db, "-n", "-c", "2", "-R", "200", "-T", "15")
+	txs0 := pgtest.QueryValue[int64](b, src, db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+	pgbench(b, src, db, "-n", "-c", "4", "-j", "2", "-R", fmt.Sprint(rate), "-T", "15")
+	took := time.Since(start)
+	txs1 := pgtest.QueryValue[int64](b, src, db, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+	res.done = float64(txs1-txs0) / took.Seconds()
 	time.Sleep(2 * time.Second)
 	cancel()
 	<-done
@@ -374,5 +462,6 @@ func lagUnderLoad(b *testing.B, src *pgtest.Cluster) (p50, p99 time.Duration, n 
 		b.Fatal("no segments under load")
 	}
 	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
-	return delays[len(delays)/2], delays[len(delays)*99/100], len(delays)
+	res.n, res.p50, res.p99 = len(delays), delays[len(delays)/2], delays[len(delays)*99/100]
+	return res
 }
