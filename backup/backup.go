@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/pgbin"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
@@ -118,7 +119,7 @@ func Take(ctx context.Context, req Request) (store.BaseBackup, error) {
 		_, _ = j.fail(ctx, fmt.Errorf("%w; starting over (attempt %d of %d)", err, attempt+1, rewriteAttempts))
 	}
 	j.log.Info("base backup complete", "consistent_lsn", j.base.ConsistentLSN.String(), "key", j.base.ArtifactKey,
-		"size", probe.HumanBytes(j.base.SizeBytes), "took", time.Since(j.started).Round(time.Millisecond).String())
+		"size", human.Bytes(j.base.SizeBytes), "took", time.Since(j.started).Round(time.Millisecond).String())
 	return j.base, nil
 }
 
@@ -438,8 +439,8 @@ func (j *job) warnWALBudget(ctx context.Context, conn *pgx.Conn, dbSize, keepMB 
 	}
 	if expected, over := walBudgetExceeded(keepMB, rate, dbSize); over {
 		j.log.Warn("the slot may be invalidated during the base backup: more WAL is expected during pg_dump than max_slot_wal_keep_size allows",
-			"expected_wal", probe.HumanBytes(expected), "max_slot_wal_keep_size", probe.HumanBytes(keepMB<<20),
-			"database_size", probe.HumanBytes(dbSize), "wal_rate", probe.HumanBytes(int64(rate))+"/s",
+			"expected_wal", human.Bytes(expected), "max_slot_wal_keep_size", human.Bytes(keepMB<<20),
+			"database_size", human.Bytes(dbSize), "wal_rate", human.Bytes(int64(rate))+"/s",
 			"hint", "raise max_slot_wal_keep_size, or take the base backup at a quiet time")
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/faultproxy"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/stream"
@@ -254,7 +254,7 @@ func TestWALGuardDropsTheSlotOfAStuckCapture(t *testing.T) {
 	// About 13 MiB: past 75% of the budget, not past it.
 	source.Exec(t, f.db, fmt.Sprintf("INSERT INTO log(v) SELECT repeat('w', 1000) FROM generate_series(1, %d)", 13<<20/rowWAL))
 	warning := ev.wait(t, "slot.wal_warning")
-	if !strings.Contains(warning, "max_retained_wal "+probe.HumanBytes(16<<20)) {
+	if !strings.Contains(warning, "max_retained_wal "+human.Bytes(16<<20)) {
 		t.Fatalf("warning %q", warning)
 	}
 	if chains, _ := f.meta.ListChains(context.Background(), f.id); !chains[0].EndedAt.IsZero() {
@@ -266,7 +266,7 @@ func TestWALGuardDropsTheSlotOfAStuckCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if chains[0].ID != first.ID || chains[0].EndedAt.IsZero() || !strings.Contains(chains[0].EndReason, "over max_retained_wal "+probe.HumanBytes(16<<20)) ||
+	if chains[0].ID != first.ID || chains[0].EndedAt.IsZero() || !strings.Contains(chains[0].EndReason, "over max_retained_wal "+human.Bytes(16<<20)) ||
 		!strings.Contains(chains[0].EndReason, "capture stuck: store failure") {
 		t.Fatalf("first chain %+v after %q", chains[0], dropped)
 	}

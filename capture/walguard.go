@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
@@ -104,12 +105,12 @@ func (w *Worker) checkWAL(ctx context.Context) {
 	w.mu.Unlock()
 	if warn && !over {
 		msg := fmt.Sprintf("slot %s of source %s holds %s of WAL on the source, %.0f%% of max_retained_wal %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
-			w.Source.Slot, w.Source.Name, probe.HumanBytes(u.Retained), 100*float64(u.Retained)/float64(budget), probe.HumanBytes(budget))
+			w.Source.Slot, w.Source.Name, human.Bytes(u.Retained), 100*float64(u.Retained)/float64(budget), human.Bytes(budget))
 		w.Log.Warn(msg, "kind", "slot.wal_warning")
 		w.notify(ctx, slog.LevelWarn, "slot.wal_warning", msg)
 	}
 	if over {
-		w.Log.Warn("the slot retains more WAL than max_retained_wal; stopping capture to drop it", "retained", probe.HumanBytes(u.Retained), "budget", probe.HumanBytes(budget))
+		w.Log.Warn("the slot retains more WAL than max_retained_wal; stopping capture to drop it", "retained", human.Bytes(u.Retained), "budget", human.Bytes(budget))
 		if cancel != nil {
 			cancel(errOverBudget)
 		}
@@ -163,7 +164,7 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 	if u.ActivePID != 0 {
 		if !w.ownPID(u.ActivePID) {
 			msg := fmt.Sprintf("slot %s of source %s retains %s of WAL, over max_retained_wal %s, but backend PID %d (not btfu's connection) is using it: not dropped, since btfu never terminates other sessions; stop what uses the slot",
-				slot, w.Source.Name, probe.HumanBytes(u.Retained), probe.HumanBytes(budget), u.ActivePID)
+				slot, w.Source.Name, human.Bytes(u.Retained), human.Bytes(budget), u.ActivePID)
 			w.notify(ctx, slog.LevelError, "slot.in_use", msg)
 			return errors.New(msg)
 		}
@@ -189,9 +190,9 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 func (w *Worker) endChainForBudget(ctx context.Context, retained, budget int64, why string) error {
 	held := "more WAL than"
 	if retained > 0 {
-		held = probe.HumanBytes(retained) + " of WAL, over"
+		held = human.Bytes(retained) + " of WAL, over"
 	}
-	reason := fmt.Sprintf("slot dropped: it retained %s max_retained_wal %s (%s); changes from here to the next base backup are not backed up", held, probe.HumanBytes(budget), why)
+	reason := fmt.Sprintf("slot dropped: it retained %s max_retained_wal %s (%s); changes from here to the next base backup are not backed up", held, human.Bytes(budget), why)
 	chains, err := w.Meta.ListChains(ctx, w.SourceID)
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ func (w *Worker) endChainForBudget(ctx context.Context, retained, budget int64, 
 	}
 	msg := fmt.Sprintf("source %s: slot %s %s; a new base backup starts the next chain once capture works", w.Source.Name, w.Source.Slot, reason)
 	if !ended && retained == 0 {
-		msg = fmt.Sprintf("source %s: the base backup was stopped and its slot %s dropped: it retained %s max_retained_wal %s (%s)", w.Source.Name, w.Source.Slot, held, probe.HumanBytes(budget), why)
+		msg = fmt.Sprintf("source %s: the base backup was stopped and its slot %s dropped: it retained %s max_retained_wal %s (%s)", w.Source.Name, w.Source.Slot, held, human.Bytes(budget), why)
 	}
 	w.Log.Error(msg, "kind", "slot.dropped")
 	w.notify(ctx, slog.LevelError, "slot.dropped", msg)
@@ -249,7 +250,7 @@ func (w *Worker) reportAtStart(ctx context.Context) {
 		level = slog.LevelWarn
 	}
 	msg := fmt.Sprintf("slot %s of source %s held %s of WAL on the source while capture was stopped (stored cursor %s, %s; max_retained_wal %s)",
-		w.Source.Slot, w.Source.Name, probe.HumanBytes(u.Retained), open.CursorLSN, since, probe.HumanBytes(budget))
+		w.Source.Slot, w.Source.Name, human.Bytes(u.Retained), open.CursorLSN, since, human.Bytes(budget))
 	w.Log.Log(ctx, level, msg, "kind", "slot.wal_at_start")
 	w.notify(ctx, level, "slot.wal_at_start", msg)
 	w.setStatus(func(s *Status) {

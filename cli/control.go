@@ -11,6 +11,7 @@ import (
 	"github.com/btfu/btfu/api"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
@@ -46,7 +47,7 @@ func backupCommand() command {
 					return err
 				}
 				fmt.Fprintf(env.Stdout, "base backup %s of %s complete: consistent at %s, %s in %s\n", b.Key, src.Name, b.ConsistentLSN,
-					probe.HumanBytes(b.Bytes), time.Duration(b.DurationSeconds*float64(time.Second)).Round(time.Second))
+					human.Bytes(b.Bytes), time.Duration(b.DurationSeconds*float64(time.Second)).Round(time.Second))
 				return nil
 			}
 		},
@@ -198,5 +199,3 @@ func liveStatus(env *Env, cfg *config.Config) (engine.Status, bool) {
 	}
 	return st, true
 }
-
-func humanAge(d time.Duration) string { return engine.Age(d) }

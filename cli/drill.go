@@ -16,8 +16,8 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/drill"
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/logging"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
 
@@ -156,7 +156,7 @@ func printDrill(w io.Writer, d api.Drill) {
 	}
 	if d.SourceBytes > 0 || d.ArtifactBytes > 0 {
 		fmt.Fprintf(w, "sizes: %s of tables hashed on the source, %s of base backup and segments read, %s restored\n",
-			probe.HumanBytes(d.SourceBytes), probe.HumanBytes(d.ArtifactBytes), probe.HumanBytes(d.RestoredBytes))
+			human.Bytes(d.SourceBytes), human.Bytes(d.ArtifactBytes), human.Bytes(d.RestoredBytes))
 	}
 	if len(d.Tables) == 0 {
 		return

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/logging"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
 )
@@ -154,7 +154,7 @@ func progressPrinter(env *Env, log *slog.Logger) func(restore.Progress) {
 		if s := p.Elapsed.Seconds(); s > 0 {
 			rate = float64(p.Transactions) / s
 		}
-		fmt.Fprintf(env.Stderr, "\r%-10s %5.1f%%  %s / %s  %d tx  %.0f tx/s  ETA %-8s", p.Phase, pct, probe.HumanBytes(p.Bytes), probe.HumanBytes(p.TotalBytes), p.Transactions, rate, eta)
+		fmt.Fprintf(env.Stderr, "\r%-10s %5.1f%%  %s / %s  %d tx  %.0f tx/s  ETA %-8s", p.Phase, pct, human.Bytes(p.Bytes), human.Bytes(p.TotalBytes), p.Transactions, rate, eta)
 		if p.Phase == "done" {
 			fmt.Fprintln(env.Stderr)
 		}
@@ -164,8 +164,8 @@ func progressPrinter(env *Env, log *slog.Logger) func(restore.Progress) {
 func printPlan(w io.Writer, p *restore.Plan) {
 	fmt.Fprintf(w, "Restore plan: %s\n", p.Target)
 	fmt.Fprintf(w, "  base backup  %s\n               consistent at %s, snapshot %s, %s\n", p.Base.ArtifactKey, p.Base.ConsistentLSN,
-		p.Base.SnapshotTime.UTC().Format(time.RFC3339), probe.HumanBytes(p.Base.SizeBytes))
-	fmt.Fprintf(w, "  segments     %d (%s), up to %d transactions to replay\n", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions)
+		p.Base.SnapshotTime.UTC().Format(time.RFC3339), human.Bytes(p.Base.SizeBytes))
+	fmt.Fprintf(w, "  segments     %d (%s), up to %d transactions to replay\n", len(p.Segments), human.Bytes(p.SegmentBytes), p.Transactions)
 	est := time.Duration(float64(p.Base.SizeBytes+p.SegmentBytes*8)/float64(20<<20)*float64(time.Second)) + 2*time.Second
 	fmt.Fprintf(w, "  estimate     about %s\n", est.Round(time.Second))
 	fmt.Fprintf(w, "  coverage     %s .. %s\n", p.Range.FromTime.UTC().Format(time.RFC3339), p.Range.ToTime.UTC().Format(time.RFC3339))

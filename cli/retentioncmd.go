@@ -12,8 +12,8 @@ import (
 	"github.com/btfu/btfu/api"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/logging"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/retention"
 	"github.com/btfu/btfu/store"
 )
@@ -63,7 +63,7 @@ func retentionCommand() command {
 					return err
 				}
 				fmt.Fprintf(env.Stdout, "deleted %d base backup(s), %d segment(s), %d sequence snapshot(s); %s freed\n",
-					rep.DeletedBaseBackups, rep.DeletedSegments, rep.DeletedSequenceSnapshots, probe.HumanBytes(rep.FreedBytes))
+					rep.DeletedBaseBackups, rep.DeletedSegments, rep.DeletedSequenceSnapshots, human.Bytes(rep.FreedBytes))
 				if rep.ArtifactErrors > 0 {
 					return &ExitError{Code: 1, Err: fmt.Errorf("%d artifact(s) could not be deleted (their records are gone; see the log lines above)", rep.ArtifactErrors)}
 				}
@@ -97,7 +97,7 @@ func writePlan(w io.Writer, sc *config.Source, p retention.Policy, pl retention.
 		} else if v.Point {
 			why += " (restore point: its snapshot time only)"
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", verdict, b.ID, at(b.SnapshotTime), b.ConsistentLSN, b.Status, probe.HumanBytes(b.SizeBytes), why)
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\n", verdict, b.ID, at(b.SnapshotTime), b.ConsistentLSN, b.Status, human.Bytes(b.SizeBytes), why)
 	}
 	tw.Flush()
 
@@ -111,7 +111,7 @@ func writePlan(w io.Writer, sc *config.Source, p retention.Policy, pl retention.
 			goSegs += r.n
 			goBytes += r.bytes
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s..%s\t%s..%s\t%d\t%s\t%s\n", verdict, r.chain, r.from, r.to, at(r.first), at(r.last), r.n, probe.HumanBytes(r.bytes), why)
+		fmt.Fprintf(tw, "  %s\t%d\t%s..%s\t%s..%s\t%d\t%s\t%s\n", verdict, r.chain, r.from, r.to, at(r.first), at(r.last), r.n, human.Bytes(r.bytes), why)
 	}
 	tw.Flush()
 	if len(pl.Segments) == 0 {
@@ -127,7 +127,7 @@ func writePlan(w io.Writer, sc *config.Source, p retention.Policy, pl retention.
 	if pl.Problem != "" {
 		fmt.Fprintf(w, "\nREFUSED the whole plan: %s\n", pl.Problem)
 	}
-	fmt.Fprintf(w, "\nwould delete %d base backup(s) and %d segment(s), %s\n", goBases, goSegs, probe.HumanBytes(goBytes))
+	fmt.Fprintf(w, "\nwould delete %d base backup(s) and %d segment(s), %s\n", goBases, goSegs, human.Bytes(goBytes))
 }
 
 // segRange is a run of segments of one chain, one after the other, with

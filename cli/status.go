@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/engine"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 )
 
 func statusCommand() command {
@@ -78,14 +78,14 @@ func printStatus(w io.Writer, st engine.Status, live bool) {
 		}
 		rpo := "-"
 		if s.RPOSeconds != nil {
-			rpo = humanAge(time.Duration(*s.RPOSeconds * float64(time.Second)))
+			rpo = human.Age(time.Duration(*s.RPOSeconds * float64(time.Second)))
 		}
 		if live {
 			lag := "-"
 			if s.LagBytes != nil {
-				lag = probe.HumanBytes(*s.LagBytes)
+				lag = human.Bytes(*s.LagBytes)
 			}
-			rate := fmt.Sprintf("%.1f tx/s, %s/s", s.TxPerSec, probe.HumanBytes(int64(s.BytesPerSec)))
+			rate := fmt.Sprintf("%.1f tx/s, %s/s", s.TxPerSec, human.Bytes(int64(s.BytesPerSec)))
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, lag, rpo, rate, s.BaseBackups, s.Segments, cov)
 		} else {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.State, s.FlushedLSN, flushed, rpo, s.BaseBackups, s.Segments, cov)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/logging"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
@@ -41,7 +42,7 @@ func verifyCommand() command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.Stdout, "source %s: %d base backup(s), %d segment(s), %s read\n", src.Name, rep.BaseBackups, rep.Segments, probe.HumanBytes(rep.Bytes))
+				fmt.Fprintf(env.Stdout, "source %s: %d base backup(s), %d segment(s), %s read\n", src.Name, rep.BaseBackups, rep.Segments, human.Bytes(rep.Bytes))
 				for _, r := range rep.Coverage {
 					fmt.Fprintf(env.Stdout, "restorable %s .. %s (LSN %s .. %s)\n", r.FromTime.UTC().Format(time.RFC3339), r.ToTime.UTC().Format(time.RFC3339), r.FromLSN, r.ToLSN)
 				}

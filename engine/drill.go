@@ -12,7 +12,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/drill"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/store"
 )
 
@@ -130,7 +130,7 @@ func summarizeDrill(d store.Drill) string {
 		}
 	}
 	s := fmt.Sprintf("%d table(s) restored exactly at %s, RTO %s (%s read, %s restored)", equal, d.LSN, d.RTO().Round(time.Second),
-		probe.HumanBytes(d.ArtifactBytes), probe.HumanBytes(d.RestoredBytes))
+		human.Bytes(d.ArtifactBytes), human.Bytes(d.RestoredBytes))
 	if left > 0 {
 		s += fmt.Sprintf(", %d LEFT OUT (not backed up)", left)
 	}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/capture"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/notify"
 	"github.com/btfu/btfu/notify/kind"
-	"github.com/btfu/btfu/probe"
 )
 
 // EventRecord is one engine event as consumers see it: the TUI's log
@@ -133,7 +133,7 @@ func (e *Engine) watch(ctx context.Context) {
 				case ws.RetainedBytes < ws.WALBudget/2 && walHigh[name]:
 					walHigh[name] = false
 					e.Event(ctx, w.SourceID, levelInfo, EventSlotWALOK, fmt.Sprintf("slot %s of source %s holds %s of WAL, under half its budget %s again",
-						r.cfg.Slot, name, probe.HumanBytes(ws.RetainedBytes), probe.HumanBytes(ws.WALBudget)), src)
+						r.cfg.Slot, name, human.Bytes(ws.RetainedBytes), human.Bytes(ws.WALBudget)), src)
 				}
 			}
 		}

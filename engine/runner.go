@@ -12,6 +12,7 @@ import (
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/store"
 )
@@ -172,7 +173,7 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 	}
 	budget := pausedBudget(sc)
 	attrs := map[string]string{"source": sc.Name}
-	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL (the smaller of pause_wal_budget and max_retained_wal)", sc.Name, probe.HumanBytes(budget)), attrs)
+	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL (the smaller of pause_wal_budget and max_retained_wal)", sc.Name, human.Bytes(budget)), attrs)
 	t := time.NewTicker(pauseCheckEvery)
 	defer t.Stop()
 	for first, warned := true, false; ; first = false {
@@ -189,13 +190,13 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 			r.mu.Unlock()
 		}
 		if first && err == nil && retained > 0 {
-			e.Event(ctx, sourceID, slog.LevelInfo, "slot.wal_at_start", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, probe.HumanBytes(retained), probe.HumanBytes(budget)), attrs)
+			e.Event(ctx, sourceID, slog.LevelInfo, "slot.wal_at_start", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, human.Bytes(retained), human.Bytes(budget)), attrs)
 		}
 		switch {
 		case !dropped && !warned && float64(retained) >= capture.WALWarnFraction*float64(budget):
 			warned = true
 			e.Event(ctx, sourceID, slog.LevelWarn, "slot.wal_warning", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source, %.0f%% of its budget %s: past it btfu drops the slot (a gap, then a new base backup on resume)",
-				sc.Slot, sc.Name, probe.HumanBytes(retained), 100*float64(retained)/float64(budget), probe.HumanBytes(budget)), attrs)
+				sc.Slot, sc.Name, human.Bytes(retained), 100*float64(retained)/float64(budget), human.Bytes(budget)), attrs)
 		case retained < budget/2:
 			warned = false
 		}
@@ -236,11 +237,11 @@ func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceI
 	}
 	for _, ch := range chains {
 		if ch.EndedAt.IsZero() {
-			if err := e.meta.EndChain(ctx, ch.ID, time.Now(), fmt.Sprintf("paused past its WAL budget (%s retained, budget %s): slot dropped", probe.HumanBytes(u.Retained), probe.HumanBytes(budget))); err != nil {
+			if err := e.meta.EndChain(ctx, ch.ID, time.Now(), fmt.Sprintf("paused past its WAL budget (%s retained, budget %s): slot dropped", human.Bytes(u.Retained), human.Bytes(budget))); err != nil {
 				return true, u.Retained, err
 			}
 		}
 	}
-	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, probe.HumanBytes(u.Retained), probe.HumanBytes(budget), sc.Slot), map[string]string{"source": sc.Name})
+	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, human.Bytes(u.Retained), human.Bytes(budget), sc.Slot), map[string]string{"source": sc.Name})
 	return true, u.Retained, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/store"
 )
 
@@ -183,7 +183,7 @@ func attention(ss SourceStatus) string {
 		return "unregistered: nothing is captured (btfu unregister removed btfu's objects from the source); remove the source from config.toml, or start btfu to register it again"
 	case ss.RetainedBytes != nil && ss.WALBudget > 0 && float64(*ss.RetainedBytes) >= capture.WALWarnFraction*float64(ss.WALBudget):
 		return fmt.Sprintf("the slot holds %s of WAL on the source, %.0f%% of its budget of %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
-			probe.HumanBytes(*ss.RetainedBytes), 100*float64(*ss.RetainedBytes)/float64(ss.WALBudget), probe.HumanBytes(ss.WALBudget))
+			human.Bytes(*ss.RetainedBytes), 100*float64(*ss.RetainedBytes)/float64(ss.WALBudget), human.Bytes(ss.WALBudget))
 	case ss.WALStatus == "unreserved" || ss.WALStatus == "lost":
 		return fmt.Sprintf("the slot's wal_status is %s: the server (max_slot_wal_keep_size) is about to invalidate it or has", ss.WALStatus)
 	case ss.LastDrill != nil && ss.LastDrill.Status == store.DrillFailed:
@@ -293,20 +293,4 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		ss.Attention = attention(*ss)
 	}
 	return st, nil
-}
-
-// Age is a coarse duration for people, the same in the CLI and the TUI:
-// "45s", "12m", "5.3h" (up to two days), "3d".
-func Age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%.0fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%.0fm", d.Minutes())
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%.1fh", d.Hours())
-	}
-	return fmt.Sprintf("%.0fd", d.Hours()/24)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/internal/human"
 
 	"github.com/btfu/btfu/pgbin"
 )
@@ -366,9 +367,9 @@ func (p *prober) reportTables() {
 			details = append(details, fmt.Sprintf("… and %d more", len(bySize)-15))
 			break
 		}
-		details = append(details, fmt.Sprintf("%s  %s  ~%d rows", t.QualifiedName(), HumanBytes(t.Bytes), t.RowEstimate))
+		details = append(details, fmt.Sprintf("%s  %s  ~%d rows", t.QualifiedName(), human.Bytes(t.Bytes), t.RowEstimate))
 	}
-	p.r.add(Check{ID: "tables", Status: Info, Finding: fmt.Sprintf("%d tables, %s, ~%d rows (database %s)", len(p.r.Tables), HumanBytes(total), rowsTotal, HumanBytes(p.dbSize)), Details: details})
+	p.r.add(Check{ID: "tables", Status: Info, Finding: fmt.Sprintf("%d tables, %s, ~%d rows (database %s)", len(p.r.Tables), human.Bytes(total), rowsTotal, human.Bytes(p.dbSize)), Details: details})
 
 	switch {
 	case len(undecided) > 0:
@@ -626,11 +627,11 @@ func (p *prober) checkExistingSlots() {
 				p.r.add(Check{ID: "slot", Status: Fail, Finding: fmt.Sprintf("slot %s exists but its WAL is lost: it cannot stream", name),
 					Fix: fmt.Sprintf("drop it (SELECT pg_drop_replication_slot('%s')); btfu then starts a new chain with a base backup", name)})
 			default:
-				p.r.add(Check{ID: "slot", Status: OK, Finding: fmt.Sprintf("slot %s exists (pgoutput, %s, retains %s); it will be adopted", name, orDash(walStatus), HumanBytes(retained))})
+				p.r.add(Check{ID: "slot", Status: OK, Finding: fmt.Sprintf("slot %s exists (pgoutput, %s, retains %s); it will be adopted", name, orDash(walStatus), human.Bytes(retained))})
 			}
 			continue
 		}
-		line := fmt.Sprintf("%s (%s %s, %s, %s, retains %s)", name, typ, orDash(plugin), map[bool]string{true: "active", false: "inactive"}[active], orDash(walStatus), HumanBytes(retained))
+		line := fmt.Sprintf("%s (%s %s, %s, %s, retains %s)", name, typ, orDash(plugin), map[bool]string{true: "active", false: "inactive"}[active], orDash(walStatus), human.Bytes(retained))
 		others = append(others, line)
 		if (!active && retained > 1<<30) || walStatus == "unreserved" || walStatus == "lost" {
 			worst = Warn
@@ -756,8 +757,8 @@ func (p *prober) checkWALBudget() {
 	dumpSecs := float64(p.dbSize)/assumedDumpRate + 10
 	expected := int64(p.walRate * dumpSecs)
 	details := []string{
-		fmt.Sprintf("database size %s; estimated first base backup %s at %s/s", HumanBytes(p.dbSize), time.Duration(dumpSecs*float64(time.Second)).Round(time.Second), HumanBytes(assumedDumpRate)),
-		fmt.Sprintf("WAL rate now %s/s; WAL expected during the dump %s", HumanBytes(int64(p.walRate)), HumanBytes(expected)),
+		fmt.Sprintf("database size %s; estimated first base backup %s at %s/s", human.Bytes(p.dbSize), time.Duration(dumpSecs*float64(time.Second)).Round(time.Second), human.Bytes(assumedDumpRate)),
+		fmt.Sprintf("WAL rate now %s/s; WAL expected during the dump %s", human.Bytes(int64(p.walRate)), human.Bytes(expected)),
 	}
 	if p.r.ServerMajor >= 18 {
 		var idle string
@@ -770,29 +771,15 @@ func (p *prober) checkWALBudget() {
 		return
 	}
 	keep := keepMB << 20
-	details = append(details, "max_slot_wal_keep_size = "+HumanBytes(keep))
+	details = append(details, "max_slot_wal_keep_size = "+human.Bytes(keep))
 	switch {
 	case expected > keep:
-		p.r.add(Check{ID: "wal_budget", Status: Fail, Finding: fmt.Sprintf("the slot would likely be invalidated during the first base backup: %s of WAL expected, %s allowed", HumanBytes(expected), HumanBytes(keep)),
+		p.r.add(Check{ID: "wal_budget", Status: Fail, Finding: fmt.Sprintf("the slot would likely be invalidated during the first base backup: %s of WAL expected, %s allowed", human.Bytes(expected), human.Bytes(keep)),
 			Details: details, Fix: "raise max_slot_wal_keep_size, or take the first base backup at a quiet time"})
 	case expected > keep/2:
-		p.r.add(Check{ID: "wal_budget", Status: Warn, Finding: fmt.Sprintf("tight: %s of WAL expected during the first base backup, %s allowed", HumanBytes(expected), HumanBytes(keep)), Details: details,
+		p.r.add(Check{ID: "wal_budget", Status: Warn, Finding: fmt.Sprintf("tight: %s of WAL expected during the first base backup, %s allowed", human.Bytes(expected), human.Bytes(keep)), Details: details,
 			Fix: "raise max_slot_wal_keep_size, or take the first base backup at a quiet time"})
 	default:
-		p.r.add(Check{ID: "wal_budget", Status: OK, Finding: fmt.Sprintf("%s of WAL expected during the first base backup, within max_slot_wal_keep_size %s", HumanBytes(expected), HumanBytes(keep)), Details: details})
+		p.r.add(Check{ID: "wal_budget", Status: OK, Finding: fmt.Sprintf("%s of WAL expected during the first base backup, within max_slot_wal_keep_size %s", human.Bytes(expected), human.Bytes(keep)), Details: details})
 	}
-}
-
-// HumanBytes prints a byte count in binary units.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/agecrypt"
 )
@@ -39,7 +39,7 @@ func (o Options) jobs(size int64) (int, string) {
 		dir = os.TempDir()
 	}
 	if free, ok := freeBytes(dir); ok && free < size+size/10 {
-		return 1, fmt.Sprintf("pg_restore runs as one job: %s has %s free, the local copy that parallel jobs need takes %s (set TMPDIR to a larger disk, or --jobs)", dir, probe.HumanBytes(free), probe.HumanBytes(size))
+		return 1, fmt.Sprintf("pg_restore runs as one job: %s has %s free, the local copy that parallel jobs need takes %s (set TMPDIR to a larger disk, or --jobs)", dir, human.Bytes(free), human.Bytes(size))
 	}
 	return n, ""
 }

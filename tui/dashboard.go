@@ -9,7 +9,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/btfu/btfu/engine"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/tui/styles"
 )
 
@@ -44,10 +44,10 @@ func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.
 	for i, s := range status.Sources {
 		lag, rpo := "-", "-"
 		if s.LagBytes != nil {
-			lag = probe.HumanBytes(*s.LagBytes)
+			lag = human.Bytes(*s.LagBytes)
 		}
 		if s.RPOSeconds != nil {
-			rpo = age(time.Duration(*s.RPOSeconds * float64(time.Second)))
+			rpo = human.Age(time.Duration(*s.RPOSeconds * float64(time.Second)))
 		}
 		cells := []string{s.Name, s.State, lag, rpo, fmt.Sprintf("%.0f", s.TxPerSec)}
 		spark := sparkline(s.LagHistory, cols[len(cols)-1].width-1)
@@ -91,21 +91,21 @@ type col struct {
 func facts(s engine.SourceStatus, now time.Time) []string {
 	var parts []string
 	if s.LastBackup != nil {
-		parts = append(parts, "base "+age(now.Sub(s.LastBackup.At))+" ago")
+		parts = append(parts, "base "+human.Age(now.Sub(s.LastBackup.At))+" ago")
 	} else {
 		parts = append(parts, "no base yet")
 	}
 	if s.NextBackup != nil {
-		parts = append(parts, "next in "+age(s.NextBackup.Sub(now)))
+		parts = append(parts, "next in "+human.Age(s.NextBackup.Sub(now)))
 	}
 	if len(s.Coverage) > 0 {
 		parts = append(parts, "restorable from "+s.Coverage[0].FromTime.UTC().Format("01-02 15:04")+"Z")
 	}
 	if s.RetainedBytes != nil {
-		parts = append(parts, fmt.Sprintf("WAL %s/%s", probe.HumanBytes(*s.RetainedBytes), probe.HumanBytes(s.WALBudget)))
+		parts = append(parts, fmt.Sprintf("WAL %s/%s", human.Bytes(*s.RetainedBytes), human.Bytes(s.WALBudget)))
 	}
 	if r := s.LastRestore; r != nil {
-		parts = append(parts, "last restore "+r.Status+" "+age(now.Sub(r.StartedAt))+" ago")
+		parts = append(parts, "last restore "+r.Status+" "+human.Age(now.Sub(r.StartedAt))+" ago")
 	}
 	if s.EncryptedTo > 0 {
 		parts = append(parts, "encrypted (age)")
@@ -115,7 +115,6 @@ func facts(s engine.SourceStatus, now time.Time) []string {
 }
 
 // age renders a duration as 45s, 12m, 3.5h, 4d.
-func age(d time.Duration) string { return engine.Age(d) }
 
 var sparks = []rune("▁▂▃▄▅▆▇█")
 

@@ -10,7 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/btfu/btfu/coverage"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/tui/styles"
 )
@@ -248,7 +248,7 @@ func (t *timeline) View() string {
 	case t.plan != nil:
 		p := t.plan
 		b.WriteString(wrap(fmt.Sprintf("a restore here uses base %s (consistent at %s)", p.Base.ArtifactKey, p.Base.ConsistentLSN), t.w, 2) + "\n")
-		b.WriteString(wrap(fmt.Sprintf("and %d segment(s), %s, up to %d transactions", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions), t.w, 2) + "\n")
+		b.WriteString(wrap(fmt.Sprintf("and %d segment(s), %s, up to %d transactions", len(p.Segments), human.Bytes(p.SegmentBytes), p.Transactions), t.w, 2) + "\n")
 	}
 	return b.String()
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/tui/styles"
@@ -503,7 +503,7 @@ func (w *wizard) View() string {
 			eta = (time.Duration(float64(p.Elapsed) * float64(p.TotalBytes-p.Bytes) / float64(p.Bytes))).Round(time.Second).String()
 		}
 		b.WriteString(wrap(fmt.Sprintf("restoring…  phase %s  %.0f%%  %s / %s  %d transactions  ETA %s", orDots(p.Phase), pct,
-			probe.HumanBytes(p.Bytes), probe.HumanBytes(p.TotalBytes), p.Transactions, eta), w.w, 12) + "\n")
+			human.Bytes(p.Bytes), human.Bytes(p.TotalBytes), p.Transactions, eta), w.w, 12) + "\n")
 		b.WriteString(wrapStyled(w.st.Muted, fmt.Sprintf("elapsed %s; stopping leaves the target partial", time.Since(w.started).Round(time.Second)), w.w, 0) + "\n")
 		if w.askStop {
 			b.WriteString(wrapStyled(w.st.Warn, "Stop the restore? The target would be partial and must be dropped. (y/n)", w.w, 0) + "\n")
@@ -529,8 +529,8 @@ func (w *wizard) viewPlan(b *strings.Builder) {
 	p := w.plan
 	b.WriteString(w.st.Header.Render("Plan") + "\n")
 	b.WriteString(w.line("base backup", p.Base.ArtifactKey))
-	b.WriteString(w.line("", fmt.Sprintf("consistent at %s, %s", p.Base.ConsistentLSN, probe.HumanBytes(p.Base.SizeBytes))))
-	b.WriteString(w.line("segments", fmt.Sprintf("%d (%s), up to %d transactions", len(p.Segments), probe.HumanBytes(p.SegmentBytes), p.Transactions)))
+	b.WriteString(w.line("", fmt.Sprintf("consistent at %s, %s", p.Base.ConsistentLSN, human.Bytes(p.Base.SizeBytes))))
+	b.WriteString(w.line("segments", fmt.Sprintf("%d (%s), up to %d transactions", len(p.Segments), human.Bytes(p.SegmentBytes), p.Transactions)))
 	b.WriteString(w.line("result", p.Target.String()))
 	tail := "\n" + wrapStyled(w.st.Muted, "enter to continue, esc to change the target", w.w, 0) + "\n"
 	if w.step == stepConfirm && w.form != nil {
