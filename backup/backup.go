@@ -22,8 +22,8 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/pgbin"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 )
@@ -131,7 +131,7 @@ func droppedSince(ctx context.Context, src *config.Source, table string) bool {
 	if table == "" || ctx.Err() != nil {
 		return false
 	}
-	conn, err := probe.Connect(ctx, src)
+	conn, err := sourcedb.Connect(ctx, src)
 	if err != nil {
 		return false
 	}
@@ -162,7 +162,7 @@ type job struct {
 }
 
 func (j *job) run(ctx context.Context) error {
-	conn, err := probe.Connect(ctx, j.Source)
+	conn, err := sourcedb.Connect(ctx, j.Source)
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func (j *job) createSlot(ctx context.Context) (pglogrepl.LSN, string, error) {
 		j.slot = tempSlotName(j.Source.Slot, time.Now())
 	}
 	var err error
-	if j.repl, err = probe.ConnectReplication(ctx, j.Source); err != nil {
+	if j.repl, err = sourcedb.ConnectReplication(ctx, j.Source); err != nil {
 		return 0, "", err
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, j.repl, j.slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
@@ -414,7 +414,7 @@ func (j *job) fail(ctx context.Context, err error) (store.BaseBackup, error) {
 // DropSlot drops a replication slot of the source if it exists. It fails
 // while another connection still uses the slot.
 func DropSlot(ctx context.Context, src *config.Source, slot string) error {
-	conn, err := probe.Connect(ctx, src)
+	conn, err := sourcedb.Connect(ctx, src)
 	if err != nil {
 		return fmt.Errorf("drop slot %s: %w", slot, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/config"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -64,7 +64,7 @@ func SnapshotSequences(ctx context.Context, src *config.Source, sourceID int64, 
 
 func snapshotSequences(ctx context.Context, src *config.Source, sourceID int64) (store.SequenceSnapshot, error) {
 	snap := store.SequenceSnapshot{SourceID: sourceID}
-	conn, err := probe.Connect(ctx, src)
+	conn, err := sourcedb.Connect(ctx, src)
 	if err != nil {
 		return snap, err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/pgbin"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -176,7 +176,7 @@ func TestCheckDoesNotLeaveOutATableThatIsPublishedNow(t *testing.T) {
 		}
 	}
 	// The listing "missed" the key: its LSN is after the join's commit.
-	r.w.RecordNewTables(context.Background(), &probe.NewTables{Undecided: []string{"public.k1"}, ListedLSN: joined + 1, LSN: joined + 2})
+	r.w.RecordNewTables(context.Background(), &sourcedb.NewTables{Undecided: []string{"public.k1"}, ListedLSN: joined + 1, LSN: joined + 2})
 	recs, err := f.meta.ListTableCoverage(context.Background(), f.id)
 	if err != nil {
 		t.Fatal(err)

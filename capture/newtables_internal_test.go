@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/sqlite"
 )
@@ -42,7 +42,7 @@ func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Listed before the join (0x1000), recorded after it (0x3000).
-	w.recordNewTables(ctx, &probe.NewTables{Undecided: []string{"public.k1", "public.k2"}, ListedLSN: 0x1000, LSN: 0x3000})
+	w.recordNewTables(ctx, &sourcedb.NewTables{Undecided: []string{"public.k1", "public.k2"}, ListedLSN: 0x1000, LSN: 0x3000})
 	recs, err := meta.ListTableCoverage(ctx, src.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func TestCheckDoesNotOverruleNewerJoin(t *testing.T) {
 		t.Fatalf("left out now: %v, want only public.k2 (k1 joined after the listing); records %+v", left, recs)
 	}
 	// A listing made after the join that still finds no key is believed.
-	w.recordNewTables(ctx, &probe.NewTables{Undecided: []string{"public.k1"}, ListedLSN: 0x4000, LSN: 0x5000})
+	w.recordNewTables(ctx, &sourcedb.NewTables{Undecided: []string{"public.k1"}, ListedLSN: 0x4000, LSN: 0x5000})
 	if recs, err = meta.ListTableCoverage(ctx, src.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestCheckRecordsDropOfJoinedTable(t *testing.T) {
 	if err := RecordJoined(ctx, meta, src.ID, []string{"public.new"}, 0x3500, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	w.recordNewTables(ctx, &probe.NewTables{Tables: []string{"public.kept"}, ListedLSN: 0x3000, LSN: 0x4000})
+	w.recordNewTables(ctx, &sourcedb.NewTables{Tables: []string{"public.kept"}, ListedLSN: 0x3000, LSN: 0x4000})
 	recs, err := meta.ListTableCoverage(ctx, src.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestCheckRecordsDropOfJoinedTable(t *testing.T) {
 		t.Fatalf("recorded dropped: %v, want public.gone; records %+v", dropped, recs)
 	}
 	// Said once.
-	w.recordNewTables(ctx, &probe.NewTables{Tables: []string{"public.kept", "public.new"}, ListedLSN: 0x5000, LSN: 0x6000})
+	w.recordNewTables(ctx, &sourcedb.NewTables{Tables: []string{"public.kept", "public.new"}, ListedLSN: 0x5000, LSN: 0x6000})
 	if recs, err = meta.ListTableCoverage(ctx, src.ID); err != nil {
 		t.Fatal(err)
 	}

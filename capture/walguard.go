@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/internal/human"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -73,7 +73,7 @@ func (w *Worker) walBudget() int64 {
 // WALWarnFraction of the budget, and past the budget stops the current
 // attempt so Run drops the slot.
 func (w *Worker) checkWAL(ctx context.Context) {
-	conn, err := probe.Connect(ctx, w.Source)
+	conn, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		return
 	}
@@ -135,7 +135,7 @@ func (w *Worker) ownPID(pid uint32) bool {
 // walsender of its own that has not exited yet is terminated, any other
 // session's never is. why says what capture was doing meanwhile.
 func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
-	conn, err := probe.Connect(ctx, w.Source)
+	conn, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (w *Worker) reportAtStart(ctx context.Context) {
 	if open == nil {
 		return
 	}
-	conn, err := probe.Connect(ctx, w.Source)
+	conn, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		return
 	}

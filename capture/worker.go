@@ -21,8 +21,8 @@ import (
 
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/segment"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/stream"
@@ -348,7 +348,7 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 // backup could not create it again ("already exists") for ever. A slot
 // someone streams from is left alone, and the error says who.
 func (w *Worker) dropOrphanSlot(ctx context.Context) error {
-	conn, err := probe.Connect(ctx, w.Source)
+	conn, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 			prevEnd = s.EndLSN
 		}
 	}
-	side, err := probe.Connect(ctx, w.Source)
+	side, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		return err
 	}
@@ -400,7 +400,7 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	if err := side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_current_wal_lsn()").Scan(&versionNum, &catchUp); err != nil {
 		return fmt.Errorf("read server version: %w", err)
 	}
-	repl, err := probe.ConnectReplication(ctx, w.Source)
+	repl, err := sourcedb.ConnectReplication(ctx, w.Source)
 	if err != nil {
 		return err
 	}
@@ -612,7 +612,7 @@ func (w *Worker) addNewTables(ctx context.Context) {
 	if w.Status().State != "streaming" {
 		return // no chain yet: the first base backup covers every table
 	}
-	nt, err := probe.AddNewTables(ctx, w.Source)
+	nt, err := sourcedb.AddNewTables(ctx, w.Source)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.Log.Warn("could not check for new tables", "err", err)
@@ -624,7 +624,7 @@ func (w *Worker) addNewTables(ctx context.Context) {
 
 // recordNewTables records and announces what one new-tables check found
 // and did.
-func (w *Worker) recordNewTables(ctx context.Context, nt *probe.NewTables) {
+func (w *Worker) recordNewTables(ctx context.Context, nt *sourcedb.NewTables) {
 	// Read, judge and write as one step against the stream's own records
 	// (recordTableEvents): a join recorded between this check's read and
 	// its write would otherwise be followed by the check's stale verdict.
@@ -777,7 +777,7 @@ func (w *Worker) publishedNow(ctx context.Context, tables []string, listed map[s
 	if len(ask) == 0 {
 		return out
 	}
-	conn, err := probe.Connect(ctx, w.Source)
+	conn, err := sourcedb.Connect(ctx, w.Source)
 	if err != nil {
 		w.Log.Warn("could not check the publication again", "err", err)
 		return out

@@ -12,7 +12,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/internal/human"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -129,7 +129,7 @@ func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, v
 // publication of src, through the engine, and sees that the base backup
 // that makes them restorable follows: the running btfu takes it now; a
 // btfu not running takes it when it starts (the records say it is due).
-func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.Store, g *probe.Registration) error {
+func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.Store, g *sourcedb.Registration) error {
 	if len(g.AddedTables) == 0 {
 		return nil
 	}

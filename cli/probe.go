@@ -12,6 +12,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -90,7 +91,7 @@ func registerCommand() command {
 					return fmt.Errorf("not registered: %w", err)
 				}
 				defer meta.Close()
-				g, err := probe.Register(env.Ctx, src, r)
+				g, err := sourcedb.Register(env.Ctx, src, &r.Plan, r.Tables)
 				if err != nil {
 					return err
 				}

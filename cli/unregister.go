@@ -16,7 +16,7 @@ import (
 	"github.com/btfu/btfu/api"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/engine"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -27,7 +27,7 @@ func unregisterCommand() command {
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
 			name := fs.String("source", "", "source name (may be omitted when there is only one)")
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
-			identity := fs.Bool("restore-replica-identity", false, "put back the replica identity of the tables btfu set to REPLICA IDENTITY FULL (listed in "+probe.IdentityTable+")")
+			identity := fs.Bool("restore-replica-identity", false, "put back the replica identity of the tables btfu set to REPLICA IDENTITY FULL (listed in "+sourcedb.IdentityTable+")")
 			return func(env *Env, path string, args []string) error {
 				src, err := pickSource(path, *name, args)
 				if err != nil {
@@ -44,7 +44,7 @@ func unregisterCommand() command {
 				if !errors.Is(err, api.ErrNotRunning) {
 					return err
 				}
-				conn, err := probe.Connect(env.Ctx, src)
+				conn, err := sourcedb.Connect(env.Ctx, src)
 				if err != nil {
 					return err
 				}
@@ -141,7 +141,7 @@ func findObjects(ctx context.Context, conn *pgx.Conn, cfg *config.Config, src *c
 	}
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1),
 		EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $2),
-		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $3)`, src.Publication, probe.DDLTrigger, probe.DDLSchema).Scan(&o.publication, &o.trigger, &o.hasSchema); err != nil {
+		EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $3)`, src.Publication, sourcedb.DDLTrigger, sourcedb.DDLSchema).Scan(&o.publication, &o.trigger, &o.hasSchema); err != nil {
 		return nil, fmt.Errorf("look for btfu's objects: %w", err)
 	}
 	if o.hasSchema {
@@ -150,22 +150,22 @@ func findObjects(ctx context.Context, conn *pgx.Conn, cfg *config.Config, src *c
 			       format('%I.%I', n.nspname, c.relname) AS name
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'S', 'm', 'p', 'f')
 			UNION ALL
-			SELECT 'function', p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1) o ORDER BY 1`, probe.DDLSchema)
+			SELECT 'function', p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1) o ORDER BY 1`, sourcedb.DDLSchema)
 		if err != nil {
-			return nil, fmt.Errorf("list schema %s: %w", probe.DDLSchema, err)
+			return nil, fmt.Errorf("list schema %s: %w", sourcedb.DDLSchema, err)
 		}
 		if o.schema, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return nil, fmt.Errorf("list schema %s: %w", probe.DDLSchema, err)
+			return nil, fmt.Errorf("list schema %s: %w", sourcedb.DDLSchema, err)
 		}
 		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, probe.IdentityTable).Scan(&exists); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, sourcedb.IdentityTable).Scan(&exists); err != nil {
 			return nil, err
 		}
 		if exists {
-			rows, err := conn.Query(ctx, `SELECT schema_name, table_name, previous FROM `+probe.IdentityTable+` r
+			rows, err := conn.Query(ctx, `SELECT schema_name, table_name, previous FROM `+sourcedb.IdentityTable+` r
 				WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid AND c.relreplident = 'f') ORDER BY 1, 2`)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", probe.IdentityTable, err)
+				return nil, fmt.Errorf("read %s: %w", sourcedb.IdentityTable, err)
 			}
 			for rows.Next() {
 				var id identity
@@ -175,7 +175,7 @@ func findObjects(ctx context.Context, conn *pgx.Conn, cfg *config.Config, src *c
 				o.identities = append(o.identities, id)
 			}
 			if err := rows.Err(); err != nil {
-				return nil, fmt.Errorf("read %s: %w", probe.IdentityTable, err)
+				return nil, fmt.Errorf("read %s: %w", sourcedb.IdentityTable, err)
 			}
 		}
 	}
@@ -216,13 +216,13 @@ func printObjects(w io.Writer, src *config.Source, o *sourceObjects, restoreIden
 		fmt.Fprintf(w, "  publication %s\n", o.pubName)
 	}
 	if o.keepDDL() {
-		fmt.Fprintf(w, "  DDL capture (event trigger %s, schema %s): kept, source(s) %s use the same database\n", probe.DDLTrigger, probe.DDLSchema, strings.Join(o.sharedWith, ", "))
+		fmt.Fprintf(w, "  DDL capture (event trigger %s, schema %s): kept, source(s) %s use the same database\n", sourcedb.DDLTrigger, sourcedb.DDLSchema, strings.Join(o.sharedWith, ", "))
 	} else {
 		if o.trigger {
-			fmt.Fprintf(w, "  event trigger %s\n", probe.DDLTrigger)
+			fmt.Fprintf(w, "  event trigger %s\n", sourcedb.DDLTrigger)
 		}
 		if o.hasSchema {
-			fmt.Fprintf(w, "  schema %s, with everything in it:\n", probe.DDLSchema)
+			fmt.Fprintf(w, "  schema %s, with everything in it:\n", sourcedb.DDLSchema)
 			for _, s := range o.schema {
 				fmt.Fprintf(w, "    %s\n", s)
 			}
@@ -287,7 +287,7 @@ func (o *sourceObjects) drop(ctx context.Context, conn *pgx.Conn, restoreIdentit
 		return nil
 	}
 	fmt.Fprintln(w)
-	if _, err := conn.Exec(ctx, `SELECT set_config($1, 'on', false)`, probe.InternalSetting); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT set_config($1, 'on', false)`, sourcedb.InternalSetting); err != nil {
 		return err
 	}
 	if restoreIdentity && !o.keepDDL() {
@@ -317,7 +317,7 @@ func (o *sourceObjects) drop(ctx context.Context, conn *pgx.Conn, restoreIdentit
 		}
 	}
 	if o.trigger && !o.keepDDL() {
-		if err := exec("dropped event trigger "+probe.DDLTrigger, "DROP EVENT TRIGGER IF EXISTS "+pgx.Identifier{probe.DDLTrigger}.Sanitize()); err != nil {
+		if err := exec("dropped event trigger "+sourcedb.DDLTrigger, "DROP EVENT TRIGGER IF EXISTS "+pgx.Identifier{sourcedb.DDLTrigger}.Sanitize()); err != nil {
 			return err
 		}
 	}
@@ -332,7 +332,7 @@ func (o *sourceObjects) drop(ctx context.Context, conn *pgx.Conn, restoreIdentit
 		}
 	}
 	if o.hasSchema && !o.keepDDL() {
-		if err := exec("dropped schema "+probe.DDLSchema+" and everything in it", "DROP SCHEMA IF EXISTS "+pgx.Identifier{probe.DDLSchema}.Sanitize()+" CASCADE"); err != nil {
+		if err := exec("dropped schema "+sourcedb.DDLSchema+" and everything in it", "DROP SCHEMA IF EXISTS "+pgx.Identifier{sourcedb.DDLSchema}.Sanitize()+" CASCADE"); err != nil {
 			return err
 		}
 	}

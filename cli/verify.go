@@ -13,9 +13,9 @@ import (
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/internal/human"
 	"github.com/btfu/btfu/logging"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store/artifact"
 )
 
@@ -89,7 +89,7 @@ func restoreTestRun(env *Env, st *stored, arts artifact.Store, dsn string) error
 		return &ExitError{Code: 1, Err: fmt.Errorf("restore test failed: %w", err)}
 	}
 	fmt.Fprintf(env.Stdout, "restore test: %d transactions, %d rows replayed in %s\n", sum.Transactions, sum.Rows, sum.Took.Round(time.Millisecond))
-	srcConn, err := probe.Connect(env.Ctx, st.src)
+	srcConn, err := sourcedb.Connect(env.Ctx, st.src)
 	if err != nil {
 		return err
 	}

@@ -33,9 +33,9 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
-	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 )
@@ -285,12 +285,12 @@ func (r *run) hashSource(ctx context.Context) error {
 func (r *run) hashAttempt(ctx context.Context) (rewritten []string, err error) {
 	src := r.opts.Source
 	r.begin(PhaseSnapshot)
-	conn, err := probe.Connect(ctx, src)
+	conn, err := sourcedb.Connect(ctx, src)
 	if err != nil {
 		return nil, fail(CategorySource, "", "%w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	repl, err := probe.ConnectReplication(ctx, src)
+	repl, err := sourcedb.ConnectReplication(ctx, src)
 	if err != nil {
 		return nil, fail(CategorySource, "", "%w", err)
 	}
@@ -484,7 +484,7 @@ func (r *run) checkTarget(ctx context.Context) (*pgx.Conn, error) {
 	known := r.opts.Record.SystemIdentifier
 	if known == "" {
 		// Not recorded yet: ask the source.
-		if sc, err := probe.Connect(ctx, src); err == nil {
+		if sc, err := sourcedb.Connect(ctx, src); err == nil {
 			_ = sc.QueryRow(ctx, "SELECT system_identifier::text FROM pg_control_system()").Scan(&known)
 			sc.Close(context.WithoutCancel(ctx))
 		}

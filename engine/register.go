@@ -13,6 +13,7 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -41,7 +42,10 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 			e.Event(ctx, src.ID, slog.LevelWarn, "probe.warn", c.ID+": "+c.Finding, map[string]string{"source": sc.Name, "fix": c.Fix})
 		}
 	}
-	g, err := probe.Register(ctx, sc, r)
+	if err := r.Registrable(sc.Name); err != nil {
+		return fail(err)
+	}
+	g, err := sourcedb.Register(ctx, sc, &r.Plan, r.Tables)
 	if err != nil {
 		return fail(err)
 	}
@@ -73,7 +77,7 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 // recordAddedTables records the tables that registration added to the
 // source's publication; the base backup that makes them restorable is
 // taken when the worker streams (baseBackupDue).
-func (e *Engine) recordAddedTables(ctx context.Context, sc *config.Source, sourceID int64, g *probe.Registration) error {
+func (e *Engine) recordAddedTables(ctx context.Context, sc *config.Source, sourceID int64, g *sourcedb.Registration) error {
 	recorded, err := recordAdded(ctx, e.meta, sourceID, g)
 	if err != nil || !recorded {
 		return err
@@ -90,7 +94,7 @@ func (e *Engine) recordAddedTables(ctx context.Context, sc *config.Source, sourc
 // every table. Recorded tables are left out (and named) by restores from
 // older base backups, and the engine takes a base backup when it next
 // starts the source (baseBackupDue), unless one is taken before.
-func RecordRegistration(ctx context.Context, meta store.Store, name string, g *probe.Registration) (bool, error) {
+func RecordRegistration(ctx context.Context, meta store.Store, name string, g *sourcedb.Registration) (bool, error) {
 	if len(g.AddedTables) == 0 {
 		return false, nil
 	}
@@ -104,7 +108,7 @@ func RecordRegistration(ctx context.Context, meta store.Store, name string, g *p
 	return recordAdded(ctx, meta, src.ID, g)
 }
 
-func recordAdded(ctx context.Context, meta store.Store, sourceID int64, g *probe.Registration) (bool, error) {
+func recordAdded(ctx context.Context, meta store.Store, sourceID int64, g *sourcedb.Registration) (bool, error) {
 	if len(g.AddedTables) == 0 {
 		return false, nil
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/human"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -212,7 +212,7 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 }
 
 func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceID int64) (dropped bool, retained int64, err error) {
-	conn, err := probe.Connect(ctx, sc)
+	conn, err := sourcedb.Connect(ctx, sc)
 	if err != nil {
 		return false, 0, err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/sourcedb"
 
 	"github.com/btfu/btfu/pgbin"
 )
@@ -55,7 +55,7 @@ func (p *prober) checkServer() {
 		settings["aurora_version"] = aurora
 	}
 	host := ""
-	if cfg, err := connConfig(p.src); err == nil {
+	if cfg, err := sourcedb.ConnConfig(p.src); err == nil {
 		host = cfg.Host
 	}
 	p.r.Provider = detectProvider(host, settings)
@@ -99,7 +99,7 @@ func (p *prober) checkTLS() {
 		mode = strings.ToLower(m[1])
 	}
 	host := ""
-	if cfg, err := connConfig(p.src); err == nil {
+	if cfg, err := sourcedb.ConnConfig(p.src); err == nil {
 		host = cfg.Host
 	}
 	loopback := host == "localhost" || strings.HasPrefix(host, "/")
@@ -165,9 +165,9 @@ const poolerSyntaxHint = "IDENTIFY_SYSTEM was rejected as a syntax error: a conn
 func (p *prober) checkReplicationConnection() {
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	rc, err := ConnectReplication(ctx, p.src)
+	rc, err := sourcedb.ConnectReplication(ctx, p.src)
 	if err != nil {
-		var ce *ConnError
+		var ce *sourcedb.ConnError
 		var pgErr *pgconn.PgError
 		fix := replicationGrantFix(p.r.Provider, p.userName())
 		if errors.As(err, &pgErr) && strings.Contains(pgErr.Message, "pg_hba.conf") {
@@ -196,14 +196,14 @@ func (p *prober) checkReplicationConnection() {
 }
 
 func (p *prober) userName() string {
-	if cfg, err := connConfig(p.src); err == nil {
+	if cfg, err := sourcedb.ConnConfig(p.src); err == nil {
 		return cfg.User
 	}
 	return "<role>"
 }
 
 func (p *prober) checkPooler() {
-	cfg, err := connConfig(p.src)
+	cfg, err := sourcedb.ConnConfig(p.src)
 	if err != nil {
 		return
 	}
@@ -249,90 +249,14 @@ func (p *prober) checkSlotsAndSenders() {
 }
 
 func (p *prober) checkTables() {
-	tables, err := listTables(p.ctx, p.conn)
+	tables, err := sourcedb.ListTables(p.ctx, p.conn)
 	if err != nil {
 		p.r.add(Check{ID: "tables", Status: Fail, Finding: fmt.Sprintf("could not list tables: %v", err)})
 		return
 	}
 	p.r.Tables = tables
-	p.decide()
+	sourcedb.Decide(p.src, p.r.Tables)
 	p.reportTables()
-}
-
-// listTables lists the database's user tables with what the probe needs
-// to decide about them.
-func listTables(ctx context.Context, conn *pgx.Conn) ([]Table, error) {
-	rows, err := conn.Query(ctx, `
-SELECT n.nspname, c.relname, c.relkind::text, c.relispartition, c.relpersistence = 'u', c.relreplident::text,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),
-       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated <> '' AND NOT a.attisdropped),
-       pg_has_role(c.relowner, 'USAGE'),
-       CASE WHEN c.relkind = 'p' THEN 0 ELSE coalesce(pg_total_relation_size(c.oid), 0) END, -- NULL: dropped meanwhile
-       greatest(c.reltuples, 0)::bigint,
-       -- NULL when the partition was detached or its root dropped meanwhile
-       CASE WHEN c.relispartition THEN coalesce((SELECT rn.nspname || '.' || r.relname FROM pg_class r JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)), '') ELSE '' END
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', '`+DDLSchema+`') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Table
-	for rows.Next() {
-		var t Table
-		var kind, ident string
-		var isPartition, hasIdentIndex bool
-		if err := rows.Scan(&t.Schema, &t.Name, &kind, &isPartition, &t.Unlogged, &ident, &t.HasPrimaryKey, &hasIdentIndex, &t.Generated, &t.Owned, &t.Bytes, &t.RowEstimate, &t.Root); err != nil {
-			return nil, err
-		}
-		t.Kind = map[bool]string{true: "partition", false: "table"}[isPartition]
-		if kind == "p" {
-			t.Kind = "partitioned"
-		}
-		t.ReplicaIdentity = map[string]string{"d": "default", "f": "full", "i": "index", "n": "nothing"}[ident]
-		// A partitioned table's UPDATEs are checked on its partitions:
-		// only a primary key (which every partition has) makes it safe.
-		t.UsableIdentity = ident == "f" || (ident == "d" && t.HasPrimaryKey) || (ident == "i" && hasIdentIndex)
-		if kind == "p" {
-			t.UsableIdentity = t.HasPrimaryKey
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
-// matchAny reports whether schema.table matches one of the patterns.
-func matchAny(patterns []string, name string) bool {
-	for _, pat := range patterns {
-		if ok, _ := path.Match(pat, name); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// decide fills each table's decision from the config.
-func (p *prober) decide() {
-	for i := range p.r.Tables {
-		t := &p.r.Tables[i]
-		name := t.QualifiedName()
-		switch {
-		case t.Unlogged:
-			t.Decision = "not_logged"
-		case len(p.src.IncludeTables) > 0 && !matchAny(p.src.IncludeTables, name), matchAny(p.src.ExcludeTables, name):
-			t.Decision = "exclude"
-		case !t.UsableIdentity && t.ReplicaIdentity != "nothing" && (matchAny(p.src.ReplicaIdentityFull, name) || p.src.TablesWithoutKey == config.KeylessFull):
-			t.Decision = "set_full"
-		case !t.UsableIdentity:
-			t.Decision = "undecided"
-		default:
-			t.Decision = "publish"
-		}
-	}
 }
 
 func (p *prober) reportTables() {
@@ -359,7 +283,7 @@ func (p *prober) reportTables() {
 			generated = append(generated, name)
 		}
 	}
-	bySize := append([]Table(nil), p.r.Tables...)
+	bySize := append([]sourcedb.Table(nil), p.r.Tables...)
 	sort.SliceStable(bySize, func(i, j int) bool { return bySize[i].Bytes > bySize[j].Bytes })
 	var details []string
 	for i, t := range bySize {
@@ -459,7 +383,7 @@ func (p *prober) checkPublication() {
 	// usable replica identity, and a new table without one would then make
 	// the application's UPDATE and DELETE on it fail (DESIGN 5, 6.2).
 	// btfu keeps the list current itself.
-	pl.PublicationForm = FormTableList
+	pl.PublicationForm = sourcedb.FormTableList
 	var details []string
 	details = append(details, "new tables with a primary key or replica identity join the publication: at once, in the creating transaction, where DDL capture is installed; else within a minute, covered from the LSN btfu records")
 	if p.src.TablesWithoutKey == config.KeylessFull {
@@ -468,25 +392,15 @@ func (p *prober) checkPublication() {
 		details = append(details, "new tables without one are left out and reported (tables_without_key = \"leave_out\")")
 	}
 	switch {
-	case pl.PublicationForm == FormTableList && len(notOwned) > 0:
+	case pl.PublicationForm == sourcedb.FormTableList && len(notOwned) > 0:
 		p.r.add(Check{ID: "publication", Status: Fail, Finding: fmt.Sprintf("the role must own a table to publish it with an explicit list; it does not own %d", len(notOwned)),
 			Details: notOwned, Fix: "run btfu as the tables' owner or a superuser, or exclude those tables"})
 	case len(publish) == 0 && len(p.r.Tables) > 0:
 		p.r.add(Check{ID: "publication", Status: Fail, Finding: "no table would be published", Fix: "check include_tables and exclude_tables"})
 	default:
-		p.r.add(Check{ID: "publication", Status: OK, Finding: fmt.Sprintf("publication %s %s (%d tables)", pl.Publication, describeForm(pl), len(publish)), Details: details})
+		p.r.add(Check{ID: "publication", Status: OK, Finding: fmt.Sprintf("publication %s %s (%d tables)", pl.Publication, sourcedb.DescribeForm(pl), len(publish)), Details: details})
 	}
 	p.checkExistingPublication()
-}
-
-func describeForm(pl *Plan) string {
-	switch pl.PublicationForm {
-	case FormTablesInSchema:
-		return "FOR TABLES IN SCHEMA " + strings.Join(pl.Schemas, ", ")
-	case FormAllTables:
-		return "FOR ALL TABLES"
-	}
-	return "FOR TABLE <explicit list>"
 }
 
 func shortErr(err error) string {
@@ -497,46 +411,8 @@ func shortErr(err error) string {
 	return err.Error()
 }
 
-// existingPublication describes a publication already on the source.
-type existingPublication struct {
-	AllTables bool
-	ViaRoot   bool
-	Schemas   int // FOR TABLES IN SCHEMA entries (PostgreSQL 15+)
-	Tables    []string
-}
-
-func readPublication(ctx context.Context, conn *pgx.Conn, name string) (*existingPublication, error) {
-	var ep existingPublication
-	err := conn.QueryRow(ctx, `SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, name).Scan(&ep.AllTables, &ep.ViaRoot)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_publication_rel pr JOIN pg_publication pb ON pb.oid = pr.prpubid
-		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pb.pubname = $1 ORDER BY 1`, name)
-	if err != nil {
-		return nil, err
-	}
-	ep.Tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	var hasNamespaces bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL`).Scan(&hasNamespaces); err != nil {
-		return nil, err
-	}
-	if hasNamespaces {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1`, name).Scan(&ep.Schemas); err != nil {
-			return nil, err
-		}
-	}
-	return &ep, nil
-}
-
 func (p *prober) checkExistingPublication() {
-	ep, err := readPublication(p.ctx, p.conn, p.src.Publication)
+	ep, err := sourcedb.ReadPublication(p.ctx, p.conn, p.src.Publication)
 	if err != nil {
 		p.queryErr("publication_existing", err)
 		return
@@ -563,25 +439,25 @@ func (p *prober) checkDDLCapture() {
 		return
 	}
 	var exists bool
-	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, DDLTrigger).Scan(&exists)
-	objects := ddlObjects()
+	_ = p.conn.QueryRow(p.ctx, `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = $1)`, sourcedb.DDLTrigger).Scan(&exists)
+	objects := sourcedb.DDLObjects()
 	if exists {
-		other, err := otherCapturePublication(p.ctx, p.conn, p.src)
+		other, err := sourcedb.OtherCapturePublication(p.ctx, p.conn, p.src)
 		if err != nil {
 			p.queryErr("ddl_capture", err)
 			return
 		}
 		if other != "" {
-			msg := captureServesOtherErr(p.conn.Config().Database, other, p.src.Publication).Error()
-			finding, fix, _ := strings.Cut(strings.TrimPrefix(msg, ErrCaptureServesOther.Error()+": "), " Fix: ")
+			msg := sourcedb.CaptureServesOtherErr(p.conn.Config().Database, other, p.src.Publication).Error()
+			finding, fix, _ := strings.Cut(strings.TrimPrefix(msg, sourcedb.ErrCaptureServesOther.Error()+": "), " Fix: ")
 			p.r.add(Check{ID: "ddl_capture", Status: Fail, Finding: finding, Fix: fix})
 			return
 		}
 		p.r.Plan.DDLCapture, p.r.Plan.DDLObjects = true, objects
-		p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture is installed (event trigger " + DDLTrigger + ")"})
+		p.r.add(Check{ID: "ddl_capture", Status: OK, Finding: "DDL capture is installed (event trigger " + sourcedb.DDLTrigger + ")"})
 		return
 	}
-	if err := p.tryRolledBack(ddlStatements(p.src)...); err != nil {
+	if err := p.tryRolledBack(sourcedb.DDLStatements(p.src)...); err != nil {
 		p.r.add(Check{ID: "ddl_capture", Status: Info,
 			Finding: "this role may not create event triggers (" + shortErr(err) + "): schema changes are derived from relation messages and periodic schema snapshots",
 			Fix:     "run registration once as a superuser to install DDL capture, if you want DDL replayed in place"})
@@ -613,7 +489,7 @@ func (p *prober) checkExistingSlots() {
 		}
 		if name == p.src.Slot {
 			dbName := ""
-			if cfg, err := connConfig(p.src); err == nil {
+			if cfg, err := sourcedb.ConnConfig(p.src); err == nil {
 				dbName = cfg.Database
 			}
 			switch {

@@ -1,7 +1,7 @@
 // Package probe checks, before btfu touches a database, whether
 // logical-tier recovery will work there, what btfu will create, and what
-// will not be protected; and registers a source by creating what the plan
-// announced (../shared/DESIGN.md sections 5 and 6).
+// will not be protected (../shared/DESIGN.md sections 5 and 6). Its Plan
+// is carried out by sourcedb.Register.
 //
 // Every check returns a status (ok, warn, fail, info), a one-line finding,
 // details and a fix. A probe changes nothing on the source: the checks that
@@ -11,12 +11,15 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/sourcedb"
 )
 
 // Status of a check.
@@ -39,65 +42,18 @@ type Check struct {
 	Fix     string   `json:"fix,omitempty"`
 }
 
-// Table is a user table of the source and what btfu will do with it.
-type Table struct {
-	Schema          string `json:"schema"`
-	Name            string `json:"name"`
-	Kind            string `json:"kind"`           // table, partitioned, partition
-	Root            string `json:"root,omitempty"` // a partition's partition tree root, schema.name
-	Unlogged        bool   `json:"unlogged,omitempty"`
-	ReplicaIdentity string `json:"replica_identity"` // default, full, index, nothing
-	HasPrimaryKey   bool   `json:"has_primary_key"`
-	UsableIdentity  bool   `json:"usable_identity"`
-	Generated       bool   `json:"generated_columns,omitempty"`
-	Owned           bool   `json:"owned"` // the role owns it (may add it to a publication)
-	Bytes           int64  `json:"bytes"`
-	RowEstimate     int64  `json:"row_estimate"`
-	// Decision: publish, exclude (config), set_full (config asks for
-	// REPLICA IDENTITY FULL), undecided (no usable identity, no decision),
-	// not_logged (unlogged: nothing to decode).
-	Decision string `json:"decision"`
-}
-
-// QualifiedName is schema.name, unquoted.
-func (t Table) QualifiedName() string { return t.Schema + "." + t.Name }
-
-// Publication forms, from widest to narrowest.
-const (
-	FormAllTables      = "FOR ALL TABLES"
-	FormTablesInSchema = "FOR TABLES IN SCHEMA"
-	FormTableList      = "FOR TABLE list"
-)
-
-// Plan is what registration will create or validate on the source.
-type Plan struct {
-	Publication      string   `json:"publication"`
-	PublicationForm  string   `json:"publication_form"`
-	Schemas          []string `json:"schemas,omitempty"` // FOR TABLES IN SCHEMA
-	Tables           []string `json:"tables"`            // every table whose changes are captured
-	Excluded         []string `json:"excluded,omitempty"`
-	SetReplicaFull   []string `json:"set_replica_identity_full,omitempty"`
-	Undecided        []string `json:"undecided,omitempty"` // no usable replica identity and no decision
-	Slot             string   `json:"slot"`
-	ProtocolVersion  int      `json:"protocol_version"`
-	Streaming        bool     `json:"streaming"`
-	DDLCapture       bool     `json:"ddl_capture"`
-	DDLObjects       []string `json:"ddl_objects,omitempty"`
-	ViaPartitionRoot bool     `json:"publish_via_partition_root"`
-}
-
 // Report is the result of a probe.
 type Report struct {
-	Source           string    `json:"source"`
-	Target           string    `json:"target"` // host:port/db, no credentials
-	At               time.Time `json:"at"`
-	ServerVersion    string    `json:"server_version"`
-	ServerMajor      int       `json:"server_major"`
-	SystemIdentifier string    `json:"system_identifier,omitempty"`
-	Provider         string    `json:"provider"`
-	Checks           []Check   `json:"checks"`
-	Tables           []Table   `json:"tables"`
-	Plan             Plan      `json:"plan"`
+	Source           string           `json:"source"`
+	Target           string           `json:"target"` // host:port/db, no credentials
+	At               time.Time        `json:"at"`
+	ServerVersion    string           `json:"server_version"`
+	ServerMajor      int              `json:"server_major"`
+	SystemIdentifier string           `json:"system_identifier,omitempty"`
+	Provider         string           `json:"provider"`
+	Checks           []Check          `json:"checks"`
+	Tables           []sourcedb.Table `json:"tables"`
+	Plan             sourcedb.Plan    `json:"plan"`
 }
 
 // Failed reports whether any check failed.
@@ -130,12 +86,12 @@ type Options struct {
 }
 
 // Run probes the source. It returns an error only when the source cannot
-// be reached at all (a *ConnError); everything else is a check.
+// be reached at all (a *sourcedb.ConnError); everything else is a check.
 func Run(ctx context.Context, src *config.Source, opts Options) (*Report, error) {
 	if opts.WALSample == 0 {
 		opts.WALSample = time.Second
 	}
-	conn, err := Connect(ctx, src)
+	conn, err := sourcedb.Connect(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -178,4 +134,34 @@ func (p *prober) run() {
 // privilege does not hide every other finding.
 func (p *prober) queryErr(id string, err error) {
 	p.r.add(Check{ID: id, Status: Warn, Finding: fmt.Sprintf("could not check: %v", err)})
+}
+
+// ErrChecksFailed: registration refused because the probe found a failure.
+var ErrChecksFailed = errors.New("probe checks failed")
+
+// FailedChecks returns a one-line summary of failed checks with fixes.
+func (r *Report) FailedChecks() string {
+	var parts []string
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			s := c.ID + ": " + c.Finding
+			if len(c.Details) > 0 && len(c.Details) <= 5 {
+				s += " [" + strings.Join(c.Details, "; ") + "]"
+			}
+			if c.Fix != "" {
+				s += " (fix: " + c.Fix + ")"
+			}
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Registrable is nil when no check failed; otherwise it says why the
+// source is not registered (wrapping ErrChecksFailed), with each fix.
+func (r *Report) Registrable(source string) error {
+	if !r.Failed() {
+		return nil
+	}
+	return fmt.Errorf("source %s not registered, %w: %s", source, ErrChecksFailed, r.FailedChecks())
 }

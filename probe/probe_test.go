@@ -11,6 +11,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/pgtest"
+	"github.com/btfu/btfu/sourcedb"
 )
 
 var source *pgtest.Cluster
@@ -25,6 +26,15 @@ func sourceFor(t *testing.T, dsn string, extra string) *config.Source {
 		t.Fatal(err)
 	}
 	return &cfg.Sources[0]
+}
+
+// register registers src as btfu does after a probe: refused when a check
+// failed, else what the plan announced.
+func register(ctx context.Context, src *config.Source, r *Report) (*sourcedb.Registration, error) {
+	if err := r.Registrable(src.Name); err != nil {
+		return nil, err
+	}
+	return sourcedb.Register(ctx, src, &r.Plan, r.Tables)
 }
 
 func run(t *testing.T, src *config.Source) *Report {
@@ -77,7 +87,7 @@ func TestEveryCheckHasAFinding(t *testing.T) {
 	}
 	mustCheck(t, r, "unlogged", Warn)
 	mustCheck(t, r, "large_objects", Warn)
-	if r.Plan.PublicationForm != FormTableList || !r.Plan.DDLCapture || r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
+	if r.Plan.PublicationForm != sourcedb.FormTableList || !r.Plan.DDLCapture || r.Plan.ViaPartitionRoot || r.Plan.ProtocolVersion != 2 {
 		t.Fatalf("superuser plan: %+v", r.Plan)
 	}
 	if r.SystemIdentifier == "" || r.Provider != ProviderSelfHosted {
@@ -132,13 +142,13 @@ func TestNonSuperuserGetsExplicitList(t *testing.T) {
 	}
 	mustCheck(t, r, "role", OK)
 	mustCheck(t, r, "replication", OK)
-	if r.Plan.PublicationForm != FormTableList || r.Plan.DDLCapture {
+	if r.Plan.PublicationForm != sourcedb.FormTableList || r.Plan.DDLCapture {
 		t.Fatalf("plan %+v", r.Plan)
 	}
 	if strings.Join(r.Plan.Tables, ",") != "public.a,public.b" {
 		t.Fatalf("tables %v", r.Plan.Tables)
 	}
-	g, err := Register(context.Background(), src, r)
+	g, err := register(context.Background(), src, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +161,7 @@ func TestNonSuperuserGetsExplicitList(t *testing.T) {
 	}
 	// A table created later is added to the explicit list on re-registration.
 	source.Exec(t, db, "SET ROLE "+role+"; CREATE TABLE c(id int PRIMARY KEY)")
-	g, err = Register(context.Background(), src, run(t, src))
+	g, err = register(context.Background(), src, run(t, src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +184,7 @@ func TestTableWithoutKeyIsLeftOutOrSetFull(t *testing.T) {
 	if len(chk.Details) != 2 || !strings.Contains(strings.Join(chk.Details, " "), "public.log") || !strings.Contains(chk.Finding, "LEFT OUT") {
 		t.Fatalf("details %v", chk.Details)
 	}
-	if _, err := Register(context.Background(), src, r); err != nil {
+	if _, err := register(context.Background(), src, r); err != nil {
 		t.Fatal(err)
 	}
 	// Published: the keyed tables only (ONLY: the inheritance child, which
@@ -191,7 +201,7 @@ func TestTableWithoutKeyIsLeftOutOrSetFull(t *testing.T) {
 	src = sourceFor(t, source.DSN(db), `exclude_tables = ["public.log", "public.child"]`)
 	src.Publication = "btfu_app_excl"
 	r = run(t, src)
-	if r.Failed() || r.Plan.PublicationForm != FormTableList || strings.Join(r.Plan.Tables, ",") != "public.keyed,public.parent" {
+	if r.Failed() || r.Plan.PublicationForm != sourcedb.FormTableList || strings.Join(r.Plan.Tables, ",") != "public.keyed,public.parent" {
 		t.Fatalf("excluded plan: %+v %s", r.Plan, r.FailedChecks())
 	}
 	mustCheck(t, r, "replica_identity", OK)
@@ -204,7 +214,7 @@ func TestTableWithoutKeyIsLeftOutOrSetFull(t *testing.T) {
 		if r.Failed() || strings.Join(r.Plan.SetReplicaFull, ",") != "public.child,public.log" {
 			t.Fatalf("full plan (%s): %+v %s", extra, r.Plan, r.FailedChecks())
 		}
-		if _, err := Register(context.Background(), src, r); err != nil {
+		if _, err := register(context.Background(), src, r); err != nil {
 			t.Fatal(err)
 		}
 		if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(relreplident::text, '') FROM pg_class WHERE oid IN ('public.log'::regclass, 'public.child'::regclass)`); got != "ff" {
@@ -218,17 +228,17 @@ func TestRegisterTwiceIsANoOp(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE t(id int PRIMARY KEY)`)
 	src := sourceFor(t, source.DSN(db), "")
-	g, err := Register(context.Background(), src, run(t, src))
+	g, err := register(context.Background(), src, run(t, src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Created) != 1+len(ddlObjects()) { // publication + the DDL-capture objects
+	if len(g.Created) != 1+len(sourcedb.DDLObjects()) { // publication + the DDL-capture objects
 		t.Fatalf("first registration created %v", g.Created)
 	}
 	r := run(t, src)
 	mustCheck(t, r, "publication_existing", OK)
 	mustCheck(t, r, "ddl_capture", OK)
-	g, err = Register(context.Background(), src, r)
+	g, err = register(context.Background(), src, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +266,7 @@ func TestExistingPublicationIsKeptToThePlan(t *testing.T) {
 	src := sourceFor(t, source.DSN(db), "")
 	r := run(t, src)
 	mustCheck(t, r, "publication_existing", OK)
-	if _, err := Register(context.Background(), src, r); err != nil {
+	if _, err := register(context.Background(), src, r); err != nil {
 		t.Fatal(err)
 	}
 	if got := pgtest.QueryValue[string](t, source, db, `SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables WHERE pubname = 'btfu_app'`); got != "t,u" {
@@ -293,9 +303,9 @@ func TestConnectionErrorsNameHostAndPortNeverPassword(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Run(context.Background(), sourceFor(t, c.dsn, ""), Options{})
-			var ce *ConnError
+			var ce *sourcedb.ConnError
 			if !errors.As(err, &ce) {
-				t.Fatalf("want ConnError, got %v", err)
+				t.Fatalf("want sourcedb.ConnError, got %v", err)
 			}
 			msg := err.Error()
 			if strings.Contains(msg, "secret-pass-9") || strings.Contains(msg, "\n") {
@@ -335,7 +345,7 @@ func TestDDLCaptureNeverFailsTheDDL(t *testing.T) {
 	db := source.CreateDB(t)
 	source.Exec(t, db, `CREATE TABLE keep(id int PRIMARY KEY); CREATE TABLE logged1(id int PRIMARY KEY)`)
 	src := sourceFor(t, source.DSN(db), "")
-	if _, err := Register(context.Background(), src, run(t, src)); err != nil {
+	if _, err := register(context.Background(), src, run(t, src)); err != nil {
 		t.Fatal(err)
 	}
 	published := func() string {
@@ -353,7 +363,7 @@ func TestDDLCaptureNeverFailsTheDDL(t *testing.T) {
 	slot := "missed_" + db
 	source.Exec(t, db, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('%s', 'test_decoding')`, slot))
 	t.Cleanup(func() { source.Exec(t, "postgres", fmt.Sprintf(`SELECT pg_drop_replication_slot('%s')`, slot)) })
-	source.Exec(t, db, `CREATE OR REPLACE FUNCTION `+DDLCore+`(user_search_path text, tag text) RETURNS TABLE (msg_prefix text, msg_content text) LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'capture broken'; END $$`)
+	source.Exec(t, db, `CREATE OR REPLACE FUNCTION `+sourcedb.DDLCore+`(user_search_path text, tag text) RETURNS TABLE (msg_prefix text, msg_content text) LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'capture broken'; END $$`)
 	conn := source.Connect(t, db)
 	if _, err := conn.Exec(context.Background(), `CREATE TABLE after_break (id int PRIMARY KEY)`); err != nil {
 		t.Fatalf("DDL failed because capture failed: %v", err)
@@ -378,20 +388,20 @@ func TestSecondSourceOnOneDatabaseIsRefused(t *testing.T) {
 	first := sourceFor(t, source.DSN(db), "")
 	second := sourceFor(t, source.DSN(db), "publication = \"btfu_second\"\nslot = \"btfu_second\"")
 	stale := run(t, second) // probed before the first registered
-	if _, err := Register(ctx, first, run(t, first)); err != nil {
+	if _, err := register(ctx, first, run(t, first)); err != nil {
 		t.Fatal(err)
 	}
 	c := mustCheck(t, run(t, second), "ddl_capture", Fail)
 	if !strings.Contains(c.Finding, "btfu_app") || !strings.Contains(c.Fix, "btfu unregister") {
 		t.Errorf("finding %q, fix %q: want the other publication named and unregister as the fix", c.Finding, c.Fix)
 	}
-	if _, err := Register(ctx, second, run(t, second)); !errors.Is(err, ErrChecksFailed) {
+	if _, err := register(ctx, second, run(t, second)); !errors.Is(err, ErrChecksFailed) {
 		t.Fatalf("registering a second source: %v, want the probe's refusal", err)
 	}
 	// Registration checks again: a probe made before the first source
 	// registered does not let the second take the trigger, nor create
 	// anything.
-	if _, err := Register(ctx, second, stale); !errors.Is(err, ErrCaptureServesOther) {
+	if _, err := register(ctx, second, stale); !errors.Is(err, sourcedb.ErrCaptureServesOther) {
 		t.Fatalf("registering a second source with an older probe: %v, want ErrCaptureServesOther", err)
 	}
 	if n := pgtest.QueryValue[int64](t, source, db, `SELECT count(*) FROM pg_publication WHERE pubname = 'btfu_second'`); n != 0 {
@@ -403,7 +413,7 @@ func TestSecondSourceOnOneDatabaseIsRefused(t *testing.T) {
 		t.Fatalf("btfu_app publishes %q, want later", got)
 	}
 	source.Exec(t, db, `ALTER TABLE keep SET LOGGED; DROP PUBLICATION btfu_app`)
-	if _, err := Register(ctx, second, run(t, second)); err != nil {
+	if _, err := register(ctx, second, run(t, second)); err != nil {
 		t.Fatalf("registering once the first source's publication is gone: %v", err)
 	}
 	t.Cleanup(func() {

@@ -192,7 +192,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	// not checked against objects that captured DDL creates later, as
 	// pg_restore does not check them.
 	// Values are read in the settings the stream wrote them with
-	// (probe.TextFormSettings; restore does not import probe).
+	// (sourcedb.TextFormSettings; restore does not import probe).
 	// Row-level security never filters what replay changes: a restoring
 	// role that policies would bind fails loudly instead.
 	for _, s := range []string{"SET session_replication_role = replica", "SET check_function_bodies = off", "SET row_security = off",
@@ -440,5 +440,5 @@ func dropCaptureObjects(ctx context.Context, conn *pgx.Conn, publication string)
 }
 
 // captureSchema holds btfu's DDL-capture objects on the source
-// (probe.DDLSchema; restore does not import probe).
+// (sourcedb.DDLSchema; restore does not import probe).
 const captureSchema = "btfu"

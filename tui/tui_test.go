@@ -19,6 +19,7 @@ import (
 	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -80,7 +81,7 @@ func (f *fakeEngine) Probe(context.Context, string) (*probe.Report, error) {
 	}
 	return &probe.Report{Target: "db:5432/orders", ServerVersion: "15.8", Provider: "self-hosted",
 		Checks: []probe.Check{{ID: "wal_level", Status: probe.OK, Finding: "logical"}, {ID: "replica_identity", Status: probe.Warn, Finding: "1 table without a key", Fix: "add it to exclude_tables"}},
-		Plan:   probe.Plan{Publication: "btfu_orders", PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_orders"}}, nil
+		Plan:   sourcedb.Plan{Publication: "btfu_orders", PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_orders"}}, nil
 }
 func (f *fakeEngine) Coverage(context.Context, string) (coverage.Source, error) { return f.cov, nil }
 func (f *fakeEngine) SourceRecord(context.Context, string) (store.Source, error) {

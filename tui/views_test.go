@@ -15,6 +15,7 @@ import (
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
 
@@ -45,7 +46,7 @@ func longSample() *fakeEngine {
 	}
 	f.report = &probe.Report{Target: "primary-db-eu-west-1.internal.example.com:5432/orders", ServerVersion: "15.8", Provider: "self-hosted",
 		Checks: []probe.Check{{ID: "wal_level", Status: probe.OK, Finding: "logical"}, {ID: "replica_identity", Status: probe.Warn, Finding: longFind, Fix: longFix}},
-		Plan:   probe.Plan{Publication: "btfu_" + longName, PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_" + longName}}
+		Plan:   sourcedb.Plan{Publication: "btfu_" + longName, PublicationForm: "FOR ALL TABLES", Tables: []string{"public.a"}, Slot: "btfu_" + longName}}
 	f.plan.Base.ArtifactKey = longName + "/base/0001.dump"
 	f.plan.LateTables = []store.TableCoverage{{Table: "public.sessions_archive_2026", FromLSN: 0x16B1000, AddedAt: at(-45 * time.Minute), LeftOut: true, Reason: "no primary key and no replica identity"}}
 	return f

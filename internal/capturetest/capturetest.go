@@ -17,6 +17,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/local"
@@ -47,7 +48,10 @@ func Setup(t testing.TB, c *pgtest.Cluster, db, extra string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := probe.Register(ctx, src, rep); err != nil {
+	if err := rep.Registrable(src.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sourcedb.Register(ctx, src, &rep.Plan, rep.Tables); err != nil {
 		t.Fatal(err)
 	}
 	metaPath := filepath.Join(t.TempDir(), "btfu.db")

@@ -19,6 +19,7 @@ import (
 	"github.com/btfu/btfu/pgbin"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/store/sqlite"
@@ -103,10 +104,13 @@ func TestSourceCapture(t *testing.T) {
 		t.FailNow()
 	}
 	rep.Checks = kept // as if the client were installed
-	if _, err := probe.Register(ctx, src, rep); err != nil {
+	if err := rep.Registrable(src.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sourcedb.Register(ctx, src, &rep.Plan, rep.Tables); err != nil {
 		t.Fatalf("registration objects on PostgreSQL %d: %v", server.Major, err)
 	}
-	repl, err := probe.ConnectReplication(ctx, src)
+	repl, err := sourcedb.ConnectReplication(ctx, src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package probe
+package sourcedb
 
 import (
 	"context"
@@ -59,7 +59,7 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 		return nil, err
 	}
 	out := &NewTables{}
-	ep, err := readPublication(ctx, conn, src.Publication)
+	ep, err := ReadPublication(ctx, conn, src.Publication)
 	if err != nil {
 		return nil, fmt.Errorf("read publication %s: %w", src.Publication, err)
 	}
@@ -69,7 +69,7 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()`).Scan(&out.ListedLSN); err != nil {
 		return nil, err
 	}
-	tables, err := listTables(ctx, conn)
+	tables, err := ListTables(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
@@ -96,15 +96,14 @@ func AddNewTables(ctx context.Context, src *config.Source) (*NewTables, error) {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
 	out.Tables = append(out.Tables, aside...)
-	p := &prober{ctx: ctx, src: src, r: &Report{Tables: tables}}
-	p.decide()
+	Decide(src, tables)
 	have := map[string]bool{}
 	for _, t := range ep.Tables {
 		have[t] = true
 	}
-	q := newQuoter(p.r)
+	q := newQuoter(tables)
 	pub := pgx.Identifier{src.Publication}.Sanitize()
-	for _, t := range p.r.Tables {
+	for _, t := range tables {
 		name := t.QualifiedName()
 		// A partition of a published root is published through it.
 		if t.Kind == "partition" && (ep.ViaRoot || have[t.Root]) {

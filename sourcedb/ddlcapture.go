@@ -1,4 +1,4 @@
-package probe
+package sourcedb
 
 import (
 	"context"
@@ -69,8 +69,8 @@ const (
 	ddlCaptureVersion = 5
 )
 
-// ddlObjects names what DDL capture puts on the source, for the plan.
-func ddlObjects() []string {
+// DDLObjects names what DDL capture puts on the source, for the plan.
+func DDLObjects() []string {
 	return []string{
 		"schema " + DDLSchema,
 		"table " + IdentityTable + " (tables btfu set to REPLICA IDENTITY FULL)",
@@ -82,7 +82,7 @@ func ddlObjects() []string {
 	}
 }
 
-// ddlStatements create (or bring up to date) the DDL-capture objects for
+// DDLStatements create (or bring up to date) the DDL-capture objects for
 // src. The trigger, in the transaction of the DDL and so in commit order:
 //   - emits one transactional logical message per DDL command with the
 //     command tag, the statement text, the search_path, a key equal for
@@ -99,7 +99,7 @@ func ddlObjects() []string {
 //   - turns any error of its own into a WARNING: the user's DDL goes
 //     through, and a btfu.ddl_missed message tells replay to fall back to
 //     relation-derived changes (DESIGN 6.5).
-func ddlStatements(src *config.Source) []string {
+func DDLStatements(src *config.Source) []string {
 	return []string{
 		"CREATE SCHEMA IF NOT EXISTS " + DDLSchema,
 		"GRANT USAGE ON SCHEMA " + DDLSchema + " TO PUBLIC",
@@ -1130,7 +1130,7 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 // publication and table rules.
 var corePublicationRE = regexp.MustCompile(`pubname constant text := '((?:[^']|'')*)';`)
 
-// otherCapturePublication returns the publication of another btfu source
+// OtherCapturePublication returns the publication of another btfu source
 // whose DDL capture is installed on this database, or "" when the capture
 // is absent, is src's, or serves a publication that no longer exists (an
 // unregistered source's leftovers, which registration may take over).
@@ -1139,7 +1139,7 @@ var corePublicationRE = regexp.MustCompile(`pubname constant text := '((?:[^']|'
 // would replace the first's core, and the first's publication would then
 // miss new tables from their creating transaction, and an ALTER TABLE …
 // SET UNLOGGED of one of its tables would fail for the application.
-func otherCapturePublication(ctx context.Context, conn *pgx.Conn, src *config.Source) (string, error) {
+func OtherCapturePublication(ctx context.Context, conn *pgx.Conn, src *config.Source) (string, error) {
 	var body string
 	err := conn.QueryRow(ctx, `SELECT coalesce((SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = $1 AND p.proname = $2), '')`, DDLSchema, strings.TrimPrefix(DDLCore, DDLSchema+".")).Scan(&body)
@@ -1168,7 +1168,7 @@ func otherCapturePublication(ctx context.Context, conn *pgx.Conn, src *config.So
 // belongs to another btfu source.
 var ErrCaptureServesOther = errors.New("DDL capture on this database serves another btfu source")
 
-func captureServesOtherErr(db, pub, own string) error {
+func CaptureServesOtherErr(db, pub, own string) error {
 	return fmt.Errorf("%w: database %s is already protected by the btfu source that uses publication %s (this btfu, or another one); btfu protects a database with one source, because its DDL-capture trigger keeps one publication's table list. Fix: protect it with that source, or run `btfu unregister` for that source first (it removes its slot, publication and the DDL-capture objects), or give this source publication = %q if it is the same source renamed",
 		ErrCaptureServesOther, db, pub, pub)
 }

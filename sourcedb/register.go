@@ -1,8 +1,7 @@
-package probe
+package sourcedb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -26,46 +25,22 @@ type Registration struct {
 // Changed reports whether registration changed anything on the source.
 func (g *Registration) Changed() bool { return len(g.Created)+len(g.Altered) > 0 }
 
-// ErrChecksFailed: registration refused because the probe found a failure.
-var ErrChecksFailed = errors.New("probe checks failed")
-
-// FailedChecks returns a one-line summary of failed checks with fixes.
-func (r *Report) FailedChecks() string {
-	var parts []string
-	for _, c := range r.Checks {
-		if c.Status == Fail {
-			s := c.ID + ": " + c.Finding
-			if len(c.Details) > 0 && len(c.Details) <= 5 {
-				s += " [" + strings.Join(c.Details, "; ") + "]"
-			}
-			if c.Fix != "" {
-				s += " (fix: " + c.Fix + ")"
-			}
-			parts = append(parts, s)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// Register creates or validates on the source exactly what the report's
-// plan announced: REPLICA IDENTITY FULL on the tables the config names,
+// Register creates or validates on the source exactly what the probe's
+// plan announced (register only a plan whose probe found no failure:
+// probe.Report.Registrable): REPLICA IDENTITY FULL on the tables the config names,
 // the publication (always before any slot, DESIGN 1.1), and the DDL-capture
 // objects where allowed. The slot itself is created by the first base
 // backup, because its exported snapshot must be used at once (DESIGN 1.2).
 // Running it again changes nothing; an existing publication that does not
 // match the plan is reported, never replaced.
-func Register(ctx context.Context, src *config.Source, r *Report) (*Registration, error) {
-	if r.Failed() {
-		return nil, fmt.Errorf("source %s not registered, %w: %s", src.Name, ErrChecksFailed, r.FailedChecks())
-	}
+func Register(ctx context.Context, src *config.Source, pl *Plan, tables []Table) (*Registration, error) {
 	conn, err := Connect(ctx, src)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	g := &Registration{}
-	pl := &r.Plan
-	q := newQuoter(r)
+	q := newQuoter(tables)
 	// btfu's own statements are not the application's DDL: the capture
 	// trigger leaves them alone.
 	if _, err := conn.Exec(ctx, "SET "+InternalSetting+" = on"); err != nil {
@@ -100,12 +75,12 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 		return fmt.Errorf("look for event trigger %s: %w", DDLTrigger, err)
 	}
 	if exists {
-		other, err := otherCapturePublication(ctx, conn, src)
+		other, err := OtherCapturePublication(ctx, conn, src)
 		if err != nil {
 			return err
 		}
 		if other != "" {
-			return captureServesOtherErr(conn.Config().Database, other, src.Publication)
+			return CaptureServesOtherErr(conn.Config().Database, other, src.Publication)
 		}
 		// Current when the three triggers exist, fire always, and every
 		// function is this btfu's, for this config.
@@ -129,7 +104,7 @@ func installDDLCapture(ctx context.Context, conn *pgx.Conn, src *config.Source, 
 		}
 	}
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		for _, s := range ddlStatements(src) {
+		for _, s := range DDLStatements(src) {
 			if _, err := tx.Exec(ctx, s); err != nil {
 				return err
 			}
@@ -196,7 +171,7 @@ func setReplicaFull(ctx context.Context, conn *pgx.Conn, table string, record bo
 }
 
 func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter, g *Registration) error {
-	ep, err := readPublication(ctx, conn, pl.Publication)
+	ep, err := ReadPublication(ctx, conn, pl.Publication)
 	if err != nil {
 		return fmt.Errorf("read publication %s: %w", pl.Publication, err)
 	}
@@ -212,7 +187,7 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 		if _, err := conn.Exec(ctx, create(pl.ViaPartitionRoot)); err != nil {
 			return fmt.Errorf("create publication %s: %w", pl.Publication, err)
 		}
-		g.Created = append(g.Created, "publication "+pl.Publication+" "+describeForm(pl))
+		g.Created = append(g.Created, "publication "+pl.Publication+" "+DescribeForm(pl))
 		return nil
 	}
 	if ep.AllTables || ep.Schemas > 0 {
@@ -291,13 +266,13 @@ func registerPublication(ctx context.Context, conn *pgx.Conn, pl *Plan, q quoter
 	return nil
 }
 
-// quoter quotes the "schema.table" names of a report for SQL, using the
+// quoter quotes the "schema.table" names of listed tables for SQL, using the
 // catalogue's own schema and table (either may contain a dot).
 type quoter map[string]Table
 
-func newQuoter(r *Report) quoter {
+func newQuoter(tables []Table) quoter {
 	q := quoter{}
-	for _, t := range r.Tables {
+	for _, t := range tables {
 		q[t.QualifiedName()] = t
 	}
 	return q

@@ -1,4 +1,4 @@
-package probe
+package sourcedb
 
 import (
 	"context"
@@ -42,9 +42,9 @@ func (e *ConnError) Error() string {
 
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// connConfig parses the source's DSN, applying the password file and a
+// ConnConfig parses the source's DSN, applying the password file and a
 // connect timeout.
-func connConfig(src *config.Source) (*pgconn.Config, error) {
+func ConnConfig(src *config.Source) (*pgconn.Config, error) {
 	cfg, err := src.ConnConfig()
 	if err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func connConfig(src *config.Source) (*pgconn.Config, error) {
 
 // Connect opens a regular connection to the source.
 func Connect(ctx context.Context, src *config.Source) (*pgx.Conn, error) {
-	pcfg, err := connConfig(src)
+	pcfg, err := ConnConfig(src)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ var TextFormSettings = map[string]string{
 // ConnectReplication opens a replication connection (replication=database),
 // the kind the slot is created and streamed on, with TextFormSettings.
 func ConnectReplication(ctx context.Context, src *config.Source) (*pgconn.PgConn, error) {
-	cfg, err := connConfig(src)
+	cfg, err := ConnConfig(src)
 	if err != nil {
 		return nil, err
 	}
