@@ -18,15 +18,9 @@ import (
 	"github.com/btfu/btfu/stream"
 )
 
-// idleTimeMargin is subtracted from a keepalive's server time before it
-// extends coverage: a transaction takes its commit timestamp just before
-// its commit record is written and flushed, so one stamped slightly before
-// the keepalive may not have been decoded yet. Coverage claims only what is
-// certainly stored.
-const idleTimeMargin = time.Second
-
 // segmenter writes transactions into segments, stores each segment and
-// records it, and only then moves the acknowledged position (DESIGN 3.1).
+// records it; the checkpoint then moves the acknowledged position (DESIGN
+// 3.1).
 type segmenter struct {
 	source    string
 	sourceID  int64
@@ -36,16 +30,14 @@ type segmenter struct {
 	spoolDir  string
 	maxSize   int64
 	maxAge    time.Duration
-	ack       func(stream.LSN)
+	cp        *checkpoint
 	onStored  func(store.Segment)
 	onAdded   func(rawBytes int64) // one transaction written to the open segment
 
 	prevEnd  stream.LSN // end LSN of the chain's last stored segment (or its start)
-	cursor   stream.LSN // what has been acknowledged
 	file     *os.File
 	w        *segment.Writer
 	openedAt time.Time
-	idle     *stream.Event // newest idle mark since the open segment's last transaction
 }
 
 // open starts a segment when none is open.
@@ -80,34 +72,17 @@ func (s *segmenter) add(ctx context.Context, tx *stream.Tx) error {
 	if s.onAdded != nil {
 		s.onAdded(s.w.RawBytes() - before)
 	}
-	s.idle = nil
+	s.cp.dataArrived()
 	if s.w.RawBytes() >= s.maxSize {
 		return s.flush(ctx)
 	}
 	return nil
 }
 
-// markIdle handles an idle mark: with nothing pending it moves the cursor
-// and the acknowledgement to the server's WAL end at once; otherwise it
-// waits for the open segment to be stored.
+// markIdle hands an idle mark to the checkpoint, which applies it now or,
+// with a segment open, once that segment is stored.
 func (s *segmenter) markIdle(ctx context.Context, ev stream.Event) error {
-	if s.w != nil {
-		s.idle = &ev
-		return nil
-	}
-	return s.advanceIdle(ctx, ev)
-}
-
-func (s *segmenter) advanceIdle(ctx context.Context, ev stream.Event) error {
-	if ev.WALEnd <= s.cursor {
-		return nil
-	}
-	if err := s.meta.AdvanceChain(ctx, s.chain.ID, ev.WALEnd, ev.ServerTime.Add(-idleTimeMargin)); err != nil {
-		return fmt.Errorf("record idle position: %w", err)
-	}
-	s.cursor = ev.WALEnd
-	s.ack(ev.WALEnd)
-	return nil
+	return s.cp.markIdle(ctx, ev, s.w != nil)
 }
 
 // due reports whether the open segment has held traffic for maxAge.
@@ -116,8 +91,8 @@ func (s *segmenter) due() bool {
 }
 
 // flush closes the open segment, stores it, records it (which advances the
-// chain's cursor) and then acknowledges its end. An empty segment is
-// dropped.
+// chain's cursor) and then has the checkpoint acknowledge its end. An empty
+// segment is dropped.
 func (s *segmenter) flush(ctx context.Context) error {
 	if s.w == nil {
 		return nil
@@ -159,19 +134,11 @@ func (s *segmenter) flush(ctx context.Context) error {
 		return fmt.Errorf("record segment %s: %w", key, err)
 	}
 	s.prevEnd = sum.EndLSN
-	if sum.EndLSN > s.cursor {
-		s.cursor = sum.EndLSN
-	}
-	s.ack(s.cursor)
+	s.cp.segmentStored(seg)
 	if s.onStored != nil {
 		s.onStored(seg)
 	}
-	if s.idle != nil {
-		ev := *s.idle
-		s.idle = nil
-		return s.advanceIdle(ctx, ev)
-	}
-	return nil
+	return s.cp.afterFlush(ctx)
 }
 
 // discard drops an open segment without storing it (its transactions are
@@ -181,7 +148,8 @@ func (s *segmenter) discard() {
 		s.file.Close()
 		os.Remove(s.file.Name())
 	}
-	s.w, s.file, s.idle = nil, nil, nil
+	s.w, s.file = nil, nil
+	s.cp.discard()
 }
 
 // hashCounter hashes and counts what is written to it.

@@ -437,7 +437,7 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	seg := &segmenter{
 		source: w.Source.Name, sourceID: w.SourceID, chain: chain, meta: w.Meta, artifacts: w.Artifacts,
 		spoolDir: spool, maxSize: int64(w.Source.SegmentMaxSize), maxAge: w.Source.SegmentMaxAge.D(),
-		ack: rcv.Ack, prevEnd: prevEnd, cursor: chain.CursorLSN,
+		cp: &checkpoint{meta: w.Meta, chainID: chain.ID, ack: rcv.Ack, cursor: chain.CursorLSN}, prevEnd: prevEnd,
 		onStored: func(s store.Segment) {
 			w.setStatus(func(st *Status) {
 				st.Segments++
@@ -487,8 +487,8 @@ loop:
 				}
 			}
 			w.setStatus(func(s *Status) {
-				if s.FlushedLSN < seg.cursor {
-					s.FlushedLSN = seg.cursor
+				if s.FlushedLSN < seg.cp.cursor {
+					s.FlushedLSN = seg.cp.cursor
 				}
 			})
 		case err := <-rcvErr:

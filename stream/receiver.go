@@ -1,8 +1,9 @@
 // Package stream receives a source's logical changes (pgoutput) over a
 // replication connection and hands over whole, committed transactions in
 // commit order. It answers keepalives at once, reports the acknowledged
-// position the checkpointer gives it and nothing beyond, and tells when
-// the source is idle so coverage can extend on a quiet database (DESIGN 3).
+// position the checkpoint (capture/checkpoint.go) gives it and nothing
+// beyond, and tells when the source is idle so coverage can extend on a
+// quiet database (DESIGN 3).
 package stream
 
 import (
