@@ -283,7 +283,9 @@ type Health struct {
 
 // capturing: the state of a source whose changes are being stored, or
 // whose base backup is running (the engine itself refuses a second one).
-func capturing(state string) bool { return state == "streaming" || state == "backing_up" }
+func capturing(state string) bool {
+	return state == store.StateStreaming || state == store.StateBackingUp
+}
 
 // health is 200 only when every source streams (a later base backup
 // beside the stream counts, the first one does not) with nothing needing

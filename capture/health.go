@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/btfu/btfu/notify/kind"
+	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/stream"
 )
 
@@ -139,13 +141,13 @@ func (w *Worker) failed(ctx context.Context, err error) bool {
 	}
 	w.mu.Unlock()
 	if !stuck {
-		w.setState(ctx, "reconnecting", msg)
+		w.setState(ctx, store.StateReconnecting, msg)
 		return false
 	}
-	w.setState(ctx, "error", shown.String())
+	w.setState(ctx, store.StateError, shown.String())
 	if newlyStuck {
 		w.Log.Error("capture cannot progress", "category", shown.Category, "lsn", shown.LSN.String(), "attempts", shown.Attempts, "err", err)
-		w.notify(ctx, slog.LevelError, "capture.error", fmt.Sprintf("capture of %s cannot progress: %s", w.Source.Name, shown.String()))
+		w.notify(ctx, slog.LevelError, kind.CaptureError, fmt.Sprintf("capture of %s cannot progress: %s", w.Source.Name, shown.String()))
 	}
 	return true
 }
@@ -162,10 +164,10 @@ func (w *Worker) progress(ctx context.Context) {
 	w.mu.Unlock()
 	if wasStuck {
 		w.Log.Info("capture progresses again", "category", f.Category, "after_attempts", f.Attempts)
-		w.notify(ctx, slog.LevelInfo, "capture.recovered", fmt.Sprintf("capture of %s progresses again after %d failed attempts (%s failure since %s)", w.Source.Name, f.Attempts, f.Category, f.Since.UTC().Format(time.RFC3339)))
+		w.notify(ctx, slog.LevelInfo, kind.CaptureRecovered, fmt.Sprintf("capture of %s progresses again after %d failed attempts (%s failure since %s)", w.Source.Name, f.Attempts, f.Category, f.Since.UTC().Format(time.RFC3339)))
 	}
-	if state == "error" || state == "reconnecting" {
-		w.setState(ctx, "streaming", "")
+	if state == store.StateError || state == store.StateReconnecting {
+		w.setState(ctx, store.StateStreaming, "")
 	}
 }
 

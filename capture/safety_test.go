@@ -17,6 +17,7 @@ import (
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/faultproxy"
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/stream"
@@ -48,9 +49,9 @@ type recorder struct {
 	list []string // "kind: message"
 }
 
-func (e *recorder) notify(_ context.Context, _ slog.Level, kind, msg string) {
+func (e *recorder) notify(_ context.Context, _ slog.Level, k kind.Kind, msg string) {
 	e.mu.Lock()
-	e.list = append(e.list, kind+": "+msg)
+	e.list = append(e.list, string(k)+": "+msg)
 	e.mu.Unlock()
 }
 

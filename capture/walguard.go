@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
@@ -106,8 +107,8 @@ func (w *Worker) checkWAL(ctx context.Context) {
 	if warn && !over {
 		msg := fmt.Sprintf("slot %s of source %s holds %s of WAL on the source, %.0f%% of max_retained_wal %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
 			w.Source.Slot, w.Source.Name, human.Bytes(u.Retained), 100*float64(u.Retained)/float64(budget), human.Bytes(budget))
-		w.Log.Warn(msg, "kind", "slot.wal_warning")
-		w.notify(ctx, slog.LevelWarn, "slot.wal_warning", msg)
+		w.Log.Warn(msg, "kind", string(kind.SlotWALWarning))
+		w.notify(ctx, slog.LevelWarn, kind.SlotWALWarning, msg)
 	}
 	if over {
 		w.Log.Warn("the slot retains more WAL than max_retained_wal; stopping capture to drop it", "retained", human.Bytes(u.Retained), "budget", human.Bytes(budget))
@@ -165,7 +166,7 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 		if !w.ownPID(u.ActivePID) {
 			msg := fmt.Sprintf("slot %s of source %s retains %s of WAL, over max_retained_wal %s, but backend PID %d (not btfu's connection) is using it: not dropped, since btfu never terminates other sessions; stop what uses the slot",
 				slot, w.Source.Name, human.Bytes(u.Retained), human.Bytes(budget), u.ActivePID)
-			w.notify(ctx, slog.LevelError, "slot.in_use", msg)
+			w.notify(ctx, slog.LevelError, kind.SlotInUse, msg)
 			return errors.New(msg)
 		}
 		if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, int64(u.ActivePID)); err != nil {
@@ -210,8 +211,8 @@ func (w *Worker) endChainForBudget(ctx context.Context, retained, budget int64, 
 	if !ended && retained == 0 {
 		msg = fmt.Sprintf("source %s: the base backup was stopped and its slot %s dropped: it retained %s max_retained_wal %s (%s)", w.Source.Name, w.Source.Slot, held, human.Bytes(budget), why)
 	}
-	w.Log.Error(msg, "kind", "slot.dropped")
-	w.notify(ctx, slog.LevelError, "slot.dropped", msg)
+	w.Log.Error(msg, "kind", string(kind.SlotDropped))
+	w.notify(ctx, slog.LevelError, kind.SlotDropped, msg)
 	return nil
 }
 
@@ -251,8 +252,8 @@ func (w *Worker) reportAtStart(ctx context.Context) {
 	}
 	msg := fmt.Sprintf("slot %s of source %s held %s of WAL on the source while capture was stopped (stored cursor %s, %s; max_retained_wal %s)",
 		w.Source.Slot, w.Source.Name, human.Bytes(u.Retained), open.CursorLSN, since, human.Bytes(budget))
-	w.Log.Log(ctx, level, msg, "kind", "slot.wal_at_start")
-	w.notify(ctx, level, "slot.wal_at_start", msg)
+	w.Log.Log(ctx, level, msg, "kind", string(kind.SlotWALAtStart))
+	w.notify(ctx, level, kind.SlotWALAtStart, msg)
 	w.setStatus(func(s *Status) {
 		s.RetainedBytes, s.WALStatus, s.SafeWALSize, s.WALBudget = u.Retained, u.WALStatus, u.SafeWALSize, budget
 	})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/segment"
 	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
@@ -61,7 +62,7 @@ type Worker struct {
 	AfterBackup func(ctx context.Context, b store.BaseBackup)
 	// Notify, if set, receives events the user should see (tables added
 	// to the publication, tables that could not be).
-	Notify func(ctx context.Context, level slog.Level, kind, msg string)
+	Notify func(ctx context.Context, level slog.Level, k kind.Kind, msg string)
 	// BackupOnStart, when not empty, says why a base backup is due as soon
 	// as the worker streams (tables added while btfu was not running).
 	BackupOnStart string
@@ -202,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			defer w.bg.Done()
 			t := time.NewTicker(100 * time.Millisecond)
 			defer t.Stop()
-			for w.Status().State != "streaming" {
+			for w.Status().State != store.StateStreaming {
 				select {
 				case <-seqCtx.Done():
 					return
@@ -235,7 +236,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.setCancelAttempt(nil)
 		cancel(nil)
 		if ctx.Err() != nil {
-			w.setState(ctx, "stopped", "")
+			w.setState(ctx, store.StateStopped, "")
 			return nil
 		}
 		if cause := context.Cause(actx); errors.Is(cause, errOverBudget) {
@@ -254,7 +255,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.Log.Warn("capture interrupted; retrying", "err", err, "in", backoff.String(), "category", category(err), "stuck", stuck)
 		select {
 		case <-ctx.Done():
-			w.setState(ctx, "stopped", "")
+			w.setState(ctx, store.StateStopped, "")
 			return nil
 		case <-time.After(backoff):
 		case <-w.wake:
@@ -319,7 +320,7 @@ func (w *Worker) openChain(ctx context.Context) (store.Chain, error) {
 	if err := w.dropOrphanSlot(ctx); err != nil {
 		return store.Chain{}, err
 	}
-	w.setRunning(ctx, "backing_up")
+	w.setRunning(ctx, store.StateBackingUp)
 	w.Log.Info("taking the first base backup of a new chain")
 	b, err := backup.Take(ctx, backup.Request{Source: w.Source, SourceID: w.SourceID, Meta: w.Meta, Artifacts: w.Artifacts, Log: w.Log, Main: true})
 	if err != nil {
@@ -451,7 +452,7 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 		},
 	}
 	w.setStatus(func(s *Status) { s.ChainID, s.FlushedLSN, s.FlushedAt = chain.ID, chain.CursorLSN, chain.CursorTime })
-	w.setRunning(ctx, "streaming")
+	w.setRunning(ctx, store.StateStreaming)
 	w.Log.Info("streaming", "chain", chain.ID, "from", chain.CursorLSN.String(), "protocol", cfg.ProtoVersion)
 
 	events := make(chan stream.Event, 256)
@@ -589,7 +590,7 @@ func (w *Worker) BackupNow(ctx context.Context) (store.BaseBackup, error) {
 	w.backupMu.Lock()
 	defer w.backupMu.Unlock()
 	st := w.Status()
-	if st.ChainID == 0 || st.State != "streaming" {
+	if st.ChainID == 0 || st.State != store.StateStreaming {
 		return store.BaseBackup{}, fmt.Errorf("source %s is %s; a base backup on demand needs it streaming (the first base backup runs by itself when it starts)", w.Source.Name, orStarting(st.State))
 	}
 	w.setStatus(func(s *Status) { s.BackingUp = true })
@@ -609,7 +610,7 @@ func (w *Worker) BackupNow(ctx context.Context) (store.BaseBackup, error) {
 // then makes them restorable from there on (restores from older bases
 // leave them out and say so).
 func (w *Worker) addNewTables(ctx context.Context) {
-	if w.Status().State != "streaming" {
+	if w.Status().State != store.StateStreaming {
 		return // no chain yet: the first base backup covers every table
 	}
 	nt, err := sourcedb.AddNewTables(ctx, w.Source)
@@ -720,13 +721,13 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *sourcedb.NewTables) {
 		}
 	}
 	if len(freshUnlogged) > 0 {
-		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s are UNLOGGED: their changes are not in the WAL, so restores hold them as the base backup had them (ALTER TABLE … SET LOGGED to back them up)", strings.Join(freshUnlogged, ", ")))
+		w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("table(s) %s are UNLOGGED: their changes are not in the WAL, so restores hold them as the base backup had them (ALTER TABLE … SET LOGGED to back them up)", strings.Join(freshUnlogged, ", ")))
 	}
 	if len(fresh) > 0 {
-		w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
+		w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("table(s) %s have no primary key or replica identity: NOT backed up (publishing them would make the application's UPDATE and DELETE fail); add a primary key, list them in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", strings.Join(fresh, ", "), w.Source.Name))
 	}
 	if len(freshNotOwned) > 0 {
-		w.notify(ctx, slog.LevelWarn, "publication.table_not_owned", fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
+		w.notify(ctx, slog.LevelWarn, kind.PublicationTableNotOwned, fmt.Sprintf("new table(s) %s are not owned by btfu's role: not backed up; change their owner or add them to exclude_tables in source %s", strings.Join(freshNotOwned, ", "), w.Source.Name))
 	}
 	if len(nt.Added) == 0 {
 		return
@@ -736,7 +737,7 @@ func (w *Worker) recordNewTables(ctx context.Context, nt *sourcedb.NewTables) {
 			w.Log.Warn("could not record table coverage", "table", t, "err", err)
 		}
 	}
-	w.notify(ctx, slog.LevelInfo, "publication.table_added", fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; %s", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN, w.joinedBackupWhen(ctx)))
+	w.notify(ctx, slog.LevelInfo, kind.PublicationTableAdded, fmt.Sprintf("new table(s) %s added to publication %s, covered from %s; %s", strings.Join(nt.Added, ", "), w.Source.Publication, nt.LSN, w.joinedBackupWhen(ctx)))
 	w.mu.Lock()
 	w.backupDue = "new tables"
 	w.mu.Unlock()
@@ -844,16 +845,16 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 			continue
 		case "left_out":
 			c.LeftOut, c.Reason = true, "no primary key or replica identity"
-			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
+			w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("new table %s has no primary key or replica identity: NOT backed up (publishing it would make the application's UPDATE and DELETE fail); add a primary key, list it in replica_identity_full, or set tables_without_key = \"replica_identity_full\" in source %s", name, w.Source.Name))
 		case "unlogged":
 			c.LeftOut, c.Reason = true, "set UNLOGGED: its changes are not in the WAL"
-			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was set UNLOGGED at %s: its changes are not in the WAL, so it is NOT backed up from there on", name, info.CommitLSN))
+			w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("table %s was set UNLOGGED at %s: its changes are not in the WAL, so it is NOT backed up from there on", name, info.CommitLSN))
 		case "left":
 			c.LeftOut, c.Reason = true, "left the publication when it lost its primary key or replica identity"
-			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
+			w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("table %s lost its primary key or replica identity and left publication %s at %s: NOT backed up from there on", name, w.Source.Publication, info.CommitLSN))
 		case "catalog":
 			c.LeftOut, c.Reason = true, "moved into schema pg_catalog, which pg_dump does not dump"
-			w.notify(ctx, slog.LevelWarn, "publication.table_left_out", fmt.Sprintf("table %s was moved into schema pg_catalog at %s: pg_dump does not dump tables there, so it is NOT backed up from there on", name, info.CommitLSN))
+			w.notify(ctx, slog.LevelWarn, kind.PublicationTableLeftOut, fmt.Sprintf("table %s was moved into schema pg_catalog at %s: pg_dump does not dump tables there, so it is NOT backed up from there on", name, info.CommitLSN))
 		case "dropped":
 			// Ends what earlier records said of the table (left out, joined
 			// late); only tables that have such records need one.
@@ -873,7 +874,7 @@ func (w *Worker) recordTableEvents(ctx context.Context, info segment.TxInfo, eve
 	}
 	if len(joined) > 0 {
 		msg := fmt.Sprintf("table(s) %s joined publication %s at %s; %s", strings.Join(joined, ", "), w.Source.Publication, info.CommitLSN, w.joinedBackupWhen(ctx))
-		w.notify(ctx, slog.LevelInfo, "publication.table_added", msg)
+		w.notify(ctx, slog.LevelInfo, kind.PublicationTableAdded, msg)
 		// The sequence loop starts it, under the worker's context.
 		w.mu.Lock()
 		w.backupDue = "tables joined the publication"
@@ -950,12 +951,12 @@ func (w *Worker) newlyLeftOut(ctx context.Context, names []string, stale map[str
 
 // notify tells the user: through Notify (the engine logs and publishes
 // the event), or in the log when there is none. Once, never both.
-func (w *Worker) notify(ctx context.Context, level slog.Level, kind, msg string) {
+func (w *Worker) notify(ctx context.Context, level slog.Level, k kind.Kind, msg string) {
 	if w.Notify != nil {
-		w.Notify(ctx, level, kind, msg)
+		w.Notify(ctx, level, k, msg)
 		return
 	}
-	w.Log.Log(ctx, level, msg, "kind", kind)
+	w.Log.Log(ctx, level, msg, "kind", string(k))
 }
 
 // backupSoon takes a base backup in the background; Run waits for it.
@@ -972,14 +973,14 @@ func (w *Worker) backupSoon(ctx context.Context, why string) {
 			}
 			w.lastJoinedBackup = time.Now()
 			w.mu.Unlock()
-			w.notify(ctx, slog.LevelError, "backup.failed", fmt.Sprintf("base backup after %s failed (tried again in %s): %v", why, w.Source.JoinedBackupInterval.D(), err))
+			w.notify(ctx, slog.LevelError, kind.BackupFailed, fmt.Sprintf("base backup after %s failed (tried again in %s): %v", why, w.Source.JoinedBackupInterval.D(), err))
 		}
 	}()
 }
 
 func orStarting(s string) string {
 	if s == "" {
-		return "starting"
+		return store.StateStarting
 	}
 	return s
 }

@@ -106,7 +106,7 @@ func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, v
 	switch {
 	case errors.Is(err, store.ErrNotFound) && pause:
 		// Never run: record the source as the engine would, paused.
-		rec, err = meta.UpsertSource(env.Ctx, store.Source{Name: src.Name, State: "new", SlotName: src.Slot, PublicationName: src.Publication})
+		rec, err = meta.UpsertSource(env.Ctx, store.Source{Name: src.Name, State: store.StateNew, SlotName: src.Slot, PublicationName: src.Publication})
 	case errors.Is(err, store.ErrNotFound):
 		fmt.Fprintf(env.Stdout, "%s; source %s has never run and is not paused\n", notRunning(cfg), src.Name)
 		return nil
@@ -158,7 +158,7 @@ func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.S
 		return fmt.Errorf("no base backup yet (%w); %s", err, later)
 	}
 	for _, ss := range st.Sources {
-		if ss.Name == src.Name && ss.State != "streaming" && ss.State != "backing_up" {
+		if ss.Name == src.Name && ss.State != store.StateStreaming && ss.State != store.StateBackingUp {
 			fmt.Fprintf(env.Stdout, "source %s is %s in the running btfu: %s\n", src.Name, ss.State, later)
 			return nil
 		}

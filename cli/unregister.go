@@ -366,5 +366,5 @@ func markUnregistered(env *Env, cfg *config.Config, src *config.Source) error {
 			}
 		}
 	}
-	return meta.SetSourceState(env.Ctx, rec.ID, "unregistered", "btfu unregister removed btfu's objects from the source at "+now.UTC().Format(time.RFC3339)+"; its stored backups are kept")
+	return meta.SetSourceState(env.Ctx, rec.ID, store.StateUnregistered, "btfu unregister removed btfu's objects from the source at "+now.UTC().Format(time.RFC3339)+"; its stored backups are kept")
 }

@@ -19,14 +19,6 @@ var compactEvery = 10 * time.Minute
 // compactNow is the time compaction judges segments by (tests move it).
 var compactNow = time.Now
 
-// EventCompactionFailed: a compaction run could not finish (the metadata
-// store failing, segments that cannot be decrypted); the segments stay as
-// they were, restorable. EventCompactionRecovered: a run finished again.
-const (
-	EventCompactionFailed    = string(kind.CompactionFailed)
-	EventCompactionRecovered = string(kind.CompactionRecovered)
-)
-
 // housekeeping serialises a source's retention and compaction: both
 // rewrite its segment records, and each would only stumble over what the
 // other just did.
@@ -55,10 +47,10 @@ func (e *Engine) compactLoop(ctx context.Context, sc *config.Source, src store.S
 		case err != nil && ctx.Err() == nil && !failing:
 			// Once per outage; the log has every run.
 			failing = true
-			e.Event(ctx, src.ID, slog.LevelWarn, EventCompactionFailed, "compaction of "+sc.Name+": "+err.Error()+" (segments stay as they are and restore; tried again every "+compactEvery.String()+")", map[string]string{"source": sc.Name})
+			e.Event(ctx, src.ID, slog.LevelWarn, kind.CompactionFailed, "compaction of "+sc.Name+": "+err.Error()+" (segments stay as they are and restore; tried again every "+compactEvery.String()+")", map[string]string{"source": sc.Name})
 		case err == nil && failing:
 			failing = false
-			e.Event(ctx, src.ID, slog.LevelInfo, EventCompactionRecovered, "compaction of "+sc.Name+" works again", map[string]string{"source": sc.Name})
+			e.Event(ctx, src.ID, slog.LevelInfo, kind.CompactionRecovered, "compaction of "+sc.Name+" works again", map[string]string{"source": sc.Name})
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/probe"
 )
 
@@ -39,11 +40,11 @@ func (e *Engine) setPaused(ctx context.Context, name string, paused bool) error 
 	if err := e.meta.SetSourcePaused(ctx, src.ID, paused); err != nil {
 		return err
 	}
-	kind, verb := "source.resume", "resume"
+	k, verb := kind.SourceResume, "resume"
 	if paused {
-		kind, verb = "source.pause", "pause"
+		k, verb = kind.SourcePause, "pause"
 	}
-	e.Event(ctx, src.ID, levelInfo, kind, fmt.Sprintf("%s of %s asked for", verb, name), map[string]string{"source": name})
+	e.Event(ctx, src.ID, levelInfo, k, fmt.Sprintf("%s of %s asked for", verb, name), map[string]string{"source": name})
 	e.restart(r)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/drill"
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/store"
 )
 
@@ -97,7 +98,7 @@ func (e *Engine) Drill(ctx context.Context, name, trigger string) (store.Drill, 
 	}()
 
 	attrs := map[string]string{"source": name, "trigger": trigger}
-	e.Event(ctx, rec.ID, levelInfo, "drill.started", fmt.Sprintf("restore drill of %s started (%s)", name, trigger), attrs)
+	e.Event(ctx, rec.ID, levelInfo, kind.DrillStarted, fmt.Sprintf("restore drill of %s started (%s)", name, trigger), attrs)
 	d, err := drill.Run(ctx, drill.Options{Source: sc, Record: rec, Meta: e.meta, Artifacts: e.artifacts, Trigger: trigger,
 		CoverageWait: drillCoverageWait, TempDir: e.spoolDir(), Log: e.log})
 	attrs = map[string]string{"source": name, "trigger": trigger, "lsn": d.LSN.String(), "rto": d.RTO().Round(time.Millisecond).String()}
@@ -108,13 +109,13 @@ func (e *Engine) Drill(ctx context.Context, name, trigger string) (store.Drill, 
 		}
 		if d.Status == store.DrillInterrupted {
 			// Not an alert: a drill cut short by a shutdown proves nothing.
-			e.Event(context.WithoutCancel(ctx), rec.ID, levelWarn, "drill.interrupted", fmt.Sprintf("restore drill of %s interrupted: %v", name, err), attrs)
+			e.Event(context.WithoutCancel(ctx), rec.ID, levelWarn, kind.DrillInterrupted, fmt.Sprintf("restore drill of %s interrupted: %v", name, err), attrs)
 			return d, err
 		}
-		e.Event(context.WithoutCancel(ctx), rec.ID, levelError, "drill.failed", fmt.Sprintf("restore drill of %s failed: %v", name, err), attrs)
+		e.Event(context.WithoutCancel(ctx), rec.ID, levelError, kind.DrillFailed, fmt.Sprintf("restore drill of %s failed: %v", name, err), attrs)
 		return d, err
 	}
-	e.Event(ctx, rec.ID, levelInfo, "drill.passed", fmt.Sprintf("restore drill of %s passed: %s", name, summarizeDrill(d)), attrs)
+	e.Event(ctx, rec.ID, levelInfo, kind.DrillPassed, fmt.Sprintf("restore drill of %s passed: %s", name, summarizeDrill(d)), attrs)
 	return d, nil
 }
 
@@ -172,7 +173,7 @@ func (e *Engine) scheduleDrills(ctx context.Context, sc *config.Source) (stop fu
 func (e *Engine) startDrills(ctx context.Context, sc *config.Source, sourceID int64) (stop func()) {
 	stop, err := e.scheduleDrills(ctx, sc)
 	if err != nil {
-		e.Event(ctx, sourceID, slog.LevelError, "schedule.failed", err.Error(), map[string]string{"source": sc.Name})
+		e.Event(ctx, sourceID, slog.LevelError, kind.ScheduleFailed, err.Error(), map[string]string{"source": sc.Name})
 		return func() {}
 	}
 	return stop

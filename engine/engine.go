@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/store"
 	"github.com/btfu/btfu/store/artifact"
@@ -96,7 +97,7 @@ func (e *Engine) syncSources(ctx context.Context, cfg *config.Config) error {
 		existing, err := e.meta.GetSource(ctx, s.Name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			existing = store.Source{Name: s.Name, State: "new"}
+			existing = store.Source{Name: s.Name, State: store.StateNew}
 		case err != nil:
 			return fmt.Errorf("read source %s: %w", s.Name, err)
 		}
@@ -113,17 +114,17 @@ func (e *Engine) syncSources(ctx context.Context, cfg *config.Config) error {
 
 // Event records an engine event in the metadata store and the log, and
 // hands it to every subscriber. attrs["source"] names the source.
-func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, kind, msg string, attrs map[string]string) {
-	args := []any{"kind", kind}
+func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, k kind.Kind, msg string, attrs map[string]string) {
+	args := []any{"kind", string(k)}
 	for k, v := range attrs {
 		args = append(args, k, v)
 	}
 	e.log.Log(ctx, level, msg, args...)
 	now := time.Now()
-	e.events.publish(EventRecord{At: now, Source: attrs["source"], Level: level, Kind: kind, Message: redact.String(msg), Attrs: attrs})
+	e.events.publish(EventRecord{At: now, Source: attrs["source"], Level: level, Kind: string(k), Message: redact.String(msg), Attrs: attrs})
 	lvl := map[slog.Level]string{slog.LevelDebug: "debug", slog.LevelInfo: "info", slog.LevelWarn: "warn", slog.LevelError: "error"}[level]
-	if _, err := e.meta.AddEvent(context.WithoutCancel(ctx), store.Event{SourceID: sourceID, At: now, Level: lvl, Kind: kind, Message: msg, Attrs: attrs}); err != nil {
-		e.log.Warn("could not record event", "kind", kind, "err", err)
+	if _, err := e.meta.AddEvent(context.WithoutCancel(ctx), store.Event{SourceID: sourceID, At: now, Level: lvl, Kind: string(k), Message: msg, Attrs: attrs}); err != nil {
+		e.log.Warn("could not record event", "kind", string(k), "err", err)
 	}
 }
 
@@ -134,7 +135,7 @@ func (e *Engine) Event(ctx context.Context, sourceID int64, level slog.Level, ki
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.runNotifications(ctx)() // notifications (events.go) while it runs
 	cfg := e.Config()
-	e.Event(ctx, 0, slog.LevelInfo, "engine.started", fmt.Sprintf("btfu started with %d source(s)", len(cfg.Sources)),
+	e.Event(ctx, 0, slog.LevelInfo, kind.EngineStarted, fmt.Sprintf("btfu started with %d source(s)", len(cfg.Sources)),
 		map[string]string{"config": cfg.Path, "metadata": cfg.Metadata.Driver, "storage": e.artifacts.String()})
 	e.ctl.Lock()
 	e.mu.Lock()
@@ -164,7 +165,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.ctl.Unlock()
 	<-sampled
-	e.Event(context.WithoutCancel(ctx), 0, slog.LevelInfo, "engine.stopped", "btfu stopped", nil)
+	e.Event(context.WithoutCancel(ctx), 0, slog.LevelInfo, kind.EngineStopped, "btfu stopped", nil)
 	return nil
 }
 

@@ -24,23 +24,6 @@ type EventRecord struct {
 	Attrs   map[string]string `json:"attrs,omitempty"`
 }
 
-// Event kinds the engine itself publishes (package kind says how each
-// is notified; the capture worker's are named in its calls to notify).
-const (
-	// EventRetentionRefused: retention kept a base backup the policy alone
-	// would delete (the only one of the chain that reaches now), or its
-	// own check refused a plan.
-	EventRetentionRefused = string(kind.RetentionRefused)
-	// EventLagOverMax / EventLagRecovered: the newest stored commit or
-	// keepalive of a streaming source became older than max_lag (capture
-	// stalled), and is not any more.
-	EventLagOverMax   = string(kind.LagOverMax)
-	EventLagRecovered = string(kind.LagRecovered)
-	// EventSlotWALOK: a slot the WAL guard warned about holds less than
-	// half its budget again.
-	EventSlotWALOK = string(kind.SlotWALOK)
-)
-
 // watchEvery is how often the engine compares each source's lag with
 // max_lag and its retained WAL with its budget.
 var watchEvery = 5 * time.Second
@@ -119,11 +102,11 @@ func (e *Engine) watch(ctx context.Context) {
 				switch {
 				case age > maxLag && !over[name]:
 					over[name] = true
-					e.Event(ctx, w.SourceID, levelWarn, EventLagOverMax, fmt.Sprintf("source %s: the newest stored change is %s old, over max_lag %s (state %s): capture is stalled or behind",
+					e.Event(ctx, w.SourceID, levelWarn, kind.LagOverMax, fmt.Sprintf("source %s: the newest stored change is %s old, over max_lag %s (state %s): capture is stalled or behind",
 						name, age.Round(time.Second), r.cfg.MaxLag, ws.State), src)
 				case age <= maxLag && over[name]:
 					over[name] = false
-					e.Event(ctx, w.SourceID, levelInfo, EventLagRecovered, fmt.Sprintf("source %s: the newest stored change is %s old, within max_lag %s again", name, age.Round(time.Second), r.cfg.MaxLag), src)
+					e.Event(ctx, w.SourceID, levelInfo, kind.LagRecovered, fmt.Sprintf("source %s: the newest stored change is %s old, within max_lag %s again", name, age.Round(time.Second), r.cfg.MaxLag), src)
 				}
 			}
 			if ws.WALBudget > 0 && ws.RetainedBytes >= 0 {
@@ -132,7 +115,7 @@ func (e *Engine) watch(ctx context.Context) {
 					walHigh[name] = true
 				case ws.RetainedBytes < ws.WALBudget/2 && walHigh[name]:
 					walHigh[name] = false
-					e.Event(ctx, w.SourceID, levelInfo, EventSlotWALOK, fmt.Sprintf("slot %s of source %s holds %s of WAL, under half its budget %s again",
+					e.Event(ctx, w.SourceID, levelInfo, kind.SlotWALOK, fmt.Sprintf("slot %s of source %s holds %s of WAL, under half its budget %s again",
 						r.cfg.Slot, name, human.Bytes(ws.RetainedBytes), human.Bytes(ws.WALBudget)), src)
 				}
 			}

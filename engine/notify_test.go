@@ -17,6 +17,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/notify"
+	"github.com/btfu/btfu/notify/kind"
 )
 
 // The running engine's events reach a real webhook, and a channel whose
@@ -201,13 +202,13 @@ max_lag = "5s"
 	run(t, e)
 	waitState(t, e, "streaming")
 	proxy.setCut(true)
-	over := waitEvent(t, events, EventLagOverMax)
+	over := waitEvent(t, events, string(kind.LagOverMax))
 	if over.Source != "app" || !strings.Contains(over.Message, "over max_lag 5s") {
 		t.Errorf("lag event %+v", over)
 	}
 	proxy.setCut(false)
 	source.Exec(t, db, "INSERT INTO t(v) VALUES ('after the outage')")
-	if rec := waitEvent(t, events, EventLagRecovered); rec.Source != "app" {
+	if rec := waitEvent(t, events, string(kind.LagRecovered)); rec.Source != "app" {
 		t.Errorf("recovery event %+v", rec)
 	}
 }

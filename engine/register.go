@@ -12,6 +12,7 @@ import (
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/probe"
 	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
@@ -27,10 +28,10 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 		return nil, fmt.Errorf("read source %s: %w", sc.Name, err)
 	}
 	fail := func(err error) (*probe.Report, error) {
-		if serr := e.meta.SetSourceState(ctx, src.ID, "error", err.Error()); serr != nil {
+		if serr := e.meta.SetSourceState(ctx, src.ID, store.StateError, err.Error()); serr != nil {
 			e.log.Warn("could not record source state", "source", sc.Name, "err", serr)
 		}
-		e.Event(ctx, src.ID, slog.LevelError, "source.register_failed", err.Error(), map[string]string{"source": sc.Name})
+		e.Event(ctx, src.ID, slog.LevelError, kind.SourceRegisterFailed, err.Error(), map[string]string{"source": sc.Name})
 		return nil, err
 	}
 	r, err := probe.Run(ctx, sc, probe.Options{})
@@ -39,7 +40,7 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 	}
 	for _, c := range r.Checks {
 		if c.Status == probe.Warn {
-			e.Event(ctx, src.ID, slog.LevelWarn, "probe.warn", c.ID+": "+c.Finding, map[string]string{"source": sc.Name, "fix": c.Fix})
+			e.Event(ctx, src.ID, slog.LevelWarn, kind.ProbeWarn, c.ID+": "+c.Finding, map[string]string{"source": sc.Name, "fix": c.Fix})
 		}
 	}
 	if err := r.Registrable(sc.Name); err != nil {
@@ -50,7 +51,7 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 		return fail(err)
 	}
 	pl := r.Plan
-	e.Event(ctx, src.ID, slog.LevelInfo, "source.registered", fmt.Sprintf("source %s registered", sc.Name), map[string]string{
+	e.Event(ctx, src.ID, slog.LevelInfo, kind.SourceRegistered, fmt.Sprintf("source %s registered", sc.Name), map[string]string{
 		"source":      sc.Name,
 		"target":      r.Target,
 		"publication": pl.Publication + " " + pl.PublicationForm,
@@ -68,7 +69,7 @@ func (e *Engine) register(ctx context.Context, sc *config.Source) (*probe.Report
 	if _, err := e.meta.UpsertSource(ctx, src); err != nil {
 		return r, fmt.Errorf("record source %s: %w", sc.Name, err)
 	}
-	if err := e.meta.SetSourceState(ctx, src.ID, "registered", ""); err != nil {
+	if err := e.meta.SetSourceState(ctx, src.ID, store.StateRegistered, ""); err != nil {
 		return r, fmt.Errorf("record source %s: %w", sc.Name, err)
 	}
 	return r, nil
@@ -82,7 +83,7 @@ func (e *Engine) recordAddedTables(ctx context.Context, sc *config.Source, sourc
 	if err != nil || !recorded {
 		return err
 	}
-	e.Event(ctx, sourceID, levelInfo, "publication.table_added", fmt.Sprintf("table(s) %s added to publication %s, covered from %s; a base backup follows", strings.Join(g.AddedTables, ", "), sc.Publication, g.AddedLSN), map[string]string{"source": sc.Name})
+	e.Event(ctx, sourceID, levelInfo, kind.PublicationTableAdded, fmt.Sprintf("table(s) %s added to publication %s, covered from %s; a base backup follows", strings.Join(g.AddedTables, ", "), sc.Publication, g.AddedLSN), map[string]string{"source": sc.Name})
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/notify/kind"
 )
 
 // Reload applies a new configuration while the engine runs: sources added
@@ -97,11 +98,11 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) error {
 	e.cfg = cfg
 	e.mu.Unlock()
 	msg := fmt.Sprintf("configuration reloaded from %s: %d added, %d removed, %d changed", cfg.Path, len(added), len(removed), len(changed))
-	e.Event(ctx, 0, levelInfo, "config.reloaded", msg, map[string]string{
+	e.Event(ctx, 0, levelInfo, kind.ConfigReloaded, msg, map[string]string{
 		"added": strings.Join(added, ","), "removed": strings.Join(removed, ","), "changed": strings.Join(changed, ","),
 	})
 	if len(needRestart) > 0 {
-		e.Event(ctx, 0, levelWarn, "config.restart_needed", fmt.Sprintf("changes to %s apply at the next start of btfu", strings.Join(needRestart, ", ")), nil)
+		e.Event(ctx, 0, levelWarn, kind.ConfigRestartNeeded, fmt.Sprintf("changes to %s apply at the next start of btfu", strings.Join(needRestart, ", ")), nil)
 	}
 	return nil
 }
@@ -144,11 +145,11 @@ func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
 		last = sum
 		cfg, err := config.Load(path)
 		if err != nil {
-			e.Event(ctx, 0, levelError, "config.invalid", fmt.Sprintf("%v; still running with the previous configuration", err), map[string]string{"config": path})
+			e.Event(ctx, 0, levelError, kind.ConfigInvalid, fmt.Sprintf("%v; still running with the previous configuration", err), map[string]string{"config": path})
 			continue
 		}
 		if err := e.Reload(ctx, cfg); err != nil {
-			e.Event(ctx, 0, levelError, "config.reload_failed", err.Error(), map[string]string{"config": path})
+			e.Event(ctx, 0, levelError, kind.ConfigReloadFailed, err.Error(), map[string]string{"config": path})
 		}
 	}
 }

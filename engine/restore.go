@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/coverage"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
@@ -45,13 +46,13 @@ func (e *Engine) Restore(ctx context.Context, name string, plan *restore.Plan, o
 	if err != nil {
 		return restore.Summary{}, err
 	}
-	e.Event(ctx, src.ID, levelInfo, "restore.started", fmt.Sprintf("restore of %s into %s started: %s", name, redact.DSN(opts.TargetDSN), plan.Target), map[string]string{"source": name})
+	e.Event(ctx, src.ID, levelInfo, kind.RestoreStarted, fmt.Sprintf("restore of %s into %s started: %s", name, redact.DSN(opts.TargetDSN), plan.Target), map[string]string{"source": name})
 	sum, err := Restore(ctx, e.meta, e.artifacts, src, plan, opts)
 	if err != nil {
-		e.Event(context.WithoutCancel(ctx), src.ID, levelError, "restore.failed", fmt.Sprintf("restore of %s failed: %v", name, err), map[string]string{"source": name})
+		e.Event(context.WithoutCancel(ctx), src.ID, levelError, kind.RestoreFailed, fmt.Sprintf("restore of %s failed: %v", name, err), map[string]string{"source": name})
 		return sum, err
 	}
-	e.Event(ctx, src.ID, levelInfo, "restore.finished", fmt.Sprintf("restore of %s finished: %d transactions, %d rows in %s", name, sum.Transactions, sum.Rows, sum.Took.Round(time.Millisecond)), map[string]string{"source": name})
+	e.Event(ctx, src.ID, levelInfo, kind.RestoreFinished, fmt.Sprintf("restore of %s finished: %d transactions, %d rows in %s", name, sum.Transactions, sum.Rows, sum.Took.Round(time.Millisecond)), map[string]string{"source": name})
 	return sum, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/btfu/btfu/config"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/retention"
 )
 
@@ -30,14 +31,14 @@ func (e *Engine) applyRetention(ctx context.Context, sc *config.Source, sourceID
 	defer mu.Unlock()
 	rep, err := retention.Apply(ctx, e.meta, e.artifacts, sourceID, RetentionPolicy(sc), time.Now(), e.log.With("source", sc.Name))
 	for _, why := range rep.Refused {
-		e.Event(ctx, sourceID, slog.LevelWarn, EventRetentionRefused, "retention of "+sc.Name+": "+why, map[string]string{"source": sc.Name})
+		e.Event(ctx, sourceID, slog.LevelWarn, kind.RetentionRefused, "retention of "+sc.Name+": "+why, map[string]string{"source": sc.Name})
 	}
 	switch {
 	case errors.Is(err, retention.ErrRefused):
-		e.Event(ctx, sourceID, slog.LevelError, EventRetentionRefused, err.Error()+" (please report it: retention's own check found a plan that loses restorable data)", map[string]string{"source": sc.Name})
+		e.Event(ctx, sourceID, slog.LevelError, kind.RetentionRefused, err.Error()+" (please report it: retention's own check found a plan that loses restorable data)", map[string]string{"source": sc.Name})
 		return
 	case err != nil:
-		e.Event(ctx, sourceID, slog.LevelError, "retention.failed", err.Error(), map[string]string{"source": sc.Name})
+		e.Event(ctx, sourceID, slog.LevelError, kind.RetentionFailed, err.Error(), map[string]string{"source": sc.Name})
 		return
 	}
 	if rep.DeletedBaseBackups+rep.DeletedSegments > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/sourcedb"
 	"github.com/btfu/btfu/store"
 )
@@ -76,8 +77,8 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 	}
 	w := &capture.Worker{Source: sc, SourceID: src.ID, BackupOnStart: due, Meta: e.meta, Artifacts: e.artifacts, Log: e.log, SpoolDir: e.spoolDir(),
 		AfterBackup: func(ctx context.Context, b store.BaseBackup) { e.afterBackup(ctx, sc, src.ID, b) },
-		Notify: func(ctx context.Context, level slog.Level, kind, msg string) {
-			e.Event(ctx, src.ID, level, kind, msg, map[string]string{"source": sc.Name})
+		Notify: func(ctx context.Context, level slog.Level, k kind.Kind, msg string) {
+			e.Event(ctx, src.ID, level, k, msg, map[string]string{"source": sc.Name})
 		}}
 	r.mu.Lock()
 	r.worker = w
@@ -88,13 +89,13 @@ func (e *Engine) runSource(ctx context.Context, r *runner) {
 		r.mu.Unlock()
 	}()
 	if stop, err := e.schedule(r, w); err != nil {
-		e.Event(ctx, src.ID, slog.LevelError, "schedule.failed", err.Error(), map[string]string{"source": sc.Name})
+		e.Event(ctx, src.ID, slog.LevelError, kind.ScheduleFailed, err.Error(), map[string]string{"source": sc.Name})
 	} else {
 		defer stop()
 	}
 	defer e.startDrills(ctx, sc, src.ID)() // drill.go
 	if err := w.Run(ctx); err != nil {
-		e.Event(ctx, src.ID, slog.LevelError, "capture.failed", err.Error(), map[string]string{"source": sc.Name})
+		e.Event(ctx, src.ID, slog.LevelError, kind.CaptureFailed, err.Error(), map[string]string{"source": sc.Name})
 	}
 }
 
@@ -122,7 +123,7 @@ func (e *Engine) schedule(r *runner, w *capture.Worker) (stop func(), err error)
 	job, err := s.NewJob(gocron.CronJob(sc.Schedule, false), gocron.NewTask(func() {
 		ctx := context.Background()
 		if _, err := w.BackupNow(ctx); err != nil {
-			e.Event(ctx, w.SourceID, slog.LevelError, "backup.failed", "scheduled base backup failed: "+err.Error(), map[string]string{"source": sc.Name})
+			e.Event(ctx, w.SourceID, slog.LevelError, kind.BackupFailed, "scheduled base backup failed: "+err.Error(), map[string]string{"source": sc.Name})
 		}
 	}), gocron.WithSingletonMode(gocron.LimitModeReschedule))
 	if err != nil {
@@ -140,7 +141,7 @@ func (e *Engine) schedule(r *runner, w *capture.Worker) (stop func(), err error)
 
 // afterBackup records the base backup and applies retention.
 func (e *Engine) afterBackup(ctx context.Context, sc *config.Source, sourceID int64, b store.BaseBackup) {
-	e.Event(ctx, sourceID, slog.LevelInfo, "backup.finished", fmt.Sprintf("base backup of %s complete at %s", sc.Name, b.ConsistentLSN),
+	e.Event(ctx, sourceID, slog.LevelInfo, kind.BackupFinished, fmt.Sprintf("base backup of %s complete at %s", sc.Name, b.ConsistentLSN),
 		map[string]string{"source": sc.Name, "key": b.ArtifactKey, "size": fmt.Sprint(b.SizeBytes)})
 	e.applyRetention(ctx, sc, sourceID)
 }
@@ -168,12 +169,12 @@ func pausedBudget(sc *config.Source) int64 {
 // the budget (warning at 75% of it); past it, the slot is dropped and the
 // chain ended, so the source's disk is safe (DESIGN 6.3).
 func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID int64) {
-	if err := e.meta.SetSourceState(ctx, sourceID, "paused", ""); err != nil {
+	if err := e.meta.SetSourceState(ctx, sourceID, store.StatePaused, ""); err != nil {
 		e.log.Warn("record state", "err", err)
 	}
 	budget := pausedBudget(sc)
 	attrs := map[string]string{"source": sc.Name}
-	e.Event(ctx, sourceID, slog.LevelInfo, "source.paused", fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL (the smaller of pause_wal_budget and max_retained_wal)", sc.Name, human.Bytes(budget)), attrs)
+	e.Event(ctx, sourceID, slog.LevelInfo, kind.SourcePaused, fmt.Sprintf("source %s is paused; its slot is kept up to %s of retained WAL (the smaller of pause_wal_budget and max_retained_wal)", sc.Name, human.Bytes(budget)), attrs)
 	t := time.NewTicker(pauseCheckEvery)
 	defer t.Stop()
 	for first, warned := true, false; ; first = false {
@@ -190,12 +191,12 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 			r.mu.Unlock()
 		}
 		if first && err == nil && retained > 0 {
-			e.Event(ctx, sourceID, slog.LevelInfo, "slot.wal_at_start", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, human.Bytes(retained), human.Bytes(budget)), attrs)
+			e.Event(ctx, sourceID, slog.LevelInfo, kind.SlotWALAtStart, fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source (budget %s)", sc.Slot, sc.Name, human.Bytes(retained), human.Bytes(budget)), attrs)
 		}
 		switch {
 		case !dropped && !warned && float64(retained) >= capture.WALWarnFraction*float64(budget):
 			warned = true
-			e.Event(ctx, sourceID, slog.LevelWarn, "slot.wal_warning", fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source, %.0f%% of its budget %s: past it btfu drops the slot (a gap, then a new base backup on resume)",
+			e.Event(ctx, sourceID, slog.LevelWarn, kind.SlotWALWarning, fmt.Sprintf("slot %s of paused source %s holds %s of WAL on the source, %.0f%% of its budget %s: past it btfu drops the slot (a gap, then a new base backup on resume)",
 				sc.Slot, sc.Name, human.Bytes(retained), 100*float64(retained)/float64(budget), human.Bytes(budget)), attrs)
 		case retained < budget/2:
 			warned = false
@@ -242,6 +243,6 @@ func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceI
 			}
 		}
 	}
-	e.Event(ctx, sourceID, slog.LevelWarn, "slot.dropped", fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, human.Bytes(u.Retained), human.Bytes(budget), sc.Slot), map[string]string{"source": sc.Name})
+	e.Event(ctx, sourceID, slog.LevelWarn, kind.SlotDropped, fmt.Sprintf("paused source %s retained %s of WAL, over its budget of %s: slot %s dropped; resuming takes a new base backup", sc.Name, human.Bytes(u.Retained), human.Bytes(budget), sc.Slot), map[string]string{"source": sc.Name})
 	return true, u.Retained, nil
 }

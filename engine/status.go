@@ -108,12 +108,12 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 	}
 	st := Status{Sources: []SourceStatus{}}
 	for _, sc := range cfg.Sources {
-		ss := SourceStatus{Name: sc.Name, State: "stopped", FlushedLSN: "0/0", Coverage: []CoverageRange{},
+		ss := SourceStatus{Name: sc.Name, State: store.StateStopped, FlushedLSN: "0/0", Coverage: []CoverageRange{},
 			MaxLagSeconds: sc.MaxLag.D().Seconds(), WALBudget: int64(sc.MaxRetainedWAL), Paused: sc.Paused,
 			EncryptedTo: len(cfg.Storage.RecipientsFor(sc.Name))}
 		src, err := meta.GetSource(ctx, sc.Name)
 		if errors.Is(err, store.ErrNotFound) {
-			ss.State = "new"
+			ss.State = store.StateNew
 			st.Sources = append(st.Sources, ss)
 			continue
 		}
@@ -177,9 +177,9 @@ func ReadStatus(ctx context.Context, meta store.Store, cfg *config.Config) (Stat
 // source is protected as configured.
 func attention(ss SourceStatus) string {
 	switch {
-	case ss.State == "error" || ss.State == "reconnecting":
+	case ss.State == store.StateError || ss.State == store.StateReconnecting:
 		return ss.State + ": " + ss.LastError
-	case ss.State == "unregistered":
+	case ss.State == store.StateUnregistered:
 		return "unregistered: nothing is captured (btfu unregister removed btfu's objects from the source); remove the source from config.toml, or start btfu to register it again"
 	case ss.RetainedBytes != nil && ss.WALBudget > 0 && float64(*ss.RetainedBytes) >= capture.WALWarnFraction*float64(ss.WALBudget):
 		return fmt.Sprintf("the slot holds %s of WAL on the source, %.0f%% of its budget of %s: past it btfu drops the slot (a gap in the backups, then a new base backup)",
@@ -194,9 +194,9 @@ func attention(ss SourceStatus) string {
 		return why + " (btfu drill runs one again)"
 	case ss.Paused:
 		return "paused: changes are not being captured"
-	case ss.BaseBackups == 0 && ss.State != "new":
+	case ss.BaseBackups == 0 && ss.State != store.StateNew:
 		return "no base backup yet: nothing is restorable"
-	case ss.RPOSeconds != nil && *ss.RPOSeconds > ss.MaxLagSeconds && ss.State != "stopped":
+	case ss.RPOSeconds != nil && *ss.RPOSeconds > ss.MaxLagSeconds && ss.State != store.StateStopped:
 		return fmt.Sprintf("newest stored change is %s old, over max_lag %s", time.Duration(*ss.RPOSeconds*1e9).Round(time.Second), time.Duration(ss.MaxLagSeconds*1e9))
 	case len(ss.LeftOut) > 0:
 		names := strings.Join(ss.LeftOut, ", ")
@@ -252,9 +252,9 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 		ws := w.Status()
 		if ws.State != "" {
 			ss.State = ws.State
-			ss.Streaming = ws.State == "streaming"
+			ss.Streaming = ws.State == store.StateStreaming
 			if ws.BackingUp {
-				ss.State = "backing_up"
+				ss.State = store.StateBackingUp
 			}
 			ss.LastError = ws.LastError
 		}

@@ -135,7 +135,7 @@ type Source struct {
 	Database         string
 	SlotName         string
 	PublicationName  string
-	State            string // streaming, paused, backing_up, error, stopped, new
+	State            string // one of the State constants
 	LastError        string
 	// Paused: the user paused the source at run time (btfu pause, the
 	// TUI). config.toml's paused = true is the other way to pause.
@@ -183,6 +183,21 @@ type BaseBackup struct {
 	Status        string
 	Error         string
 }
+
+// Source states, as recorded (Source.State), reported by btfu status and
+// the control API, and shown by the TUI.
+const (
+	StateNew          = "new"          // configured, not registered yet
+	StateRegistered   = "registered"   // registered, capture not started
+	StateBackingUp    = "backing_up"   // taking a base backup (the first one, or on schedule while streaming)
+	StateStreaming    = "streaming"    // capturing changes
+	StateReconnecting = "reconnecting" // capture interrupted, retrying
+	StatePaused       = "paused"       // paused by the user; the slot is kept within its WAL budget
+	StateStopped      = "stopped"      // not running
+	StateError        = "error"        // capture or registration cannot progress (LastError says why)
+	StateUnregistered = "unregistered" // btfu unregister removed its objects; stored backups kept
+	StateStarting     = "starting"     // a worker before its first state
+)
 
 // Segment describes one stored segment (../shared/DESIGN.md section 2).
 type Segment struct {

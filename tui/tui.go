@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/btfu/btfu/engine"
+	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/tui/styles"
 )
 
@@ -183,10 +184,10 @@ func (m Model) onEvent(msg eventMsg) (tea.Model, tea.Cmd) {
 	if len(m.events) > 500 {
 		m.events = m.events[len(m.events)-500:]
 	}
-	switch ev.Kind {
-	case "config.invalid", "config.reload_failed":
+	switch kind.Kind(ev.Kind) {
+	case kind.ConfigInvalid, kind.ConfigReloadFailed:
 		m.banner = "config.toml: " + ev.Message
-	case "config.reloaded":
+	case kind.ConfigReloaded:
 		m.banner = ""
 	}
 	return m.toScreen(msg)

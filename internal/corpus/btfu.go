@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/btfu/btfu/store"
 )
 
 // Status is the part of `btfu status --json` the corpus test reads (the
@@ -245,7 +247,7 @@ func (b *Btfu) WaitStreaming(ctx context.Context, timeout time.Duration) (Source
 			return last, fmt.Errorf("btfu exited before streaming: %v", err)
 		}
 		s, err := b.Source(ctx)
-		if err == nil && s.State == "streaming" && s.Streaming {
+		if err == nil && s.State == store.StateStreaming && s.Streaming {
 			return s, nil
 		}
 		if err == nil {

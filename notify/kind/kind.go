@@ -10,8 +10,31 @@ import (
 	"strings"
 )
 
-// Kind is an engine event kind (EventRecord.Kind).
+// Kind is an engine event kind (EventRecord.Kind). Every kind btfu
+// publishes is a constant here; the notified ones have an entry in kinds
+// (Lookup), the others are only recorded, logged and shown.
 type Kind string
+
+// Kinds recorded and shown but not notified.
+const (
+	EngineStarted            Kind = "engine.started"
+	EngineStopped            Kind = "engine.stopped"
+	SourceRegistered         Kind = "source.registered"
+	SourceRegisterFailed     Kind = "source.register_failed"
+	ProbeWarn                Kind = "probe.warn" // a probe check warns at registration
+	SourcePause              Kind = "source.pause"  // asked for
+	SourceResume             Kind = "source.resume" // asked for
+	SourcePaused             Kind = "source.paused" // in effect
+	SlotWALAtStart           Kind = "slot.wal_at_start"
+	ScheduleFailed           Kind = "schedule.failed"
+	PublicationTableAdded    Kind = "publication.table_added"
+	PublicationTableLeftOut  Kind = "publication.table_left_out"
+	PublicationTableNotOwned Kind = "publication.table_not_owned"
+	RestoreStarted           Kind = "restore.started"
+	DrillStarted             Kind = "drill.started"
+	DrillInterrupted         Kind = "drill.interrupted"
+	ConfigRestartNeeded      Kind = "config.restart_needed"
+)
 
 // The kinds btfu notifies about. Most are published by the capture
 // worker and the engine already; lag.*, slot.wal_ok and drill.* are

@@ -6,6 +6,8 @@ package styles
 import (
 	"charm.land/huh/v2"
 	"charm.land/lipgloss/v2"
+
+	"github.com/btfu/btfu/store"
 )
 
 // Styles is every style the TUI uses, by meaning.
@@ -44,11 +46,11 @@ func Default() Styles {
 // State picks the style of a source state.
 func (s Styles) State(state string) lipgloss.Style {
 	switch state {
-	case "streaming":
+	case store.StateStreaming:
 		return s.OK
-	case "error", "reconnecting":
+	case store.StateError, store.StateReconnecting:
 		return s.Error
-	case "paused", "backing_up", "new", "registered", "starting":
+	case store.StatePaused, store.StateBackingUp, store.StateNew, store.StateRegistered, store.StateStarting:
 		return s.Warn
 	}
 	return s.Muted
