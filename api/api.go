@@ -69,6 +69,9 @@ type Engine interface {
 	PlanRestore(ctx context.Context, name string, t restore.Target) (*restore.Plan, error)
 	Restore(ctx context.Context, name string, plan *restore.Plan, opts restore.Options) (restore.Summary, error)
 	Reload(ctx context.Context, cfg *config.Config) error
+	CheckTarget(ctx context.Context, name, dsn string) (restore.TargetInfo, error)
+	ProbeSource(ctx context.Context, b config.SourceBlock) (*probe.Report, error)
+	AddSource(ctx context.Context, b config.SourceBlock) error
 }
 
 var _ Engine = (*engine.Engine)(nil)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/coverage"
-	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/engine"
 	"github.com/btfu/btfu/redact"
 	"github.com/btfu/btfu/restore"
 	"github.com/btfu/btfu/store"
@@ -428,14 +428,13 @@ func (s *Server) checkTarget(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	rec, err := s.eng.SourceRecord(r.Context(), sc.Name)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	info, err := s.eng.CheckTarget(ctx, sc.Name, targetDSN(sc, body.DSN))
+	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("source %s has no record: it has not run yet", sc.Name))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	defer cancel()
-	info, err := restore.CheckTarget(ctx, targetDSN(sc, body.DSN), rec)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err)
 		return
@@ -572,16 +571,11 @@ func (s *Server) probeBlock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secretIn(b.DSN)
-	cfg, err := config.Parse("form", []byte(b.Text()))
-	if err != nil {
+	rep, err := s.eng.ProbeSource(r.Context(), b)
+	if errors.Is(err, engine.ErrSourceBlock) {
 		writeError(w, http.StatusBadRequest, errors.New(strings.ReplaceAll(err.Error(), "form: ", "")))
 		return
 	}
-	if len(cfg.Sources) != 1 {
-		writeError(w, http.StatusBadRequest, errors.New("the form must describe one source"))
-		return
-	}
-	rep, err := probe.Run(r.Context(), &cfg.Sources[0], probe.Options{})
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err)
 		return
@@ -598,13 +592,11 @@ func (s *Server) addSource(w http.ResponseWriter, r *http.Request) {
 	}
 	secretIn(b.DSN)
 	path := s.eng.Config().Path
-	cfg, err := config.AppendSource(path, b)
-	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, err)
+	if err := s.eng.AddSource(r.Context(), b); errors.Is(err, engine.ErrReload) {
+		writeError(w, http.StatusInternalServerError, err)
 		return
-	}
-	if err := s.eng.Reload(r.Context(), cfg); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Errorf("%s appended to %s, but the reload failed: %w", b.Name, path, err))
+	} else if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err)
 		return
 	}
 	writeSafe(w, Added{Source: b.Name, Config: path})
