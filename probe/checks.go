@@ -2,8 +2,6 @@ package probe
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -327,12 +325,6 @@ func (p *prober) reportTables() {
 	if len(generated) > 0 {
 		p.r.add(Check{ID: "generated_columns", Status: Info, Finding: fmt.Sprintf("%d table(s) with generated columns: not decoded, recomputed by the restore", len(generated)), Details: generated})
 	}
-}
-
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // tryRolledBack runs statements in a transaction that is always rolled

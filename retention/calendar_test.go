@@ -24,7 +24,6 @@ type year struct {
 	policy   Policy
 	lsn      pglogrepl.LSN
 	chain    string
-	day      int
 	failFrom time.Time
 }
 

@@ -676,7 +676,7 @@ func TestRegisterReportBackToTheForm(t *testing.T) {
 	m = hit(t, m, "enter")
 	m = hit(t, m, "tab")
 	m, cmd = update(t, m, press("enter"))
-	m, held = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
+	m, _ = runHolding(t, m, cmd, func(msg tea.Msg) bool { _, ok := msg.(registerProbedMsg); return ok })
 	rep, _ := f.Probe(context.Background(), "")
 	m, _ = update(t, m, registerProbedMsg{block: r.sourceBlock(), r: rep})
 	if out := ansi.Strip(m.Render()); r.report == nil || !strings.Contains(out, "add to config.toml") {

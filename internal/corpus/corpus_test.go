@@ -452,7 +452,6 @@ func (c *corpus) protected(t *testing.T, run protectedRun) {
 // with want (compare.go).
 func (c *corpus) restoreAndCompare(t *testing.T, b *Btfu, run protectedRun, label string, args []string, want *Snapshot) {
 	t.Run("restore "+label, func(t *testing.T) {
-		start := time.Now()
 		db := "restore_" + run.Label + "_" + strings.ReplaceAll(label, "-", "_")
 		c.plain.Exec(t, "postgres", "CREATE DATABASE "+db+" TEMPLATE=template0")
 		// The source's roles first, as a user does before a restore.
@@ -486,7 +485,7 @@ func (c *corpus) restoreAndCompare(t *testing.T, b *Btfu, run protectedRun, labe
 			c.timeline.Restore(outcome)
 			t.Fatalf("restore %s %s failed, not compared: %s", run.Label, label, outcome.Err)
 		}
-		start = time.Now()
+		start := time.Now()
 		got, err := TakeSnapshot(c.ctx, c.plain.DSN(db))
 		if err != nil {
 			t.Fatalf("snapshot of the restore: %v", err)

@@ -1,7 +1,7 @@
 // Package s3 is an artifact.Store on Amazon S3 or any S3-compatible service
 // (MinIO, versitygw, Ceph RGW, ...).
 //
-// Put streams through the SDK's multipart uploader: the object is sent in
+// Put streams through the SDK's transfer manager: the object is sent in
 // parts of Config.PartSize bytes, Config.Concurrency at a time, so memory
 // stays near PartSize*(Concurrency+2) whatever the object size and nothing
 // is spooled to disk. Since the size is not known up front, an object can
@@ -24,7 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -35,9 +35,12 @@ import (
 // DefaultPartSize is the multipart part size used when Config.PartSize is 0.
 const DefaultPartSize = 16 << 20
 
+// MinPartSize is S3's smallest part of a multipart upload.
+const MinPartSize = 5 << 20
+
 // DefaultConcurrency is the number of parts uploaded in parallel when
-// Config.Concurrency is 0.
-const DefaultConcurrency = manager.DefaultUploadConcurrency
+// Config.Concurrency is 0 (the transfer manager's own default).
+const DefaultConcurrency = 5
 
 // Config says where the store is and how to reach it.
 type Config struct {
@@ -59,7 +62,7 @@ type Config struct {
 // Store is an artifact.Store in one bucket, under an optional prefix.
 type Store struct {
 	client   *s3.Client
-	uploader *manager.Uploader
+	uploader *transfermanager.Client
 	bucket   string
 	prefix   string // "" or ending in '/'
 	where    string
@@ -100,9 +103,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	prefix := strings.Trim(cfg.Prefix, "/")
 	s := &Store{
 		client: client,
-		uploader: manager.NewUploader(client, func(u *manager.Uploader) {
-			u.PartSize = orDefault(cfg.PartSize, DefaultPartSize)
-			u.Concurrency = orDefault(cfg.Concurrency, DefaultConcurrency)
+		uploader: transfermanager.New(client, func(o *transfermanager.Options) {
+			o.PartSizeBytes = orDefault(cfg.PartSize, DefaultPartSize)
+			o.Concurrency = orDefault(cfg.Concurrency, DefaultConcurrency)
+			// Up to one part in memory: smaller objects (most segments)
+			// go in one PutObject, larger ones in parts.
+			o.MultipartUploadThreshold = o.PartSizeBytes
+			// A failed or cancelled upload is aborted with a context of
+			// its own, so its parts do not linger (and cost).
+			o.FailTimeout = time.Minute
 		}),
 		bucket: cfg.Bucket,
 		where:  "s3://" + cfg.Bucket,
@@ -136,8 +145,8 @@ func (c *Config) validate() error {
 		return errors.New("s3: bucket is required")
 	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
 		return fmt.Errorf("s3 bucket %q: give both access key ID and secret access key, or neither to use the AWS default credentials", c.Bucket)
-	case c.PartSize != 0 && c.PartSize < manager.MinUploadPartSize:
-		return fmt.Errorf("s3 bucket %q: part size %d is below the S3 minimum of %d bytes", c.Bucket, c.PartSize, manager.MinUploadPartSize)
+	case c.PartSize != 0 && c.PartSize < MinPartSize:
+		return fmt.Errorf("s3 bucket %q: part size %d is below the S3 minimum of %d bytes", c.Bucket, c.PartSize, MinPartSize)
 	case c.Concurrency < 0:
 		return fmt.Errorf("s3 bucket %q: negative concurrency %d", c.Bucket, c.Concurrency)
 	}
@@ -250,17 +259,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// Counting also hides io.Seeker/ReaderAt, so even files are streamed
 	// part by part rather than sized up front.
 	cr := &countingReader{r: r}
-	_, err = s.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &k, Body: cr})
+	_, err = s.uploader.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &s.bucket, Key: &k, Body: cr})
 	if err != nil {
-		var mu manager.MultiUploadFailure
-		if errors.As(err, &mu) && ctx.Err() != nil {
-			// The uploader aborted with the cancelled ctx, which cannot
-			// work; abort again so the parts do not linger (and cost).
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			_, _ = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-				Bucket: &s.bucket, Key: &k, UploadId: aws.String(mu.UploadID())})
-			cancel()
-		}
 		return 0, fmt.Errorf("put %s in %s: %w", key, s, err)
 	}
 	return cr.n, nil

@@ -150,8 +150,8 @@ func TestDefaultCredentialChain(t *testing.T) {
 	artifacttest.MustPut(t, s, "k", []byte("v"))
 }
 
-// A cancelled multipart upload must not leave parts behind: the uploader's
-// own abort uses the cancelled context, so the store has to retry it.
+// A cancelled multipart upload must not leave parts behind: the abort
+// needs a context of its own (the transfer manager's FailTimeout).
 func TestCancelledUploadLeavesNoParts(t *testing.T) {
 	bucket := srv.CreateBucket(t)
 	s := newStore(t, config(bucket))
