@@ -21,7 +21,7 @@ const (
 	EngineStopped            Kind = "engine.stopped"
 	SourceRegistered         Kind = "source.registered"
 	SourceRegisterFailed     Kind = "source.register_failed"
-	ProbeWarn                Kind = "probe.warn" // a probe check warns at registration
+	ProbeWarn                Kind = "probe.warn"    // a probe check warns at registration
 	SourcePause              Kind = "source.pause"  // asked for
 	SourceResume             Kind = "source.resume" // asked for
 	SourcePaused             Kind = "source.paused" // in effect
