@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"strconv"
 	"testing"
@@ -109,6 +110,34 @@ func BenchmarkReadRecords(b *testing.B) {
 			}
 			if n != b.N {
 				b.Fatalf("read %d changes, want %d", n, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeRecord: the codec alone, encoding/json against
+// AppendRecord, one op per record.
+func BenchmarkEncodeRecord(b *testing.B) {
+	for _, kind := range []string{"insert", "update"} {
+		recs := benchRecords(kind, 1024)
+		b.Run(kind+"/encoding_json", func(b *testing.B) {
+			b.ReportAllocs()
+			enc := json.NewEncoder(io.Discard)
+			enc.SetEscapeHTML(false)
+			for i := 0; b.Loop(); i++ {
+				if err := enc.Encode(&recs[i%len(recs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(kind+"/AppendRecord", func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			var err error
+			for i := 0; b.Loop(); i++ {
+				if buf, err = AppendRecord(buf[:0], &recs[i%len(recs)]); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
