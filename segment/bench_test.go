@@ -142,3 +142,37 @@ func BenchmarkEncodeRecord(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeRecord: the codec alone, json.Unmarshal against
+// UnmarshalLine, one op per record.
+func BenchmarkDecodeRecord(b *testing.B) {
+	for _, kind := range []string{"insert", "update"} {
+		var lines [][]byte
+		for i, rec := range benchRecords(kind, 1024) {
+			rec.Ordinal = i + 1
+			line, err := AppendRecord(nil, &rec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+		b.Run(kind+"/json_Unmarshal", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				var rec Record
+				if err := json.Unmarshal(lines[i%len(lines)], &rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(kind+"/UnmarshalLine", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				var rec Record
+				if err := rec.UnmarshalLine(lines[i%len(lines)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // jsonLine is what the writer produced before AppendRecord: the bytes the
@@ -281,5 +283,184 @@ func FuzzAppendRecord(f *testing.F) {
 			}
 		}
 		checkAppendRecord(t, r)
+	})
+}
+
+// checkUnmarshalLine decodes line with UnmarshalLine and with json.Unmarshal
+// into a zero Record: same record, or the same error.
+func checkUnmarshalLine(t *testing.T, line []byte) *Record {
+	t.Helper()
+	var want Record
+	wantErr := json.Unmarshal(line, &want)
+	got := Record{T: "garbage", XID: 7, New: []Value{TextValue("left over")}} // not a zero record
+	err := got.UnmarshalLine(line)
+	switch {
+	case (err != nil) != (wantErr != nil):
+		t.Fatalf("line %q: error %v, json.Unmarshal: %v", line, err, wantErr)
+	case err != nil:
+		if err.Error() != wantErr.Error() {
+			t.Fatalf("line %q: error %q, json.Unmarshal: %q", line, err, wantErr)
+		}
+		return nil
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("line %q:\n got %#v\nwant %#v", line, got, want)
+	}
+	return &got
+}
+
+// validUTF8 is what encoding/json makes of a string: each invalid byte
+// replaced by U+FFFD.
+func validUTF8(s string) string {
+	var sb strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return sb.String()
+}
+
+// roundTripped is r as it comes back from a segment: NULL for kind 0, no
+// empty omitempty slices, strings other than values made valid UTF-8, and
+// the commit time compared apart (its location is not kept, its instant
+// and offset are).
+func roundTripped(r *Record) Record {
+	c := *r
+	c.CommitTime = nil
+	fix := func(vals []Value) []Value {
+		if len(vals) == 0 {
+			return nil
+		}
+		out := make([]Value, len(vals))
+		for i, v := range vals {
+			if v.Kind == 0 {
+				v.Kind = Null
+			}
+			out[i] = v
+		}
+		return out
+	}
+	c.Old, c.New = fix(c.Old), fix(c.New)
+	if len(c.RelOIDs) == 0 {
+		c.RelOIDs = nil
+	}
+	for _, s := range []*string{&c.T, &c.OldKind, &c.Prefix, &c.Content, &c.SQL, &c.Note} {
+		*s = validUTF8(*s)
+	}
+	if r.Relation != nil {
+		rel := *r.Relation
+		rel.Schema, rel.Name, rel.ReplicaIdentity = validUTF8(rel.Schema), validUTF8(rel.Name), validUTF8(rel.ReplicaIdentity)
+		if rel.Columns != nil {
+			rel.Columns = append([]Column{}, rel.Columns...)
+			for i := range rel.Columns {
+				rel.Columns[i].Name, rel.Columns[i].Type = validUTF8(rel.Columns[i].Name), validUTF8(rel.Columns[i].Type)
+			}
+		}
+		c.Relation = &rel
+	}
+	return c
+}
+
+func TestUnmarshalLineRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 2))
+	var line []byte
+	for range 50000 {
+		r := randRecord(rng)
+		var err error
+		if line, err = AppendRecord(line[:0], r); err != nil {
+			t.Fatal(err)
+		}
+		var fast Record
+		if !decodeLine(&fast, line) {
+			t.Fatalf("the fast decoder refused what AppendRecord wrote: %q", line)
+		}
+		got := checkUnmarshalLine(t, line)
+		if got == nil {
+			t.Fatalf("line %q: error", line)
+		}
+		if (got.CommitTime == nil) != (r.CommitTime == nil) {
+			t.Fatalf("time %v came back as %v", r.CommitTime, got.CommitTime)
+		}
+		if got.CommitTime != nil {
+			// RFC 3339 keeps the instant and the offset, in minutes.
+			want, err := time.Parse(time.RFC3339Nano, r.CommitTime.Format(time.RFC3339Nano))
+			if err != nil || !got.CommitTime.Equal(want) || zoneOffset(*got.CommitTime) != zoneOffset(want) {
+				t.Fatalf("time %v came back as %v", r.CommitTime, got.CommitTime)
+			}
+		}
+		if want := roundTripped(r); !reflect.DeepEqual(roundTripped(got), want) {
+			t.Fatalf("line %q:\n got %#v\nwant %#v", line, *got, want)
+		}
+	}
+	// Huge values, escaped and not, and a huge invalid one.
+	huge := strings.Repeat("abc<é>\n\u2028", 1<<17)
+	for _, s := range []string{huge, strings.Repeat("x", 1<<20), "\xff" + huge} {
+		r := &Record{T: TypeInsert, New: []Value{TextValue(s), TextValue(s[1:])}, Content: s}
+		line, _ := AppendRecord(nil, r)
+		if got := checkUnmarshalLine(t, line); got == nil || !reflect.DeepEqual(roundTripped(got), roundTripped(r)) {
+			t.Fatalf("a %d-byte value did not come back", len(s))
+		}
+	}
+}
+
+func zoneOffset(t time.Time) int {
+	_, off := t.Zone()
+	return off
+}
+
+// Lines the writer does not produce go through json.Unmarshal: same
+// records, same errors.
+func TestUnmarshalLineAsJSONUnmarshal(t *testing.T) {
+	for _, line := range unusualLines {
+		checkUnmarshalLine(t, []byte(line))
+	}
+}
+
+var unusualLines = []string{
+	``, ` `, `null`, `[]`, `"i"`, `{}`, `{}` + "\n", "{}\r\n \t", `{} x`, `{}{}`, `{`, `}`, `{"t":"i"`, `{"t":"i",}`, `{,"t":"i"}`,
+	` {"t":"i"}`, `{ "t":"i"}`, `{"t" :"i"}`, `{"t": "i"}`, `{"t":"i" ,"r":1}`, `{"t":"i","new":[ "1"]}`, `{"t":"i","new":["1" ,null]}`,
+	`{"T":"i"}`, `{"t":"i","T":"u"}`, `{"t":"i","t":"u"}`, `{"r":1,"t":"i"}`, `{"t":"i","extra":1}`, `{"t":"i","extra":{"a":[1,{}]}}`, `{"\u0074":"i"}`,
+	`{"t":null}`, `{"t":1}`, `{"t":true}`, `{"t":"a\u0000b"}`, `{"t":"\ud83d\ude00"}`, `{"t":"\ud83d"}`, `{"t":"\ude00x"}`, `{"t":"\uD83D\uDE00"}`,
+	`{"t":"\u00e9\u00E9\/\b\f\n\r\t\"\\"}`, `{"t":"\x"}`, `{"t":"\u12"}`, `{"t":"\u12g4"}`, "{\"t\":\"\x01\"}", "{\"t\":\"\xff\"}", "{\"t\":\"a\xe2\x80\"}", "{\"t\":\"é\"}",
+	"{\"t\":\"\\u00e9\xff\"}", "{\"t\":\"\xff\\n\"}", `{"t":"\`, `{"t":"\u`, `{"t":"abc`,
+	`{"xid":0}`, `{"xid":4294967295}`, `{"xid":4294967296}`, `{"xid":-1}`, `{"xid":-0}`, `{"xid":01}`, `{"xid":1.0}`, `{"xid":1e3}`, `{"xid":1E3}`, `{"xid":"1"}`, `{"xid":null}`, `{"xid":-}`,
+	`{"n":-9223372036854775808}`, `{"n":9223372036854775807}`, `{"n":9223372036854775808}`, `{"n":-9223372036854775809}`, `{"n":99999999999999999999}`, `{"n":-0}`, `{"o":1,"n":2}`,
+	`{"cascade":true,"restart_identity":false}`, `{"cascade":tru}`, `{"cascade":1}`, `{"cascade":null}`, `{"cascade":trueX}`,
+	`{"lsn":"0/0"}`, `{"lsn":"16/B3748"}`, `{"lsn":"ffffffff/ffffffff"}`, `{"lsn":"1/2/3"}`, `{"lsn":"1"}`, `{"lsn":"/1"}`, `{"lsn":"1/"}`, `{"lsn":"123456789/0"}`, `{"lsn":"0x1/0"}`,
+	`{"lsn":" 1/2"}`, `{"lsn":"1/2 "}`, `{"lsn":"1/2x"}`, `{"lsn":"+1/2"}`, `{"lsn":1}`, `{"lsn":null}`, `{"lsn":"\u0031/2"}`, `{"end":"1/2","lsn":"0/1"}`,
+	`{"time":"2026-11-23T14:05:01.123456Z"}`, `{"time":"2026-11-23T14:05:01+05:30"}`, `{"time":"2026-11-23T14:05:01.1-08:00"}`, `{"time":"0000-01-01T00:00:00Z"}`,
+	`{"time":"2026-11-23 14:05:01Z"}`, `{"time":"2026-11-23T14:05:01.Z"}`, `{"time":"2026-11-23T14:05:01+24:00"}`, `{"time":"\u0032026-11-23T14:05:01Z"}`,
+	`{"time":null}`, `{"time":1}`, `{"time":""}`, `{"time":"2026-11-23T14:05:01Z`,
+	`{"t":"i","new":[]}`, `{"t":"i","new":null}`, `{"t":"i","new":[null,"a",{"toast":"unchanged"},{"b64":"/w=="}]}`, `{"new":[nul]}`, `{"new":[{}]}`,
+	`{"new":[{"toast":"x"}]}`, `{"new":[{"toast":"unchanged","b64":"AA=="}]}`, `{"new":[{"b64":"AA==","toast":"unchanged"}]}`, `{"new":[{ "toast":"unchanged"}]}`,
+	`{"new":[{"b64":"!!"}]}`, `{"new":[{"b64":"AA="}]}`, `{"new":[{"b64":"AAA"}]}`, `{"new":[{"b64":""}]}`, `{"new":[{"b64":"AB=="}]}`, `{"new":[{"b64":"A\nA=="}]}`, `{"new":[{"b64":null}]}`,
+	`{"new":[{"TOAST":"unchanged"}]}`, `{"new":[1]}`, `{"new":[true]}`, `{"new":[[]]}`, `{"new":["a",]}`, `{"new":["a"`, `{"new":{}}`, `{"new":"a"}`,
+	`{"old":["1",null],"old_kind":"K","new":["1","x"]}`, `{"new":["\u003c\u003e\u0026\u2028"]}`,
+	`{"rels":[]}`, `{"rels":[1,2,4294967295]}`, `{"rels":[-1]}`, `{"rels":null}`, `{"rels":[1,]}`, `{"rels":["1"]}`,
+	`{"rel":{}}`, `{"rel":null}`, `{"rel":{"oid":1,"schema":"s","name":"n","ident":"d","cols":null}}`, `{"rel":{"cols":[]}}`,
+	`{"rel":{"oid":1,"cols":[{"name":"a","type_oid":25,"type":"text","typmod":-1,"key":true},{"name":"b","type_oid":23,"type":"int","typmod":-1}]}}`,
+	`{"rel":{"cols":[{}]}}`, `{"rel":{"cols":[{"key":false}]}}`, `{"rel":{"cols":[{"typmod":-2147483648}]}}`, `{"rel":{"cols":[{"typmod":2147483648}]}}`, `{"rel":{"cols":[{"typmod":-2147483649}]}}`,
+	`{"rel":{"cols":[{"name":"a","name":"b"}]}}`, `{"rel":{"oid":1,"oid":2}}`, `{"rel":{"x":1}}`, `{"rel":{"cols":[{"x":1}]}}`, `{"rel":{"cols":[null]}}`, `{"rel":{"cols":{}}}`, `{"rel":{"cols":[{},]}}`,
+	`{"rel":[]}`, `{"rel":{"oid":-1}}`, `{"rel":{"Oid":5}}`,
+	`{"prefix":"btfu.ddl","content":"{\"tag\":\"ALTER TABLE\"}"}`, `{"sql":"ALTER TABLE \"a\"","note":"n"}`,
+}
+
+func FuzzUnmarshalLine(f *testing.F) {
+	rng := rand.New(rand.NewPCG(14, 3))
+	for range 200 {
+		line, err := AppendRecord(nil, randRecord(rng))
+		if err == nil {
+			f.Add(line)
+		}
+	}
+	for _, line := range unusualLines {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		checkUnmarshalLine(t, line)
 	})
 }
