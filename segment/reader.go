@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 // largest single record, whatever the segment or transaction size.
 type Reader struct {
 	zr     *zstd.Decoder
-	dec    *json.Decoder
+	br     *bufio.Reader
+	long   []byte        // a line longer than br's buffer, pieced together
+	dec    *json.Decoder // from the first line that is not one JSON value on (see next)
 	Header Header
 	rels   map[uint32]*Relation
 	done   bool
@@ -26,8 +29,8 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	sr := &Reader{zr: zr, dec: json.NewDecoder(zr), rels: map[uint32]*Relation{}}
-	if err := sr.dec.Decode(&sr.Header); err != nil {
+	sr := &Reader{zr: zr, br: bufio.NewReaderSize(zr, 256<<10), rels: map[uint32]*Relation{}}
+	if err := next(sr, &sr.Header, func(h *Header, line []byte) error { return json.Unmarshal(line, h) }); err != nil {
 		zr.Close()
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
 	}
@@ -50,7 +53,7 @@ func (r *Reader) Next() (*Record, error) {
 		return nil, io.EOF
 	}
 	var rec Record
-	if err := r.dec.Decode(&rec); err != nil {
+	if err := next(r, &rec, (*Record).UnmarshalLine); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: truncated (no end record)", ErrCorrupt)
 		}
@@ -70,6 +73,62 @@ func (r *Reader) Next() (*Record, error) {
 	}
 	return &rec, nil
 }
+
+// keepMax: a line buffer grown beyond this for a huge record is let go
+// after it, not kept for the rest of the segment.
+const keepMax = 4 << 20
+
+// next reads the next value into the zero *v.
+//
+// A segment is NDJSON: one record per line (encoding/json, and AppendRecord
+// after it, escape newlines inside strings, so a line is a whole record
+// and a record a whole line). Reading line by line lets UnmarshalLine decode
+// without reflection. This reader used to be a json.Decoder, which also
+// takes a value split over lines, several values on a line, and blank
+// lines. Nothing btfu has written does that, but such a segment still reads
+// as it did: from the first line that is not one JSON value, the rest of
+// the segment goes to a json.Decoder (as before, errors included).
+func next[T any](r *Reader, v *T, unmarshal func(*T, []byte) error) error {
+	if r.dec == nil {
+		line, err := r.readLine()
+		if (err == nil || err == io.EOF) && len(line) > 0 && unmarshal(v, line) == nil {
+			return nil
+		}
+		var zero T
+		*v = zero
+		rest := io.Reader(r.br)
+		if err != nil && err != io.EOF {
+			rest = errReader{err}
+		}
+		r.dec = json.NewDecoder(io.MultiReader(bytes.NewReader(bytes.Clone(line)), rest))
+		r.long = nil
+	}
+	return r.dec.Decode(v)
+}
+
+// readLine returns the next line, with its newline unless it is the last
+// and has none; io.EOF with an empty line at the end.
+func (r *Reader) readLine() ([]byte, error) {
+	if cap(r.long) > keepMax {
+		r.long = nil
+	}
+	r.long = r.long[:0]
+	for {
+		b, err := r.br.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			if len(r.long) == 0 {
+				return b, err
+			}
+			r.long = append(r.long, b...)
+			return r.long, err
+		}
+		r.long = append(r.long, b...)
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // Relation returns the schema of a relation as last described in this
 // segment, or nil.

@@ -50,7 +50,7 @@ type Writer struct {
 	zw      *zstd.Encoder
 	raw     *countingWriter
 	buf     *bufio.Writer
-	enc     *json.Encoder
+	line    []byte // reused by write
 	sum     Summary
 	written map[uint32]*Relation // relation schema last written, by OID
 	inTx    bool
@@ -83,15 +83,16 @@ func NewWriter(w io.Writer, h Header, level zstd.EncoderLevel) (*Writer, error) 
 	}
 	raw := &countingWriter{w: zw}
 	buf := bufio.NewWriterSize(raw, 256<<10)
-	sw := &Writer{stored: stored, zw: zw, raw: raw, buf: buf, enc: json.NewEncoder(buf), written: map[uint32]*Relation{}}
-	sw.enc.SetEscapeHTML(false)
+	sw := &Writer{stored: stored, zw: zw, raw: raw, buf: buf, written: map[uint32]*Relation{}}
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
 	h.Format = FormatVersion
 	if h.CreatedAt.IsZero() {
 		h.CreatedAt = time.Now()
 	}
 	h.CreatedAt = h.CreatedAt.UTC()
 	sw.sum = Summary{Format: FormatVersion, PrevEndLSN: LSN(h.PrevEndLSN)}
-	if err := sw.enc.Encode(h); err != nil {
+	if err := enc.Encode(h); err != nil {
 		return nil, err
 	}
 	return sw, nil
@@ -101,10 +102,15 @@ func (w *Writer) write(rec *Record) error {
 	if w.err != nil {
 		return w.err
 	}
-	if err := w.enc.Encode(rec); err != nil {
-		w.err = err
+	line, err := AppendRecord(w.line[:0], rec)
+	if err == nil {
+		_, err = w.buf.Write(line)
 	}
-	return w.err
+	if cap(line) > keepMax {
+		line = nil
+	}
+	w.line, w.err = line, err
+	return err
 }
 
 // BeginTx starts a transaction. Its commit must start at or after the end

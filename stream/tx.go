@@ -2,10 +2,12 @@ package stream
 
 import (
 	"bufio"
-	"encoding/json"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 
 	"github.com/btfu/btfu/segment"
 )
@@ -33,11 +35,19 @@ type entry struct {
 	rec  segment.Record
 }
 
-type spoolEntry struct {
-	X   uint32         `json:"x"`
-	R   []int          `json:"r,omitempty"` // indexes in Tx.rels
-	Rec segment.Record `json:"c"`
-}
+// The spool is private to one transaction of one process. Each change is
+// one entry: uvarint xid, uvarint number of relations, a uvarint index in
+// Tx.rels for each, uvarint length of the record, then the record as
+// segment.AppendRecord writes it (UnmarshalLine reads it back without
+// reflection).
+
+// maxSpoolRecord bounds a spooled record's length, so that a damaged spool
+// fails instead of asking for an absurd allocation. PostgreSQL values are
+// at most 1 GB each; this allows a row of many of them.
+const maxSpoolRecord = 1 << 40
+
+// keepMax: a buffer grown beyond this for a huge record is let go after it.
+const keepMax = 4 << 20
 
 // WriteTo writes the transaction into a segment: begin, every change not
 // in an aborted subtransaction, commit.
@@ -55,21 +65,8 @@ func (t *Tx) WriteTo(w *segment.Writer) error {
 		if _, err := t.spool.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("rewind spool: %w", err)
 		}
-		dec := json.NewDecoder(bufio.NewReaderSize(t.spool, 1<<20))
-		for {
-			var e spoolEntry
-			if err := dec.Decode(&e); err == io.EOF {
-				break
-			} else if err != nil {
-				return fmt.Errorf("read spool of transaction %d: %w", t.Info.XID, err)
-			}
-			rels := make([]*segment.Relation, len(e.R))
-			for i, idx := range e.R {
-				rels[i] = t.rels[idx]
-			}
-			if err := write(e.X, rels, &e.Rec); err != nil {
-				return err
-			}
+		if err := t.readSpool(bufio.NewReaderSize(t.spool, 1<<20), write); err != nil {
+			return err
 		}
 	}
 	for i := range t.mem {
@@ -78,6 +75,73 @@ func (t *Tx) WriteTo(w *segment.Writer) error {
 		}
 	}
 	return w.CommitTx()
+}
+
+// readSpool hands every spooled change to write, in order. The record and
+// the buffers are reused from one change to the next (the segment writer
+// keeps neither).
+func (t *Tx) readSpool(br *bufio.Reader, write func(xid uint32, rels []*segment.Relation, rec *segment.Record) error) error {
+	var (
+		rec  segment.Record
+		rels []*segment.Relation
+		line []byte
+	)
+	bad := func(err error) error { return fmt.Errorf("read spool of transaction %d: %w", t.Info.XID, err) }
+	for {
+		xid, err := binary.ReadUvarint(br)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return bad(err)
+		}
+		if xid > 1<<32-1 {
+			return bad(fmt.Errorf("xid %d", xid))
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return bad(noEOF(err))
+		}
+		rels = rels[:0]
+		for range n {
+			i, err := binary.ReadUvarint(br)
+			if err != nil {
+				return bad(noEOF(err))
+			}
+			if i >= uint64(len(t.rels)) {
+				return bad(fmt.Errorf("relation %d of %d", i, len(t.rels)))
+			}
+			rels = append(rels, t.rels[i])
+		}
+		size, err := binary.ReadUvarint(br)
+		if err != nil {
+			return bad(noEOF(err))
+		}
+		if size > maxSpoolRecord || size > math.MaxInt {
+			return bad(fmt.Errorf("a record of %d bytes", size))
+		}
+		if cap(line) > keepMax {
+			line = nil
+		}
+		line = slices.Grow(line[:0], int(size))[:size]
+		if _, err := io.ReadFull(br, line); err != nil {
+			return bad(noEOF(err))
+		}
+		if err := rec.UnmarshalLine(line); err != nil {
+			return bad(err)
+		}
+		if err := write(uint32(xid), rels, &rec); err != nil {
+			return err
+		}
+	}
+}
+
+// noEOF: the spool ending inside an entry is unexpected.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Release frees the transaction's spool file.
@@ -94,16 +158,17 @@ func (t *Tx) Release() {
 // builder accumulates one transaction's changes: in memory up to a limit,
 // then in a spool file.
 type builder struct {
-	xid      uint32
-	tx       *Tx
-	counts   map[uint32]int // changes per (sub)transaction xid
-	memBytes int
-	limit    int
-	dir      string
-	spoolW   *bufio.Writer
-	spoolE   *json.Encoder
-	relIdx   map[*segment.Relation]int
-	tables   []entry
+	xid       uint32
+	tx        *Tx
+	counts    map[uint32]int // changes per (sub)transaction xid
+	memBytes  int
+	limit     int
+	dir       string
+	spoolW    *bufio.Writer
+	spoolHead []byte // an entry's head and record, being spooled (reused)
+	spoolRec  []byte
+	relIdx    map[*segment.Relation]int
+	tables    []entry
 }
 
 func newBuilder(xid uint32, dir string, limit int) *builder {
@@ -125,7 +190,7 @@ func (b *builder) add(xid uint32, rels []*segment.Relation, rec segment.Record) 
 			return err
 		}
 	}
-	return b.spoolOne(xid, rels, rec)
+	return b.spoolOne(xid, rels, &rec)
 }
 
 // startSpool moves what is in memory to a new spool file; everything after
@@ -137,20 +202,24 @@ func (b *builder) startSpool() error {
 	}
 	b.tx.spool = f
 	b.spoolW = bufio.NewWriterSize(f, 1<<20)
-	b.spoolE = json.NewEncoder(b.spoolW)
 	b.relIdx = map[*segment.Relation]int{}
 	mem := b.tx.mem
 	b.tx.mem, b.memBytes = nil, 0
-	for _, e := range mem {
-		if err := b.spoolOne(e.xid, e.rels, e.rec); err != nil {
+	for i := range mem {
+		if err := b.spoolOne(mem[i].xid, mem[i].rels, &mem[i].rec); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *builder) spoolOne(xid uint32, rels []*segment.Relation, rec segment.Record) error {
-	var idx []int
+func (b *builder) spoolOne(xid uint32, rels []*segment.Relation, rec *segment.Record) error {
+	line, err := segment.AppendRecord(b.spoolRec[:0], rec)
+	if err != nil {
+		return fmt.Errorf("spool transaction %d: %w", b.xid, err)
+	}
+	head := binary.AppendUvarint(b.spoolHead[:0], uint64(xid))
+	head = binary.AppendUvarint(head, uint64(len(rels)))
 	for _, rel := range rels {
 		i, ok := b.relIdx[rel]
 		if !ok {
@@ -158,9 +227,18 @@ func (b *builder) spoolOne(xid uint32, rels []*segment.Relation, rec segment.Rec
 			b.tx.rels = append(b.tx.rels, rel)
 			b.relIdx[rel] = i
 		}
-		idx = append(idx, i)
+		head = binary.AppendUvarint(head, uint64(i))
 	}
-	if err := b.spoolE.Encode(spoolEntry{X: xid, R: idx, Rec: rec}); err != nil {
+	head = binary.AppendUvarint(head, uint64(len(line)))
+	_, err = b.spoolW.Write(head)
+	if err == nil {
+		_, err = b.spoolW.Write(line)
+	}
+	if cap(line) > keepMax {
+		line = nil
+	}
+	b.spoolHead, b.spoolRec = head, line
+	if err != nil {
 		return fmt.Errorf("spool transaction %d: %w", b.xid, err)
 	}
 	return nil
