@@ -49,7 +49,7 @@ func (s *segmenter) open() error {
 	if err != nil {
 		return fmt.Errorf("stage segment: %w", err)
 	}
-	w, err := segment.NewWriter(f, segment.Header{Source: s.source, ChainID: s.chain.ID, PrevEndLSN: segment.TextLSN(s.prevEnd)}, zstd.SpeedDefault)
+	w, err := segment.NewWriter(f, segment.Header{Source: s.source, ChainID: s.chain.ID, PrevEndLSN: segment.TextLSN(s.prevEnd)}, zstd.SpeedFastest)
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
