@@ -316,7 +316,11 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	}
 	out := filepath.Join(b.TempDir(), "recv.out")
 	t0 = time.Now()
-	cmd := exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recv", "--start", "-o", "proto_version=1", "-o", "publication_names="+pub, "--endpos", end.String(), "-f", out, "--no-loop")
+	// With the options btfu asks for (protocol 2, large transactions
+	// streamed while in progress, logical messages), so the walsender does
+	// the same work for every consumer.
+	opts := []string{"-o", "proto_version=2", "-o", "streaming=on", "-o", "messages=true", "-o", "publication_names=" + pub}
+	cmd := exec.Command(recv.Path, append(append([]string{"-d", src.DSN(db), "--slot", "recv", "--start"}, opts...), "--endpos", end.String(), "-f", out, "--no-loop")...)
 	if o, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("pg_recvlogical: %v\n%s", err, o)
 	}
@@ -325,7 +329,7 @@ func runWorkload(b *testing.B, src, subC *pgtest.Cluster, w workload) result {
 	// The same to /dev/null: how fast the walsender itself sends, the
 	// limit any client reaches.
 	t0 = time.Now()
-	cmd = exec.Command(recv.Path, "-d", src.DSN(db), "--slot", "recvnull", "--start", "-o", "proto_version=1", "-o", "publication_names="+pub, "--endpos", end.String(), "-f", "/dev/null", "--no-loop")
+	cmd = exec.Command(recv.Path, append(append([]string{"-d", src.DSN(db), "--slot", "recvnull", "--start"}, opts...), "--endpos", end.String(), "-f", "/dev/null", "--no-loop")...)
 	if o, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("pg_recvlogical to /dev/null: %v\n%s", err, o)
 	}
