@@ -55,11 +55,16 @@ var _ Engine = Local{}
 // Component is one screen or panel. Children return strings; only the
 // root model builds a tea.View.
 type Component interface {
+	// Init is run when the screen opens (its first load, its form).
+	Init() tea.Cmd
 	Update(msg tea.Msg) (Component, tea.Cmd)
 	View() string
 	SetSize(width, height int)
 	ShortHelp() []key.Binding
 	FullHelp() [][]key.Binding
+	// Typing reports whether keys go to a text field, so the root's own
+	// keys (help) are left to it.
+	Typing() bool
 }
 
 // Busy is implemented by components doing work that quitting would

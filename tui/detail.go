@@ -50,6 +50,9 @@ func newDetail(ctx context.Context, eng Engine, st styles.Styles, name string) C
 
 func (d *detail) Init() tea.Cmd { return d.probe() }
 
+// Typing: the detail has no text field.
+func (d *detail) Typing() bool { return false }
+
 func (d *detail) probe() tea.Cmd {
 	ctx, eng, name := d.ctx, d.eng, d.name
 	return func() tea.Msg {

@@ -84,6 +84,12 @@ func (l *logView) Update(msg tea.Msg) (Component, tea.Cmd) {
 // logIndent is where a wrapped event message continues: under its start.
 const logIndent = 8 + 1 + 5 + 1 + 12 + 1
 
+// Init loads nothing: the log is the root's events.
+func (l *logView) Init() tea.Cmd { return nil }
+
+// Typing: the log has no text field.
+func (l *logView) Typing() bool { return false }
+
 func (l *logView) View() string {
 	var lines []string
 	n := 0

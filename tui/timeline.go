@@ -72,6 +72,9 @@ var newTimeline = newTimelineScreen
 // Init reads the coverage; the cursor is put on it when it arrives.
 func (t *timeline) Init() tea.Cmd { return t.load() }
 
+// Typing: the timeline has no text field.
+func (t *timeline) Typing() bool { return false }
+
 // newest is the newest instant a restore reaches: the end of the latest
 // restorable range (zero without coverage).
 func newest(c coverage.Source) time.Time {

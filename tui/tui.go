@@ -206,10 +206,7 @@ func (m Model) toScreen(msg tea.Msg) (tea.Model, tea.Cmd) {
 func (m Model) open(c Component) (tea.Model, tea.Cmd) {
 	c.SetSize(m.width, m.bodyHeight())
 	m.screen, m.notice, m.full = c, NoticeMsg{}, false
-	if i, ok := c.(interface{ Init() tea.Cmd }); ok {
-		return m, i.Init()
-	}
-	return m, nil
+	return m, c.Init()
 }
 
 func (m Model) attached() bool {
@@ -240,7 +237,7 @@ func (m Model) onKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		return m, tea.Quit
 	}
 	if m.screen != nil {
-		if t, ok := m.screen.(interface{ Typing() bool }); key.Matches(msg, m.keys.Help) && !(ok && t.Typing()) {
+		if key.Matches(msg, m.keys.Help) && !m.screen.Typing() {
 			m.full = !m.full
 			return m, nil
 		}
