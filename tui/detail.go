@@ -28,8 +28,6 @@ type detail struct {
 	keys    detailKeys
 }
 
-type detailKeys struct{ Probe, Backup, Pause, Up, Down, Back key.Binding }
-
 type probeMsg struct {
 	name string
 	r    *probe.Report
@@ -38,14 +36,7 @@ type probeMsg struct {
 
 // newDetail is the source detail screen.
 func newDetail(ctx context.Context, eng Engine, st styles.Styles, name string) Component {
-	return &detail{ctx: ctx, eng: eng, st: st, name: name, probing: true, keys: detailKeys{
-		Probe:  key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "re-probe")),
-		Backup: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "backup now")),
-		Pause:  key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause/resume")),
-		Up:     key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "scroll")),
-		Down:   key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "scroll")),
-		Back:   back,
-	}}
+	return &detail{ctx: ctx, eng: eng, st: st, name: name, probing: true, keys: newDetailKeys()}
 }
 
 func (d *detail) Init() tea.Cmd { return d.probe() }

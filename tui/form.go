@@ -25,16 +25,6 @@ type form struct {
 	keys   *huh.KeyMap
 }
 
-// formKeys is huh's key map with esc as "cancel": ctrl+c stays the root's
-// (quit, asking first during a restore).
-func formKeys() *huh.KeyMap {
-	km := huh.NewDefaultKeyMap()
-	km.Quit = key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back"))
-	km.Select.Filter.SetEnabled(false) // esc cancels the form, so no filter to clear
-	km.Input.Prev.SetHelp("shift+tab", "previous field")
-	return km
-}
-
 // newForm embeds fields in a screen of width w and at most h lines; the
 // help line is the root's (formHelp), the problems ours (formView). The
 // caller returns Init() as a command (it focuses the first field).

@@ -23,16 +23,12 @@ type logView struct {
 	level  slog.Level
 	w, h   int
 	scroll int // lines up from the bottom
-	keys   struct{ Source, Level, Up, Down, Back key.Binding }
+	keys   logKeys
 }
 
 func newLogView(st styles.Styles, events []engine.EventRecord, now func() time.Time) Component {
 	l := &logView{st: st, now: now, events: append([]engine.EventRecord(nil), events...), level: slog.LevelDebug}
-	l.keys.Source = key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "filter source"))
-	l.keys.Level = key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "min level"))
-	l.keys.Up = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑/k", "older"))
-	l.keys.Down = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓/j", "newer"))
-	l.keys.Back = back
+	l.keys = newLogKeys()
 	return l
 }
 

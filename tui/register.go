@@ -35,7 +35,7 @@ type register struct {
 	report  *probe.Report
 	block   config.SourceBlock
 	problem string
-	keys    struct{ Confirm, Back key.Binding }
+	keys    registerKeys
 }
 
 type registerProbedMsg struct {
@@ -48,8 +48,7 @@ type registeredMsg struct{ err error }
 
 func newRegisterScreen(ctx context.Context, eng Engine, st styles.Styles) Component {
 	r := &register{ctx: ctx, eng: eng, st: st, w: 80, h: 20}
-	r.keys.Confirm = key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "add to config.toml"))
-	r.keys.Back = back
+	r.keys = newRegisterKeys()
 	r.form = r.newForm()
 	return r
 }

@@ -39,7 +39,7 @@ type timeline struct {
 	placed bool // the cursor was put on the coverage (or moved by the user)
 	plan   *restore.Plan
 	perr   error
-	keys   struct{ Left, Right, ZoomIn, ZoomOut, Restore, Back key.Binding }
+	keys   timelineKeys
 }
 
 type coverageMsg struct {
@@ -57,12 +57,7 @@ func newTimelineScreen(ctx context.Context, eng Engine, st styles.Styles, name s
 	t := &timeline{ctx: ctx, eng: eng, st: st, name: name, now: now, w: 80, h: 20}
 	t.end = now()
 	t.cursor = t.end
-	t.keys.Left = key.NewBinding(key.WithKeys("left", "h"), key.WithHelp("←/h", "earlier"))
-	t.keys.Right = key.NewBinding(key.WithKeys("right", "l"), key.WithHelp("→/l", "later"))
-	t.keys.ZoomIn = key.NewBinding(key.WithKeys("+", "="), key.WithHelp("+", "zoom in"))
-	t.keys.ZoomOut = key.NewBinding(key.WithKeys("-"), key.WithHelp("-", "zoom out"))
-	t.keys.Restore = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "restore to the cursor"))
-	t.keys.Back = back
+	t.keys = newTimelineKeys()
 	return t
 }
 

@@ -68,7 +68,7 @@ type wizard struct {
 	scroll  int  // first line of the summary shown
 	noOwner bool // typed restore --no-owner
 	init    tea.Cmd
-	keys    struct{ Next, Back, Up, Down, Stop, Done key.Binding }
+	keys    wizardKeys
 }
 
 type targetCheckedMsg struct {
@@ -90,12 +90,7 @@ type restoreDoneMsg struct {
 
 func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source string, at time.Time) Component {
 	w := &wizard{ctx: ctx, eng: eng, st: st, w: 80, h: 20, source: source}
-	w.keys.Next = key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "next"))
-	w.keys.Back = back
-	w.keys.Up = key.NewBinding(key.WithKeys("up", "k"), key.WithHelp("↑", "up"))
-	w.keys.Down = key.NewBinding(key.WithKeys("down", "j"), key.WithHelp("↓", "down"))
-	w.keys.Stop = key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "stop the restore (asks first)"))
-	w.keys.Done = key.NewBinding(key.WithKeys("enter", "esc"), key.WithHelp("enter", "back to the dashboard"))
+	w.keys = newWizardKeys()
 	if cfg := eng.Config(); cfg != nil {
 		for _, s := range cfg.Sources {
 			w.sources = append(w.sources, s.Name)
