@@ -668,7 +668,7 @@ func (p *replayer) tryDDL(ctx context.Context, sess *stmtSession, stmt string) e
 			if err != nil {
 				return err
 			}
-			p.tx = tx
+			p.tx = p.settled(tx)
 		}
 		return nil
 	}
@@ -917,7 +917,7 @@ func (p *replayer) outsideTransaction(ctx context.Context, sess *stmtSession, st
 	if berr != nil {
 		return berr
 	}
-	p.tx = tx
+	p.tx = p.settled(tx)
 	return err
 }
 

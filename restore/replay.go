@@ -94,8 +94,12 @@ type replayer struct {
 	copied    int64 // rows sent with COPY
 	batch     *pgx.Batch
 	pending   []queued
-	run       *insertRun
-	leftOut   map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
+	// pendingNet: the set-based batch whose last COPY still runs
+	// (overlap.go)
+	pendingNet    *netPending
+	overlapCopied int64 // rows its COPY stored, once done
+	run           *insertRun
+	leftOut       map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
 	// gone: tables that joined after the base and were dropped before the
 	// target (Plan.JoinedThenDropped), by schema.table; their changes in
 	// between are not replayed. goneOID binds each to the relation seen
@@ -203,7 +207,7 @@ func (p *replayer) record(ctx context.Context, r relations, rec *segment.Record)
 			if err != nil {
 				return err
 			}
-			p.tx = tx
+			p.tx = p.settled(tx)
 		}
 		return nil
 	case segment.TypeCommit:
@@ -808,6 +812,9 @@ func (p *replayer) copyChunk(ctx context.Context) error {
 	r := p.run
 	if r.rows == 0 {
 		return nil
+	}
+	if err := p.settle(ctx); err != nil {
+		return err
 	}
 	if err := p.send(ctx); err != nil {
 		return err

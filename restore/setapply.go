@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/segment"
 )
@@ -191,6 +192,9 @@ func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name str
 // applyNet applies the buffered changes set-based, or one by one when a
 // statement fails or touches another number of rows than it names.
 func (p *replayer) applyNet(ctx context.Context) error {
+	if err := p.settle(ctx); err != nil {
+		return err
+	}
 	b := p.net
 	if len(b.recs) == 0 {
 		return nil
@@ -207,11 +211,23 @@ func (p *replayer) applyNet(ctx context.Context) error {
 		return err
 	}
 	var failed error
-	for _, t := range b.order {
-		if failed = p.applyNetTable(ctx, t); failed != nil {
+	var last chan error
+	for n, t := range b.order {
+		if last, failed = p.applyNetTable(ctx, t, n == len(b.order)-1); failed != nil {
 			break
 		}
 	}
+	if failed == nil && last != nil {
+		// The batch's last COPY runs on while the next batch is read.
+		p.pendingNet = &netPending{b: b, done: last}
+		return nil
+	}
+	return p.finishNet(ctx, b, failed)
+}
+
+// finishNet releases a batch's savepoint, or, when a set-based statement
+// failed, rolls back to it and applies the batch one change at a time.
+func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) error {
 	if failed == nil {
 		if _, err := p.tx.Exec(ctx, "RELEASE SAVEPOINT btfu_net"); err != nil {
 			return err
@@ -251,12 +267,14 @@ func (p *replayer) applyNet(ctx context.Context) error {
 }
 
 // applyNetTable applies one table's net changes: deletes, then updates
-// per set of columns, then inserts per set of columns.
-func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
+// per set of columns, then inserts per set of columns. With last (the
+// batch's last table) its last COPY is started and left running: its
+// result comes on the channel returned.
+func (p *replayer) applyNetTable(ctx context.Context, t *netTable, last bool) (chan error, error) {
 	s := t.net()
 	how, err := p.matches(ctx, t.rel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cols := t.rel.Columns
 	tbl := table(t.rel)
@@ -338,18 +356,33 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable) error {
 		exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals)
 	}
 	if err := sendBatch(); err != nil {
-		return err
+		return nil, err
 	}
-	for _, g := range s.inserts {
-		if err := p.netCopy(ctx, t, g); err != nil {
-			return err
+	for n, g := range s.inserts {
+		if last && n == len(s.inserts)-1 {
+			done := make(chan error, 1)
+			pg := p.conn.PgConn()
+			p.overlapCopied = 0
+			go func() {
+				c, err := netCopy(ctx, pg, t, g)
+				p.overlapCopied = c // read after done
+				done <- err
+			}()
+			return done, nil
+		}
+		c, err := netCopy(ctx, p.conn.PgConn(), t, g)
+		p.copied += c
+		if err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return nil, nil
 }
 
-// netCopy inserts a group's rows with COPY, in chunks of copyChunk bytes.
-func (p *replayer) netCopy(ctx context.Context, t *netTable, g netGroup) error {
+// netCopy inserts a group's rows with COPY, in chunks of copyChunk bytes,
+// and returns how many it stored. It may run on a goroutine of its own
+// (the batch's last COPY): it touches only pg, t and g.
+func netCopy(ctx context.Context, pg *pgconn.PgConn, t *netTable, g netGroup) (int64, error) {
 	var names []string
 	for _, i := range g.cols {
 		names = append(names, ident(t.rel.Columns[i].Name))
@@ -357,18 +390,19 @@ func (p *replayer) netCopy(ctx context.Context, t *netTable, g netGroup) error {
 	sql := "COPY " + table(t.rel) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
 	var buf bytes.Buffer
 	rows := 0
+	var copied int64
 	send := func() error {
 		if rows == 0 {
 			return nil
 		}
-		tag, err := p.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.Bytes()), sql)
+		tag, err := pg.CopyFrom(ctx, bytes.NewReader(buf.Bytes()), sql)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != int64(rows) {
 			return fmt.Errorf("%w: COPY into %s stored %d of %d rows", errNetCount, t.name, tag.RowsAffected(), rows)
 		}
-		p.copied += int64(rows)
+		copied += int64(rows)
 		buf.Reset()
 		rows = 0
 		return nil
@@ -388,9 +422,10 @@ func (p *replayer) netCopy(ctx context.Context, t *netTable, g netGroup) error {
 		rows++
 		if buf.Len() >= copyChunk {
 			if err := send(); err != nil {
-				return err
+				return copied, err
 			}
 		}
 	}
-	return send()
+	err := send()
+	return copied, err
 }

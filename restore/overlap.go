@@ -1,0 +1,130 @@
+package restore
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A set-based batch ends with the COPY of its inserts, which the target
+// works on for as long as reading and reducing the next batch takes. So
+// the batch's last COPY runs on a goroutine while the replayer goes on
+// (netPending), and the connection's next use waits for it first: every
+// use goes through settledTx, which settles the pending batch (its count
+// checked, its savepoint released, or rolled back and applied one change
+// at a time) before the statement. At most one batch is pending.
+
+// netPending is a batch whose last COPY is still running.
+type netPending struct {
+	b    netBuffer
+	done chan error // the COPY's result, once
+}
+
+// settle waits for the pending batch and finishes it.
+func (p *replayer) settle(ctx context.Context) error {
+	pn := p.pendingNet
+	if pn == nil {
+		return nil
+	}
+	p.pendingNet = nil
+	err := <-pn.done
+	p.copied += p.overlapCopied
+	return p.finishNet(ctx, pn.b, err)
+}
+
+// abandon waits for the pending batch's COPY and drops its result: the
+// target transaction is being rolled back.
+func (p *replayer) abandon() {
+	if pn := p.pendingNet; pn != nil {
+		p.pendingNet = nil
+		<-pn.done
+		p.copied += p.overlapCopied
+	}
+}
+
+// settledTx is the target transaction as replay uses it: settled before
+// each statement. Conn is not settled: callers that use the connection
+// directly settle first.
+type settledTx struct {
+	pgx.Tx
+	p *replayer
+}
+
+func (t *settledTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.p.settle(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+func (t *settledTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.p.settle(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *settledTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.p.settle(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *settledTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if err := t.p.settle(ctx); err != nil {
+		return errBatch{err}
+	}
+	return t.Tx.SendBatch(ctx, b)
+}
+
+func (t *settledTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.p.settle(ctx); err != nil {
+		return 0, err
+	}
+	return t.Tx.CopyFrom(ctx, table, cols, src)
+}
+
+func (t *settledTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if err := t.p.settle(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Prepare(ctx, name, sql)
+}
+
+func (t *settledTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if err := t.p.settle(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Begin(ctx)
+}
+
+func (t *settledTx) Commit(ctx context.Context) error {
+	if err := t.p.settle(ctx); err != nil {
+		t.p.abandon()
+		_ = t.Tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return t.Tx.Commit(ctx)
+}
+
+func (t *settledTx) Rollback(ctx context.Context) error {
+	t.p.abandon()
+	return t.Tx.Rollback(ctx)
+}
+
+// settled wraps a target transaction for replay.
+func (p *replayer) settled(tx pgx.Tx) pgx.Tx { return &settledTx{Tx: tx, p: p} }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+type errBatch struct{ err error }
+
+func (b errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
+func (b errBatch) Query() (pgx.Rows, error)         { return nil, b.err }
+func (b errBatch) QueryRow() pgx.Row                { return errRow{b.err} }
+func (b errBatch) Close() error                     { return b.err }
+func (b errBatch) Tx() pgx.Tx                       { return nil }
