@@ -24,7 +24,8 @@
 //     Sweep deletes them after that, and any other object under a chain's
 //     segment prefix that no record references (a merged object whose
 //     switch never happened, a segment stored by a capture that died before
-//     recording it) once it is older than the grace.
+//     recording it) once it is older than the grace. A merge's spool file
+//     that a killed btfu left is removed by a later run after a day.
 //
 // A crash (kill -9) at any step leaves the chain restorable: before step 4
 // the records still name the small segments, which are untouched; after
@@ -44,6 +45,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -155,6 +157,7 @@ func Apply(ctx context.Context, meta store.Store, arts artifact.Store, src store
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	removeStaleSpool(o.SpoolDir, src.Name, log)
 	segs, err := meta.ListSegments(ctx, src.ID, 0)
 	if err != nil {
 		return rep, err
@@ -191,7 +194,7 @@ func Apply(ctx context.Context, meta store.Store, arts artifact.Store, src store
 // transactions of group (consecutive segments of one chain).
 func Merge(ctx context.Context, meta store.Store, arts artifact.Store, source string, group []store.Segment, o Options) (store.Segment, error) {
 	first, last := group[0], group[len(group)-1]
-	f, err := os.CreateTemp(o.SpoolDir, "compact-*.ndjson.zst")
+	f, err := os.CreateTemp(o.SpoolDir, spoolPrefix(source)+"*.ndjson.zst")
 	if err != nil {
 		return store.Segment{}, fmt.Errorf("spool merged segment: %w", err)
 	}
@@ -456,6 +459,30 @@ func Sweep(ctx context.Context, meta store.Store, arts artifact.Store, src store
 		}
 	}
 	return n, freed, nil
+}
+
+// spoolPrefix starts the names of a source's merged segments while they
+// are written.
+func spoolPrefix(source string) string { return "btfu-compact-" + source + "-" }
+
+// staleSpool is the age after which a merge's spool file is taken for one
+// a killed btfu left behind: no merge of at most MaxBytes takes that long.
+const staleSpool = 24 * time.Hour
+
+// removeStaleSpool deletes the spool files of merges a killed btfu left
+// (up to MaxBytes each).
+func removeStaleSpool(dir, source string, log *slog.Logger) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, spoolPrefix(source)+"*.ndjson.zst"))
+	for _, f := range old {
+		if fi, err := os.Stat(f); err == nil && time.Since(fi.ModTime()) > staleSpool {
+			if os.Remove(f) == nil {
+				log.Info("compaction: removed the spool file of a merge that did not finish", "file", f, "size", fi.Size())
+			}
+		}
+	}
 }
 
 // counter hashes and counts what is written to it.

@@ -396,3 +396,46 @@ func TestEncryptedSegmentsAreMergedEncrypted(t *testing.T) {
 	}
 	restoresEqual(t, ce.Meta, ce.Arts, ce.SourceID, marks)
 }
+
+// The spool file of a merge that a killed btfu left is removed by a later
+// run once it is a day old; a younger one (another merge may be writing
+// it) stays.
+func TestStaleSpoolFilesAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "btfu-compact-app-1.ndjson.zst")
+	fresh := filepath.Join(dir, "btfu-compact-app-2.ndjson.zst")
+	other := filepath.Join(dir, "btfu-compact-shop-3.ndjson.zst")
+	for _, f := range []string{stale, fresh, other} {
+		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	for _, f := range []string{stale, other} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	meta, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "btfu.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	arts, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := meta.UpsertSource(ctx, store.Source{Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := compact.Apply(ctx, meta, arts, src, compact.Options{After: time.Hour, SpoolDir: dir}, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]bool{stale: false, fresh: true, other: true} {
+		if _, err := os.Stat(f); (err == nil) != want {
+			t.Errorf("%s: present %v, want %v", filepath.Base(f), err == nil, want)
+		}
+	}
+}
