@@ -2,7 +2,6 @@ package tui
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -109,34 +108,8 @@ func (d *detail) View() string {
 	case d.err != nil:
 		b.WriteString(wrapStyled(d.st.Error, "probe failed: "+d.err.Error(), d.w, 2) + "\n")
 	case d.report != nil:
-		r := d.report
-		b.WriteString(wrap(fmt.Sprintf("%s · PostgreSQL %s · %s", r.Target, r.ServerVersion, r.Provider), d.w, 2) + "\n")
-		var lines []string
-		add := func(s string) { lines = append(lines, strings.Split(s, "\n")...) }
-		for _, c := range r.Checks {
-			st := map[probe.Status]func(...string) string{probe.OK: d.st.OK.Render, probe.Warn: d.st.Warn.Render, probe.Fail: d.st.Error.Render}[c.Status]
-			if st == nil {
-				st = d.st.Muted.Render
-			}
-			// The finding wraps under itself; the status word keeps its colour.
-			status := fmt.Sprintf("%-4s", c.Status)
-			text := strings.Split(wrap(status+" "+pad(c.ID, 18)+" "+c.Finding, d.w, 24), "\n")
-			text[0] = st(status) + text[0][len(status):]
-			add(strings.Join(text, "\n"))
-			if c.Fix != "" && c.Status != probe.OK {
-				add(wrapStyled(d.st.Muted, "     fix: "+c.Fix, d.w, 10))
-			}
-		}
-		pl := r.Plan
-		add("")
-		add(d.st.Header.Render("Plan"))
-		add(wrap(fmt.Sprintf("publication %s %s, %d table(s); slot %s; DDL %s", pl.Publication, pl.PublicationForm, len(pl.Tables), pl.Slot, map[bool]string{true: "captured", false: "derived from relation changes"}[pl.DDLCapture]), d.w, 2))
-		if len(pl.Excluded) > 0 {
-			add(wrap("excluded: "+strings.Join(pl.Excluded, ", "), d.w, 2))
-		}
-		if len(pl.Undecided) > 0 {
-			add(wrapStyled(d.st.Error, "undecided (no replica identity): "+strings.Join(pl.Undecided, ", "), d.w, 2))
-		}
+		b.WriteString(reportHead(d.report, d.w) + "\n")
+		lines := reportLines(d.st, d.report, d.w, false)
 		room := max(d.h-strings.Count(b.String(), "\n"), 3)
 		d.scroll = min(d.scroll, max(len(lines)-room, 0))
 		end := min(d.scroll+room, len(lines))

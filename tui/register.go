@@ -263,23 +263,8 @@ func (r *register) View() string {
 		b.WriteString(wrapStyled(r.st.Muted, "probing "+redact.DSN(r.dsn)+"…", r.w, 8) + "\n")
 	case r.report != nil:
 		rep := r.report
-		b.WriteString(wrap(fmt.Sprintf("%s · PostgreSQL %s · %s", rep.Target, rep.ServerVersion, rep.Provider), r.w, 2) + "\n")
-		for _, c := range rep.Checks {
-			if c.Status == probe.OK || c.Status == probe.Info {
-				continue
-			}
-			st := r.st.Warn
-			if c.Status == probe.Fail {
-				st = r.st.Error
-			}
-			b.WriteString(wrapStyled(st, fmt.Sprintf("%-4s %s: %s", c.Status, c.ID, c.Finding), r.w, 5) + "\n")
-			if c.Fix != "" {
-				b.WriteString(wrapStyled(r.st.Muted, "     fix: "+c.Fix, r.w, 10) + "\n")
-			}
-		}
-		pl := rep.Plan
-		b.WriteString(wrap(fmt.Sprintf("plan: publication %s %s (%d tables), slot %s, DDL %s", pl.Publication, pl.PublicationForm, len(pl.Tables), pl.Slot,
-			map[bool]string{true: "captured", false: "derived"}[pl.DDLCapture]), r.w, 6) + "\n")
+		b.WriteString(reportHead(rep, r.w) + "\n")
+		b.WriteString(strings.Join(reportLines(r.st, rep, r.w, true), "\n") + "\n")
 		if rep.Failed() {
 			b.WriteString(wrapStyled(r.st.Error, "The probe found failures: fix them first (esc to edit the form).", r.w, 0) + "\n")
 		} else {
