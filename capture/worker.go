@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/btfu/btfu/backup"
 	"github.com/btfu/btfu/config"
@@ -372,13 +373,82 @@ func (w *Worker) dropOrphanSlot(ctx context.Context) error {
 	return nil
 }
 
+// session is one streaming connection of a chain: what connect opened
+// and wire built.
+type session struct {
+	chain   store.Chain
+	side    *pgx.Conn        // queries beside the stream (type names, the slot)
+	repl    *pgconn.PgConn   // the replication connection
+	catchUp stream.LSN       // the source's WAL position at connect: reaching it is progress (health.go)
+	rcv     *stream.Receiver // the pgoutput receiver on repl
+	seg     *segmenter       // transactions into segments, and the checkpoint
+	events  chan stream.Event
+}
+
 // runOnce takes a chain to stream (with a base backup if needed) and
-// streams until an error or ctx ends.
+// streams until an error or ctx ends: connect, wire, run, drain.
 func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	chain, err := w.openChain(ctx)
 	if err != nil {
 		return err
 	}
+	ss, err := w.connect(ctx, chain)
+	if ss != nil {
+		defer ss.side.Close(context.WithoutCancel(ctx))
+		if ss.repl != nil {
+			defer ss.repl.Close(context.WithoutCancel(ctx))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.wire(ctx, ss, spool); err != nil {
+		return err
+	}
+	defer func() {
+		w.mu.Lock()
+		w.rcv = nil
+		w.mu.Unlock()
+	}()
+	rctx, stopRcv := context.WithCancel(ctx)
+	defer stopRcv()
+	rcvErr := make(chan error, 1)
+	go func() { rcvErr <- ss.rcv.Run(rctx, ss.events) }()
+	runErr, received := w.run(ctx, ss, rcvErr)
+	// Stop receiving, then store what was received whole (drain).
+	stopRcv()
+	if !received {
+		<-rcvErr
+	}
+	return w.drain(ctx, ss, runErr)
+}
+
+// connect opens the connection beside the stream and the replication
+// connection, and takes the slot from an earlier walsender of btfu's.
+// The caller closes what it returns, also on error.
+func (w *Worker) connect(ctx context.Context, chain store.Chain) (*session, error) {
+	side, err := sourcedb.Connect(ctx, w.Source)
+	if err != nil {
+		return nil, err
+	}
+	ss := &session{chain: chain, side: side}
+	if err := side.QueryRow(ctx, "SELECT pg_current_wal_lsn()").Scan(&ss.catchUp); err != nil {
+		return ss, fmt.Errorf("read the source's WAL position: %w", err)
+	}
+	ss.repl, err = sourcedb.ConnectReplication(ctx, w.Source)
+	if err != nil {
+		return ss, err
+	}
+	w.mu.Lock()
+	w.pids[ss.repl.PID()] = true
+	w.mu.Unlock()
+	return ss, w.releaseSlot(ctx, side, ss.repl.PID())
+}
+
+// wire builds the receiver from the chain's cursor and the segmenter that
+// continues the chain's last stored segment.
+func (w *Worker) wire(ctx context.Context, ss *session, spool string) error {
+	chain := ss.chain
 	prevEnd := chain.StartLSN
 	segs, err := w.Meta.ListSegments(ctx, w.SourceID, 0)
 	if err != nil {
@@ -389,31 +459,14 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 			prevEnd = s.EndLSN
 		}
 	}
-	side, err := sourcedb.Connect(ctx, w.Source)
-	if err != nil {
-		return err
-	}
-	defer side.Close(context.WithoutCancel(ctx))
 	var versionNum int
-	// The stream has caught up (made progress, health.go) once an idle
-	// mark reaches the source's WAL position of now.
-	var catchUp stream.LSN
-	if err := side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, pg_current_wal_lsn()").Scan(&versionNum, &catchUp); err != nil {
+	if err := ss.side.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&versionNum); err != nil {
 		return fmt.Errorf("read server version: %w", err)
 	}
-	repl, err := sourcedb.ConnectReplication(ctx, w.Source)
-	if err != nil {
-		return err
-	}
-	defer repl.Close(context.WithoutCancel(ctx))
 	w.mu.Lock()
-	w.pids[repl.PID()] = true
 	silence := w.silence
 	w.mu.Unlock()
-	if err := w.releaseSlot(ctx, side, repl.PID()); err != nil {
-		return err
-	}
-
+	side := ss.side
 	cfg := stream.Config{
 		Slot: w.Source.Slot, Publication: w.Source.Publication, ProtoVersion: 1,
 		StartLSN: chain.CursorLSN, SpoolDir: spool, StatusInterval: w.StatusInterval, SilenceTimeout: silence,
@@ -426,19 +479,14 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	if versionNum >= 140000 {
 		cfg.ProtoVersion, cfg.Streaming = 2, true
 	}
-	rcv := stream.New(repl, cfg)
+	ss.rcv = stream.New(ss.repl, cfg)
 	w.mu.Lock()
-	w.rcv = rcv
+	w.rcv = ss.rcv
 	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		w.rcv = nil
-		w.mu.Unlock()
-	}()
-	seg := &segmenter{
+	ss.seg = &segmenter{
 		source: w.Source.Name, sourceID: w.SourceID, chain: chain, meta: w.Meta, artifacts: w.Artifacts,
 		spoolDir: spool, maxSize: int64(w.Source.SegmentMaxSize), maxAge: w.Source.SegmentMaxAge.D(),
-		cp: &checkpoint{meta: w.Meta, chainID: chain.ID, ack: rcv.Ack, cursor: chain.CursorLSN}, prevEnd: prevEnd,
+		cp: &checkpoint{meta: w.Meta, chainID: chain.ID, ack: ss.rcv.Ack, cursor: chain.CursorLSN}, prevEnd: prevEnd,
 		onStored: func(s store.Segment) {
 			w.setStatus(func(st *Status) {
 				st.Segments++
@@ -451,16 +499,18 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 			w.setStatus(func(st *Status) { st.Transactions++; st.ReceivedBytes += n })
 		},
 	}
+	ss.events = make(chan stream.Event, 256)
 	w.setStatus(func(s *Status) { s.ChainID, s.FlushedLSN, s.FlushedAt = chain.ID, chain.CursorLSN, chain.CursorTime })
 	w.setRunning(ctx, store.StateStreaming)
 	w.Log.Info("streaming", "chain", chain.ID, "from", chain.CursorLSN.String(), "protocol", cfg.ProtoVersion)
+	return nil
+}
 
-	events := make(chan stream.Event, 256)
-	rctx, stopRcv := context.WithCancel(ctx)
-	defer stopRcv()
-	rcvErr := make(chan error, 1)
-	go func() { rcvErr <- rcv.Run(rctx, events) }()
-
+// run handles the receiver's events and stores due segments until an
+// error or the receiver stops (received: its result was taken; it stops
+// when ctx ends).
+func (w *Worker) run(ctx context.Context, ss *session, rcvErr <-chan error) (runErr error, received bool) {
+	seg := ss.seg
 	// A tenth of segment_max_age (at most 100ms): a segment is stored at
 	// most that late after it is due, which the RPO counts.
 	tick := time.NewTicker(min(100*time.Millisecond, w.Source.SegmentMaxAge.D()/10))
@@ -468,23 +518,19 @@ func (w *Worker) runOnce(ctx context.Context, spool string) error {
 	// Storing and recording are not cut short by shutdown: a segment that
 	// is being stored is finished, then acknowledged.
 	storeCtx := context.WithoutCancel(ctx)
-	var runErr error
-loop:
 	for {
 		select {
-		case ev := <-events:
+		case ev := <-ss.events:
 			if err := w.handle(storeCtx, seg, ev); err != nil {
-				runErr = err
-				break loop
+				return err, false
 			}
-			if ev.Idle && seg.w == nil && ev.WALEnd >= catchUp {
+			if ev.Idle && seg.w == nil && ev.WALEnd >= ss.catchUp {
 				w.progress(storeCtx)
 			}
 		case <-tick.C:
 			if seg.due() {
 				if err := seg.flush(storeCtx); err != nil {
-					runErr = storeError{err}
-					break loop
+					return storeError{err}, false
 				}
 			}
 			w.setStatus(func(s *Status) {
@@ -493,18 +539,18 @@ loop:
 				}
 			})
 		case err := <-rcvErr:
-			runErr = err
-			rcvErr = nil
-			break loop
+			// The receiver stops with ctx too (context.Canceled).
+			return err, true
 		}
 	}
-	// Stop receiving, then store what was received whole: the open segment
-	// and any transaction already handed over. They are complete, so
-	// nothing is lost by keeping them, and the cursor moves past them.
-	stopRcv()
-	if rcvErr != nil {
-		<-rcvErr
-	}
+}
+
+// drain stores what was received whole once the receiver has stopped: the
+// open segment and any transaction already handed over. They are
+// complete, so nothing is lost by keeping them, and the cursor moves past
+// them. A lost slot ends the chain.
+func (w *Worker) drain(ctx context.Context, ss *session, runErr error) error {
+	seg, events := ss.seg, ss.events
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	if runErr == nil || ctx.Err() != nil || !isStoreError(runErr) {
@@ -522,8 +568,8 @@ loop:
 		}
 		if err := seg.flush(drainCtx); err != nil {
 			w.Log.Error("could not store the last segment; it will be received again", "err", err)
-		} else if err := rcv.SendStatus(drainCtx); err == nil {
-			w.Log.Debug("acknowledged on stop", "lsn", rcv.Acked().String())
+		} else if err := ss.rcv.SendStatus(drainCtx); err == nil {
+			w.Log.Debug("acknowledged on stop", "lsn", ss.rcv.Acked().String())
 		}
 	}
 	seg.discard()
@@ -534,7 +580,7 @@ loop:
 	}
 	if errors.Is(runErr, stream.ErrSlotGone) {
 		w.Log.Error("the replication slot is gone: this chain ends here; a new base backup starts the next", "err", runErr)
-		if err := w.Meta.EndChain(drainCtx, chain.ID, time.Now(), "slot lost: "+runErr.Error()); err != nil {
+		if err := w.Meta.EndChain(drainCtx, ss.chain.ID, time.Now(), "slot lost: "+runErr.Error()); err != nil {
 			return err
 		}
 	}
