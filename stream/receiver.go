@@ -14,7 +14,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -217,43 +216,36 @@ func (r *Receiver) Run(ctx context.Context, out chan<- Event) error {
 		}
 		return fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
 	}
-	// The read deadline (which wakes the loop to send the next standby
-	// status) is set on the connection itself, and ctx ending moves it to
-	// now. Passing a context to ReceiveMessage instead makes pgconn watch
-	// it on every message: a fifth of the loop's CPU at a million changes.
-	netConn := r.conn.Conn()
-	var dl sync.Mutex
-	stopWatch := context.AfterFunc(ctx, func() {
-		dl.Lock()
-		defer dl.Unlock()
-		_ = netConn.SetReadDeadline(time.Now())
-	})
+	// One receive context per status interval, not per message: the
+	// deadline wakes the loop to send the next standby status.
+	var recv struct {
+		ctx    context.Context
+		cancel context.CancelFunc
+		until  time.Time
+	}
 	defer func() {
-		stopWatch()
-		_ = netConn.SetReadDeadline(time.Time{})
+		if recv.cancel != nil {
+			recv.cancel()
+		}
 	}()
-	var until time.Time
 	for {
 		if err := r.maybeSendStatus(ctx, false); err != nil {
 			return err
 		}
-		if next := r.lastStatus.Add(r.cfg.StatusInterval); !next.Equal(until) {
-			dl.Lock()
-			if ctx.Err() != nil {
-				dl.Unlock()
-				return ctx.Err()
+		if next := r.lastStatus.Add(r.cfg.StatusInterval); recv.ctx == nil || !next.Equal(recv.until) {
+			if recv.cancel != nil {
+				recv.cancel()
 			}
-			until = next
-			_ = netConn.SetReadDeadline(next)
-			dl.Unlock()
+			recv.until = next
+			recv.ctx, recv.cancel = context.WithDeadline(ctx, next)
 		}
-		msg, err := r.conn.ReceiveMessage(context.Background())
+		msg, err := r.conn.ReceiveMessage(recv.ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
-				until = time.Time{}
+				recv.ctx = nil
 				if !r.askedAt.IsZero() && time.Since(r.askedAt) >= r.cfg.SilenceTimeout {
 					return fmt.Errorf("%w for %s after a reply was requested", ErrSilent, r.cfg.SilenceTimeout)
 				}
