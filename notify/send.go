@@ -70,6 +70,14 @@ func SafeURL(raw string) string {
 	return u.Scheme + "://" + u.Host
 }
 
+// statusError is an HTTP endpoint's answer other than 2xx.
+type statusError struct {
+	Code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 // permanent marks a failure that retrying will not fix (the endpoint
 // refused the request).
 type permanent struct{ error }
@@ -152,7 +160,7 @@ func (s *webSender) Send(ctx context.Context, m Message) error {
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("POST %s: %s: %s", SafeURL(s.ch.URL), resp.Status, redact.String(strings.TrimSpace(string(snippet))))
+	err = &statusError{Code: resp.StatusCode, msg: fmt.Sprintf("POST %s: %s: %s", SafeURL(s.ch.URL), resp.Status, redact.String(strings.TrimSpace(string(snippet))))}
 	if resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
 		return permanent{err}
 	}
@@ -295,6 +303,7 @@ func Hint(err error) string {
 	var ce *tls.CertificateVerificationError
 	var ue x509.UnknownAuthorityError
 	var ne net.Error
+	var se *statusError
 	msg := err.Error()
 	switch {
 	case errors.As(err, &ce), errors.As(err, &ue), strings.Contains(msg, "certificate"):
@@ -305,18 +314,20 @@ func Hint(err error) string {
 		return "the SMTP server refused the message: check from and to (may this account send as from?)"
 	case strings.Contains(msg, "STARTTLS") || strings.Contains(msg, "no AUTH"):
 		return "check tls (\"starttls\" on port 587, \"tls\" on port 465) and the port"
-	case strings.Contains(msg, "401") || strings.Contains(msg, "403"):
+	// An HTTP status by its code, never by digits in the message: a port
+	// such as 40389 holds "403".
+	case errors.As(err, &se) && (se.Code == 401 || se.Code == 403):
 		return "the endpoint refused the request: check the URL's token and the secret"
-	case strings.Contains(msg, "404") || strings.Contains(msg, "410"):
+	case errors.As(err, &se) && (se.Code == 404 || se.Code == 410):
 		return "no such endpoint: check the URL (a Slack webhook that was removed answers 404)"
+	case errors.As(err, &se) && se.Code/100 == 5:
+		return "the endpoint failed (5xx): btfu retries with backoff; check the service"
 	case strings.Contains(msg, "connection refused"):
 		return "nothing listens there: check the host and port, and that the service is up"
 	case strings.Contains(msg, "no such host"):
 		return "the host name does not resolve: check it"
 	case errors.As(err, &ne) && ne.Timeout(), strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
 		return "no answer in time: a firewall, a proxy, or the wrong port?"
-	case strings.Contains(msg, " 5") && strings.Contains(msg, "POST"):
-		return "the endpoint failed (5xx): btfu retries with backoff; check the service"
 	}
 	return "check the channel's settings in config.toml"
 }
