@@ -811,7 +811,7 @@ func (w *Worker) lastBaseBackup(ctx context.Context) time.Time {
 }
 
 // publishedNow returns which of the tables judged by the listing (listed)
-// are in the source's publication now. On a failure it says none are, and
+// are in the source's publication now, themselves or through an ancestor. On a failure it says none are, and
 // the listing's verdict stands.
 func (w *Worker) publishedNow(ctx context.Context, tables []string, listed map[string]bool) map[string]bool {
 	var ask []string
@@ -830,9 +830,14 @@ func (w *Worker) publishedNow(ctx context.Context, tables []string, listed map[s
 		return out
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_publication_rel pr
-		JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE p.pubname = $1 AND n.nspname || '.' || c.relname = ANY($2)`, w.Source.Publication, ask)
+	// A partition is published when it or any of its ancestors is a
+	// member: a partitioned table that got a key publishes its partitions.
+	// (pg_partition_ancestors has no rows for a table that is no
+	// partition.)
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname || '.' || c.relname = ANY($2)
+		  AND EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+		              WHERE p.pubname = $1 AND (pr.prrelid = c.oid OR pr.prrelid IN (SELECT relid FROM pg_partition_ancestors(c.oid))))`, w.Source.Publication, ask)
 	if err != nil {
 		w.Log.Warn("could not check the publication again", "err", err)
 		return out
