@@ -219,12 +219,7 @@ func (s *Store) AddSegment(ctx context.Context, g store.Segment) (store.Segment,
 		case g.EndLSN <= g.PrevEndLSN:
 			return fmt.Errorf("end LSN %s is not after prev end LSN %s: %w", g.EndLSN, g.PrevEndLSN, store.ErrChainOrder)
 		}
-		g.ID, err = s.insertID(ctx, tx, `INSERT INTO @segments
-			(source_id, chain_id, format_version, artifact_key, first_commit_lsn, last_commit_lsn, end_lsn, prev_end_lsn,
-			first_commit_at, last_commit_at, tx_count, change_count, raw_bytes, stored_bytes, sha256, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			g.SourceID, g.ChainID, g.FormatVersion, g.ArtifactKey, lv(g.FirstCommitLSN), lv(g.LastCommitLSN), lv(g.EndLSN), lv(g.PrevEndLSN),
-			tv(g.FirstCommitAt), tv(g.LastCommitAt), g.TxCount, g.ChangeCount, g.RawBytes, g.StoredBytes, g.SHA256, tv(g.CreatedAt))
+		g.ID, err = s.insertSegment(ctx, tx, g)
 		if err != nil {
 			return s.fail(err, "insert")
 		}
@@ -240,6 +235,16 @@ func (s *Store) AddSegment(ctx context.Context, g store.Segment) (store.Segment,
 		return store.Segment{}, fmt.Errorf("add segment %q to chain %d: %w", g.ArtifactKey, g.ChainID, err)
 	}
 	return g, nil
+}
+
+// insertSegment writes one segment row in tx and returns its ID.
+func (s *Store) insertSegment(ctx context.Context, tx *sql.Tx, g store.Segment) (int64, error) {
+	return s.insertID(ctx, tx, `INSERT INTO @segments
+		(source_id, chain_id, format_version, artifact_key, first_commit_lsn, last_commit_lsn, end_lsn, prev_end_lsn,
+		first_commit_at, last_commit_at, tx_count, change_count, raw_bytes, stored_bytes, sha256, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.SourceID, g.ChainID, g.FormatVersion, g.ArtifactKey, lv(g.FirstCommitLSN), lv(g.LastCommitLSN), lv(g.EndLSN), lv(g.PrevEndLSN),
+		tv(g.FirstCommitAt), tv(g.LastCommitAt), g.TxCount, g.ChangeCount, g.RawBytes, g.StoredBytes, g.SHA256, tv(g.CreatedAt))
 }
 
 // ListSegments returns the source's segments whose EndLSN > fromLSN,
@@ -311,12 +316,7 @@ func (s *Store) ReplaceSegments(ctx context.Context, oldIDs []int64, g store.Seg
 			}
 		}
 		var err error
-		g.ID, err = s.insertID(ctx, tx, `INSERT INTO @segments
-			(source_id, chain_id, format_version, artifact_key, first_commit_lsn, last_commit_lsn, end_lsn, prev_end_lsn,
-			first_commit_at, last_commit_at, tx_count, change_count, raw_bytes, stored_bytes, sha256, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			g.SourceID, g.ChainID, g.FormatVersion, g.ArtifactKey, lv(g.FirstCommitLSN), lv(g.LastCommitLSN), lv(g.EndLSN), lv(g.PrevEndLSN),
-			tv(g.FirstCommitAt), tv(g.LastCommitAt), g.TxCount, g.ChangeCount, g.RawBytes, g.StoredBytes, g.SHA256, tv(g.CreatedAt))
+		g.ID, err = s.insertSegment(ctx, tx, g)
 		if err != nil {
 			return s.fail(err, "insert")
 		}
