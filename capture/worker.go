@@ -376,13 +376,14 @@ func (w *Worker) dropOrphanSlot(ctx context.Context) error {
 // session is one streaming connection of a chain: what connect opened
 // and wire built.
 type session struct {
-	chain   store.Chain
-	side    *pgx.Conn        // queries beside the stream (type names, the slot)
-	repl    *pgconn.PgConn   // the replication connection
-	catchUp stream.LSN       // the source's WAL position at connect: reaching it is progress (health.go)
-	rcv     *stream.Receiver // the pgoutput receiver on repl
-	seg     *segmenter       // transactions into segments, and the checkpoint
-	events  chan stream.Event
+	chain    store.Chain
+	side     *pgx.Conn        // queries beside the stream (type names, the slot)
+	repl     *pgconn.PgConn   // the replication connection
+	catchUp  stream.LSN       // the source's WAL position at connect: reaching it is progress (health.go)
+	caughtUp bool             // the stream has reached catchUp once (its backlog is then stored at once)
+	rcv      *stream.Receiver // the pgoutput receiver on repl
+	seg      *segmenter       // transactions into segments, and the checkpoint
+	events   chan stream.Event
 }
 
 // runOnce takes a chain to stream (with a base backup if needed) and
@@ -524,8 +525,21 @@ func (w *Worker) run(ctx context.Context, ss *session, rcvErr <-chan error) (run
 			if err := w.handle(storeCtx, seg, ev); err != nil {
 				return err, false
 			}
-			if ev.Idle && seg.w == nil && ev.WALEnd >= ss.catchUp {
-				w.progress(storeCtx)
+			if ev.Idle && ev.WALEnd >= ss.catchUp {
+				// The backlog that built up while btfu was not streaming
+				// (a restart, a resume, a lost connection) is stored as soon
+				// as it has all arrived, not segment_max_age after its
+				// segment opened. Once per connection, so a steady stream
+				// afterwards makes no more segments than the age allows.
+				if !ss.caughtUp && seg.w != nil {
+					if err := seg.flush(storeCtx); err != nil {
+						return storeError{err}, false
+					}
+				}
+				ss.caughtUp = true
+				if seg.w == nil {
+					w.progress(storeCtx)
+				}
 			}
 		case <-tick.C:
 			if seg.due() {
