@@ -54,6 +54,11 @@ type netTable struct {
 	rel  *segment.Relation
 	name string // schema.name, for messages
 	keys []int  // indexes of the key columns
+	// rows indexes order by key. It is built at the table's first
+	// update or delete: until then every change was an insert of a key
+	// not seen before (two inserts of one key fail on the target's
+	// unique index as they would one by one), and a batch of inserts
+	// alone, the bulk load, never hashes a key.
 	rows map[string]*netRow
 	// order: keys in the order first seen, so the net statements and a
 	// fallback keep a stable order.
@@ -63,20 +68,38 @@ type netTable struct {
 	slab    []netRow // netRows are allocated from here, many at a time
 }
 
-// newRow is a zero netRow, registered under key k.
+// newRow is a zero netRow, registered under key k once rows is built.
 func (t *netTable) newRow(k string) *netRow {
 	if len(t.slab) == 0 {
 		t.slab = make([]netRow, 256)
 	}
 	r := &t.slab[0]
 	t.slab = t.slab[1:]
-	t.rows[k] = r
+	if t.rows != nil {
+		t.rows[k] = r
+	}
 	t.order = append(t.order, r)
 	return r
 }
 
+// index builds rows from the inserts buffered so far; false when two of
+// them hold one key (the target refuses the second, as it would one by
+// one, so the change that needs the index is not reduced).
+func (t *netTable) index() bool {
+	rows := make(map[string]*netRow, len(t.order)+16)
+	for _, r := range t.order {
+		k, _ := t.keyOf(r.keyVals)
+		if rows[k] != nil {
+			return false
+		}
+		rows[k] = r
+	}
+	t.rows = rows
+	return true
+}
+
 func newNetTable(rel *segment.Relation) *netTable {
-	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name, rows: map[string]*netRow{}}
+	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name}
 	for i, c := range rel.Columns {
 		if c.Key {
 			t.keys = append(t.keys, i)
@@ -145,14 +168,22 @@ func (t *netTable) add(rec *segment.Record) error {
 	if !ok {
 		return errNotNet
 	}
-	r := t.rows[k]
-	switch rec.T {
-	case segment.TypeInsert:
+	if rec.T == segment.TypeInsert {
 		for _, v := range img {
 			if v.Kind == segment.Unchanged {
 				return errNotNet // an insert always sends every column
 			}
 		}
+	}
+	if t.rows == nil && rec.T != segment.TypeInsert && !t.index() {
+		return errNotNet
+	}
+	var r *netRow
+	if t.rows != nil {
+		r = t.rows[k]
+	}
+	switch rec.T {
+	case segment.TypeInsert:
 		if r == nil {
 			r = t.newRow(k)
 			r.keyVals = img
@@ -207,31 +238,56 @@ type netSet struct {
 type netGroup struct {
 	cols []int
 	rows []*netRow
+	copy []copyPart // an insert group's rows as COPY text (render)
+}
+
+// copyPart is COPY text of rows rows.
+type copyPart struct {
+	data []byte
+	rows int
 }
 
 // net groups t's rows into statements.
 func (t *netTable) net() netSet {
 	var s netSet
 	upd, ins := map[string]int{}, map[string]int{}
-	group := func(gs *[]netGroup, idx map[string]int, r *netRow, skipKey bool) {
-		var mask []byte
-		var cols []int
+	// Rows come in runs of one set of columns: the last mask and its
+	// group are tried first.
+	var mask, lastUpd, lastIns []byte
+	nUpd, nIns := -1, -1
+	group := func(gs *[]netGroup, idx map[string]int, last *[]byte, lastN *int, r *netRow, skipKey bool) {
+		mask = mask[:0]
+		set := 0
 		for i, v := range r.vals {
 			if v.Kind == segment.Unchanged || (skipKey && t.rel.Columns[i].Key) {
 				mask = append(mask, '0')
 				continue
 			}
 			mask = append(mask, '1')
-			cols = append(cols, i)
+			set++
 		}
-		if skipKey && len(cols) == 0 {
+		if skipKey && set == 0 {
 			return // an update that sets nothing: per-row replay sends nothing either
 		}
-		n, ok := idx[string(mask)]
-		if !ok {
-			n = len(*gs)
-			idx[string(mask)] = n
-			*gs = append(*gs, netGroup{cols: cols})
+		n := *lastN
+		if n < 0 || string(mask) != string(*last) {
+			var ok bool
+			if n, ok = idx[string(mask)]; !ok {
+				n = len(*gs)
+				idx[string(mask)] = n
+				cols := make([]int, 0, set)
+				for i, m := range mask {
+					if m == '1' {
+						cols = append(cols, i)
+					}
+				}
+				g := netGroup{cols: cols}
+				if n == 0 { // usually the only one
+					g.rows = make([]*netRow, 0, len(t.order))
+				}
+				*gs = append(*gs, g)
+			}
+			*last, *lastN = append((*last)[:0], mask...), n
 		}
 		(*gs)[n].rows = append((*gs)[n].rows, r)
 	}
@@ -240,12 +296,12 @@ func (t *netTable) net() netSet {
 		case r.existed && (!r.present || r.inserted):
 			s.deletes = append(s.deletes, r)
 			if r.present {
-				group(&s.inserts, ins, r, false)
+				group(&s.inserts, ins, &lastIns, &nIns, r, false)
 			}
 		case r.present && r.inserted:
-			group(&s.inserts, ins, r, false)
+			group(&s.inserts, ins, &lastIns, &nIns, r, false)
 		case r.present:
-			group(&s.updates, upd, r, true)
+			group(&s.updates, upd, &lastUpd, &nUpd, r, true)
 		}
 	}
 	return s

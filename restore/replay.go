@@ -152,6 +152,9 @@ type replayer struct {
 	// set-based apply (setapply.go): the open target transaction's
 	// buffered changes, reduced per table, and what each table allows
 	net netBuffer
+	// spareRecs is a finished batch's change list, reused by the next
+	// (a batch holds up to netMax changes)
+	spareRecs []netRec
 	// netSafe caches, per schema.table, whether its changes may be
 	// applied set-based; anything but a row change empties it.
 	netSafe map[string]bool

@@ -94,6 +94,9 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 				p.net.tables[name] = t
 				p.net.order = append(p.net.order, t)
 			}
+			if p.net.recs == nil {
+				p.net.recs, p.spareRecs = p.spareRecs, nil
+			}
 			p.net.recs = append(p.net.recs, netRec{begin: p.cur, rel: rel, rec: rec})
 			if len(p.net.recs) >= netMax {
 				return p.applyNet(ctx)
@@ -192,10 +195,22 @@ func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name str
 // applyNet applies the buffered changes set-based, or one by one when a
 // statement fails or touches another number of rows than it names.
 func (p *replayer) applyNet(ctx context.Context) error {
+	b := p.net
+	// The net statements and the COPY text are made while the previous
+	// batch's COPY still runs on the target.
+	var sets []netSet
+	if len(b.recs) > 0 {
+		sets = make([]netSet, len(b.order))
+		for n, t := range b.order {
+			sets[n] = t.net()
+			for i := range sets[n].inserts {
+				sets[n].inserts[i].render(t)
+			}
+		}
+	}
 	if err := p.settle(ctx); err != nil {
 		return err
 	}
-	b := p.net
 	if len(b.recs) == 0 {
 		return nil
 	}
@@ -213,7 +228,7 @@ func (p *replayer) applyNet(ctx context.Context) error {
 	var failed error
 	var last chan error
 	for n, t := range b.order {
-		if last, failed = p.applyNetTable(ctx, t, n == len(b.order)-1); failed != nil {
+		if last, failed = p.applyNetTable(ctx, t, sets[n], n == len(b.order)-1); failed != nil {
 			break
 		}
 	}
@@ -233,6 +248,7 @@ func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) err
 			return err
 		}
 		p.netRows += int64(len(b.recs))
+		p.reuse(b)
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -263,15 +279,21 @@ func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) err
 	// One by one every change applied: the target holds what the
 	// source did; the set-based statement failed for a reason of its own
 	// (netFallbacks counts it).
+	p.reuse(b)
 	return nil
+}
+
+// reuse keeps a finished batch's change list for the next batch.
+func (p *replayer) reuse(b netBuffer) {
+	clear(b.recs)
+	p.spareRecs = b.recs[:0]
 }
 
 // applyNetTable applies one table's net changes: deletes, then updates
 // per set of columns, then inserts per set of columns. With last (the
 // batch's last table) its last COPY is started and left running: its
 // result comes on the channel returned.
-func (p *replayer) applyNetTable(ctx context.Context, t *netTable, last bool) (chan error, error) {
-	s := t.net()
+func (p *replayer) applyNetTable(ctx context.Context, t *netTable, s netSet, last bool) (chan error, error) {
 	how, err := p.matches(ctx, t.rel)
 	if err != nil {
 		return nil, err
@@ -379,33 +401,17 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable, last bool) (c
 	return nil, nil
 }
 
-// netCopy inserts a group's rows with COPY, in chunks of copyChunk bytes,
-// and returns how many it stored. It may run on a goroutine of its own
-// (the batch's last COPY): it touches only pg, t and g.
-func netCopy(ctx context.Context, pg *pgconn.PgConn, t *netTable, g netGroup) (int64, error) {
-	var names []string
-	for _, i := range g.cols {
-		names = append(names, ident(t.rel.Columns[i].Name))
-	}
-	sql := "COPY " + table(t.rel) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
+// render writes the group's rows as COPY text, in parts of about
+// copyChunk bytes.
+func (g *netGroup) render(t *netTable) {
 	var buf bytes.Buffer
 	rows := 0
-	var copied int64
-	send := func() error {
-		if rows == 0 {
-			return nil
+	cut := func() {
+		if rows > 0 {
+			g.copy = append(g.copy, copyPart{data: bytes.Clone(buf.Bytes()), rows: rows})
+			buf.Reset()
+			rows = 0
 		}
-		tag, err := pg.CopyFrom(ctx, bytes.NewReader(buf.Bytes()), sql)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() != int64(rows) {
-			return fmt.Errorf("%w: COPY into %s stored %d of %d rows", errNetCount, t.name, tag.RowsAffected(), rows)
-		}
-		copied += int64(rows)
-		buf.Reset()
-		rows = 0
-		return nil
 	}
 	for _, r := range g.rows {
 		for n, i := range g.cols {
@@ -421,11 +427,32 @@ func netCopy(ctx context.Context, pg *pgconn.PgConn, t *netTable, g netGroup) (i
 		buf.WriteByte('\n')
 		rows++
 		if buf.Len() >= copyChunk {
-			if err := send(); err != nil {
-				return copied, err
-			}
+			cut()
 		}
 	}
-	err := send()
-	return copied, err
+	cut()
+}
+
+// netCopy inserts a group's rows with COPY, one statement per part of
+// its text (render), and returns how many it stored. It may run on a
+// goroutine of its own (the batch's last COPY): it touches only pg, t
+// and g.
+func netCopy(ctx context.Context, pg *pgconn.PgConn, t *netTable, g netGroup) (int64, error) {
+	var names []string
+	for _, i := range g.cols {
+		names = append(names, ident(t.rel.Columns[i].Name))
+	}
+	sql := "COPY " + table(t.rel) + " (" + strings.Join(names, ", ") + ") FROM STDIN"
+	var copied int64
+	for _, part := range g.copy {
+		tag, err := pg.CopyFrom(ctx, bytes.NewReader(part.data), sql)
+		if err != nil {
+			return copied, err
+		}
+		if tag.RowsAffected() != int64(part.rows) {
+			return copied, fmt.Errorf("%w: COPY into %s stored %d of %d rows", errNetCount, t.name, tag.RowsAffected(), part.rows)
+		}
+		copied += int64(part.rows)
+	}
+	return copied, nil
 }

@@ -325,6 +325,39 @@ func TestSetBasedMismatchNamesTheRow(t *testing.T) {
 	}
 }
 
+// Inserts alone are not matched by key in the reducer: an insert of a
+// key inserted earlier in the batch fails on the target's primary key,
+// and the batch applied one by one names that row, as per-row replay
+// does.
+func TestRepeatedInsertInABatchNamesTheRow(t *testing.T) {
+	ctx := context.Background()
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	ins := func(id, v string) testChange {
+		return testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(id, v)}}
+	}
+	r := testSegment(t, []testTx{{[]testChange{ins("1", "one"), ins("2", "two")}}, {[]testChange{ins("2", "again")}}})
+	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+	err := p.segment(ctx, r)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	var re *ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("replay: %v", err)
+	}
+	if p.netFallbacks != 1 {
+		t.Errorf("%d fallbacks to one by one, want 1", p.netFallbacks)
+	}
+	for _, want := range []string{"public.items", "id=2", "duplicate key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}
+
 // Random inserts, updates (some leaving a TOAST column unchanged, some
 // changing the key) and deletes over a few keys, in many transactions:
 // set-based replay leaves the target as applying them one by one does.
