@@ -304,8 +304,14 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 // not know, unknown or repeated fields, numbers or types a field does not
 // take, invalid UTF-8) goes through json.Unmarshal.
 func (r *Record) UnmarshalLine(line []byte) error {
+	return r.unmarshalLine(line, nil)
+}
+
+// unmarshalLine is UnmarshalLine taking the value slices from slab (nil:
+// one allocation each).
+func (r *Record) unmarshalLine(line []byte, slab *valueSlab) error {
 	*r = Record{}
-	if decodeLine(r, line) {
+	if decodeLine(r, line, slab) {
 		return nil
 	}
 	// A copy, so that r does not escape to the heap on every call.
@@ -321,9 +327,26 @@ func (r *Record) UnmarshalLine(line []byte) error {
 const shareMax = 64 << 10
 
 type lineDecoder struct {
-	b []byte
-	s string // b as a string, when len(b) <= shareMax
-	i int
+	b    []byte
+	s    string // b as a string, when len(b) <= shareMax
+	i    int
+	slab *valueSlab
+}
+
+// valueSlab hands out the value slices of records from larger
+// allocations (a reader decodes millions of small ones).
+type valueSlab []Value
+
+func (s *valueSlab) take(n int) []Value {
+	if s == nil || n > 64 {
+		return make([]Value, n)
+	}
+	if len(*s) < n {
+		*s = make([]Value, 1024)
+	}
+	v := (*s)[:n:n]
+	*s = (*s)[n:]
+	return v
 }
 
 // sub is b[i:j] as a string.
@@ -603,8 +626,8 @@ const (
 
 // decodeLine decodes what AppendRecord writes (its fields in any order)
 // into the zero record r; false means "not that, ask json.Unmarshal".
-func decodeLine(r *Record, line []byte) bool {
-	d := lineDecoder{b: line}
+func decodeLine(r *Record, line []byte, slab *valueSlab) bool {
+	d := lineDecoder{b: line, slab: slab}
 	if len(line) <= shareMax {
 		d.s = string(line)
 	}
@@ -769,7 +792,7 @@ func (d *lineDecoder) values() ([]Value, bool) {
 			return nil, false
 		}
 	}
-	out := make([]Value, len(vals))
+	out := d.slab.take(len(vals))
 	copy(out, vals)
 	return out, true
 }

@@ -375,7 +375,7 @@ func TestUnmarshalLineRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		var fast Record
-		if !decodeLine(&fast, line) {
+		if !decodeLine(&fast, line, nil) {
 			t.Fatalf("the fast decoder refused what AppendRecord wrote: %q", line)
 		}
 		got := checkUnmarshalLine(t, line)

@@ -21,6 +21,10 @@ type Reader struct {
 	Header Header
 	rels   map[uint32]*Relation
 	done   bool
+	// records and values are handed out from slabs (many per allocation)
+	recs      []Record
+	vals      valueSlab
+	unmarshal func(*Record, []byte) error
 }
 
 // NewReader reads the header of the segment in r.
@@ -30,6 +34,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, err
 	}
 	sr := &Reader{zr: zr, br: bufio.NewReaderSize(zr, 256<<10), rels: map[uint32]*Relation{}}
+	sr.unmarshal = func(rec *Record, line []byte) error { return rec.unmarshalLine(line, &sr.vals) }
 	if err := next(sr, &sr.Header, func(h *Header, line []byte) error { return json.Unmarshal(line, h) }); err != nil {
 		zr.Close()
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
@@ -52,8 +57,12 @@ func (r *Reader) Next() (*Record, error) {
 	if r.done {
 		return nil, io.EOF
 	}
-	var rec Record
-	if err := next(r, &rec, (*Record).UnmarshalLine); err != nil {
+	if len(r.recs) == 0 {
+		r.recs = make([]Record, 128)
+	}
+	rec := &r.recs[0]
+	r.recs = r.recs[1:]
+	if err := next(r, rec, r.unmarshal); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: truncated (no end record)", ErrCorrupt)
 		}
@@ -71,7 +80,7 @@ func (r *Reader) Next() (*Record, error) {
 	case "":
 		return nil, fmt.Errorf("%w: record without a type", ErrCorrupt)
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 // keepMax: a line buffer grown beyond this for a huge record is let go
