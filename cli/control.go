@@ -73,8 +73,10 @@ func pauseCommand(pause bool) command {
 				if err != nil {
 					return err
 				}
-				if !pause && src.Paused {
-					return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", src.Name, path)
+				if !pause {
+					if err := engine.ResumeAllowed(path, src); err != nil {
+						return err
+					}
 				}
 				c, err := api.Connect(cfg)
 				if err == nil {
@@ -94,7 +96,7 @@ func pauseCommand(pause bool) command {
 	}
 }
 
-// recordPause writes a pause or resume into the metadata store, where the
+// recordPause records a pause or resume in the metadata store, where the
 // engine reads it when it starts.
 func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, verb string) error {
 	meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
@@ -102,26 +104,17 @@ func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, v
 		return err
 	}
 	defer meta.Close()
-	rec, err := meta.GetSource(env.Ctx, src.Name)
+	rec, changed, err := engine.RecordPaused(env.Ctx, meta, src, pause)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && pause:
-		// Never run: record the source as the engine would, paused.
-		rec, err = meta.UpsertSource(env.Ctx, store.Source{Name: src.Name, State: store.StateNew, SlotName: src.Slot, PublicationName: src.Publication})
-	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return err
+	case rec.ID == 0:
 		fmt.Fprintf(env.Stdout, "%s; source %s has never run and is not paused\n", notRunning(cfg), src.Name)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if rec.Paused == pause {
+	case !changed:
 		fmt.Fprintf(env.Stdout, "%s; source %s is already %sd\n", notRunning(cfg), src.Name, verb)
-		return nil
+	default:
+		fmt.Fprintf(env.Stdout, "%s; source %s will be %sd when it starts\n", notRunning(cfg), src.Name, verb)
 	}
-	if err := meta.SetSourcePaused(env.Ctx, rec.ID, pause); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%s; source %s will be %sd when it starts\n", notRunning(cfg), src.Name, verb)
 	return nil
 }
 
