@@ -29,7 +29,7 @@ func attachCommand() command {
 				if err != nil {
 					return err
 				}
-				c, err := api.Connect(cfg)
+				c, err := running(cfg)
 				if errors.Is(err, api.ErrNotRunning) {
 					where := cfg.SocketPath()
 					if abs, err := filepath.Abs(where); err == nil {

@@ -31,9 +31,9 @@ func backupCommand() command {
 				if err != nil {
 					return err
 				}
-				c, err := api.Connect(cfg)
+				c, err := running(cfg)
 				if errors.Is(err, api.ErrNotRunning) {
-					return fmt.Errorf("%s: a base backup needs the running engine; start it with 'btfu --no-tui' (or the TUI) and run this again", notRunning(cfg))
+					return fmt.Errorf("%w: a base backup needs the running engine; start it with 'btfu --no-tui' (or the TUI) and run this again", err)
 				}
 				if err != nil {
 					return err
@@ -73,10 +73,12 @@ func pauseCommand(pause bool) command {
 				if err != nil {
 					return err
 				}
-				if !pause && src.Paused {
-					return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", src.Name, path)
+				if !pause {
+					if err := engine.ResumeAllowed(path, src); err != nil {
+						return err
+					}
 				}
-				c, err := api.Connect(cfg)
+				c, err := running(cfg)
 				if err == nil {
 					var p api.Paused
 					if err := c.Do(env.Ctx, http.MethodPost, "/v1/sources/"+src.Name+"/"+verb, &p); err != nil {
@@ -88,40 +90,31 @@ func pauseCommand(pause bool) command {
 				if !errors.Is(err, api.ErrNotRunning) {
 					return err
 				}
-				return recordPause(env, cfg, src, pause, verb)
+				return recordPause(env, cfg, src, pause, verb, err)
 			}
 		},
 	}
 }
 
-// recordPause writes a pause or resume into the metadata store, where the
-// engine reads it when it starts.
-func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, verb string) error {
+// recordPause records a pause or resume in the metadata store, where the
+// engine reads it when it starts; why says that no btfu answered.
+func recordPause(env *Env, cfg *config.Config, src *config.Source, pause bool, verb string, why error) error {
 	meta, err := engine.OpenMetadata(env.Ctx, cfg.Metadata)
 	if err != nil {
 		return err
 	}
 	defer meta.Close()
-	rec, err := meta.GetSource(env.Ctx, src.Name)
+	rec, changed, err := engine.RecordPaused(env.Ctx, meta, src, pause)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && pause:
-		// Never run: record the source as the engine would, paused.
-		rec, err = meta.UpsertSource(env.Ctx, store.Source{Name: src.Name, State: store.StateNew, SlotName: src.Slot, PublicationName: src.Publication})
-	case errors.Is(err, store.ErrNotFound):
-		fmt.Fprintf(env.Stdout, "%s; source %s has never run and is not paused\n", notRunning(cfg), src.Name)
-		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return err
+	case rec.ID == 0:
+		fmt.Fprintf(env.Stdout, "%v; source %s has never run and is not paused\n", why, src.Name)
+	case !changed:
+		fmt.Fprintf(env.Stdout, "%v; source %s is already %sd\n", why, src.Name, verb)
+	default:
+		fmt.Fprintf(env.Stdout, "%v; source %s will be %sd when it starts\n", why, src.Name, verb)
 	}
-	if rec.Paused == pause {
-		fmt.Fprintf(env.Stdout, "%s; source %s is already %sd\n", notRunning(cfg), src.Name, verb)
-		return nil
-	}
-	if err := meta.SetSourcePaused(env.Ctx, rec.ID, pause); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%s; source %s will be %sd when it starts\n", notRunning(cfg), src.Name, verb)
 	return nil
 }
 
@@ -144,9 +137,9 @@ func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.S
 		return nil
 	}
 	fmt.Fprintf(env.Stdout, "table(s) %s joined publication %s at %s: restores from older base backups leave them out and say so; a base backup follows so that restores hold them\n", names, src.Publication, g.AddedLSN)
-	c, err := api.Connect(cfg)
+	c, err := running(cfg)
 	if errors.Is(err, api.ErrNotRunning) {
-		fmt.Fprintf(env.Stdout, "%s; it takes that base backup when it starts source %s\n", notRunning(cfg), src.Name)
+		fmt.Fprintf(env.Stdout, "%v; it takes that base backup when it starts source %s\n", err, src.Name)
 		return nil
 	}
 	later := fmt.Sprintf("btfu takes it the next time it starts source %s (btfu restarted, the source resumed or its config changed), or run 'btfu backup --source %s' once it streams", src.Name, src.Name)
@@ -172,6 +165,22 @@ func tablesJoined(env *Env, cfg *config.Config, src *config.Source, meta store.S
 	return nil
 }
 
+// running finds the btfu running with cfg to ask it. Without one the
+// error wraps api.ErrNotRunning and says why none answered (notRunning).
+func running(cfg *config.Config) (*api.Client, error) {
+	c, err := api.Connect(cfg)
+	if errors.Is(err, api.ErrNotRunning) {
+		return nil, notRunningError(notRunning(cfg))
+	}
+	return c, err
+}
+
+// notRunningError is api.ErrNotRunning told for one config.
+type notRunningError string
+
+func (e notRunningError) Error() string { return string(e) }
+func (e notRunningError) Unwrap() error { return api.ErrNotRunning }
+
 // notRunning says that no btfu answered, or that none could have.
 func notRunning(cfg *config.Config) string {
 	if cfg.SocketPath() == "" && cfg.API.Listen == "" {
@@ -183,11 +192,7 @@ func notRunning(cfg *config.Config) string {
 // liveStatus asks a running btfu for its status; without one it says why
 // the stored metadata is shown instead.
 func liveStatus(env *Env, cfg *config.Config) (engine.Status, bool) {
-	c, err := api.Connect(cfg)
-	if errors.Is(err, api.ErrNotRunning) {
-		fmt.Fprintf(env.Stderr, "%s; showing stored metadata\n", notRunning(cfg))
-		return engine.Status{}, false
-	}
+	c, err := running(cfg)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%v; showing stored metadata\n", err)
 		return engine.Status{}, false

@@ -219,3 +219,28 @@ func TestControlCommandsWithAndWithoutADaemon(t *testing.T) {
 		t.Fatalf("status with the daemon stopped: %s", r.all())
 	}
 }
+
+// With the control API off no btfu can be asked: every command that would
+// ask one says so in the same words, and pause and resume are recorded.
+func TestControlCommandsWithTheAPIOff(t *testing.T) {
+	dir := writeConfig(t, "[api]\nsocket = \"off\"\n[[source]]\nname = \"off\"\ndsn = \"postgres://btfu@127.0.0.1:1/none\"\nslot = \"s_off\"\n")
+	const off = `btfu's control API is off ([api] socket = "off"), so a running btfu cannot be asked`
+	if r := btfu(t, dir, "resume"); r.code != 0 || r.stdout != off+"; source off has never run and is not paused\n" {
+		t.Fatalf("resume before the first run: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "pause"); r.code != 0 || r.stdout != off+"; source off will be paused when it starts\n" {
+		t.Fatalf("pause: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "pause"); r.code != 0 || r.stdout != off+"; source off is already paused\n" {
+		t.Fatalf("second pause: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "status"); !strings.Contains(r.stderr, off+"; showing stored metadata\n") {
+		t.Fatalf("status: %s", r.all())
+	}
+	if r := btfu(t, dir, "backup"); r.code != 1 || !strings.Contains(r.stderr, off+": a base backup needs the running engine") {
+		t.Fatalf("backup: %d %s", r.code, r.all())
+	}
+	if r := btfu(t, dir, "resume"); r.code != 0 || r.stdout != off+"; source off will be resumed when it starts\n" {
+		t.Fatalf("resume: %d %s", r.code, r.all())
+	}
+}

@@ -42,7 +42,7 @@ func drillCommand() command {
 					return fmt.Errorf("source %s has no drill_target; set drill_target in %s to a server where drills may create a scratch database (never the source's), e.g. drill_target = \"postgres://btfu@scratch.example.com:5432/postgres\"", src.Name, path)
 				}
 				var out api.Drill
-				c, err := api.Connect(cfg)
+				c, err := running(cfg)
 				switch {
 				case err == nil:
 					fmt.Fprintf(env.Stderr, "restore drill of %s (btfu on %s)...\n", src.Name, c.Where())

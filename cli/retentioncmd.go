@@ -32,7 +32,7 @@ func retentionCommand() command {
 				}
 				defer st.meta.Close()
 				if !*dryRun {
-					c, err := api.Connect(st.cfg)
+					c, err := running(st.cfg)
 					if err == nil {
 						return fmt.Errorf("a btfu is running on this metadata (control API on %s): it applies retention after every base backup; stop it to apply retention by hand, or use --dry-run", c.Where())
 					}

@@ -37,7 +37,7 @@ func unregisterCommand() command {
 				if err != nil {
 					return err
 				}
-				c, err := api.Connect(cfg)
+				c, err := running(cfg)
 				if err == nil {
 					return fmt.Errorf("a btfu is running on this metadata (control API on %s) and streams from source %s: stop it first, then run unregister again", c.Where(), src.Name)
 				}

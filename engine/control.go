@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/probe"
+	"github.com/btfu/btfu/store"
 )
 
 // Pause stops streaming the named source and keeps its slot while the
@@ -30,14 +33,13 @@ func (e *Engine) setPaused(ctx context.Context, name string, paused bool) error 
 	if !ok {
 		return fmt.Errorf("no source %q in %s", name, e.Config().Path)
 	}
-	if !paused && r.cfg.Paused {
-		return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", name, e.Config().Path)
+	if !paused {
+		if err := ResumeAllowed(e.Config().Path, r.cfg); err != nil {
+			return err
+		}
 	}
-	src, err := e.meta.GetSource(ctx, name)
+	src, _, err := RecordPaused(ctx, e.meta, r.cfg, paused)
 	if err != nil {
-		return err
-	}
-	if err := e.meta.SetSourcePaused(ctx, src.ID, paused); err != nil {
 		return err
 	}
 	k, verb := kind.SourceResume, "resume"
@@ -47,6 +49,46 @@ func (e *Engine) setPaused(ctx context.Context, name string, paused bool) error 
 	e.Event(ctx, src.ID, levelInfo, k, fmt.Sprintf("%s of %s asked for", verb, name), map[string]string{"source": name})
 	e.restart(r)
 	return nil
+}
+
+// ResumeAllowed refuses to resume a source that config.toml at path
+// pauses: the file is the source of truth, and the error says which key
+// to change. Resuming at run time and recording a resume for the next
+// start both ask it first.
+func ResumeAllowed(path string, src *config.Source) error {
+	if src.Paused {
+		return fmt.Errorf("source %s is paused in %s (paused = true); set paused = false there to resume it", src.Name, path)
+	}
+	return nil
+}
+
+// RecordPaused records in meta that src is paused or not, where a
+// starting engine reads it: the running engine's Pause and Resume write
+// it so, and so does a pause or resume asked for while no btfu runs.
+// Pausing a source that never ran records it as the engine records a
+// configured source (recordSource), paused. Resuming one changes nothing
+// and returns the zero Source (ID 0): it never ran, so it is not paused.
+// rec is the source's record with the flag as stored; changed says
+// whether the flag changed. Callers resuming ask ResumeAllowed first.
+func RecordPaused(ctx context.Context, meta store.Store, src *config.Source, paused bool) (rec store.Source, changed bool, err error) {
+	rec, err = meta.GetSource(ctx, src.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && paused:
+		rec, err = recordSource(ctx, meta, src)
+	case errors.Is(err, store.ErrNotFound):
+		return store.Source{}, false, nil
+	}
+	if err != nil {
+		return store.Source{}, false, err
+	}
+	if rec.Paused == paused {
+		return rec, false, nil
+	}
+	if err := meta.SetSourcePaused(ctx, rec.ID, paused); err != nil {
+		return store.Source{}, false, err
+	}
+	rec.Paused = paused
+	return rec, true, nil
 }
 
 // Probe runs the probe against the named source; it changes nothing.

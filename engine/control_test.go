@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/btfu/btfu/config"
 	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/store"
 )
 
 // waitEvent reads ev until an event of kind arrives.
@@ -121,6 +123,60 @@ func TestResumeRefusesASourcePausedInConfig(t *testing.T) {
 	err := e.Resume(context.Background(), "app")
 	if err == nil || !strings.Contains(err.Error(), "paused = false") {
 		t.Fatalf("resume of a source paused in config: %v", err)
+	}
+}
+
+// A pause recorded while no btfu runs (btfu pause) stores the record the
+// engine's own Pause stores, so a btfu starting on either reads the same
+// source; resuming a source that never ran records nothing.
+func TestOfflinePauseRecordsWhatTheEnginesPauseRecords(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t, "")
+	if err := e.Pause(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Meta().GetSource(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	offline := e.Config().Metadata
+	offline.Path = filepath.Join(t.TempDir(), "offline.db")
+	meta, err := OpenMetadata(ctx, offline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	src := &e.Config().Sources[0]
+	if rec, changed, err := RecordPaused(ctx, meta, src, false); err != nil || changed || rec.ID != 0 {
+		t.Fatalf("resume of a source that never ran: %+v changed=%v %v", rec, changed, err)
+	}
+	if _, err := meta.GetSource(ctx, "app"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("resume of a source that never ran recorded it: %v", err)
+	}
+	rec, changed, err := RecordPaused(ctx, meta, src, true)
+	if err != nil || !changed {
+		t.Fatalf("offline pause: changed=%v %v", changed, err)
+	}
+	got, err := meta.GetSource(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(s store.Source) store.Source {
+		s.ID, s.CreatedAt, s.UpdatedAt = 0, time.Time{}, time.Time{}
+		return s
+	}
+	if same(got) != same(want) {
+		t.Fatalf("offline pause stored\n%+v\nthe engine's pause stored\n%+v", got, want)
+	}
+	if same(rec) != same(got) {
+		t.Fatalf("offline pause returned\n%+v\nbut stored\n%+v", rec, got)
+	}
+	if !got.Paused || got.State != store.StateNew || got.Database == "" {
+		t.Fatalf("paused record of a source that never ran: %+v", got)
+	}
+	if _, changed, err := RecordPaused(ctx, meta, src, true); err != nil || changed {
+		t.Fatalf("second offline pause: changed=%v %v", changed, err)
 	}
 }
 

@@ -93,23 +93,34 @@ func (e *Engine) runner(name string) (*runner, bool) {
 // their slot and publication names current. Sources removed from the
 // config keep their records (their backups stay restorable).
 func (e *Engine) syncSources(ctx context.Context, cfg *config.Config) error {
-	for _, s := range cfg.Sources {
-		existing, err := e.meta.GetSource(ctx, s.Name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			existing = store.Source{Name: s.Name, State: store.StateNew}
-		case err != nil:
-			return fmt.Errorf("read source %s: %w", s.Name, err)
-		}
-		existing.SlotName, existing.PublicationName = s.Slot, s.Publication
-		if cfg, err := s.ConnConfig(); err == nil && existing.Database == "" {
-			existing.Database = cfg.Database
-		}
-		if _, err := e.meta.UpsertSource(ctx, existing); err != nil {
-			return fmt.Errorf("record source %s: %w", s.Name, err)
+	for i := range cfg.Sources {
+		if _, err := recordSource(ctx, e.meta, &cfg.Sources[i]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// recordSource creates the metadata record of a configured source, new
+// until it registers, or brings its slot and publication names up to
+// date, and returns the record as stored.
+func recordSource(ctx context.Context, meta store.Store, s *config.Source) (store.Source, error) {
+	existing, err := meta.GetSource(ctx, s.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		existing = store.Source{Name: s.Name, State: store.StateNew}
+	case err != nil:
+		return store.Source{}, fmt.Errorf("read source %s: %w", s.Name, err)
+	}
+	existing.SlotName, existing.PublicationName = s.Slot, s.Publication
+	if cfg, err := s.ConnConfig(); err == nil && existing.Database == "" {
+		existing.Database = cfg.Database
+	}
+	rec, err := meta.UpsertSource(ctx, existing)
+	if err != nil {
+		return store.Source{}, fmt.Errorf("record source %s: %w", s.Name, err)
+	}
+	return rec, nil
 }
 
 // Event records an engine event in the metadata store and the log, and
