@@ -323,21 +323,16 @@ func (j *job) createSlot(ctx context.Context) (pglogrepl.LSN, string, error) {
 	if j.repl, err = sourcedb.ConnectReplication(ctx, j.Source); err != nil {
 		return 0, "", err
 	}
-	res, err := pglogrepl.CreateReplicationSlot(ctx, j.repl, j.slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Temporary: !j.Main, SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	s, err := sourcedb.CreateExportedSlot(ctx, j.repl, j.slot, !j.Main)
+	j.created = s.Name != ""
 	if err != nil {
-		return 0, "", fmt.Errorf("create replication slot %s: %w", j.slot, err)
+		return 0, "", err
 	}
-	j.created = true
-	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-	if err != nil {
-		return 0, "", fmt.Errorf("slot %s: consistent point: %w", j.slot, err)
+	if !snapshotNameRE.MatchString(s.Snapshot) {
+		return 0, "", fmt.Errorf("slot %s exported an unexpected snapshot name %q", j.slot, s.Snapshot)
 	}
-	if !snapshotNameRE.MatchString(res.SnapshotName) {
-		return 0, "", fmt.Errorf("slot %s exported an unexpected snapshot name %q", j.slot, res.SnapshotName)
-	}
-	j.log.Info("slot created", "slot", j.slot, "temporary", !j.Main, "consistent_lsn", lsn.String(), "snapshot", res.SnapshotName)
-	return lsn, res.SnapshotName, nil
+	j.log.Info("slot created", "slot", j.slot, "temporary", !j.Main, "consistent_lsn", s.ConsistentPoint.String(), "snapshot", s.Snapshot)
+	return s.ConsistentPoint, s.Snapshot, nil
 }
 
 // checkChain makes sure ChainID is an open chain of the source: a base
@@ -411,7 +406,9 @@ func (j *job) fail(ctx context.Context, err error) (store.BaseBackup, error) {
 	return j.base, errors.Join(errs...)
 }
 
-// DropSlot drops a replication slot of the source if it exists. It fails
+// DropSlot connects to the source and drops slot if it exists
+// (sourcedb.DropSlot), for callers that hold no connection: a failed
+// base backup once its own are closed, a worker starting over. It fails
 // while another connection still uses the slot.
 func DropSlot(ctx context.Context, src *config.Source, slot string) error {
 	conn, err := sourcedb.Connect(ctx, src)
@@ -419,10 +416,7 @@ func DropSlot(ctx context.Context, src *config.Source, slot string) error {
 		return fmt.Errorf("drop slot %s: %w", slot, err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
-		return fmt.Errorf("drop slot %s: %w", slot, err)
-	}
-	return nil
+	return sourcedb.DropSlot(ctx, conn, slot)
 }
 
 // warnWALBudget logs a warning when max_slot_wal_keep_size (MB, -1 for

@@ -28,40 +28,6 @@ const WALWarnFraction = 0.75
 // errOverBudget is the cause given to an attempt stopped by the guard.
 var errOverBudget = errors.New("the slot retains more WAL than max_retained_wal")
 
-// SlotWAL is what the source keeps for one slot.
-type SlotWAL struct {
-	Exists bool
-	// Retained is the source's current WAL position minus the slot's
-	// restart_lsn: the WAL it cannot remove.
-	Retained int64
-	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
-	// unreserved (about to be invalidated by max_slot_wal_keep_size) or
-	// lost.
-	WALStatus string
-	// SafeWALSize is how much more WAL can be written before the server
-	// invalidates the slot; -1 without max_slot_wal_keep_size.
-	SafeWALSize int64
-	ActivePID   uint32 // the backend streaming it, 0 when none
-}
-
-// ReadSlotWAL reads slot's row of pg_replication_slots; Exists is false
-// without one.
-func ReadSlotWAL(ctx context.Context, conn *pgx.Conn, slot string) (SlotWAL, error) {
-	u := SlotWAL{Exists: true}
-	var pid int64
-	err := conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
-		coalesce(wal_status, ''), coalesce(safe_wal_size, -1)::bigint, coalesce(active_pid, 0)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&u.Retained, &u.WALStatus, &u.SafeWALSize, &pid)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return SlotWAL{SafeWALSize: -1}, nil
-	}
-	if err != nil {
-		return SlotWAL{}, fmt.Errorf("read slot %s: %w", slot, err)
-	}
-	u.ActivePID = uint32(pid)
-	return u, nil
-}
-
 // walBudget is the retained WAL the main slot may hold.
 func (w *Worker) walBudget() int64 {
 	if w.MaxRetainedWAL > 0 {
@@ -79,7 +45,7 @@ func (w *Worker) checkWAL(ctx context.Context) {
 		return
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	u, err := ReadSlotWAL(ctx, conn, w.Source.Slot)
+	u, err := sourcedb.ReadSlotWAL(ctx, conn, w.Source.Slot)
 	if err != nil {
 		return
 	}
@@ -142,7 +108,7 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	slot, budget := w.Source.Slot, w.walBudget()
-	u, err := ReadSlotWAL(ctx, conn, slot)
+	u, err := sourcedb.ReadSlotWAL(ctx, conn, slot)
 	if err != nil {
 		return err
 	}
@@ -158,7 +124,7 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // our walsender exits once it sees the connection closed
-		if u, err = ReadSlotWAL(ctx, conn, slot); err != nil {
+		if u, err = sourcedb.ReadSlotWAL(ctx, conn, slot); err != nil {
 			return err
 		}
 	}
@@ -169,18 +135,12 @@ func (w *Worker) dropOverBudget(ctx context.Context, why string) error {
 			w.notify(ctx, slog.LevelError, kind.SlotInUse, msg)
 			return errors.New(msg)
 		}
-		if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, int64(u.ActivePID)); err != nil {
-			return fmt.Errorf("terminate btfu's own walsender %d on slot %s: %w", u.ActivePID, slot, err)
-		}
-		for deadline := time.Now().Add(5 * time.Second); u.ActivePID != 0 && time.Now().Before(deadline); {
-			time.Sleep(100 * time.Millisecond)
-			if u, err = ReadSlotWAL(ctx, conn, slot); err != nil {
-				return err
-			}
+		if u, err = sourcedb.EndWalsender(ctx, conn, slot, u.ActivePID, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err != nil {
-		return fmt.Errorf("drop slot %s: %w", slot, err)
+	if err := sourcedb.DropSlot(ctx, conn, slot); err != nil {
+		return err
 	}
 	w.setStatus(func(s *Status) { s.RetainedBytes, s.WALStatus, s.SafeWALSize = -1, "", -1 })
 	return w.endChainForBudget(ctx, u.Retained, budget, why)
@@ -236,7 +196,7 @@ func (w *Worker) reportAtStart(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	u, err := ReadSlotWAL(ctx, conn, w.Source.Slot)
+	u, err := sourcedb.ReadSlotWAL(ctx, conn, w.Source.Slot)
 	conn.Close(context.WithoutCancel(ctx))
 	if err != nil || !u.Exists {
 		return
@@ -301,19 +261,11 @@ func (w *Worker) describe() string {
 // yet: it would hold the slot until wal_sender_timeout), so the stream
 // starts again at once. Other sessions' backends are never terminated.
 func (w *Worker) releaseSlot(ctx context.Context, conn *pgx.Conn, current uint32) error {
-	u, err := ReadSlotWAL(ctx, conn, w.Source.Slot)
+	u, err := sourcedb.ReadSlotWAL(ctx, conn, w.Source.Slot)
 	if err != nil || u.ActivePID == 0 || u.ActivePID == current || !w.ownPID(u.ActivePID) {
 		return err
 	}
 	w.Log.Info("ending btfu's own earlier walsender, which still holds the slot", "pid", u.ActivePID)
-	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, int64(u.ActivePID)); err != nil {
-		return fmt.Errorf("terminate btfu's own walsender %d on slot %s: %w", u.ActivePID, w.Source.Slot, err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); u.ActivePID != 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		if u, err = ReadSlotWAL(ctx, conn, w.Source.Slot); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = sourcedb.EndWalsender(ctx, conn, w.Source.Slot, u.ActivePID, 50*time.Millisecond)
+	return err
 }

@@ -355,20 +355,16 @@ func (w *Worker) dropOrphanSlot(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var active *int32
-	err = conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`, w.Source.Slot).Scan(&active)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+	active, exists, err := sourcedb.SlotActivePID(ctx, conn, w.Source.Slot)
+	if err != nil || !exists {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("look for slot %s: %w", w.Source.Slot, err)
-	}
-	if active != nil {
-		return fmt.Errorf("slot %s exists with no chain of btfu's using it, and process %d streams from it: stop that client (or drop the slot if it is a stale btfu's), or set slot = \"another_name\" for source %s", w.Source.Slot, *active, w.Source.Name)
+	if active != 0 {
+		return fmt.Errorf("slot %s exists with no chain of btfu's using it, and process %d streams from it: stop that client (or drop the slot if it is a stale btfu's), or set slot = \"another_name\" for source %s", w.Source.Slot, active, w.Source.Name)
 	}
 	w.Log.Warn("dropping slot left by an interrupted first base backup (no chain uses it)", "slot", w.Source.Slot)
-	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, w.Source.Slot); err != nil {
-		return fmt.Errorf("drop slot %s left by an interrupted first base backup: %w", w.Source.Slot, err)
+	if err := sourcedb.DropSlot(ctx, conn, w.Source.Slot); err != nil {
+		return fmt.Errorf("%w (a slot left by an interrupted first base backup)", err)
 	}
 	return nil
 }

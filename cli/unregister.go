@@ -257,13 +257,11 @@ func (o *sourceObjects) inUse(ctx context.Context, conn *pgx.Conn) error {
 	for i, s := range o.slots {
 		for deadline := time.Now().Add(5 * time.Second); s.activePID != 0 && time.Now().Before(deadline); {
 			time.Sleep(200 * time.Millisecond)
-			if err := conn.QueryRow(ctx, `SELECT coalesce(active_pid, 0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, s.name).Scan(&s.activePID); err != nil {
-				if errors.Is(err, pgx.ErrNoRows) {
-					s.activePID = 0
-					break
-				}
+			pid, _, err := sourcedb.SlotActivePID(ctx, conn, s.name)
+			if err != nil {
 				return err
 			}
+			s.activePID = int64(pid) // 0 once the slot is gone too
 		}
 		o.slots[i] = s
 		if s.activePID != 0 {
@@ -327,9 +325,10 @@ func (o *sourceObjects) drop(ctx context.Context, conn *pgx.Conn, restoreIdentit
 		}
 	}
 	for _, s := range o.slots {
-		if err := exec("dropped replication slot "+s.name, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, s.name); err != nil {
+		if err := sourcedb.DropSlot(ctx, conn, s.name); err != nil {
 			return err
 		}
+		fmt.Fprintf(w, "  dropped replication slot %s\n", s.name)
 	}
 	if o.hasSchema && !o.keepDDL() {
 		if err := exec("dropped schema "+sourcedb.DDLSchema+" and everything in it", "DROP SCHEMA IF EXISTS "+pgx.Identifier{sourcedb.DDLSchema}.Sanitize()+" CASCADE"); err != nil {

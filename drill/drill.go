@@ -27,7 +27,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -298,17 +297,15 @@ func (r *run) hashAttempt(ctx context.Context) (rewritten []string, err error) {
 	// drops the temporary slot with it.
 	defer repl.Close(context.WithoutCancel(ctx))
 	slot := slotName(src.Slot, time.Now())
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-		Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	res, err := sourcedb.CreateExportedSlot(ctx, repl, slot, true)
 	if err != nil {
-		return nil, fail(CategorySource, "the role needs REPLICATION and a free replication slot (max_replication_slots)",
-			"create temporary slot %s: %w", slot, err)
+		hint := "the role needs REPLICATION and a free replication slot (max_replication_slots)"
+		if res.Name != "" { // created, with an unusable reply
+			hint = ""
+		}
+		return nil, fail(CategorySource, hint, "%w", err)
 	}
-	c, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-	if err != nil {
-		return nil, fail(CategorySource, "", "slot %s: consistent point: %w", slot, err)
-	}
-	r.d.LSN = c
+	r.d.LSN = res.ConsistentPoint
 	if err := setSession(ctx, conn); err != nil {
 		return nil, fail(CategorySource, "", "%w", err)
 	}
@@ -317,10 +314,10 @@ func (r *run) hashAttempt(ctx context.Context) (rewritten []string, err error) {
 		return nil, fail(CategorySource, "", "begin snapshot transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(res.SnapshotName, "'", "")+"'"); err != nil {
-		return nil, fail(CategorySource, "", "import snapshot %s: %w", res.SnapshotName, err)
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(res.Snapshot, "'", "")+"'"); err != nil {
+		return nil, fail(CategorySource, "", "import snapshot %s: %w", res.Snapshot, err)
 	}
-	r.opts.Log.Info("drill snapshot", "source", src.Name, "slot", slot, "lsn", c.String())
+	r.opts.Log.Info("drill snapshot", "source", src.Name, "slot", slot, "lsn", res.ConsistentPoint.String())
 
 	r.begin(PhaseHashSource)
 	pub := r.opts.Record.PublicationName

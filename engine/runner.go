@@ -212,13 +212,16 @@ func (e *Engine) watchPaused(ctx context.Context, sc *config.Source, sourceID in
 	}
 }
 
+// checkPausedSlot reads what a paused source's slot retains and, past
+// the paused budget and with no backend streaming from it, drops it and
+// ends the open chain. dropped is also true when there is no slot.
 func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceID int64) (dropped bool, retained int64, err error) {
 	conn, err := sourcedb.Connect(ctx, sc)
 	if err != nil {
 		return false, 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	u, err := capture.ReadSlotWAL(ctx, conn, sc.Slot)
+	u, err := sourcedb.ReadSlotWAL(ctx, conn, sc.Slot)
 	if err != nil {
 		return false, 0, err
 	}
@@ -229,8 +232,8 @@ func (e *Engine) checkPausedSlot(ctx context.Context, sc *config.Source, sourceI
 	if u.Retained <= budget || u.ActivePID != 0 {
 		return false, u.Retained, nil
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, sc.Slot); err != nil {
-		return false, u.Retained, fmt.Errorf("drop slot %s: %w", sc.Slot, err)
+	if err := sourcedb.DropSlot(ctx, conn, sc.Slot); err != nil {
+		return false, u.Retained, err
 	}
 	chains, err := e.meta.ListChains(ctx, sourceID)
 	if err != nil {

@@ -1,90 +1,17 @@
-// Package retention prunes a source's old base backups, segments and
-// sequence snapshots by its policy, never touching what a restore from a
-// kept base backup needs (../shared/DESIGN.md: chain, coverage, 4.6).
+// Package retention decides, by a source's policy (keep_base_backups,
+// keep_for, keep_daily, keep_weekly, keep_monthly), which of its base
+// backups, segments and sequence snapshots stay and which go, and why.
+// Apply deletes what goes; MakePlan only decides (btfu retention
+// --dry-run).
 //
-// # What is kept
+// The invariant: retention never touches what a restore from a kept base
+// backup needs (../shared/DESIGN.md: chain, coverage, 4.6). The plan is
+// simulated first, and one that would leave a kept base, the keep_for
+// window's start or the open chain's cursor unrestorable deletes nothing.
 //
-// Only complete base backups can be restored from. A base is kept either
-// for point-in-time recovery (with every segment of its chain after it) or
-// as a restore point (with only the segment holding its consistent point,
-// so coverage still reaches it). Kept for point-in-time recovery are:
-//   - the KeepBaseBackups newest complete bases (by SnapshotTime) that the
-//     stream has reached, i.e. whose consistent LSN is at or below their
-//     chain's durable cursor. A base taken from a second slot can finish
-//     before the main stream catches up with its C2 (btfu catching up after
-//     a restart, a long transaction); until then coverage.Compute gives it
-//     no range, so counting it would let retention delete the last base
-//     that is restorable now. Such a base is kept while its chain is open
-//     and does not count; in an ended chain it never becomes restorable and
-//     is pruned like any other base outside the policy. Counting the newest
-//     whatever their age makes this the minimum that survives when new
-//     base backups keep failing;
-//   - every complete base with SnapshotTime >= now-KeepFor, and the newest
-//     base before that window's start whose range reaches the start: the
-//     window promises every instant in it, its first one included;
-//   - in every open chain (EndedAt zero), its newest reached complete base,
-//     whatever the policy says. With KeepBaseBackups >= 1 the newest base
-//     overall is normally that one already; the rule matters when
-//     SnapshotTime order and chain order disagree (a clock stepped back, an
-//     ended chain recorded after the open one): the chain that reaches now
-//     must keep a base to replay from, or restores to "now" become
-//     impossible while its segments are still being written. When no other
-//     rule keeps it, the plan says so in Refused (an event for the user).
-//
-// Kept as restore points (calendar rules, as restic's --keep-daily): for
-// KeepDaily, KeepWeekly and KeepMonthly, the newest restorable base of
-// each of that many most recent days, ISO weeks and months that have one,
-// read in the source's time zone. Periods without a base do not count, so
-// failing backups never make the old ones expire.
-//
-// With no complete base at all, nothing is deleted.
-//
-// # What goes
-//
-// In each chain holding a base kept for point-in-time recovery, the
-// oldest such base's consistent LSN L is that chain's horizon: a segment
-// with EndLSN <= L holds only transactions committed before L (commit LSN
-// < C, DESIGN 1.3) and goes; a segment straddling L stays. A restore
-// point keeps the first segment of its chain ending at or after its
-// consistent LSN (the chain's last when none does); other segments before
-// the horizon go, leaving holes between restore points that coverage
-// shows as separate ranges. A running base backup is never touched and
-// also protects its chain's segments from its consistent LSN on. Chains
-// that are ended and hold no kept or running base lose all their segments
-// and their complete bases (the chain records themselves stay: the store
-// cannot delete chains). The open chain keeps its segments even without a
-// base: its first base backup may still be running. Failed base backups
-// go once they are older than 24 hours or than the oldest base kept for
-// point-in-time recovery.
-//
-// Sequence snapshots: a restore to T uses the first snapshot taken at or
-// after T, else the newest (DESIGN 4.6). Point-in-time targets start at
-// the oldest base kept for point-in-time recovery, T0, so older snapshots
-// are needed only if clocks disagree; retention keeps the newest snapshot
-// taken at or before T0 less SequenceMargin, and everything after it. That
-// keeps the newest snapshot at or before T0 and every snapshot of the last
-// margin before T0, and the newest snapshot overall is never deleted. A
-// restore to an older restore point gets later values (a gap in a
-// sequence, never a value handed out twice).
-//
-// Schema snapshots are left alone: store.Store has no delete for them
-// (Report.DeletedSchemaSnapshots is always 0). They are small.
-//
-// # Safety
-//
-// Before deleting anything, the plan is simulated: every kept base that
-// was restorable must stay restorable, the start of the keep_for window
-// too, and the open chain must still restore to its cursor; otherwise
-// nothing is deleted (ErrRefused; it would be a bug). Records are deleted
-// before their artifacts: a leftover artifact only wastes space, while a
-// record pointing at nothing would break a restore. Artifact deletion
-// failures are logged and counted, not fatal. Segments are deleted oldest
-// first; one that compaction replaced since the plan was made is skipped
-// (the merged segment is judged next time, and compaction's sweep deletes
-// the replaced object). Records that appear while Apply runs (a new chain, base or
-// segment) are not in its lists and are never deleted. Apply is idempotent
-// and cheap enough to run after every base backup; MakePlan decides the
-// same without deleting (btfu retention --dry-run).
+// What is kept is on decide; what goes on segmentVerdict, dropBase and
+// sequenceCut; the safety check on Plan.check; the order of deletion on
+// Apply.
 package retention
 
 import (
@@ -157,6 +84,19 @@ var ErrRefused = errors.New("retention refused")
 // Apply prunes the source's metadata and artifacts by policy p, as of now.
 // It returns the first metadata error; artifact errors only count in the
 // report. A nil log discards.
+//
+// It deletes what MakePlan decides, and nothing when no base is kept or
+// the plan fails its check (ErrRefused). Records are deleted before their
+// artifacts: a leftover artifact only wastes space, while a record
+// pointing at nothing would break a restore. Artifact deletion failures
+// are logged and counted, not fatal. Segments are deleted oldest first;
+// one that compaction replaced since the plan was made is skipped (the
+// merged segment is judged next time, and compaction's sweep deletes the
+// replaced object). Records that appear while Apply runs (a new chain,
+// base or segment) are not in its lists and are never deleted. Schema
+// snapshots are left alone: store.Store has no delete for them
+// (Report.DeletedSchemaSnapshots is always 0). They are small. Apply is
+// idempotent and cheap enough to run after every base backup.
 func Apply(ctx context.Context, meta store.Store, arts artifact.Store, sourceID int64, p Policy, now time.Time, log *slog.Logger) (Report, error) {
 	var rep Report
 	if log == nil {
@@ -277,7 +217,8 @@ type Plan struct {
 }
 
 // MakePlan reads the source's records and decides, as Apply would, what
-// goes and why; it deletes nothing (btfu retention --dry-run).
+// goes and why; it deletes nothing (btfu retention --dry-run). With no
+// complete base at all, nothing is deleted.
 func MakePlan(ctx context.Context, meta store.Store, sourceID int64, p Policy, now time.Time) (Plan, error) {
 	chains, err := meta.ListChains(ctx, sourceID)
 	if err != nil {
@@ -313,6 +254,42 @@ func MakePlan(ctx context.Context, meta store.Store, sourceID int64, p Policy, n
 
 // decide chooses the kept base backups and each chain's horizon, gives
 // every record its verdict and checks the result.
+//
+// Only complete base backups can be restored from. A base is kept either
+// for point-in-time recovery (with every segment of its chain after it) or
+// as a restore point (with only the segment holding its consistent point,
+// so coverage still reaches it). Kept for point-in-time recovery are:
+//   - the KeepBaseBackups newest complete bases (by SnapshotTime) that the
+//     stream has reached, i.e. whose consistent LSN is at or below their
+//     chain's durable cursor. A base taken from a second slot can finish
+//     before the main stream catches up with its C2 (btfu catching up after
+//     a restart, a long transaction); until then coverage.Compute gives it
+//     no range, so counting it would let retention delete the last base
+//     that is restorable now. Such a base is kept while its chain is open
+//     and does not count; in an ended chain it never becomes restorable and
+//     is pruned like any other base outside the policy. Counting the newest
+//     whatever their age makes this the minimum that survives when new
+//     base backups keep failing;
+//   - every complete base with SnapshotTime >= now-KeepFor, and the newest
+//     base before that window's start whose range reaches the start: the
+//     window promises every instant in it, its first one included;
+//   - in every open chain (EndedAt zero), its newest reached complete base,
+//     whatever the policy says. With KeepBaseBackups >= 1 the newest base
+//     overall is normally that one already; the rule matters when
+//     SnapshotTime order and chain order disagree (a clock stepped back, an
+//     ended chain recorded after the open one): the chain that reaches now
+//     must keep a base to replay from, or restores to "now" become
+//     impossible while its segments are still being written. When no other
+//     rule keeps it, the plan says so in Refused (an event for the user).
+//
+// Kept as restore points (calendar rules, as restic's --keep-daily): for
+// KeepDaily, KeepWeekly and KeepMonthly, the newest restorable base of
+// each of that many most recent days, ISO weeks and months that have one,
+// read in the source's time zone. Periods without a base do not count, so
+// failing backups never make the old ones expire.
+//
+// A running base backup is never touched and also protects its chain's
+// segments from its consistent LSN on.
 func decide(chains []store.Chain, bases []store.BaseBackup, segs []store.Segment, p Policy, now time.Time) Plan {
 	pl := Plan{chains: map[int64]store.Chain{}, kept: map[int64][]string{}, full: map[int64]bool{},
 		protect: map[int64]pglogrepl.LSN{}, pointSeg: map[int64]string{}}
@@ -501,7 +478,9 @@ func days(d time.Duration) string {
 
 // check simulates the deletions: every kept base restorable before stays
 // restorable, the keep_for window's start too, and so does now when the
-// open chain reached it. It returns what would break, "" when nothing.
+// open chain reached it (the open chain still restores to its cursor).
+// It returns what would break, "" when nothing; Apply then deletes
+// nothing (ErrRefused; it would be a bug).
 func (pl Plan) check(chains []store.Chain, before []coverage.Range, segs []store.Segment, p Policy, now time.Time) string {
 	var bases []store.BaseBackup
 	for _, v := range pl.Bases {
@@ -566,7 +545,12 @@ func (pl Plan) protectFrom(chainID int64, lsn pglogrepl.LSN) {
 	}
 }
 
-// dropBase says why base backup b goes, or "" when it stays.
+// dropBase says why base backup b goes, or "" when it stays. A complete
+// base goes when no rule of decide keeps it: an ended chain that holds no
+// kept or running base loses its complete bases with its segments (the
+// chain records themselves stay: the store cannot delete chains). Failed
+// base backups go once they are older than FailedKeep (24 hours) or than
+// the oldest base kept for point-in-time recovery.
 func (pl Plan) dropBase(b store.BaseBackup, now time.Time) string {
 	switch b.Status {
 	case store.BackupComplete:
@@ -591,6 +575,19 @@ func latest(ts ...time.Time) time.Time {
 }
 
 // segmentVerdict says why segment s stays, or why it goes.
+//
+// In each chain holding a base kept for point-in-time recovery, the
+// oldest such base's consistent LSN L is that chain's horizon
+// (protectFrom): a segment with EndLSN <= L holds only transactions
+// committed before L (commit LSN < C, DESIGN 1.3) and goes; a segment
+// straddling L stays. A running base backup protects its chain's segments
+// from its consistent LSN on in the same way. A restore point keeps the
+// first segment of its chain ending at or after its consistent LSN (the
+// chain's last when none does: pointSegment); other segments before the
+// horizon go, leaving holes between restore points that coverage shows as
+// separate ranges. Chains that are ended and hold no kept or running base
+// lose all their segments. The open chain keeps its segments even without
+// a base: its first base backup may still be running.
 func (pl Plan) segmentVerdict(s store.Segment) (keep, drop string) {
 	ch, known := pl.chains[s.ChainID]
 	if !known {
@@ -615,6 +612,16 @@ func (pl Plan) segmentVerdict(s store.Segment) (keep, drop string) {
 // deleted: the TakenAt of the newest snapshot taken at or before the
 // horizon less SequenceMargin; zero when there is none. snaps are ordered
 // by TakenAt.
+//
+// A restore to T uses the first snapshot taken at or after T, else the
+// newest (DESIGN 4.6). Point-in-time targets start at the oldest base kept
+// for point-in-time recovery, T0 (the horizon), so older snapshots are
+// needed only if clocks disagree; retention keeps the newest snapshot
+// taken at or before T0 less SequenceMargin, and everything after it. That
+// keeps the newest snapshot at or before T0 and every snapshot of the last
+// margin before T0, and the newest snapshot overall is never deleted. A
+// restore to an older restore point gets later values (a gap in a
+// sequence, never a value handed out twice).
 func sequenceCut(snaps []store.SequenceSnapshot, horizon time.Time) time.Time {
 	limit := horizon.Add(-SequenceMargin)
 	var cut time.Time

@@ -4,7 +4,10 @@
 // publication holds (tables.go), registration, which creates or adopts
 // what the probe planned (register.go: the publication, REPLICA IDENTITY
 // FULL where the config asks, the DDL-capture objects), the DDL-capture
-// objects themselves (ddlcapture.go), and the periodic upkeep of the
-// publication's table list (newtables.go). Package probe checks and plans;
-// this package acts, and only as the plan announced (DESIGN 6).
+// objects themselves (ddlcapture.go), the periodic upkeep of the
+// publication's table list (newtables.go), and replication slots
+// (slot.go: creation with an exported snapshot, the WAL a slot retains,
+// its active backend, ending btfu's own walsender, dropping). Package
+// probe checks and plans; this package acts, and only as the plan
+// announced (DESIGN 6).
 package sourcedb
