@@ -395,6 +395,11 @@ func TestSilentCutResumesWithoutWaitingForTheServerTimeout(t *testing.T) {
 		w.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	})
 	f.openChain()
+	// Stored through the stream: the route dies under a live replication
+	// connection. (Caught up at the base backup's own position, the worker
+	// could still be connecting, and a connection stalled before its
+	// startup waits for the 10s connect timeout: another case.)
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('streamed')")
 	f.waitCaughtUp()
 	p.Stall()
 	stalled := time.Now()
