@@ -148,7 +148,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.screen, m.notice = nil, NoticeMsg{Text: msg.Status}
 		return m, m.fetch()
 	case OpenWizardMsg:
-		return m.open(newWizard(m.ctx, m.eng, m.styles, msg.Source, msg.At))
+		return m.open(newWizard(m.common, msg.Source, msg.At))
 	case openMsg:
 		return m.open(m.screenFor(msg))
 	case tea.KeyPressMsg:
@@ -217,13 +217,13 @@ func (m Model) toFocused(msg tea.Msg) (tea.Model, tea.Cmd) {
 func (m Model) screenFor(msg openMsg) Component {
 	switch msg.screen {
 	case detailScreen:
-		return newDetail(m.ctx, m.eng, m.styles, msg.source)
+		return newDetail(m.common, msg.source)
 	case timelineScreen:
-		return newTimeline(m.ctx, m.eng, m.styles, msg.source, m.now)
+		return newTimeline(m.common, msg.source)
 	case registerScreen:
-		return newRegister(m.ctx, m.eng, m.styles)
+		return newRegister(m.common)
 	}
-	return newLogView(m.styles, m.events, m.now)
+	return newLogView(m.common, m.events)
 }
 
 func (m Model) open(c Component) (tea.Model, tea.Cmd) {
