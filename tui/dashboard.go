@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -13,10 +15,111 @@ import (
 	"github.com/btfu/btfu/tui/styles"
 )
 
-// dashboard renders one block per source: a row of the essentials, a
+// dashboard is the screen under every other: the sources with their
+// status, a selection, and keys that act on the selected source or open
+// another screen. It gets every status the root reads, whichever screen
+// has the focus, so it is current when it has it again.
+type dashboard struct {
+	*common
+	w      int
+	status engine.Status
+	err    error
+	loaded bool
+	sel    int
+}
+
+func newDashboard(c *common, width int) dashboard {
+	return dashboard{common: c, w: width}
+}
+
+// Init reads nothing: the root reads the status for every screen.
+func (d *dashboard) Init() tea.Cmd { return nil }
+
+// Typing: the dashboard has no text field.
+func (d *dashboard) Typing() bool { return false }
+
+// SetSize: the dashboard is as long as its sources; the root cuts it to
+// the screen.
+func (d *dashboard) SetSize(w, _ int) { d.w = w }
+
+func (d *dashboard) ShortHelp() []key.Binding { return d.keys.ShortHelp() }
+
+func (d *dashboard) FullHelp() [][]key.Binding { return d.keys.FullHelp() }
+
+// selected is the name of the selected source; "" without sources.
+func (d *dashboard) selected() string {
+	if d.sel < len(d.status.Sources) {
+		return d.status.Sources[d.sel].Name
+	}
+	return ""
+}
+
+// Update takes the status and the keys the dashboard answers itself;
+// the keys that ask the root for something are request's.
+func (d *dashboard) Update(msg tea.Msg) (Component, tea.Cmd) {
+	switch msg := msg.(type) {
+	case statusMsg:
+		d.status, d.err, d.loaded = msg.st, msg.err, true
+		// Sources may have gone: the selection stays on one that is there.
+		d.sel = min(d.sel, max(len(d.status.Sources)-1, 0))
+	case tea.KeyPressMsg:
+		name := d.selected()
+		switch {
+		case key.Matches(msg, d.keys.Refresh):
+			return d, d.fetch()
+		case key.Matches(msg, d.keys.Up):
+			d.sel = max(d.sel-1, 0)
+		case key.Matches(msg, d.keys.Down):
+			d.sel = min(d.sel+1, max(len(d.status.Sources)-1, 0))
+		case name == "":
+		case key.Matches(msg, d.keys.Pause):
+			return d, pauseCmd(d.ctx, d.eng, name, !d.status.Sources[d.sel].Paused)
+		}
+	}
+	return d, nil
+}
+
+// request is what a key asks of the root: a screen to open (openMsg,
+// OpenWizardMsg) or a backup to start with its notice (startMsg); nil
+// for the keys Update answers. The root applies it in the same Update,
+// so keys typed right after (a paste, tmux send-keys) reach the screen
+// it opened, not the dashboard.
+func (d *dashboard) request(msg tea.KeyPressMsg) tea.Msg {
+	name := d.selected()
+	switch {
+	case key.Matches(msg, d.keys.Register):
+		return openMsg{screen: registerScreen}
+	case key.Matches(msg, d.keys.Log):
+		return openMsg{screen: logScreen}
+	case key.Matches(msg, d.keys.Restore):
+		return OpenWizardMsg{Source: name}
+	case name == "":
+		return nil
+	case key.Matches(msg, d.keys.Detail):
+		return openMsg{screen: detailScreen, source: name}
+	case key.Matches(msg, d.keys.Timeline):
+		return openMsg{screen: timelineScreen, source: name}
+	case key.Matches(msg, d.keys.Backup):
+		return startMsg{notice: "base backup of " + name + " started…", cmd: backupCmd(d.ctx, d.eng, name)}
+	}
+	return nil
+}
+
+// View is the sources, or why there are none to show yet.
+func (d *dashboard) View() string {
+	switch {
+	case !d.loaded:
+		return d.styles.Muted.Render("reading status…") + "\n"
+	case d.err != nil:
+		return wrapStyled(d.styles.Error, "status unavailable: "+d.err.Error(), d.w, 2) + "\n"
+	}
+	return renderSources(d.styles, d.status, d.sel, d.w, d.now())
+}
+
+// renderSources renders one block per source: a row of the essentials, a
 // second row of backup and WAL facts, and a red line when the source
 // needs the user.
-func dashboard(st styles.Styles, status engine.Status, sel, width int, now time.Time) string {
+func renderSources(st styles.Styles, status engine.Status, sel, width int, now time.Time) string {
 	if len(status.Sources) == 0 {
 		return wrapStyled(st.Muted, "no sources configured; press n to register one, or add a [[source]] to config.toml", width, 0) + "\n"
 	}

@@ -34,8 +34,8 @@ type probeMsg struct {
 }
 
 // newDetail is the source detail screen.
-func newDetail(ctx context.Context, eng Engine, st styles.Styles, name string) Component {
-	return &detail{ctx: ctx, eng: eng, st: st, name: name, probing: true, keys: newDetailKeys()}
+func newDetail(c *common, name string) Component {
+	return &detail{ctx: c.ctx, eng: c.eng, st: c.styles, name: name, probing: true, keys: newDetailKeys()}
 }
 
 func (d *detail) Init() tea.Cmd { return d.probe() }

@@ -23,7 +23,7 @@ func TestDashboardShowsTheLastDrill(t *testing.T) {
 		{Name: "billing", State: "streaming", LastDrill: failed},
 		{Name: "never", State: "streaming"},
 	}}
-	out := dashboard(styles.Default(), st, 0, 80, now)
+	out := renderSources(styles.Default(), st, 0, 80, now)
 	for _, want := range []string{"last drill: passed 2h ago, RTO 4m12s", "last drill: FAILED 1h ago (compare): 1 table(s) differ"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dashboard lacks %q:\n%s", want, out)

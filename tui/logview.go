@@ -26,8 +26,8 @@ type logView struct {
 	keys   logKeys
 }
 
-func newLogView(st styles.Styles, events []engine.EventRecord, now func() time.Time) Component {
-	l := &logView{st: st, now: now, events: append([]engine.EventRecord(nil), events...), level: slog.LevelDebug}
+func newLogView(c *common, events []engine.EventRecord) Component {
+	l := &logView{st: c.styles, now: c.now, events: append([]engine.EventRecord(nil), events...), level: slog.LevelDebug}
 	l.keys = newLogKeys()
 	return l
 }

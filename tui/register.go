@@ -46,8 +46,8 @@ type registerProbedMsg struct {
 
 type registeredMsg struct{ err error }
 
-func newRegisterScreen(ctx context.Context, eng Engine, st styles.Styles) Component {
-	r := &register{ctx: ctx, eng: eng, st: st, w: 80, h: 20}
+func newRegisterScreen(c *common) Component {
+	r := &register{ctx: c.ctx, eng: c.eng, st: c.styles, w: 80, h: 20}
 	r.keys = newRegisterKeys()
 	r.form = r.newForm()
 	return r

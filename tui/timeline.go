@@ -53,9 +53,9 @@ type planMsg struct {
 	err  error
 }
 
-func newTimelineScreen(ctx context.Context, eng Engine, st styles.Styles, name string, now func() time.Time) Component {
-	t := &timeline{ctx: ctx, eng: eng, st: st, name: name, now: now, w: 80, h: 20}
-	t.end = now()
+func newTimelineScreen(c *common, name string) Component {
+	t := &timeline{ctx: c.ctx, eng: c.eng, st: c.styles, name: name, now: c.now, w: 80, h: 20}
+	t.end = t.now()
 	t.cursor = t.end
 	t.keys = newTimelineKeys()
 	return t

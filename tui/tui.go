@@ -30,20 +30,15 @@ import (
 const refreshEvery = time.Second
 
 // Model is the root model. It alone decides alt screen and window title.
+// It routes: the messages every screen depends on (size, status, events,
+// notices, quitting, help) are its own, the rest go to the focused screen.
 type Model struct {
-	ctx     context.Context
-	eng     Engine
-	keys    KeyMap
+	*common
 	help    help.Model
-	styles  styles.Styles
-	now     func() time.Time
 	width   int
 	height  int
-	status  engine.Status
-	err     error
-	loaded  bool
-	sel     int
-	screen  Component // nil: the dashboard
+	dash    dashboard
+	screen  Component // over the dashboard; nil: the dashboard has the focus
 	notice  NoticeMsg
 	banner  string // an engine-level problem (invalid config edit)
 	events  []engine.EventRecord
@@ -53,8 +48,10 @@ type Model struct {
 
 // New returns the root model over eng.
 func New(ctx context.Context, eng Engine) Model {
-	return Model{ctx: ctx, eng: eng, keys: DefaultKeyMap(), help: help.New(), styles: styles.Default(), now: time.Now,
-		width: 80, height: 24, events: eng.RecentEvents()}
+	c := &common{ctx: ctx, eng: eng, keys: DefaultKeyMap(), styles: styles.Default(), now: time.Now}
+	m := Model{common: c, help: help.New(), width: 80, height: 24, events: eng.RecentEvents()}
+	m.dash = newDashboard(c, m.width)
+	return m
 }
 
 // ErrTerminalLost is what Run returns when its terminal went away (an SSH
@@ -122,14 +119,6 @@ func watchTerminal(ctx context.Context, lost func(), files ...*os.File) {
 	}
 }
 
-func (m Model) fetch() tea.Cmd {
-	ctx, eng := m.ctx, m.eng
-	return func() tea.Msg {
-		st, err := eng.Status(ctx)
-		return statusMsg{st: st, err: err}
-	}
-}
-
 func tick() tea.Cmd {
 	return tea.Tick(refreshEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
@@ -145,6 +134,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m.resize(msg), nil
 	case statusMsg:
 		return m.onStatus(msg)
+	case startMsg:
+		m.notice = NoticeMsg{Text: msg.notice}
+		return m, msg.cmd
 	case tickMsg:
 		return m, tea.Batch(m.fetch(), tick())
 	case eventMsg:
@@ -156,26 +148,32 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.screen, m.notice = nil, NoticeMsg{Text: msg.Status}
 		return m, m.fetch()
 	case OpenWizardMsg:
-		return m.open(newWizard(m.ctx, m.eng, m.styles, msg.Source, msg.At))
+		return m.open(newWizard(m.common, msg.Source, msg.At))
+	case openMsg:
+		return m.open(m.screenFor(msg))
 	case tea.KeyPressMsg:
 		return m.onKey(msg)
 	}
-	return m.toScreen(msg)
+	return m.toFocused(msg)
 }
 
 func (m Model) resize(msg tea.WindowSizeMsg) Model {
 	m.width, m.height = msg.Width, msg.Height
 	m.help.SetWidth(msg.Width)
+	m.dash.SetSize(msg.Width, m.bodyHeight())
 	if m.screen != nil {
 		m.screen.SetSize(msg.Width, m.bodyHeight())
 	}
 	return m
 }
 
+// onStatus gives the status to the dashboard, whichever screen has the
+// focus, and to that screen.
 func (m Model) onStatus(msg statusMsg) (tea.Model, tea.Cmd) {
-	m.status, m.err, m.loaded = msg.st, msg.err, true
-	m.sel = min(m.sel, max(len(m.status.Sources)-1, 0))
-	return m.toScreen(msg)
+	if m.screen != nil {
+		m.dash.Update(msg)
+	}
+	return m.toFocused(msg)
 }
 
 func (m Model) onEvent(msg eventMsg) (tea.Model, tea.Cmd) {
@@ -190,17 +188,42 @@ func (m Model) onEvent(msg eventMsg) (tea.Model, tea.Cmd) {
 	case kind.ConfigReloaded:
 		m.banner = ""
 	}
-	return m.toScreen(msg)
+	return m.toFocused(msg)
 }
 
-// toScreen hands a message to the focused screen.
-func (m Model) toScreen(msg tea.Msg) (tea.Model, tea.Cmd) {
+// focused is the screen that has the focus, the one open or else the
+// dashboard, to read (its view, help, typing); messages go through
+// toFocused.
+func (m Model) focused() Component {
+	if m.screen != nil {
+		return m.screen
+	}
+	return &m.dash
+}
+
+// toFocused hands a message to the focused screen. The dashboard stays
+// the root's (a value, like the rest of the model).
+func (m Model) toFocused(msg tea.Msg) (tea.Model, tea.Cmd) {
 	if m.screen == nil {
-		return m, nil
+		_, cmd := m.dash.Update(msg)
+		return m, cmd
 	}
 	next, cmd := m.screen.Update(msg)
 	m.screen = next
 	return m, cmd
+}
+
+// screenFor builds the screen the dashboard asked for.
+func (m Model) screenFor(msg openMsg) Component {
+	switch msg.screen {
+	case detailScreen:
+		return newDetail(m.common, msg.source)
+	case timelineScreen:
+		return newTimeline(m.common, msg.source)
+	case registerScreen:
+		return newRegister(m.common)
+	}
+	return newLogView(m.common, m.events)
 }
 
 func (m Model) open(c Component) (tea.Model, tea.Cmd) {
@@ -236,53 +259,16 @@ func (m Model) onKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		}
 		return m, tea.Quit
 	}
-	if m.screen != nil {
-		if key.Matches(msg, m.keys.Help) && !m.screen.Typing() {
-			m.full = !m.full
-			return m, nil
-		}
-		return m.toScreen(msg)
-	}
-	return m.dashboardKey(msg)
-}
-
-func (m Model) selected() string {
-	if m.sel < len(m.status.Sources) {
-		return m.status.Sources[m.sel].Name
-	}
-	return ""
-}
-
-func (m Model) dashboardKey(msg tea.KeyPressMsg) (tea.Model, tea.Cmd) {
-	name := m.selected()
-	switch {
-	case key.Matches(msg, m.keys.Help):
+	if key.Matches(msg, m.keys.Help) && !m.focused().Typing() {
 		m.full = !m.full
-	case key.Matches(msg, m.keys.Refresh):
-		return m, m.fetch()
-	case key.Matches(msg, m.keys.Up):
-		m.sel = max(m.sel-1, 0)
-	case key.Matches(msg, m.keys.Down):
-		m.sel = min(m.sel+1, max(len(m.status.Sources)-1, 0))
-	case key.Matches(msg, m.keys.Register):
-		return m.open(newRegister(m.ctx, m.eng, m.styles))
-	case key.Matches(msg, m.keys.Log):
-		return m.open(newLogView(m.styles, m.events, m.now))
-	case key.Matches(msg, m.keys.Restore):
-		return m.open(newWizard(m.ctx, m.eng, m.styles, name, time.Time{}))
-	case name == "":
 		return m, nil
-	case key.Matches(msg, m.keys.Detail):
-		return m.open(newDetail(m.ctx, m.eng, m.styles, name))
-	case key.Matches(msg, m.keys.Timeline):
-		return m.open(newTimeline(m.ctx, m.eng, m.styles, name, m.now))
-	case key.Matches(msg, m.keys.Backup):
-		m.notice = NoticeMsg{Text: "base backup of " + name + " started…"}
-		return m, backupCmd(m.ctx, m.eng, name)
-	case key.Matches(msg, m.keys.Pause):
-		return m, pauseCmd(m.ctx, m.eng, name, !m.status.Sources[m.sel].Paused)
 	}
-	return m, nil
+	if m.screen == nil {
+		if req := m.dash.request(msg); req != nil {
+			return m.Update(req)
+		}
+	}
+	return m.toFocused(msg)
 }
 
 // View implements tea.Model.
@@ -306,16 +292,7 @@ func (m Model) Render() string {
 	if m.banner != "" {
 		b.WriteString(wrapStyled(m.styles.Error, "! "+m.banner, m.width, 2) + "\n")
 	}
-	switch {
-	case m.screen != nil:
-		b.WriteString(m.screen.View())
-	case !m.loaded:
-		b.WriteString(m.styles.Muted.Render("reading status…") + "\n")
-	case m.err != nil:
-		b.WriteString(wrapStyled(m.styles.Error, "status unavailable: "+m.err.Error(), m.width, 2) + "\n")
-	default:
-		b.WriteString(dashboard(m.styles, m.status, m.sel, m.width, m.now()))
-	}
+	b.WriteString(m.focused().View())
 	body := strings.TrimRight(b.String(), "\n")
 	var foot strings.Builder
 	if m.askQuit {
@@ -366,35 +343,9 @@ func uptime(d time.Duration) string {
 }
 
 func (m Model) helpView() string {
-	var km help.KeyMap = m.keys
-	if m.screen != nil {
-		km = m.screen
-	}
+	var km help.KeyMap = m.focused()
 	if m.full {
 		return m.help.FullHelpView(km.FullHelp())
 	}
 	return m.help.ShortHelpView(km.ShortHelp())
-}
-
-func backupCmd(ctx context.Context, eng Engine, name string) tea.Cmd {
-	return func() tea.Msg {
-		b, err := eng.BackupNow(ctx, name)
-		if err != nil {
-			return NoticeMsg{Text: fmt.Sprintf("base backup of %s failed: %v", name, err), Err: true}
-		}
-		return NoticeMsg{Text: fmt.Sprintf("base backup of %s complete: %s at %s", name, b.ArtifactKey, b.ConsistentLSN)}
-	}
-}
-
-func pauseCmd(ctx context.Context, eng Engine, name string, pause bool) tea.Cmd {
-	return func() tea.Msg {
-		verb, f := "paused", eng.Pause
-		if !pause {
-			verb, f = "resumed", eng.Resume
-		}
-		if err := f(ctx, name); err != nil {
-			return NoticeMsg{Text: err.Error(), Err: true}
-		}
-		return NoticeMsg{Text: name + " " + verb}
-	}
 }

@@ -316,12 +316,12 @@ func TestDashboardKeys(t *testing.T) {
 	m := newModel(f)
 	m = run(t, m, m.fetch())
 	m, _ = update(t, m, press("down"))
-	if m.sel != 1 {
-		t.Fatalf("down: %d", m.sel)
+	if m.dash.sel != 1 {
+		t.Fatalf("down: %d", m.dash.sel)
 	}
 	m, _ = update(t, m, press("j"))
-	if m.sel != 1 {
-		t.Fatalf("down past the end: %d", m.sel)
+	if m.dash.sel != 1 {
+		t.Fatalf("down past the end: %d", m.dash.sel)
 	}
 	m, _ = update(t, m, press("k"))
 	m, cmd := update(t, m, press("b"))
@@ -345,6 +345,26 @@ func TestDashboardKeys(t *testing.T) {
 	_, cmd = update(t, m, tickMsg(clock))
 	if cmd == nil {
 		t.Fatal("tick must re-arm and fetch")
+	}
+}
+
+// The dashboard gets every status, also while another screen has the
+// focus: a source that went meanwhile does not stay selected.
+func TestDashboardSelectionFollowsStatusBehindAScreen(t *testing.T) {
+	f := sample()
+	m := newModel(f)
+	m = run(t, m, m.fetch())
+	m, _ = update(t, m, press("down"))
+	m = hit(t, m, "L")
+	f.st.Sources = f.st.Sources[:1]
+	m, _ = update(t, m, statusMsg{st: f.st})
+	if m.screen == nil || m.dash.sel != 0 {
+		t.Fatalf("a status behind the log: screen %T, selection %d", m.screen, m.dash.sel)
+	}
+	m = hit(t, m, "esc")
+	m = hit(t, m, "b")
+	if len(f.calls) != 1 || f.calls[0] != "backup orders" {
+		t.Fatalf("b after the selected source went: %v", f.calls)
 	}
 }
 

@@ -88,10 +88,10 @@ type restoreDoneMsg struct {
 	err error
 }
 
-func newWizardScreen(ctx context.Context, eng Engine, st styles.Styles, source string, at time.Time) Component {
-	w := &wizard{ctx: ctx, eng: eng, st: st, w: 80, h: 20, source: source}
+func newWizardScreen(c *common, source string, at time.Time) Component {
+	w := &wizard{ctx: c.ctx, eng: c.eng, st: c.styles, w: 80, h: 20, source: source}
 	w.keys = newWizardKeys()
-	if cfg := eng.Config(); cfg != nil {
+	if cfg := w.eng.Config(); cfg != nil {
 		for _, s := range cfg.Sources {
 			w.sources = append(w.sources, s.Name)
 		}
