@@ -55,7 +55,7 @@ func (d *dashboard) selected() string {
 }
 
 // Update takes the status and the keys the dashboard answers itself;
-// the keys that ask the root for something are request's.
+// the keys that ask the root for something go through request.
 func (d *dashboard) Update(msg tea.Msg) (Component, tea.Cmd) {
 	switch msg := msg.(type) {
 	case statusMsg:
