@@ -2,7 +2,6 @@ package sourcedb
 
 import (
 	"context"
-	"errors"
 	"path"
 	"strings"
 
@@ -144,43 +143,4 @@ func DescribeForm(pl *Plan) string {
 		return "FOR ALL TABLES"
 	}
 	return "FOR TABLE <explicit list>"
-}
-
-// Publication describes a publication already on the source.
-type Publication struct {
-	AllTables bool
-	ViaRoot   bool
-	Schemas   int // FOR TABLES IN SCHEMA entries (PostgreSQL 15+)
-	Tables    []string
-}
-
-// ReadPublication reads publication name; nil when it does not exist.
-func ReadPublication(ctx context.Context, conn *pgx.Conn, name string) (*Publication, error) {
-	var ep Publication
-	err := conn.QueryRow(ctx, `SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1`, name).Scan(&ep.AllTables, &ep.ViaRoot)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_publication_rel pr JOIN pg_publication pb ON pb.oid = pr.prpubid
-		JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pb.pubname = $1 ORDER BY 1`, name)
-	if err != nil {
-		return nil, err
-	}
-	ep.Tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	var hasNamespaces bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL`).Scan(&hasNamespaces); err != nil {
-		return nil, err
-	}
-	if hasNamespaces {
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1`, name).Scan(&ep.Schemas); err != nil {
-			return nil, err
-		}
-	}
-	return &ep, nil
 }
