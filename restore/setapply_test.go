@@ -280,7 +280,6 @@ func TestSetBasedApplyFallsBackWhereOrderMatters(t *testing.T) {
 // transactions sharing a target transaction) is applied again one change
 // at a time, and the error names that change's transaction, table and key.
 func TestSetBasedMismatchNamesTheRow(t *testing.T) {
-	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
 		bad  segment.Record
@@ -304,41 +303,17 @@ func TestSetBasedMismatchNamesTheRow(t *testing.T) {
 				{[]testChange{ch(segment.Record{T: segment.TypeUpdate, New: tv("2", "two")})}},
 				{[]testChange{ch(segment.Record{T: segment.TypeUpdate, New: tv("10", "TEN")}), {items, bad}}},
 			})
-			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-			err := p.segment(ctx, r)
-			if err == nil {
-				err = p.flush(ctx)
-			}
-			var re *ReplayError
-			if !errors.As(err, &re) {
-				t.Fatalf("replay: %v", err)
-			}
-			if p.netFallbacks != 1 {
-				t.Errorf("%d fallbacks to one by one, want 1", p.netFallbacks)
-			}
-			for _, want := range append([]string{"0/3000300", "public.items", tc.key}, tc.want...) {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not name %q", err, want)
-				}
-			}
+			failsOneByOne(t, db, r, append([]string{"0/3000300", "public.items", tc.key}, tc.want...)...)
 		})
 	}
 }
 
-// Inserts alone are not matched by key in the reducer: an insert of a
-// key inserted earlier in the batch fails on the target's primary key,
-// and the batch applied one by one names that row, as per-row replay
-// does.
-func TestRepeatedInsertInABatchNamesTheRow(t *testing.T) {
+// failsOneByOne replays r into db: a set-based statement must fail, the
+// batch be applied again one change at a time (one fallback), and the
+// ReplayError it ends with name every want.
+func failsOneByOne(t *testing.T, db string, r *segment.Reader, want ...string) {
+	t.Helper()
 	ctx := context.Background()
-	db := target.CreateDB(t)
-	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
-	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
-		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
-	ins := func(id, v string) testChange {
-		return testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(id, v)}}
-	}
-	r := testSegment(t, []testTx{{[]testChange{ins("1", "one"), ins("2", "two")}}, {[]testChange{ins("2", "again")}}})
 	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
 	err := p.segment(ctx, r)
 	if err == nil {
@@ -351,11 +326,27 @@ func TestRepeatedInsertInABatchNamesTheRow(t *testing.T) {
 	if p.netFallbacks != 1 {
 		t.Errorf("%d fallbacks to one by one, want 1", p.netFallbacks)
 	}
-	for _, want := range []string{"public.items", "id=2", "duplicate key"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not name %q", err, want)
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
 		}
 	}
+}
+
+// Inserts alone are not matched by key in the reducer: an insert of a
+// key inserted earlier in the batch fails on the target's primary key,
+// and the batch applied one by one names that row, as per-row replay
+// does.
+func TestRepeatedInsertInABatchNamesTheRow(t *testing.T) {
+	db := target.CreateDB(t)
+	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	ins := func(id, v string) testChange {
+		return testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(id, v)}}
+	}
+	r := testSegment(t, []testTx{{[]testChange{ins("1", "one"), ins("2", "two")}}, {[]testChange{ins("2", "again")}}})
+	failsOneByOne(t, db, r, "public.items", "id=2", "duplicate key")
 }
 
 // Random inserts, updates (some leaving a TOAST column unchanged, some
