@@ -21,13 +21,9 @@ func backupCommand() command {
 		name:    "backup",
 		summary: "take a base backup of a source now; asks the running btfu and waits until the backup is stored (Ctrl-C cancels it)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
-				if err != nil {
-					return err
-				}
-				cfg, err := loadConfig(path)
+				src, cfg, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}
@@ -63,13 +59,9 @@ func pauseCommand(pause bool) command {
 		name:    verb,
 		summary: summary,
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
-				if err != nil {
-					return err
-				}
-				cfg, err := loadConfig(path)
+				src, cfg, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}

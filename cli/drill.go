@@ -27,14 +27,10 @@ func drillCommand() command {
 		summary: "run a restore drill now: hash every published table at a fresh snapshot, restore to exactly that LSN into a scratch database on drill_target, compare, drop it; " +
 			"asks the running btfu, else streams the source in-process meanwhile",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			asJSON := fs.Bool("json", false, "print the drill's record as JSON")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
-				if err != nil {
-					return err
-				}
-				cfg, err := loadConfig(path)
+				src, cfg, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}

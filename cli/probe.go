@@ -21,10 +21,10 @@ func probeCommand() command {
 		name:    "probe",
 		summary: "check whether logical-tier recovery will work on a source and show what btfu would create (changes nothing); exits 1 when a check fails",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name from the config (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			asJSON := fs.Bool("json", false, "print the report as JSON")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
+				src, _, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}
@@ -55,10 +55,10 @@ func registerCommand() command {
 		name:    "register",
 		summary: "probe a source, show the plan, and create the publication and DDL-capture objects it announces (the slot comes with the first base backup); tables it adds to a backed-up source's publication get a base backup",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name from the config (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
+				src, cfg, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}
@@ -79,10 +79,6 @@ func registerCommand() command {
 					if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 						return errors.New("not registered: not confirmed")
 					}
-				}
-				cfg, err := loadConfig(path)
-				if err != nil {
-					return err
 				}
 				// Opened before the source changes: tables that join the
 				// publication of a source with backups are recorded there.
@@ -125,11 +121,7 @@ type stored struct {
 // openStored loads the config, picks the source and opens the metadata
 // store; the caller closes s.meta.
 func openStored(env *Env, path, name string, args []string) (*stored, error) {
-	src, err := pickSource(path, name, args)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := loadConfig(path)
+	src, cfg, err := pickSource(path, name, args)
 	if err != nil {
 		return nil, err
 	}
@@ -148,29 +140,36 @@ func openStored(env *Env, path, name string, args []string) (*stored, error) {
 	return &stored{cfg: cfg, src: src, meta: meta, rec: rec}, nil
 }
 
-// pickSource finds the source named by --source, or the only one.
-func pickSource(path, name string, args []string) (*config.Source, error) {
+// sourceFlag is --source, which pickSource reads.
+func sourceFlag(fs *flag.FlagSet) *string {
+	return fs.String("source", "", "source name from the config (may be omitted when there is only one)")
+}
+
+// pickSource loads the config at path and finds the source named by
+// --source, or the only one.
+func pickSource(path, name string, args []string) (*config.Source, *config.Config, error) {
 	if len(args) > 0 {
-		return nil, usageErr("unexpected argument %q; name the source with --source", args[0])
+		return nil, nil, usageErr("unexpected argument %q; name the source with --source", args[0])
 	}
 	cfg, err := loadConfig(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if name == "" {
 		if len(cfg.Sources) == 1 {
-			return &cfg.Sources[0], nil
+			return &cfg.Sources[0], cfg, nil
 		}
 		var names []string
 		for _, s := range cfg.Sources {
 			names = append(names, s.Name)
 		}
 		if len(names) == 0 {
-			return nil, fmt.Errorf("%s has no [[source]]; add one with name and dsn", path)
+			return nil, nil, fmt.Errorf("%s has no [[source]]; add one with name and dsn", path)
 		}
-		return nil, usageErr("several sources configured (%s); choose one with --source NAME", strings.Join(names, ", "))
+		return nil, nil, usageErr("several sources configured (%s); choose one with --source NAME", strings.Join(names, ", "))
 	}
-	return cfg.Source(name)
+	src, err := cfg.Source(name)
+	return src, cfg, err
 }
 
 func printReport(w io.Writer, r *probe.Report) {

@@ -22,7 +22,7 @@ func restoreCommand() command {
 		name:    "restore",
 		summary: "restore a source into an empty database, as it was at a time or LSN (or its latest stored state)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			targetDSN := fs.String("target", "", "connection string of the EMPTY database to restore into (never the source); default: the source's restore_target")
 			at := fs.String("time", "", "restore every transaction committed at or before this time, with a zone, e.g. '2026-11-23 14:05:00+00' or RFC 3339, or relative to now: '5m ago'")
 			lsn := fs.String("lsn", "", "restore every transaction ending at or before this LSN, e.g. 0/3000060")

@@ -23,7 +23,7 @@ func retentionCommand() command {
 		name:    "retention",
 		summary: "apply a source's retention now, or with --dry-run show what would go and why (per base backup and segment range)",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			dryRun := fs.Bool("dry-run", false, "only show what would be kept (by which rule) and deleted (why); delete nothing")
 			return func(env *Env, path string, args []string) error {
 				st, err := openStored(env, path, *name, args)

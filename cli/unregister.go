@@ -25,15 +25,11 @@ func unregisterCommand() command {
 		name:    "unregister",
 		summary: "remove what btfu created on a source (slots, publication, DDL capture and its schema) and end its chain; stored backups are kept",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			yes := fs.Bool("yes", false, "do not ask for confirmation (required without a terminal)")
 			identity := fs.Bool("restore-replica-identity", false, "put back the replica identity of the tables btfu set to REPLICA IDENTITY FULL (listed in "+sourcedb.IdentityTable+")")
 			return func(env *Env, path string, args []string) error {
-				src, err := pickSource(path, *name, args)
-				if err != nil {
-					return err
-				}
-				cfg, err := loadConfig(path)
+				src, cfg, err := pickSource(path, *name, args)
 				if err != nil {
 					return err
 				}

@@ -24,7 +24,7 @@ func verifyCommand() command {
 		name:    "verify",
 		summary: "check every stored artifact of a source (checksums, readability, chain continuity, pg_restore --list) and show coverage; exits 1 on any problem",
 		flags: func(fs *flag.FlagSet) func(*Env, string, []string) error {
-			name := fs.String("source", "", "source name (may be omitted when there is only one)")
+			name := sourceFlag(fs)
 			restoreTest := fs.String("restore-test", "", "also restore the latest state into this EMPTY scratch database and compare row counts per table with the source")
 			identity := identityFlag(fs)
 			return func(env *Env, path string, args []string) error {
