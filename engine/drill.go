@@ -144,27 +144,17 @@ func (e *Engine) scheduleDrills(ctx context.Context, sc *config.Source) (stop fu
 	if config.DrillOff(sc.DrillSchedule) {
 		return func() {}, nil
 	}
-	loc, err := time.LoadLocation(sc.Timezone)
-	if err != nil {
-		return nil, fmt.Errorf("source.%s.timezone: %w", sc.Name, err)
-	}
-	s, err := gocron.NewScheduler(gocron.WithLocation(loc))
+	job, stopJob, err := cronJob(sc, "drill_schedule", sc.DrillSchedule, func() {
+		// Failures are events (drill.failed) already.
+		_, _ = e.Drill(ctx, sc.Name, "schedule")
+	})
 	if err != nil {
 		return nil, err
 	}
-	job, err := s.NewJob(gocron.CronJob(sc.DrillSchedule, false), gocron.NewTask(func() {
-		// Failures are events (drill.failed) already.
-		_, _ = e.Drill(ctx, sc.Name, "schedule")
-	}), gocron.WithSingletonMode(gocron.LimitModeReschedule))
-	if err != nil {
-		s.Shutdown()
-		return nil, fmt.Errorf("source.%s.drill_schedule: %w", sc.Name, err)
-	}
-	s.Start()
 	e.drills.setJob(sc.Name, job)
 	return func() {
 		e.drills.setJob(sc.Name, nil)
-		_ = s.Shutdown()
+		stopJob()
 	}, nil
 }
 

@@ -112,31 +112,42 @@ func (e *Engine) schedule(r *runner, w *capture.Worker) (stop func(), err error)
 	if config.ScheduleOff(sc.Schedule) {
 		return func() {}, nil
 	}
-	loc, err := time.LoadLocation(sc.Timezone)
-	if err != nil {
-		return nil, fmt.Errorf("source.%s.timezone: %w", sc.Name, err)
-	}
-	s, err := gocron.NewScheduler(gocron.WithLocation(loc))
-	if err != nil {
-		return nil, err
-	}
-	job, err := s.NewJob(gocron.CronJob(sc.Schedule, false), gocron.NewTask(func() {
+	job, stop, err := cronJob(sc, "schedule", sc.Schedule, func() {
 		ctx := context.Background()
 		if _, err := w.BackupNow(ctx); err != nil {
 			e.Event(ctx, w.SourceID, slog.LevelError, kind.BackupFailed, "scheduled base backup failed: "+err.Error(), map[string]string{"source": sc.Name})
 		}
-	}), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	})
 	if err != nil {
-		s.Shutdown()
-		return nil, fmt.Errorf("source.%s.schedule: %w", sc.Name, err)
+		return nil, err
 	}
-	s.Start()
 	if next, err := job.NextRun(); err == nil {
 		r.mu.Lock()
 		r.next = next
 		r.mu.Unlock()
 	}
-	return func() { _ = s.Shutdown() }, nil
+	return stop, nil
+}
+
+// cronJob runs task on the five-field cron spec (config key key of
+// source sc) in the source's time zone, never two at once (a run still
+// going when the next is due moves it on), until stop is called.
+func cronJob(sc *config.Source, key, spec string, task func()) (job gocron.Job, stop func(), err error) {
+	loc, err := time.LoadLocation(sc.Timezone)
+	if err != nil {
+		return nil, nil, fmt.Errorf("source.%s.timezone: %w", sc.Name, err)
+	}
+	s, err := gocron.NewScheduler(gocron.WithLocation(loc))
+	if err != nil {
+		return nil, nil, err
+	}
+	job, err = s.NewJob(gocron.CronJob(spec, false), gocron.NewTask(task), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	if err != nil {
+		s.Shutdown()
+		return nil, nil, fmt.Errorf("source.%s.%s: %w", sc.Name, key, err)
+	}
+	s.Start()
+	return job, func() { _ = s.Shutdown() }, nil
 }
 
 // afterBackup records the base backup and applies retention.
