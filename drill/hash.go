@@ -22,10 +22,10 @@ import (
 // pg_upgrade keeps hash partitions; on a million rows of 170 bytes it
 // costs 1.7 s where md5 of each row cost 4 s.
 
-// sessionSettings fix every setting that changes a value's text form, so
+// TextSettings fix every setting that changes a value's text form, so
 // the same rows hash the same on the source and in the scratch database,
 // whatever the databases' or roles' defaults.
-var sessionSettings = []string{
+var TextSettings = []string{
 	"SET search_path = pg_catalog",
 	"SET DateStyle = 'ISO, MDY'",
 	"SET TimeZone = 'UTC'",
@@ -39,7 +39,7 @@ var sessionSettings = []string{
 }
 
 func setSession(ctx context.Context, conn *pgx.Conn) error {
-	for _, s := range sessionSettings {
+	for _, s := range TextSettings {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}

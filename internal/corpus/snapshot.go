@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/btfu/btfu/drill"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -92,21 +93,10 @@ var objectQueries = map[string]string{
 // ObjectKinds is the order kinds are reported in.
 var ObjectKinds = []string{"tables", "views", "materialized views", "sequences", "indexes", "foreign tables", "functions", "types", "triggers", "rules", "policies"}
 
-// sessionSettings fix every setting that changes a value's text form, so
-// the same rows hash the same in any database.
-var sessionSettings = []string{
-	"SET statement_timeout = '5min'",
-	"SET search_path = pg_catalog",
-	"SET DateStyle = 'ISO, MDY'",
-	"SET TimeZone = 'UTC'",
-	"SET IntervalStyle = 'postgres'",
-	"SET extra_float_digits = 1",
-	"SET bytea_output = 'hex'",
-	"SET lc_monetary = 'C'",
-	"SET lc_numeric = 'C'",
-	"SET xmloption = 'content'",
-	"SET row_security = off",
-}
+// sessionSettings fix every setting that changes a value's text form
+// (drill's), so the same rows hash the same in any database, and bound
+// each statement.
+var sessionSettings = append([]string{"SET statement_timeout = '5min'"}, drill.TextSettings...)
 
 // TakeSnapshot reads db (a DSN) in one repeatable-read transaction, so
 // the LSN, the hashes and the names are of one moment.
