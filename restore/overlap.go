@@ -7,15 +7,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// A set-based batch ends with the COPY of its inserts, which the target
-// works on for as long as reading and reducing the next batch takes. So
-// the batch's last COPY runs on a goroutine while the replayer goes on
-// (netPending), and the connection's next use waits for it first: every
+// A set-based batch's statements (its DELETEs, UPDATEs and COPYs) keep
+// the target busy for as long as reading and reducing the next batch
+// takes. So they run on a goroutine while the replayer goes on
+// (netPending), and the connection's next use waits for them first: every
 // use goes through settledTx, which settles the pending batch (its count
 // checked, its savepoint released, or rolled back and applied one change
 // at a time) before the statement. At most one batch is pending.
 
-// netPending is a batch whose last COPY is still running.
+// netPending is a batch whose statements are still running.
 type netPending struct {
 	b    netBuffer
 	done chan error // the COPY's result, once

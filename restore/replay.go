@@ -94,10 +94,10 @@ type replayer struct {
 	copied    int64 // rows sent with COPY
 	batch     *pgx.Batch
 	pending   []queued
-	// pendingNet: the set-based batch whose last COPY still runs
+	// pendingNet: the set-based batch whose statements still run
 	// (overlap.go)
 	pendingNet    *netPending
-	overlapCopied int64 // rows its COPY stored, once done
+	overlapCopied int64 // rows its COPYs stored, once done
 	run           *insertRun
 	leftOut       map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
 	// gone: tables that joined after the base and were dropped before the

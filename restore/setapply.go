@@ -225,19 +225,40 @@ func (p *replayer) applyNet(ctx context.Context) error {
 	if _, err := p.tx.Exec(ctx, "SAVEPOINT btfu_net"); err != nil {
 		return err
 	}
-	var failed error
-	var last chan error
+	// How each table's values are matched is read from the target's
+	// catalog here; the batch's statements then run on a goroutine of
+	// their own while the next batch is read (overlap.go).
+	hows := make([][]typeInfo, len(b.order))
 	for n, t := range b.order {
-		if last, failed = p.applyNetTable(ctx, t, sets[n], n == len(b.order)-1); failed != nil {
-			break
+		how, err := p.matches(ctx, t.rel)
+		if err != nil {
+			return p.finishNet(ctx, b, err)
 		}
+		hows[n] = how
 	}
-	if failed == nil && last != nil {
-		// The batch's last COPY runs on while the next batch is read.
-		p.pendingNet = &netPending{b: b, done: last}
-		return nil
+	tx := p.tx
+	if st, ok := tx.(*settledTx); ok {
+		tx = st.Tx
 	}
-	return p.finishNet(ctx, b, failed)
+	pg := p.conn.PgConn()
+	done := make(chan error, 1)
+	p.overlapCopied = 0
+	go func() {
+		var copied int64
+		var err error
+		for n, t := range b.order {
+			var c int64
+			c, err = applyNetTable(ctx, tx, pg, t, sets[n], hows[n])
+			copied += c
+			if err != nil {
+				break
+			}
+		}
+		p.overlapCopied = copied // read after done
+		done <- err
+	}()
+	p.pendingNet = &netPending{b: b, done: done}
+	return nil
 }
 
 // finishNet releases a batch's savepoint, or, when a set-based statement
@@ -289,15 +310,12 @@ func (p *replayer) reuse(b netBuffer) {
 	p.spareRecs = b.recs[:0]
 }
 
-// applyNetTable applies one table's net changes: deletes, then updates
-// per set of columns, then inserts per set of columns. With last (the
-// batch's last table) its last COPY is started and left running: its
-// result comes on the channel returned.
-func (p *replayer) applyNetTable(ctx context.Context, t *netTable, s netSet, last bool) (chan error, error) {
-	how, err := p.matches(ctx, t.rel)
-	if err != nil {
-		return nil, err
-	}
+// applyNetTable applies one table's net changes on tx (pg for COPY):
+// deletes, then updates per set of columns, then inserts per set of
+// columns; how is p.matches of its relation. It returns the rows COPY
+// stored. It runs on the batch's goroutine: it touches only its
+// arguments.
+func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTable, s netSet, how []typeInfo) (int64, error) {
 	cols := t.rel.Columns
 	tbl := table(t.rel)
 	// The key columns are matched with '=' (a replica identity index has
@@ -350,7 +368,7 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable, s netSet, las
 		if len(want) == 0 {
 			return nil
 		}
-		br := p.tx.SendBatch(ctx, batch)
+		br := tx.SendBatch(ctx, batch)
 		defer br.Close()
 		for n, w := range want {
 			tag, err := br.Exec()
@@ -378,27 +396,17 @@ func (p *replayer) applyNetTable(ctx context.Context, t *netTable, s netSet, las
 		exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals)
 	}
 	if err := sendBatch(); err != nil {
-		return nil, err
+		return 0, err
 	}
-	for n, g := range s.inserts {
-		if last && n == len(s.inserts)-1 {
-			done := make(chan error, 1)
-			pg := p.conn.PgConn()
-			p.overlapCopied = 0
-			go func() {
-				c, err := netCopy(ctx, pg, t, g)
-				p.overlapCopied = c // read after done
-				done <- err
-			}()
-			return done, nil
-		}
-		c, err := netCopy(ctx, p.conn.PgConn(), t, g)
-		p.copied += c
+	var copied int64
+	for _, g := range s.inserts {
+		c, err := netCopy(ctx, pg, t, g)
+		copied += c
 		if err != nil {
-			return nil, err
+			return copied, err
 		}
 	}
-	return nil, nil
+	return copied, nil
 }
 
 // render writes the group's rows as COPY text, in parts of about
@@ -434,9 +442,8 @@ func (g *netGroup) render(t *netTable) {
 }
 
 // netCopy inserts a group's rows with COPY, one statement per part of
-// its text (render), and returns how many it stored. It may run on a
-// goroutine of its own (the batch's last COPY): it touches only pg, t
-// and g.
+// its text (render), and returns how many it stored. It runs on the
+// batch's goroutine: it touches only pg, t and g.
 func netCopy(ctx context.Context, pg *pgconn.PgConn, t *netTable, g netGroup) (int64, error) {
 	var names []string
 	for _, i := range g.cols {

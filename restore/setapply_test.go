@@ -462,36 +462,52 @@ func TestReadAheadKeepsEachChangesRelation(t *testing.T) {
 	}
 }
 
-// A batch's last COPY runs on while replay reads on: applyNet leaves it
-// pending, and the next use of the connection (here the commit) waits for
-// it, counts its rows and releases its savepoint.
-func TestLastCopyOfABatchOverlapsTheNextRead(t *testing.T) {
-	ctx := context.Background()
-	db := target.CreateDB(t)
-	target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
-	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
-		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
-	var changes []testChange
-	for i := 1; i <= 3; i++ {
-		changes = append(changes, testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(i), "v")}})
-	}
-	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-	if err := p.segment(ctx, testSegment(t, []testTx{{changes}})); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.applyNet(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p.pendingNet == nil {
-		t.Fatal("the batch's COPY did not run on: nothing pending after applyNet")
-	}
-	if err := p.flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if p.pendingNet != nil || p.copied != 3 || p.netRows != 3 {
-		t.Fatalf("after the commit: pending %v, %d rows copied, %d set-based; want none pending, 3 and 3", p.pendingNet != nil, p.copied, p.netRows)
-	}
-	if n := pgtest.QueryValue[int64](t, target, db, "SELECT count(*) FROM items"); n != 3 {
-		t.Fatalf("%d rows in the target", n)
+// A batch's statements (its COPY, its UPDATEs) run on while the next
+// batch is read, and the commit waits for them: the target then holds
+// them, counted.
+func TestBatchStatementsOverlapTheNextRead(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		op     string
+		copied int64
+		want   string
+	}{
+		{"COPY of inserts", segment.TypeInsert, 3, "3 rows, 3 new"},
+		{"UPDATEs", segment.TypeUpdate, 0, "3 rows, 3 new"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := target.CreateDB(t)
+			target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
+			if tc.op == segment.TypeUpdate {
+				target.Exec(t, db, "INSERT INTO items SELECT g, 'old' FROM generate_series(1, 3) g")
+			}
+			items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+				{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+			var changes []testChange
+			for i := 1; i <= 3; i++ {
+				changes = append(changes, testChange{items, segment.Record{T: tc.op, RelOID: items.OID, New: tv(fmt.Sprint(i), "new")}})
+			}
+			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+			if err := p.segment(ctx, testSegment(t, []testTx{{changes}})); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.applyNet(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if p.pendingNet == nil {
+				t.Fatal("the batch's statements did not run on: nothing pending after applyNet")
+			}
+			if err := p.flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if p.pendingNet != nil || p.copied != tc.copied || p.netRows != 3 {
+				t.Fatalf("after the commit: pending %v, %d rows copied, %d set-based; want none pending, %d and 3", p.pendingNet != nil, p.copied, p.netRows, tc.copied)
+			}
+			got := pgtest.QueryValue[string](t, target, db, "SELECT count(*) || ' rows, ' || count(*) FILTER (WHERE v = 'new') || ' new' FROM items")
+			if got != tc.want {
+				t.Fatalf("the target holds %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
