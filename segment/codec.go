@@ -631,87 +631,70 @@ func decodeLine(r *Record, line []byte, slab *valueSlab) bool {
 	if len(line) <= shareMax {
 		d.s = string(line)
 	}
-	if !d.next('{') {
-		return false
-	}
-	if !d.next('}') {
-		var seen uint32
-		for {
-			k, ok := d.key()
-			if !ok {
-				return false
-			}
-			var f uint32
-			switch string(k) {
-			case "t":
-				f = fT
-				r.T, ok = d.str()
-			case "rel":
-				f = fRel
-				r.Relation, ok = d.relation()
-			case "xid":
-				f = fXID
-				r.XID, ok = d.uint32()
-			case "lsn":
-				f = fLSN
-				r.CommitLSN, ok = d.lsn()
-			case "end":
-				f = fEnd
-				r.EndLSN, ok = d.lsn()
-			case "time":
-				f = fTime
-				r.CommitTime, ok = d.time()
-			case "n":
-				f = fN
-				r.Changes, ok = d.int()
-			case "o":
-				f = fO
-				r.Ordinal, ok = d.int()
-			case "r":
-				f = fR
-				r.RelOID, ok = d.uint32()
-			case "old":
-				f = fOld
-				r.Old, ok = d.values()
-			case "old_kind":
-				f = fOldKind
-				r.OldKind, ok = d.str()
-			case "new":
-				f = fNew
-				r.New, ok = d.values()
-			case "rels":
-				f = fRels
-				r.RelOIDs, ok = d.oids()
-			case "cascade":
-				f = fCascade
-				r.Cascade, ok = d.bool()
-			case "restart_identity":
-				f = fRestartIdentity
-				r.RestartIdentity, ok = d.bool()
-			case "prefix":
-				f = fPrefix
-				r.Prefix, ok = d.str()
-			case "content":
-				f = fContent
-				r.Content, ok = d.str()
-			case "sql":
-				f = fSQL
-				r.SQL, ok = d.str()
-			case "note":
-				f = fNote
-				r.Note, ok = d.str()
-			}
-			if !ok || f == 0 || seen&f != 0 {
-				return false
-			}
-			seen |= f
-			if d.next('}') {
-				break
-			}
-			if !d.next(',') {
-				return false
-			}
+	ok := d.object(func(k []byte) (f uint32, ok bool) {
+		switch string(k) {
+		case "t":
+			f = fT
+			r.T, ok = d.str()
+		case "rel":
+			f = fRel
+			r.Relation, ok = d.relation()
+		case "xid":
+			f = fXID
+			r.XID, ok = d.uint32()
+		case "lsn":
+			f = fLSN
+			r.CommitLSN, ok = d.lsn()
+		case "end":
+			f = fEnd
+			r.EndLSN, ok = d.lsn()
+		case "time":
+			f = fTime
+			r.CommitTime, ok = d.time()
+		case "n":
+			f = fN
+			r.Changes, ok = d.int()
+		case "o":
+			f = fO
+			r.Ordinal, ok = d.int()
+		case "r":
+			f = fR
+			r.RelOID, ok = d.uint32()
+		case "old":
+			f = fOld
+			r.Old, ok = d.values()
+		case "old_kind":
+			f = fOldKind
+			r.OldKind, ok = d.str()
+		case "new":
+			f = fNew
+			r.New, ok = d.values()
+		case "rels":
+			f = fRels
+			r.RelOIDs, ok = d.oids()
+		case "cascade":
+			f = fCascade
+			r.Cascade, ok = d.bool()
+		case "restart_identity":
+			f = fRestartIdentity
+			r.RestartIdentity, ok = d.bool()
+		case "prefix":
+			f = fPrefix
+			r.Prefix, ok = d.str()
+		case "content":
+			f = fContent
+			r.Content, ok = d.str()
+		case "sql":
+			f = fSQL
+			r.SQL, ok = d.str()
+		case "note":
+			f = fNote
+			r.Note, ok = d.str()
 		}
+		return f, ok
+	})
+	if !ok {
+		return false
 	}
 	for ; d.i < len(d.b); d.i++ {
 		switch d.b[d.i] {
@@ -847,21 +830,39 @@ func (d *lineDecoder) oids() ([]uint32, bool) {
 	}
 }
 
-func (d *lineDecoder) relation() (*Relation, bool) {
+// object reads {"key":value,...}. field reads the value of key k and
+// returns the key's flag, 0 for a key it does not know; an unknown or
+// repeated key, or a value field could not read, is false.
+func (d *lineDecoder) object(field func(k []byte) (uint32, bool)) bool {
 	if !d.next('{') {
-		return nil, false
+		return false
 	}
-	rel := new(Relation)
 	if d.next('}') {
-		return rel, true
+		return true
 	}
 	var seen uint32
 	for {
 		k, ok := d.key()
 		if !ok {
-			return nil, false
+			return false
 		}
-		var f uint32
+		f, ok := field(k)
+		if !ok || f == 0 || seen&f != 0 {
+			return false
+		}
+		seen |= f
+		if d.next('}') {
+			return true
+		}
+		if !d.next(',') {
+			return false
+		}
+	}
+}
+
+func (d *lineDecoder) relation() (*Relation, bool) {
+	rel := new(Relation)
+	ok := d.object(func(k []byte) (f uint32, ok bool) {
 		switch string(k) {
 		case "oid":
 			f = 1
@@ -879,17 +880,12 @@ func (d *lineDecoder) relation() (*Relation, bool) {
 			f = 16
 			rel.Columns, ok = d.columns()
 		}
-		if !ok || f == 0 || seen&f != 0 {
-			return nil, false
-		}
-		seen |= f
-		if d.next('}') {
-			return rel, true
-		}
-		if !d.next(',') {
-			return nil, false
-		}
+		return f, ok
+	})
+	if !ok {
+		return nil, false
 	}
+	return rel, true
 }
 
 func (d *lineDecoder) columns() ([]Column, bool) {
@@ -904,46 +900,29 @@ func (d *lineDecoder) columns() ([]Column, bool) {
 		return cols, true
 	}
 	for {
-		if !d.next('{') {
-			return nil, false
-		}
 		var c Column
-		if !d.next('}') {
-			var seen uint32
-			for {
-				k, ok := d.key()
-				if !ok {
-					return nil, false
-				}
-				var f uint32
-				switch string(k) {
-				case "name":
-					f = 1
-					c.Name, ok = d.str()
-				case "type_oid":
-					f = 2
-					c.TypeOID, ok = d.uint32()
-				case "type":
-					f = 4
-					c.Type, ok = d.str()
-				case "typmod":
-					f = 8
-					c.TypMod, ok = d.int32()
-				case "key":
-					f = 16
-					c.Key, ok = d.bool()
-				}
-				if !ok || f == 0 || seen&f != 0 {
-					return nil, false
-				}
-				seen |= f
-				if d.next('}') {
-					break
-				}
-				if !d.next(',') {
-					return nil, false
-				}
+		ok := d.object(func(k []byte) (f uint32, ok bool) {
+			switch string(k) {
+			case "name":
+				f = 1
+				c.Name, ok = d.str()
+			case "type_oid":
+				f = 2
+				c.TypeOID, ok = d.uint32()
+			case "type":
+				f = 4
+				c.Type, ok = d.str()
+			case "typmod":
+				f = 8
+				c.TypMod, ok = d.int32()
+			case "key":
+				f = 16
+				c.Key, ok = d.bool()
 			}
+			return f, ok
+		})
+		if !ok {
+			return nil, false
 		}
 		cols = append(cols, c)
 		if d.next(']') {
