@@ -416,8 +416,8 @@ func (g *netGroup) render(t *netTable) {
 	rows := 0
 	cut := func() {
 		if rows > 0 {
-			g.copy = append(g.copy, copyPart{data: bytes.Clone(buf.Bytes()), rows: rows})
-			buf.Reset()
+			g.copy = append(g.copy, copyPart{data: buf.Bytes(), rows: rows})
+			buf = bytes.Buffer{} // the part keeps its bytes
 			rows = 0
 		}
 	}
