@@ -3,6 +3,7 @@ package segment
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A reflection-free codec for records (issue 14): encoding/json spends
@@ -307,11 +309,11 @@ func (r *Record) UnmarshalLine(line []byte) error {
 	return r.unmarshalLine(line, nil)
 }
 
-// unmarshalLine is UnmarshalLine taking the value slices from slab (nil:
-// one allocation each).
-func (r *Record) unmarshalLine(line []byte, slab *valueSlab) error {
+// unmarshalLine is UnmarshalLine taking what the record holds from slabs
+// (nil: an allocation each).
+func (r *Record) unmarshalLine(line []byte, sl *slabs) error {
 	*r = Record{}
-	if decodeLine(r, line, slab) {
+	if decodeLine(r, line, sl) {
 		return nil
 	}
 	// A copy, so that r does not escape to the heap on every call.
@@ -327,26 +329,63 @@ func (r *Record) unmarshalLine(line []byte, slab *valueSlab) error {
 const shareMax = 64 << 10
 
 type lineDecoder struct {
-	b    []byte
-	s    string // b as a string, when len(b) <= shareMax
-	i    int
-	slab *valueSlab
+	b  []byte
+	s  string // b as a string, when len(b) <= shareMax
+	i  int
+	sl *slabs
 }
 
-// valueSlab hands out the value slices of records from larger
-// allocations (a reader decodes millions of small ones).
-type valueSlab []Value
+// slabs hand out the value slices and the text of a reader's records
+// from larger allocations (a reader decodes millions of small records).
+type slabs struct {
+	vals []Value
+	text []byte // copies of change lines; their values' strings point into it
+}
 
-func (s *valueSlab) take(n int) []Value {
+// textSlab is the size of a text slab: a string kept from one change
+// keeps at most this much memory alive.
+const textSlab = 32 << 10
+
+func (s *slabs) values(n int) []Value {
 	if s == nil || n > 64 {
 		return make([]Value, n)
 	}
-	if len(*s) < n {
-		*s = make([]Value, 1024)
+	if len(s.vals) < n {
+		s.vals = make([]Value, 1024)
 	}
-	v := (*s)[:n:n]
-	*s = (*s)[n:]
+	v := s.vals[:n:n]
+	s.vals = s.vals[n:]
 	return v
+}
+
+// lineText is line as a string. A small change line (most of a segment)
+// is copied into the current text slab; any other line, a relation's or a
+// DDL's (kept for as long as the reader), gets an allocation of its own.
+func (s *slabs) lineText(line []byte) string {
+	if s == nil || len(line) > textSlab/8 || !isChangeLine(line) {
+		return string(line)
+	}
+	if cap(s.text)-len(s.text) < len(line) {
+		s.text = make([]byte, 0, textSlab)
+	}
+	off := len(s.text)
+	s.text = append(s.text, line...)
+	// The slab's bytes are never written again once appended.
+	return unsafe.String(&s.text[off], len(line))
+}
+
+// isChangeLine: line starts as AppendRecord starts an insert, update or
+// delete.
+func isChangeLine(line []byte) bool {
+	const p = `{"t":"`
+	if len(line) < len(p)+2 || string(line[:len(p)]) != p || line[len(p)+1] != '"' {
+		return false
+	}
+	switch line[len(p)] {
+	case 'i', 'u', 'd':
+		return true
+	}
+	return false
 }
 
 // sub is b[i:j] as a string.
@@ -410,6 +449,10 @@ func (d *lineDecoder) str() (string, bool) {
 	}
 	start, ascii := d.i, true
 	for i := start; i < len(d.b); i++ {
+		i += plainRun(d.b[i:])
+		if i >= len(d.b) {
+			break
+		}
 		switch c := d.b[i]; {
 		case c == '"':
 			if !ascii && !utf8.Valid(d.b[start:i]) {
@@ -421,11 +464,35 @@ func (d *lineDecoder) str() (string, bool) {
 			return d.strEscaped(start)
 		case c < 0x20:
 			return "", false
-		case c >= utf8.RuneSelf:
+		default: // c >= utf8.RuneSelf
 			ascii = false
 		}
 	}
 	return "", false
+}
+
+// plainRun is how many bytes b starts with that a JSON string holds as
+// they are: printable ASCII other than '"' and '\\'. It looks at eight
+// bytes at a time (a value's text is most of a segment's bytes).
+func plainRun(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q := w ^ (ones * '"')
+		s := w ^ (ones * '\\')
+		// A byte is flagged when it is zero in q or s (the classic
+		// "has zero byte" test), below 0x20, or has its high bit set.
+		if ((q-ones)&^q|(s-ones)&^s|(w-ones*0x20)&^w|w)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			break
+		}
+	}
+	return i
 }
 
 func (d *lineDecoder) strEscaped(start int) (string, bool) {
@@ -626,10 +693,10 @@ const (
 
 // decodeLine decodes what AppendRecord writes (its fields in any order)
 // into the zero record r; false means "not that, ask json.Unmarshal".
-func decodeLine(r *Record, line []byte, slab *valueSlab) bool {
-	d := lineDecoder{b: line, slab: slab}
+func decodeLine(r *Record, line []byte, sl *slabs) bool {
+	d := lineDecoder{b: line, sl: sl}
 	if len(line) <= shareMax {
-		d.s = string(line)
+		d.s = sl.lineText(line)
 	}
 	ok := d.object(func(k []byte) (f uint32, ok bool) {
 		switch string(k) {
@@ -775,7 +842,7 @@ func (d *lineDecoder) values() ([]Value, bool) {
 			return nil, false
 		}
 	}
-	out := d.slab.take(len(vals))
+	out := d.sl.values(len(vals))
 	copy(out, vals)
 	return out, true
 }

@@ -305,7 +305,46 @@ func checkUnmarshalLine(t *testing.T, line []byte) *Record {
 	case !reflect.DeepEqual(got, want):
 		t.Fatalf("line %q:\n got %#v\nwant %#v", line, got, want)
 	}
+	// As a reader decodes: from slabs, out of a buffer it then reuses.
+	var sl slabs
+	buf := bytes.Clone(line)
+	var fromSlabs Record
+	if err := fromSlabs.unmarshalLine(buf, &sl); err != nil {
+		t.Fatalf("line %q: from slabs: %v", line, err)
+	}
+	for i := range buf {
+		buf[i] = 'X'
+	}
+	if !reflect.DeepEqual(fromSlabs, want) {
+		t.Fatalf("line %q from slabs, its buffer since overwritten:\n got %#v\nwant %#v", line, fromSlabs, want)
+	}
 	return &got
+}
+
+// plainRun and its eight-bytes-at-a-time test agree with a byte loop
+// for every byte at every place in a word and across words.
+func TestPlainRun(t *testing.T) {
+	slow := func(b []byte) int {
+		for i, c := range b {
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return i
+			}
+		}
+		return len(b)
+	}
+	for c := 0; c < 256; c++ {
+		for n := 0; n <= 24; n++ {
+			for at := 0; at <= n; at++ {
+				b := bytes.Repeat([]byte("a"), n)
+				if at < n {
+					b[at] = byte(c)
+				}
+				if got, want := plainRun(b), slow(b); got != want {
+					t.Fatalf("plainRun(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
 }
 
 // validUTF8 is what encoding/json makes of a string: each invalid byte

@@ -23,7 +23,7 @@ type Reader struct {
 	done   bool
 	// records and values are handed out from slabs (many per allocation)
 	recs      []Record
-	vals      valueSlab
+	slabs     slabs
 	unmarshal func(*Record, []byte) error
 }
 
@@ -34,7 +34,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, err
 	}
 	sr := &Reader{zr: zr, br: bufio.NewReaderSize(zr, 256<<10), rels: map[uint32]*Relation{}}
-	sr.unmarshal = func(rec *Record, line []byte) error { return rec.unmarshalLine(line, &sr.vals) }
+	sr.unmarshal = func(rec *Record, line []byte) error { return rec.unmarshalLine(line, &sr.slabs) }
 	if err := next(sr, &sr.Header, func(h *Header, line []byte) error { return json.Unmarshal(line, h) }); err != nil {
 		zr.Close()
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
