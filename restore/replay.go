@@ -877,6 +877,10 @@ func (r *insertRun) copyError(err error) error {
 func copyEscape(b *bytes.Buffer, s string) {
 	start := 0
 	for i := 0; i < len(s); i++ {
+		i += copyPlain(s[i:])
+		if i >= len(s) {
+			break
+		}
 		var esc string
 		switch s[i] {
 		case '\\':
@@ -895,6 +899,29 @@ func copyEscape(b *bytes.Buffer, s string) {
 		start = i + 1
 	}
 	b.WriteString(s[start:])
+}
+
+// copyPlain is how many bytes s starts with that are certainly not
+// escaped in COPY text: none is '\\' or a control character. It looks at
+// eight bytes at a time (values are most of what replay sends).
+func copyPlain(s string) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		b := w ^ (ones * '\\')
+		// a zero byte in b (the classic test), or a byte below 0x20
+		if ((b-ones)&^b|(w-ones*0x20)&^w)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return i
 }
 
 // unreadable says why the target cannot take a change's values, "" when

@@ -36,6 +36,32 @@ func TestCopyEscape(t *testing.T) {
 	}
 }
 
+// copyPlain's eight-bytes-at-a-time test agrees with a byte loop for
+// every byte at every place in a word and across words.
+func TestCopyPlain(t *testing.T) {
+	slow := func(s string) int {
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\\' || s[i] < 0x20 {
+				return i
+			}
+		}
+		return len(s)
+	}
+	for c := 0; c < 256; c++ {
+		for n := 0; n <= 24; n++ {
+			for at := 0; at <= n; at++ {
+				b := bytes.Repeat([]byte("a"), n)
+				if at < n {
+					b[at] = byte(c)
+				}
+				if got, want := copyPlain(string(b)), slow(string(b)); got != want {
+					t.Fatalf("copyPlain(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+}
+
 // Runs of inserts go through COPY, short runs through INSERT, and both
 // interleave with updates, deletes and other tables in source order.
 func TestInsertRunsKeepOrderAndValues(t *testing.T) {
