@@ -96,9 +96,9 @@ type prefetcher struct {
 type fetched struct {
 	data []byte
 	err  error
-	// stream: the segment is larger than the read-ahead budget; replay
-	// reads it from the store when its turn comes, checking its checksum
-	// as it goes.
+	// stream: the segment is the first, or larger than the read-ahead
+	// budget; replay reads it from the store when its turn comes,
+	// checking its checksum as it goes.
 	stream bool
 }
 
@@ -124,7 +124,9 @@ func (p *prefetcher) feed(arts artifact.Store) {
 	inFlight := 0
 	for i, s := range p.segs {
 		need := cost(s)
-		if need > readAheadBytes {
+		// The first segment is streamed too: replay starts on its first
+		// bytes instead of waiting for it whole (nothing is ahead yet).
+		if i == 0 || need > readAheadBytes {
 			p.results[i] <- fetched{stream: true}
 			continue
 		}

@@ -146,8 +146,9 @@ func TestReadAheadIsBounded(t *testing.T) {
 	w.mu.Lock()
 	n := len(w.order)
 	w.mu.Unlock()
-	if n != readAhead {
-		t.Fatalf("%d segments read while replay held %d; want at most %d", n, readAhead, readAhead)
+	// The first is streamed: it holds none of the budget.
+	if n != readAhead+1 {
+		t.Fatalf("%d segments read while replay held %d; want at most %d", n, readAhead, readAhead+1)
 	}
 }
 
@@ -269,5 +270,56 @@ func TestLargeSegmentsAreStreamed(t *testing.T) {
 		if want := fmt.Sprintf("segment %d\n", i); !strings.HasPrefix(string(data), want) || int64(len(data)) != s.StoredBytes {
 			t.Fatalf("segment %d: got %d bytes starting %.20q", i, len(data), data)
 		}
+	}
+}
+
+// Replay starts on the first segment's first bytes, not once it is read
+// whole, and a first segment that differs from its record still fails
+// when its bytes end.
+func TestFirstSegmentIsStreamed(t *testing.T) {
+	ctx := context.Background()
+	dir, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, corrupt := range []bool{false, true} {
+		segs := storedSegments(t, dir, 3)
+		if corrupt {
+			segs[0].SHA256 = strings.Repeat("0", 64)
+		}
+		g := &gated{Store: dir, key: segs[0].ArtifactKey, gate: make(chan struct{})}
+		pf := prefetch(ctx, g, segs, readAhead)
+		got := make(chan io.ReadCloser, 1)
+		go func() {
+			rc, err := pf.Next()
+			if err != nil {
+				t.Error(err)
+			}
+			got <- rc
+		}()
+		var rc io.ReadCloser
+		select {
+		case rc = <-got:
+		case <-time.After(10 * time.Second):
+			close(g.gate)
+			t.Fatal("the first segment is read whole before replay gets it")
+		}
+		if rc == nil {
+			t.FailNow()
+		}
+		head := make([]byte, 20)
+		if _, err := io.ReadFull(rc, head); err != nil || !strings.HasPrefix(string(head), "segment 0\n") {
+			t.Fatalf("segment 0 starts %q (%v)", head, err)
+		}
+		close(g.gate)
+		rest, err := io.ReadAll(rc)
+		rc.Close()
+		switch {
+		case corrupt && !errors.Is(err, ErrCorruptArtifact):
+			t.Fatalf("first segment, changed since its record: %v", err)
+		case !corrupt && (err != nil || int64(len(head)+len(rest)) != segs[0].StoredBytes):
+			t.Fatalf("segment 0: %d bytes, %v", len(head)+len(rest), err)
+		}
+		pf.Close()
 	}
 }
