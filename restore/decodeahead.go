@@ -3,17 +3,20 @@ package restore
 import (
 	"context"
 	"io"
+	"sync/atomic"
 
 	"github.com/btfu/btfu/segment"
 )
 
 // Replay decodes a segment ahead of applying it: decompressing and
 // parsing records runs on its own goroutine while the target works on the
-// statements already sent, a bounded number of records ahead.
+// statements already sent, a bounded number of records and of bytes of
+// values ahead.
 
 const (
-	decodeAheadBatch   = 256 // records handed over at once
-	decodeAheadBatches = 80  // batches decoded ahead at most (about netMax records)
+	decodeAheadBatch   = 256      // records handed over at once
+	decodeAheadBatches = 80       // batches decoded ahead at most (about 20,000 records)
+	decodeAheadBytes   = 16 << 20 // values decoded ahead at most (one record beyond it)
 )
 
 // relations answers which relation an oid names, as of one record.
@@ -43,17 +46,51 @@ type decoded struct {
 	err  error // io.EOF at the end
 }
 
+// ahead is a segment being decoded ahead: batches of records in order,
+// the bytes of values they hold until replay is done with them, and a
+// signal that replay freed some.
+type ahead struct {
+	ch    chan aheadBatch
+	used  atomic.Int64
+	freed chan struct{}
+}
+
+type aheadBatch struct {
+	recs  []decoded
+	bytes int64
+}
+
+// done gives a batch's bytes back once replay has applied or buffered
+// its records (what replay buffers is bounded by netMaxBytes).
+func (a *ahead) done(b aheadBatch) {
+	a.used.Add(-b.bytes)
+	select {
+	case a.freed <- struct{}{}:
+	default:
+	}
+}
+
 // decodeAhead decodes r on a goroutine into batches; stop ends it, and the
 // channel closes once it has (so r may then be closed).
-func decodeAhead(r *segment.Reader, stop <-chan struct{}) <-chan []decoded {
-	ch := make(chan []decoded, decodeAheadBatches)
+func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
+	a := &ahead{ch: make(chan aheadBatch, decodeAheadBatches), freed: make(chan struct{}, 1)}
 	go func() {
-		defer close(ch)
-		batch := make([]decoded, 0, decodeAheadBatch)
+		defer close(a.ch)
+		batch := aheadBatch{recs: make([]decoded, 0, decodeAheadBatch)}
 		send := func() bool {
+			// Wait while the batches not yet applied hold too much
+			// (one batch always goes, however large).
+			for used := a.used.Load(); used > 0 && used+batch.bytes > decodeAheadBytes; used = a.used.Load() {
+				select {
+				case <-a.freed:
+				case <-stop:
+					return false
+				}
+			}
+			a.used.Add(batch.bytes)
 			select {
-			case ch <- batch:
-				batch = make([]decoded, 0, decodeAheadBatch)
+			case a.ch <- batch:
+				batch = aheadBatch{recs: make([]decoded, 0, decodeAheadBatch)}
 				return true
 			case <-stop:
 				return false
@@ -62,7 +99,7 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) <-chan []decoded {
 		for {
 			rec, err := r.Next()
 			if err != nil {
-				batch = append(batch, decoded{err: err})
+				batch.recs = append(batch.recs, decoded{err: err})
 				send()
 				return
 			}
@@ -76,27 +113,28 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) <-chan []decoded {
 					d.rels.more[oid] = r.Relation(oid)
 				}
 			}
-			batch = append(batch, d)
-			if len(batch) == decodeAheadBatch && !send() {
+			batch.recs = append(batch.recs, d)
+			batch.bytes += int64(valueBytes(rec))
+			if (len(batch.recs) == decodeAheadBatch || batch.bytes >= decodeAheadBytes/decodeAheadBatches) && !send() {
 				return
 			}
 		}
 	}()
-	return ch
+	return a
 }
 
 // segment applies one segment; it returns when the segment ends or the
 // target is reached.
 func (p *replayer) segment(ctx context.Context, r *segment.Reader) error {
 	stop := make(chan struct{})
-	ch := decodeAhead(r, stop)
+	a := decodeAhead(r, stop)
 	defer func() {
 		close(stop)
-		for range ch {
+		for range a.ch {
 		}
 	}()
-	for batch := range ch {
-		for _, d := range batch {
+	for batch := range a.ch {
+		for _, d := range batch.recs {
 			if p.done {
 				return nil
 			}
@@ -110,6 +148,7 @@ func (p *replayer) segment(ctx context.Context, r *segment.Reader) error {
 				return err
 			}
 		}
+		a.done(batch)
 	}
 	return nil
 }

@@ -155,6 +155,9 @@ type replayer struct {
 	// spareRecs is a finished batch's change list, reused by the next
 	// (a batch holds up to netMax changes)
 	spareRecs []netRec
+	// netLimit: the changes the open batch is applied at (netFirst, then
+	// doubling up to netMax)
+	netLimit int
 	// netSafe caches, per schema.table, whether its changes may be
 	// applied set-based; anything but a row change empties it.
 	netSafe map[string]bool
@@ -162,6 +165,7 @@ type replayer struct {
 	// netRows counts changes applied set-based; netFallbacks the
 	// buffers applied one by one after a set-based statement failed.
 	netRows, netFallbacks int64
+	netBatches            int64 // batches applied set-based
 	// perRow: apply every change on its own, as before set-based apply
 	// (tests and measurements compare the two)
 	perRow bool

@@ -91,6 +91,9 @@ type Summary struct {
 	// after a set-based statement failed or touched another number of
 	// rows (the one-by-one apply names the row, or succeeds).
 	NetFallbacks int64
+	// NetBatches counts the batches NetRows were applied in (each in a
+	// savepoint of its own on the target).
+	NetBatches int64
 	// LeftOut names tables this restore could not bring to the target
 	// point, and why (they joined the publication after the base backup).
 	LeftOut []string
@@ -268,7 +271,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	if err := guard.restore(ctx, conn, true); err != nil {
 		return sum, fmt.Errorf("target: enable again the triggers replay disabled: %w", err)
 	}
-	sum.Transactions, sum.Rows, sum.CopiedRows, sum.NetRows, sum.NetFallbacks = p.txs, p.rows, p.copied, p.netRows, p.netFallbacks
+	sum.Transactions, sum.Rows, sum.CopiedRows, sum.NetRows, sum.NetFallbacks, sum.NetBatches = p.txs, p.rows, p.copied, p.netRows, p.netFallbacks, p.netBatches
 	sum.SkippedDDL, sum.TempDDL, sum.OwnerChanges = p.skippedDDL, p.tempDDL, p.ownerDDL
 	sum.Notes = append(sum.Notes, p.notes.list()...)
 	sum.LeftOut = append(sum.LeftOut, p.invalid...)

@@ -36,8 +36,14 @@ import (
 // changes and the restore stops exactly at its target.
 
 const (
-	// netMax bounds the changes buffered before they are applied (memory).
-	netMax = 20_000
+	// netMax bounds the changes buffered before they are applied, and
+	// netMaxBytes their values' bytes (memory). A restore's first batch
+	// holds netFirst changes, each next one twice the last up to netMax:
+	// the target starts working after a few milliseconds, then waits on
+	// fewer, larger batches.
+	netFirst    = 2_000
+	netMax      = 50_000
+	netMaxBytes = 32 << 20
 	// netChunk is the most rows one UPDATE or DELETE names. Small enough
 	// that the planner, which sees the arrays' length in its first plans
 	// of a statement, joins them to a large table through its key's
@@ -53,12 +59,31 @@ type netBuffer struct {
 	// recs: every buffered change in source order, to apply them one by
 	// one when a set-based statement fails
 	recs []netRec
+	// bytes: of the buffered changes' values
+	bytes int
 }
 
 type netRec struct {
 	begin *segment.Record // its transaction's begin (LSN for messages)
 	rel   *segment.Relation
 	rec   *segment.Record
+}
+
+// nextNetLimit is the size of the batch after one of limit changes (0:
+// the first batch).
+func nextNetLimit(limit int) int {
+	return min(2*max(limit, netFirst), netMax)
+}
+
+// valueBytes is about what a change's values hold in memory.
+func valueBytes(rec *segment.Record) int {
+	n := 0
+	for _, vals := range [2][]segment.Value{rec.Old, rec.New} {
+		for _, v := range vals {
+			n += len(v.Text) + 16
+		}
+	}
+	return n
 }
 
 // errNetCount: a set-based statement touched another number of rows than
@@ -98,7 +123,9 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 				p.net.recs, p.spareRecs = p.spareRecs, nil
 			}
 			p.net.recs = append(p.net.recs, netRec{begin: p.cur, rel: rel, rec: rec})
-			if len(p.net.recs) >= netMax {
+			p.net.bytes += valueBytes(rec)
+			if len(p.net.recs) >= max(p.netLimit, netFirst) || p.net.bytes >= netMaxBytes {
+				p.netLimit = nextNetLimit(p.netLimit)
 				return p.applyNet(ctx)
 			}
 			return nil
@@ -269,6 +296,7 @@ func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) err
 			return err
 		}
 		p.netRows += int64(len(b.recs))
+		p.netBatches++
 		p.reuse(b)
 		return nil
 	}

@@ -511,3 +511,77 @@ func TestBatchStatementsOverlapTheNextRead(t *testing.T) {
 		})
 	}
 }
+
+// A long transaction's changes are applied in batches that start small
+// (the target starts on the first after a few milliseconds) and grow, and
+// wide rows cut a batch at netMaxBytes of values rather than at its
+// count of changes (memory stays bounded). The target holds every row.
+func TestBatchesGrowAndStayWithinBytes(t *testing.T) {
+	ctx := context.Background()
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	for _, tc := range []struct {
+		name    string
+		rows    int
+		width   int
+		batches int64
+	}{
+		{"narrow", netFirst * 7, 10, 3},           // netFirst, twice, four times
+		{"wide", 40, netMaxBytes / 32 * 3 / 2, 2}, // 22 rows, then 18
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := target.CreateDB(t)
+			target.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, v text)")
+			var changes []testChange
+			for i := 1; i <= tc.rows; i++ {
+				v := strings.Repeat("x", tc.width) + fmt.Sprint(i)
+				changes = append(changes, testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(i), v)}})
+			}
+			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+			err := p.segment(ctx, testSegment(t, []testTx{{changes}}))
+			if err == nil {
+				err = p.flush(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.netBatches != tc.batches || p.netRows != int64(tc.rows) {
+				t.Errorf("%d rows applied set-based in %d batches; want %d in %d", p.netRows, p.netBatches, tc.rows, tc.batches)
+			}
+			got := pgtest.QueryValue[string](t, target, db, "SELECT count(*) || ' rows, ' || count(*) FILTER (WHERE ltrim(v, 'x')::int = id AND length(v) > $1) || ' right' FROM items", tc.width)
+			if want := fmt.Sprintf("%d rows, %d right", tc.rows, tc.rows); got != want {
+				t.Fatalf("the target holds %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// Decoding ahead stops at decodeAheadBytes of values, not only at a count
+// of records: wide rows do not pile up in memory while the target works.
+func TestDecodeAheadIsBoundedInBytes(t *testing.T) {
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	const width = 256 << 10
+	var changes []testChange
+	for i := 1; i <= 200; i++ {
+		changes = append(changes, testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(i), strings.Repeat("x", width))}})
+	}
+	stop := make(chan struct{})
+	a := decodeAhead(testSegment(t, []testTx{{changes}}), stop)
+	defer func() {
+		close(stop)
+		for range a.ch {
+		}
+	}()
+	// Wait until the decoder stops, nothing being applied.
+	for last := int64(-1); a.used.Load() != last; time.Sleep(200 * time.Millisecond) {
+		last = a.used.Load()
+	}
+	var recs int
+	for range len(a.ch) {
+		recs += len((<-a.ch).recs)
+	}
+	if recs > decodeAheadBytes/width+2 {
+		t.Fatalf("%d records of %d KiB decoded ahead; want at most about %d (decodeAheadBytes)", recs, width>>10, decodeAheadBytes/width)
+	}
+}
