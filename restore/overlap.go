@@ -12,25 +12,52 @@ import (
 // takes. So they run on a goroutine while the replayer goes on
 // (netPending), and the connection's next use waits for them first: every
 // use goes through settledTx, which settles the pending batch (its count
-// checked, its savepoint released, or rolled back and applied one change
-// at a time) before the statement. At most one batch is pending.
+// checked, or rolled back and applied one change at a time) before the
+// statement. At most one batch is pending.
+//
+// Each batch runs in a savepoint (btfu_net). When its statements succeed,
+// its goroutine releases it and opens the next batch's at once, in one
+// round trip, so that a batch that follows directly starts with its
+// statements (netSaved). When anything else runs in between, the next
+// batch releases that savepoint and opens its own: there is never more
+// than one btfu_net open.
 
 // netPending is a batch whose statements are still running.
 type netPending struct {
 	b    netBuffer
-	done chan error // the COPY's result, once
+	done chan netResult // the statements' result, once
 }
 
-// settle waits for the pending batch and finishes it.
+type netResult struct {
+	err error
+	// fatal: the statements succeeded but the savepoints could not be
+	// moved on (the connection failed): nothing to roll back to
+	fatal bool
+}
+
+// settle waits for the pending batch and finishes it: the connection is
+// about to be used for something other than the next batch.
 func (p *replayer) settle(ctx context.Context) error {
+	err := p.settleNet(ctx)
+	p.netSaved = false
+	return err
+}
+
+// settleNet waits for the pending batch and finishes it, leaving netSaved
+// as the batch left it.
+func (p *replayer) settleNet(ctx context.Context) error {
 	pn := p.pendingNet
 	if pn == nil {
 		return nil
 	}
 	p.pendingNet = nil
-	err := <-pn.done
+	res := <-pn.done
 	p.copied += p.overlapCopied
-	return p.finishNet(ctx, pn.b, err)
+	if res.fatal {
+		return res.err
+	}
+	p.netSaved = res.err == nil
+	return p.finishNet(ctx, pn.b, res.err)
 }
 
 // abandon waits for the pending batch's COPY and drops its result: the
@@ -115,7 +142,10 @@ func (t *settledTx) Rollback(ctx context.Context) error {
 }
 
 // settled wraps a target transaction for replay.
-func (p *replayer) settled(tx pgx.Tx) pgx.Tx { return &settledTx{Tx: tx, p: p} }
+func (p *replayer) settled(tx pgx.Tx) pgx.Tx {
+	p.netOpen, p.netSaved = false, false
+	return &settledTx{Tx: tx, p: p}
+}
 
 type errRow struct{ err error }
 

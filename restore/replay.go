@@ -98,8 +98,12 @@ type replayer struct {
 	// (overlap.go)
 	pendingNet    *netPending
 	overlapCopied int64 // rows its COPYs stored, once done
-	run           *insertRun
-	leftOut       map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
+	// netOpen: a btfu_net savepoint is open in the target transaction;
+	// netSaved: the last batch opened it and nothing ran in it since
+	// (overlap.go)
+	netOpen, netSaved bool
+	run               *insertRun
+	leftOut           map[string]bool // schema.table whose changes are not replayed (Plan.LeftOut)
 	// gone: tables that joined after the base and were dropped before the
 	// target (Plan.JoinedThenDropped), by schema.table; their changes in
 	// between are not replayed. goneOID binds each to the relation seen

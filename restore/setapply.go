@@ -235,7 +235,7 @@ func (p *replayer) applyNet(ctx context.Context) error {
 			}
 		}
 	}
-	if err := p.settle(ctx); err != nil {
+	if err := p.settleNet(ctx); err != nil {
 		return err
 	}
 	if len(b.recs) == 0 {
@@ -249,9 +249,18 @@ func (p *replayer) applyNet(ctx context.Context) error {
 	if err := p.send(ctx); err != nil {
 		return err
 	}
-	if _, err := p.tx.Exec(ctx, "SAVEPOINT btfu_net"); err != nil {
-		return err
+	// The batch's savepoint (overlap.go): the one the last batch opened,
+	// when nothing ran since.
+	if !p.netSaved {
+		sql := "SAVEPOINT btfu_net"
+		if p.netOpen {
+			sql = "RELEASE SAVEPOINT btfu_net; SAVEPOINT btfu_net"
+		}
+		if _, err := p.tx.Exec(ctx, sql); err != nil {
+			return err
+		}
 	}
+	p.netOpen, p.netSaved = true, false
 	// How each table's values are matched is read from the target's
 	// catalog here; the batch's statements then run on a goroutine of
 	// their own while the next batch is read (overlap.go).
@@ -268,7 +277,7 @@ func (p *replayer) applyNet(ctx context.Context) error {
 		tx = st.Tx
 	}
 	pg := p.conn.PgConn()
-	done := make(chan error, 1)
+	done := make(chan netResult, 1)
 	p.overlapCopied = 0
 	go func() {
 		var copied int64
@@ -282,19 +291,27 @@ func (p *replayer) applyNet(ctx context.Context) error {
 			}
 		}
 		p.overlapCopied = copied // read after done
-		done <- err
+		if err != nil {
+			done <- netResult{err: err}
+			return
+		}
+		// Done: the batch's savepoint is released and the next one's
+		// opened in one round trip, with no wait for the replayer.
+		if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT btfu_net; SAVEPOINT btfu_net"); err != nil {
+			done <- netResult{err: fmt.Errorf("release the savepoint of a set-based batch: %w", err), fatal: true}
+			return
+		}
+		done <- netResult{}
 	}()
 	p.pendingNet = &netPending{b: b, done: done}
 	return nil
 }
 
-// finishNet releases a batch's savepoint, or, when a set-based statement
-// failed, rolls back to it and applies the batch one change at a time.
+// finishNet counts a batch that succeeded (its goroutine released its
+// savepoint) or, when a set-based statement failed, rolls back to its
+// savepoint and applies the batch one change at a time.
 func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) error {
 	if failed == nil {
-		if _, err := p.tx.Exec(ctx, "RELEASE SAVEPOINT btfu_net"); err != nil {
-			return err
-		}
 		p.netRows += int64(len(b.recs))
 		p.netBatches++
 		p.reuse(b)

@@ -585,3 +585,66 @@ func TestDecodeAheadIsBoundedInBytes(t *testing.T) {
 		t.Fatalf("%d records of %d KiB decoded ahead; want at most about %d (decodeAheadBytes)", recs, width>>10, decodeAheadBytes/width)
 	}
 }
+
+// A batch that follows its predecessor directly runs in the savepoint
+// the predecessor's goroutine opened; when anything ran in between (here
+// a TRUNCATE), the next batch opens a savepoint of its own. Either way a
+// batch that fails and is applied again one by one rolls back its own
+// statements only.
+func TestFailedBatchKeepsWhatRanBeforeIt(t *testing.T) {
+	ctx := context.Background()
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	other := &segment.Relation{OID: 16401, Schema: "public", Name: "other", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}}}
+	ins := func(id int) testChange {
+		return testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(id), fmt.Sprint("v", id))}}
+	}
+	trunc := testChange{other, segment.Record{T: segment.TypeTruncate, RelOIDs: []uint32{other.OID}}}
+	// The first batch: netFirst rows; then what runs between; then the
+	// second batch, whose COPY fails.
+	first := testTx{}
+	for id := 1; id <= netFirst; id++ {
+		first.changes = append(first.changes, ins(id))
+	}
+	second := testTx{[]testChange{ins(0), ins(-1), ins(-2)}}
+	for _, tc := range []struct {
+		name    string
+		between []testTx
+		want    string
+	}{
+		{"directly after", nil, fmt.Sprintf("%d / 2", netFirst+3)},
+		{"after a TRUNCATE", []testTx{{[]testChange{trunc}}}, fmt.Sprintf("%d / 0", netFirst+3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := target.CreateDB(t)
+			target.Exec(t, db, `CREATE TABLE items(id int PRIMARY KEY, v text);
+				CREATE TABLE other(id int PRIMARY KEY);
+				INSERT INTO other VALUES (1), (2);
+				-- refuses a statement of several rows with id 0: a COPY of
+				-- the second batch fails, its rows one by one do not
+				CREATE FUNCTION few() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF (SELECT count(*) > 1 AND bool_or(id = 0) FROM inserted) THEN RAISE EXCEPTION 'id 0 with others'; END IF;
+					RETURN NULL;
+				END $$;
+				CREATE TRIGGER few AFTER INSERT ON items REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION few()`)
+			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+			txs := append(append([]testTx{first}, tc.between...), second)
+			err := p.segment(ctx, testSegment(t, txs))
+			if err == nil {
+				err = p.flush(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.netBatches != 1 || p.netFallbacks != 1 {
+				t.Errorf("%d batches set-based, %d applied one by one; want 1 and 1", p.netBatches, p.netFallbacks)
+			}
+			got := pgtest.QueryValue[string](t, target, db, "SELECT (SELECT count(*) FROM items) || ' / ' || (SELECT count(*) FROM other)")
+			if got != tc.want {
+				t.Fatalf("rows of items / of other: %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
