@@ -15,14 +15,9 @@ import (
 
 const (
 	decodeAheadBatch   = 256      // records handed over at once
-	decodeAheadBatches = 80       // batches decoded ahead at most (about 20,000 records)
+	decodeAheadBatches = 20       // batches decoded ahead at most (about 5,000 records)
 	decodeAheadBytes   = 16 << 20 // values decoded ahead at most (one record beyond it)
 )
-
-// relations answers which relation an oid names, as of one record.
-type relations interface {
-	Relation(oid uint32) *segment.Relation
-}
 
 // relSnap is the relations a record names, as the reader knew them when
 // it decoded the record: the reader itself runs ahead, and a relation
@@ -53,6 +48,7 @@ type ahead struct {
 	ch    chan aheadBatch
 	used  atomic.Int64
 	freed chan struct{}
+	spare chan []decoded // batches replay is done with, for the decoder to fill again
 }
 
 type aheadBatch struct {
@@ -68,15 +64,30 @@ func (a *ahead) done(b aheadBatch) {
 	case a.freed <- struct{}{}:
 	default:
 	}
+	clear(b.recs) // replay keeps no reference into it
+	select {
+	case a.spare <- b.recs[:0]:
+	default:
+	}
+}
+
+// batch is an empty batch, one replay is done with when there is one.
+func (a *ahead) batch() aheadBatch {
+	select {
+	case recs := <-a.spare:
+		return aheadBatch{recs: recs}
+	default:
+		return aheadBatch{recs: make([]decoded, 0, decodeAheadBatch)}
+	}
 }
 
 // decodeAhead decodes r on a goroutine into batches; stop ends it, and the
 // channel closes once it has (so r may then be closed).
 func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
-	a := &ahead{ch: make(chan aheadBatch, decodeAheadBatches), freed: make(chan struct{}, 1)}
+	a := &ahead{ch: make(chan aheadBatch, decodeAheadBatches), freed: make(chan struct{}, 1), spare: make(chan []decoded, 2)}
 	go func() {
 		defer close(a.ch)
-		batch := aheadBatch{recs: make([]decoded, 0, decodeAheadBatch)}
+		batch := a.batch()
 		send := func() bool {
 			// Wait while the batches not yet applied hold too much
 			// (one batch always goes, however large).
@@ -90,7 +101,7 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
 			a.used.Add(batch.bytes)
 			select {
 			case a.ch <- batch:
-				batch = aheadBatch{recs: make([]decoded, 0, decodeAheadBatch)}
+				batch = a.batch()
 				return true
 			case <-stop:
 				return false

@@ -66,12 +66,47 @@ type netTable struct {
 	// changes: how many changes were folded in
 	changes int
 	slab    []netRow // netRows are allocated from here, many at a time
+	pool    *netPool // where slab and order come from and go back to (nil: none)
+	slabs   [][]netRow
+}
+
+// netPool keeps the netRows and order lists of finished batches for the
+// next ones: a bulk load reduces millions of rows, and the collector's
+// work grows with what replay allocates.
+type netPool struct {
+	slabs  [][]netRow
+	orders [][]*netRow
+}
+
+const netSlab = 256 // netRows per slab
+
+// put takes back what t used; nothing may refer to t's rows any more.
+func (p *netPool) put(t *netTable) {
+	if p == nil {
+		return
+	}
+	for _, s := range t.slabs {
+		if len(p.slabs) < netMax/netSlab+8 {
+			clear(s)
+			p.slabs = append(p.slabs, s)
+		}
+	}
+	if cap(t.order) > 0 && len(p.orders) < 4 {
+		clear(t.order)
+		p.orders = append(p.orders, t.order[:0])
+	}
+	t.slabs, t.order, t.slab = nil, nil, nil
 }
 
 // newRow is a zero netRow, registered under key k once rows is built.
 func (t *netTable) newRow(k string) *netRow {
 	if len(t.slab) == 0 {
-		t.slab = make([]netRow, 256)
+		if p := t.pool; p != nil && len(p.slabs) > 0 {
+			t.slab, p.slabs = p.slabs[len(p.slabs)-1], p.slabs[:len(p.slabs)-1]
+		} else {
+			t.slab = make([]netRow, netSlab)
+		}
+		t.slabs = append(t.slabs, t.slab)
 	}
 	r := &t.slab[0]
 	t.slab = t.slab[1:]
@@ -98,8 +133,11 @@ func (t *netTable) index() bool {
 	return true
 }
 
-func newNetTable(rel *segment.Relation) *netTable {
-	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name}
+func newNetTable(rel *segment.Relation, pool *netPool) *netTable {
+	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name, pool: pool}
+	if pool != nil && len(pool.orders) > 0 {
+		t.order, pool.orders = pool.orders[len(pool.orders)-1], pool.orders[:len(pool.orders)-1]
+	}
 	for i, c := range rel.Columns {
 		if c.Key {
 			t.keys = append(t.keys, i)

@@ -95,6 +95,7 @@ func (s netSet) describe(rel *segment.Relation) string {
 // Each net-effect rule of set-based replay, and the sequences that must
 // not reduce (they go to per-row replay).
 func TestNetEffect(t *testing.T) {
+	pool := &netPool{}
 	for _, tc := range []struct {
 		name    string
 		changes []string
@@ -129,7 +130,10 @@ func TestNetEffect(t *testing.T) {
 		{"NULL key", []string{"i -,a,b"}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			nt := newNetTable(netRel)
+			// Every case's rows come from those of the cases before
+			// (netPool), as a batch's from the batches before it.
+			nt := newNetTable(netRel, pool)
+			defer pool.put(nt)
 			var err error
 			for i, c := range tc.changes {
 				err = nt.add(testNetRec(c))
@@ -156,7 +160,7 @@ func TestNetEffect(t *testing.T) {
 // A refused change leaves the net effect as it was, and the reducer's
 // copies are its own: merging never writes into a record.
 func TestNetEffectKeepsRecordsIntact(t *testing.T) {
-	nt := newNetTable(netRel)
+	nt := newNetTable(netRel, nil)
 	first, second := testNetRec("u 1,a,b"), testNetRec("u 1,c,~")
 	for _, r := range []*segment.Record{first, second} {
 		if err := nt.add(r); err != nil {

@@ -159,6 +159,7 @@ type replayer struct {
 	// spareRecs is a finished batch's change list, reused by the next
 	// (a batch holds up to netMax changes)
 	spareRecs []netRec
+	netPool   netPool // rows and order lists of finished batches
 	// netLimit: the changes the open batch is applied at (netFirst, then
 	// doubling up to netMax)
 	netLimit int
@@ -197,7 +198,7 @@ func (e *ReplayError) Error() string {
 
 func (e *ReplayError) Unwrap() error { return e.Err }
 
-func (p *replayer) record(ctx context.Context, r relations, rec *segment.Record) error {
+func (p *replayer) record(ctx context.Context, r relSnap, rec *segment.Record) error {
 	switch rec.T {
 	case segment.TypeRelation:
 		return nil
@@ -343,7 +344,7 @@ func table(rel *segment.Relation) string { return pgx.Identifier{rel.Schema, rel
 
 // relation is the reader's relation oid, in the schema it is in now:
 // after ALTER SCHEMA … RENAME, pgoutput goes on naming the old one.
-func (p *replayer) relation(r relations, oid uint32) *segment.Relation {
+func (p *replayer) relation(r relSnap, oid uint32) *segment.Relation {
 	rel := r.Relation(oid)
 	if rel == nil || len(p.renamed) == 0 {
 		return rel
@@ -393,7 +394,7 @@ func (p *replayer) notReplayed(rel *segment.Relation, oid uint32) bool {
 	return true
 }
 
-func (p *replayer) change(ctx context.Context, r relations, rec *segment.Record) error {
+func (p *replayer) change(ctx context.Context, r relSnap, rec *segment.Record) error {
 	row := rec.T == segment.TypeInsert || rec.T == segment.TypeUpdate || rec.T == segment.TypeDelete
 	if row || rec.T == segment.TypeDDL {
 		if rel := p.relation(r, rec.RelOID); rel != nil {

@@ -109,7 +109,7 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 		}
 		fresh := t == nil
 		if fresh {
-			t = newNetTable(rel)
+			t = newNetTable(rel, &p.netPool)
 		}
 		if err := t.add(rec); err == nil {
 			if fresh {
@@ -349,10 +349,14 @@ func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) err
 	return nil
 }
 
-// reuse keeps a finished batch's change list for the next batch.
+// reuse keeps a finished batch's change list, rows and order lists for
+// the next batch.
 func (p *replayer) reuse(b netBuffer) {
 	clear(b.recs)
 	p.spareRecs = b.recs[:0]
+	for _, t := range b.order {
+		p.netPool.put(t)
+	}
 }
 
 // applyNetTable applies one table's net changes on tx (pg for COPY):
@@ -457,12 +461,25 @@ func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTabl
 // render writes the group's rows as COPY text, in parts of about
 // copyChunk bytes.
 func (g *netGroup) render(t *netTable) {
+	// The text's size, unescaped: each part is allocated once, at about
+	// its size, instead of grown by doubling.
+	left := 0
+	for _, r := range g.rows {
+		for _, i := range g.cols {
+			left += len(r.vals[i].Text) + 2
+		}
+	}
 	var buf bytes.Buffer
+	buf.Grow(min(left+left/16, copyChunk+copyChunk/8))
 	rows := 0
 	cut := func() {
 		if rows > 0 {
 			g.copy = append(g.copy, copyPart{data: buf.Bytes(), rows: rows})
+			left -= buf.Len()
 			buf = bytes.Buffer{} // the part keeps its bytes
+			if left > 0 {
+				buf.Grow(min(left+left/16, copyChunk+copyChunk/8))
+			}
 			rows = 0
 		}
 	}

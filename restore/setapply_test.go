@@ -561,9 +561,9 @@ func TestBatchesGrowAndStayWithinBytes(t *testing.T) {
 func TestDecodeAheadIsBoundedInBytes(t *testing.T) {
 	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
 		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
-	const width = 256 << 10
+	const width = 2 << 20 // a batch of one record each: decodeAheadBatches of them are above the bound
 	var changes []testChange
-	for i := 1; i <= 200; i++ {
+	for i := 1; i <= 30; i++ {
 		changes = append(changes, testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(i), strings.Repeat("x", width))}})
 	}
 	stop := make(chan struct{})
