@@ -239,6 +239,7 @@ func Run(ctx context.Context, meta store.Store, arts artifact.Store, sourceID in
 	}
 	var done int64
 	report(Progress{Phase: "replay"})
+	defer tuneGCForReplay()()
 	pf := prefetch(ctx, arts, plan.Segments, opts.readAhead())
 	defer pf.Close()
 	for _, s := range plan.Segments {
