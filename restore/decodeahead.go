@@ -19,13 +19,17 @@ const (
 	decodeAheadBytes   = 16 << 20 // values decoded ahead at most (one record beyond it)
 )
 
-// relSnap is the relations a record names, as the reader knew them when
-// it decoded the record: the reader itself runs ahead, and a relation
-// record further on would otherwise answer for an earlier change.
+// relSnap is what the reader knew of a record when it decoded it: the
+// relations it names (the reader itself runs ahead, and a relation
+// record further on would otherwise answer for an earlier change), and
+// whether its values may hold text that is not UTF-8.
 type relSnap struct {
 	oid  uint32
 	rel  *segment.Relation
 	more map[uint32]*segment.Relation // a TRUNCATE's other relations
+	// notUTF8: segment.Reader.NotUTF8 counted some of its values; when
+	// false every text value is valid UTF-8, unchecked
+	notUTF8 bool
 }
 
 func (s relSnap) Relation(oid uint32) *segment.Relation {
@@ -108,6 +112,7 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
 			}
 		}
 		for {
+			notUTF8 := r.NotUTF8()
 			rec, err := r.Next()
 			if err != nil {
 				batch.recs = append(batch.recs, decoded{err: err})
@@ -115,9 +120,10 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
 				return
 			}
 			d := decoded{rec: rec}
+			d.rels.notUTF8 = r.NotUTF8() != notUTF8
 			switch {
 			case rec.RelOID != 0:
-				d.rels = relSnap{oid: rec.RelOID, rel: r.Relation(rec.RelOID)}
+				d.rels.oid, d.rels.rel = rec.RelOID, r.Relation(rec.RelOID)
 			case len(rec.RelOIDs) > 0:
 				d.rels.more = map[uint32]*segment.Relation{}
 				for _, oid := range rec.RelOIDs {

@@ -402,7 +402,7 @@ func (p *replayer) change(ctx context.Context, r relSnap, rec *segment.Record) e
 				return nil
 			}
 			if row {
-				why, err := p.unreadable(ctx, rel, rec)
+				why, err := p.unreadable(ctx, rel, rec, r.notUTF8)
 				if err != nil {
 					return err
 				}
@@ -937,9 +937,10 @@ func copyPlain(s string) int {
 // it can: text that is not valid UTF-8 (a SQL_ASCII source's), which a
 // UTF-8 database refuses and cannot match; a value of a type PostgreSQL
 // never reads back (pg_node_tree, …, in a copy of a system catalog).
-// pg_restore could not take them either.
-func (p *replayer) unreadable(ctx context.Context, rel *segment.Relation, rec *segment.Record) (string, error) {
-	if invalidText(rec) {
+// pg_restore could not take them either. Text is checked only when the
+// segment reader says it may not be UTF-8 (notUTF8).
+func (p *replayer) unreadable(ctx context.Context, rel *segment.Relation, rec *segment.Record, notUTF8 bool) (string, error) {
+	if notUTF8 && invalidText(rec) {
 		return "text that is not valid UTF-8", nil
 	}
 	cols, ok := p.noInputCols[rel]

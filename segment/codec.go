@@ -320,6 +320,9 @@ func (r *Record) unmarshalLine(line []byte, sl *slabs) error {
 	var c Record
 	err := json.Unmarshal(line, &c)
 	*r = c
+	if sl != nil {
+		sl.notUTF8++ // its values may hold base64
+	}
 	return err
 }
 
@@ -340,6 +343,9 @@ type lineDecoder struct {
 type slabs struct {
 	vals []Value
 	text []byte // copies of change lines; their values' strings point into it
+	// notUTF8 counts the values decoded that may not be valid UTF-8
+	// (Reader.NotUTF8)
+	notUTF8 int64
 }
 
 // textSlab is the size of a text slab: a string kept from one change
@@ -863,6 +869,9 @@ func (d *lineDecoder) b64() (string, bool) {
 	raw, err := base64.StdEncoding.AppendDecode(nil, d.b[start:end])
 	if err != nil {
 		return "", false
+	}
+	if d.sl != nil {
+		d.sl.notUTF8++
 	}
 	return string(raw), true
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -73,7 +74,17 @@ func newRead(data []byte) readResult {
 	defer r.Close()
 	res.header = r.Header
 	for {
+		notUTF8 := r.NotUTF8()
 		rec, err := r.Next()
+		if err == nil && r.NotUTF8() == notUTF8 {
+			// Not counted: every text value must be valid UTF-8.
+			for _, v := range append(append([]Value(nil), rec.Old...), rec.New...) {
+				if v.Kind == Text && !utf8.ValidString(v.Text) {
+					res.err = fmt.Sprintf("value %q is not UTF-8, and NotUTF8 did not count it", v.Text)
+					return res
+				}
+			}
+		}
 		switch {
 		case err == io.EOF:
 			res.err = "EOF"

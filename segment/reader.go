@@ -62,7 +62,11 @@ func (r *Reader) Next() (*Record, error) {
 	}
 	rec := &r.recs[0]
 	r.recs = r.recs[1:]
-	if err := next(r, rec, r.unmarshal); err != nil {
+	err := next(r, rec, r.unmarshal)
+	if r.dec != nil {
+		r.slabs.notUTF8++ // decoded by encoding/json (see next)
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: truncated (no end record)", ErrCorrupt)
 		}
@@ -142,6 +146,12 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // Relation returns the schema of a relation as last described in this
 // segment, or nil.
 func (r *Reader) Relation(oid uint32) *Relation { return r.rels[oid] }
+
+// NotUTF8 counts the values read so far that may not be valid UTF-8:
+// those given in base64 (the source's text was not UTF-8) and any on a
+// line decoded by encoding/json. Every other text value is valid UTF-8,
+// so a record read without it growing needs no check.
+func (r *Reader) NotUTF8() int64 { return r.slabs.notUTF8 }
 
 // Close releases the decompressor.
 func (r *Reader) Close() { r.zr.Close() }
