@@ -704,6 +704,10 @@ func decodeLine(r *Record, line []byte, sl *slabs) bool {
 	if len(line) <= shareMax {
 		d.s = sl.lineText(line)
 	}
+	if d.change(r) {
+		return d.rest()
+	}
+	*r, d.i = Record{}, 0
 	ok := d.object(func(k []byte) (f uint32, ok bool) {
 		switch string(k) {
 		case "t":
@@ -766,9 +770,11 @@ func decodeLine(r *Record, line []byte, sl *slabs) bool {
 		}
 		return f, ok
 	})
-	if !ok {
-		return false
-	}
+	return ok && d.rest()
+}
+
+// rest: nothing but whitespace follows.
+func (d *lineDecoder) rest() bool {
 	for ; d.i < len(d.b); d.i++ {
 		switch d.b[d.i] {
 		case ' ', '\t', '\r', '\n':
@@ -777,6 +783,45 @@ func decodeLine(r *Record, line []byte, sl *slabs) bool {
 		}
 	}
 	return true
+}
+
+// change decodes the usual line of an insert, update or delete: its
+// fields in the order AppendRecord writes them, with the parsers the
+// general loop uses, but without looking each key up (most of a
+// segment is such lines). False leaves the line to the general loop.
+func (d *lineDecoder) change(r *Record) bool {
+	const t = `{"t":"`
+	if len(d.b) < len(t)+2 || string(d.b[:len(t)]) != t || d.b[len(t)+1] != '"' {
+		return false
+	}
+	switch d.b[len(t)] {
+	case 'i':
+		r.T = TypeInsert
+	case 'u':
+		r.T = TypeUpdate
+	case 'd':
+		r.T = TypeDelete
+	default:
+		return false
+	}
+	d.i = len(t) + 2
+	ok := true
+	if ok && d.literal(`,"o":`) {
+		r.Ordinal, ok = d.int()
+	}
+	if ok && d.literal(`,"r":`) {
+		r.RelOID, ok = d.uint32()
+	}
+	if ok && d.literal(`,"old":`) {
+		r.Old, ok = d.values()
+	}
+	if ok && d.literal(`,"old_kind":`) {
+		r.OldKind, ok = d.str()
+	}
+	if ok && d.literal(`,"new":`) {
+		r.New, ok = d.values()
+	}
+	return ok && d.next('}')
 }
 
 // time reads a commit time as *time.Time's UnmarshalJSON does (it gets the
