@@ -88,7 +88,7 @@ func (a *ahead) batch() aheadBatch {
 // decodeAhead decodes r on a goroutine into batches; stop ends it, and the
 // channel closes once it has (so r may then be closed).
 func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
-	a := &ahead{ch: make(chan aheadBatch, decodeAheadBatches), freed: make(chan struct{}, 1), spare: make(chan []decoded, 2)}
+	a := &ahead{ch: make(chan aheadBatch, decodeAheadBatches), freed: make(chan struct{}, 1), spare: make(chan []decoded, decodeAheadBatches)}
 	go func() {
 		defer close(a.ch)
 		batch := a.batch()
