@@ -11,7 +11,7 @@ func gcPercent() int {
 	return p
 }
 
-// Replay collects when the heap has tripled, until the last replay
+// Replay collects when the heap has grown by replayGCPercent, until the last replay
 // running ends; GOGC in the environment or a higher percent stays.
 func TestReplayGCPercent(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
