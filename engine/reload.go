@@ -125,8 +125,8 @@ var configPoll = 2 * time.Second
 // configuration; the problem is reported as an event (the TUI's banner,
 // a headless log line) naming the key. It returns when ctx ends.
 func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
-	path := e.Config().Path
-	last := fileSum(path)
+	w := configWatcher{path: e.Config().Path}
+	w.last = fileSum(w.path)
 	t := time.NewTicker(configPoll)
 	defer t.Stop()
 	for {
@@ -138,20 +138,48 @@ func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
 			forced = true
 		case <-t.C:
 		}
-		sum := fileSum(path)
-		if sum == last && !forced {
+		if !w.changed(forced) {
 			continue
 		}
-		last = sum
-		cfg, err := config.Load(path)
+		cfg, err := config.Load(w.path)
 		if err != nil {
-			e.Event(ctx, 0, levelError, kind.ConfigInvalid, fmt.Sprintf("%v; still running with the previous configuration", err), map[string]string{"config": path})
+			e.Event(ctx, 0, levelError, kind.ConfigInvalid, fmt.Sprintf("%v; still running with the previous configuration", err), map[string]string{"config": w.path})
 			continue
 		}
 		if err := e.Reload(ctx, cfg); err != nil {
-			e.Event(ctx, 0, levelError, kind.ConfigReloadFailed, err.Error(), map[string]string{"config": path})
+			e.Event(ctx, 0, levelError, kind.ConfigReloadFailed, err.Error(), map[string]string{"config": w.path})
 		}
 	}
+}
+
+// configWatcher tells when the configuration file has a new content to
+// load. A changed file is loaded once it reads the same at two looks in a
+// row: an editor or a shell that truncates the file and then writes it
+// would otherwise have its first half applied (a file cut after its
+// first source is a valid configuration without the others, which would
+// stop them).
+type configWatcher struct {
+	path string
+	last [32]byte // the content last loaded (or found at the start)
+	seen [32]byte // a new content seen once, not loaded yet
+	new  bool     // seen holds one
+}
+
+// changed looks at the file: true when it is to be loaded now (forced:
+// SIGHUP, which loads it whatever it holds).
+func (w *configWatcher) changed(forced bool) bool {
+	sum := fileSum(w.path)
+	switch {
+	case forced:
+	case sum == w.last:
+		w.new = false
+		return false
+	case !w.new || sum != w.seen:
+		w.seen, w.new = sum, true
+		return false
+	}
+	w.last, w.new = sum, false
+	return true
 }
 
 func fileSum(path string) [32]byte {
