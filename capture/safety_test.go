@@ -3,22 +3,27 @@ package capture_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/btfu/btfu/capture"
 	"github.com/btfu/btfu/internal/capturetest"
 	"github.com/btfu/btfu/internal/faultproxy"
 	"github.com/btfu/btfu/internal/human"
+	"github.com/btfu/btfu/internal/pgtest"
 	"github.com/btfu/btfu/notify/kind"
 	"github.com/btfu/btfu/restore"
+	"github.com/btfu/btfu/store/artifact"
 	"github.com/btfu/btfu/store/artifact/local"
 	"github.com/btfu/btfu/stream"
 )
@@ -450,4 +455,111 @@ func TestSlotOfAnInterruptedFirstBaseBackupIsDropped(t *testing.T) {
 	waitStatus(t, r.w, "streaming", func(s capture.Status) bool { return s.State == "streaming" })
 	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('after the restart')")
 	f.restoreEquals(source.CurrentLSN(t))
+}
+
+// heldStore holds every segment Put, once armed, until released; other
+// artifacts (base backups) pass. With failFirst, the first Put held then
+// fails.
+type heldStore struct {
+	artifact.Store
+	armed     atomic.Bool
+	held      atomic.Int32
+	release   chan struct{}
+	failFirst atomic.Bool
+}
+
+func (h *heldStore) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if h.armed.Load() && strings.Contains(key, "/segments/") {
+		n := h.held.Add(1)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if n == 1 && h.failFirst.Load() {
+			return 0, fmt.Errorf("the store failed (test)")
+		}
+	}
+	return h.Store.Put(ctx, key, r)
+}
+
+// While a segment is being stored, the next one is written: transactions
+// go on being received and written; the cursor (and the slot's
+// acknowledgement) does not move past the segment being stored, whatever
+// the server's keepalives say; once it is stored, everything is, exactly
+// once.
+func TestNextSegmentIsWrittenWhileTheLastIsStored(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	h := &heldStore{Store: f.arts, release: make(chan struct{})}
+	r := f.startWith(func(w *capture.Worker) { w.Artifacts = h })
+	chain := f.openChain()
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('before')")
+	cursor := f.waitCaughtUp().CursorLSN
+
+	h.armed.Store(true)
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('held')")
+	for deadline := time.Now().Add(30 * time.Second); h.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no segment upload started within 30s")
+		}
+	}
+	before := r.w.Status().Transactions
+	for i := range 3 {
+		source.Exec(t, f.db, fmt.Sprintf("INSERT INTO log(v) VALUES ('while held %d')", i))
+	}
+	waitStatus(t, r.w, "transactions written while a segment is stored", func(st capture.Status) bool { return st.Transactions >= before+3 })
+	time.Sleep(1500 * time.Millisecond) // keepalives and idle marks arrive meanwhile
+	if c := f.openChain().CursorLSN; c != cursor {
+		t.Fatalf("the cursor moved from %s to %s while the segment after it was still being stored", cursor, c)
+	}
+	confirmed := pgtest.QueryValue[string](t, source, f.db, fmt.Sprintf("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '%s'", f.src.Slot))
+	if lsn, _ := pglogrepl.ParseLSN(confirmed); lsn > cursor {
+		t.Fatalf("the slot was acknowledged to %s, past the stored cursor %s", confirmed, cursor)
+	}
+
+	close(h.release)
+	f.waitCaughtUp()
+	r.stop(t)
+	f.checkExactlyOnce(chain.ID)
+}
+
+// When a segment fails to be stored, the segments written after it are
+// not recorded (the chain would have a gap; the uploader stops, and the
+// metadata store refuses a segment out of chain order anyway): capture
+// reconnects from the cursor before the failed one and stores everything
+// again, exactly once, without a gap.
+func TestSegmentsAfterAFailedOneAreNotRecorded(t *testing.T) {
+	f := newFixture(t, "CREATE TABLE log(id serial PRIMARY KEY, v text)")
+	h := &heldStore{Store: f.arts, release: make(chan struct{})}
+	h.failFirst.Store(true)
+	r := f.startWith(func(w *capture.Worker) { w.Artifacts = h })
+	chain := f.openChain()
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('before')")
+	f.waitCaughtUp()
+
+	h.armed.Store(true)
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('fails to be stored')")
+	for deadline := time.Now().Add(30 * time.Second); h.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no segment upload started within 30s")
+		}
+	}
+	before := r.w.Status().Transactions
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('written behind it')")
+	waitStatus(t, r.w, "a transaction written behind the held segment", func(st capture.Status) bool { return st.Transactions > before })
+	time.Sleep(500 * time.Millisecond) // its segment is sealed (segment_max_age 200ms)
+	close(h.release)
+	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('after')")
+	f.waitCaughtUp()
+	r.stop(t)
+	f.checkExactlyOnce(chain.ID)
+	segs, err := f.meta.ListSegments(context.Background(), f.id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(segs); i++ {
+		if segs[i].ChainID == segs[i-1].ChainID && segs[i].PrevEndLSN != segs[i-1].EndLSN {
+			t.Fatalf("segment %s follows %s, which ends at %s: a gap", segs[i].ArtifactKey, segs[i-1].ArtifactKey, segs[i-1].EndLSN)
+		}
+	}
 }

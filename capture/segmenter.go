@@ -34,10 +34,36 @@ type segmenter struct {
 	onStored  func(store.Segment)
 	onAdded   func(rawBytes int64) // one transaction written to the open segment
 
-	prevEnd  stream.LSN // end LSN of the chain's last stored segment (or its start)
+	prevEnd  stream.LSN // end LSN of the chain's last sealed segment (or its start)
 	file     *os.File
 	w        *segment.Writer
 	openedAt time.Time
+
+	// Sealed segments are stored and recorded by one uploader goroutine,
+	// in order, while the next segment is written; the run loop applies
+	// each result (apply), so the checkpoint is only ever touched there.
+	up       chan sealed // to the uploader
+	results  chan uploaded
+	upCancel context.CancelFunc // aborts the upload in progress (discard)
+	upDone   chan struct{}      // closed when the uploader has exited
+	inFlight int                // sealed, result not applied yet
+}
+
+// maxInFlight: sealed segments not yet applied, at most (one uploading,
+// one waiting): the spool disk a slow store can fill stays bounded.
+const maxInFlight = 2
+
+// sealed is a closed segment waiting to be stored and recorded.
+type sealed struct {
+	f   *os.File
+	sum segment.Summary
+	key string
+}
+
+// uploaded is the uploader's result for one sealed segment.
+type uploaded struct {
+	seg store.Segment
+	err error
 }
 
 // open starts a segment when none is open.
@@ -80,49 +106,134 @@ func (s *segmenter) add(ctx context.Context, tx *stream.Tx) error {
 }
 
 // markIdle hands an idle mark to the checkpoint, which applies it now or,
-// with a segment open, once that segment is stored.
+// with a segment open or being stored, once every one is stored.
 func (s *segmenter) markIdle(ctx context.Context, ev stream.Event) error {
-	return s.cp.markIdle(ctx, ev, s.w != nil)
+	return s.cp.markIdle(ctx, ev, s.pending())
 }
+
+// pending: a segment is open, or sealed and not yet stored and recorded.
+func (s *segmenter) pending() bool { return s.w != nil || s.inFlight > 0 }
 
 // due reports whether the open segment has held traffic for maxAge.
 func (s *segmenter) due() bool {
 	return s.w != nil && s.w.TxCount() > 0 && time.Since(s.openedAt) >= s.maxAge
 }
 
-// flush closes the open segment, stores it, records it (which advances the
-// chain's cursor) and then has the checkpoint acknowledge its end. An empty
-// segment is dropped.
+// flush closes the open segment and hands it to the uploader, which
+// stores and records it (recording advances the chain's cursor); the run
+// loop then applies the result (apply), and the checkpoint acknowledges
+// its end. With maxInFlight segments already handed over, it first waits
+// for the oldest. An empty segment is dropped.
 func (s *segmenter) flush(ctx context.Context) error {
 	if s.w == nil {
 		return nil
 	}
 	w, f := s.w, s.file
 	s.w, s.file = nil, nil
-	defer func() {
+	if w.TxCount() == 0 {
 		f.Close()
 		os.Remove(f.Name())
-	}()
-	if w.TxCount() == 0 {
 		return nil
 	}
 	sum, err := w.Close()
+	if err == nil {
+		_, err = f.Seek(0, 0)
+	}
 	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return fmt.Errorf("finish segment: %w", err)
 	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return fmt.Errorf("rewind segment: %w", err)
+	for s.inFlight >= maxInFlight {
+		if err := s.apply(ctx, <-s.results); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return err
+		}
 	}
-	key := segment.ObjectKey(s.source, s.chain.ID, sum.FirstCommitLSN, sum.EndLSN)
+	if s.up == nil {
+		// Not cut short by the capture's end: drain waits for what was
+		// handed over, and discard aborts what is left.
+		up, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.upCancel = cancel
+		s.startUploader(up)
+	}
+	// The next segment continues this one, whether or not it is stored
+	// yet: segments are recorded in order, and nothing after a failure.
+	s.prevEnd = sum.EndLSN
+	s.inFlight++
+	s.up <- sealed{f: f, sum: sum, key: segment.ObjectKey(s.source, s.chain.ID, sum.FirstCommitLSN, sum.EndLSN)}
+	return nil
+}
+
+// apply takes one uploader result: the cursor moves to the segment's end
+// and, once nothing is pending, a waiting idle mark applies.
+func (s *segmenter) apply(ctx context.Context, res uploaded) error {
+	s.inFlight--
+	if res.err != nil {
+		return res.err
+	}
+	s.cp.segmentStored(res.seg)
+	if s.onStored != nil {
+		s.onStored(res.seg)
+	}
+	if s.pending() {
+		return nil
+	}
+	return s.cp.afterFlush(ctx)
+}
+
+// wait applies the results of every segment handed over.
+func (s *segmenter) wait(ctx context.Context) error {
+	for s.inFlight > 0 {
+		select {
+		case res := <-s.results:
+			if err := s.apply(ctx, res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// startUploader starts the goroutine that stores and records sealed
+// segments in order. After a failure it records nothing more (a gap in
+// the chain must never be recorded): the segments after it are dropped,
+// and received again after the reconnect.
+func (s *segmenter) startUploader(ctx context.Context) {
+	s.up = make(chan sealed, maxInFlight)
+	s.results = make(chan uploaded, maxInFlight)
+	s.upDone = make(chan struct{})
+	go func() {
+		defer close(s.upDone)
+		var failed error
+		for job := range s.up {
+			res := uploaded{err: failed}
+			if failed == nil {
+				res.seg, res.err = s.store(ctx, job)
+				failed = res.err
+			}
+			job.f.Close()
+			os.Remove(job.f.Name())
+			s.results <- res
+		}
+	}()
+}
+
+// store puts one sealed segment and records it.
+func (s *segmenter) store(ctx context.Context, job sealed) (store.Segment, error) {
+	sum, key := job.sum, job.key
 	// The spool file must be what the writer wrote; what is stored (and
 	// recorded: size and checksum) may differ when the store encrypts.
 	given := &hashCounter{h: sha256.New()}
-	size, sha, err := artifact.PutHashed(ctx, s.artifacts, key, io.TeeReader(f, given))
+	size, sha, err := artifact.PutHashed(ctx, s.artifacts, key, io.TeeReader(job.f, given))
 	if err != nil {
-		return fmt.Errorf("store segment %s: %w", key, err)
+		return store.Segment{}, fmt.Errorf("store segment %s: %w", key, err)
 	}
 	if got := hex.EncodeToString(given.h.Sum(nil)); got != sum.SHA256 || given.n != sum.StoredBytes {
-		return fmt.Errorf("store segment %s: read %d bytes with SHA-256 %s from the spool file, wrote %d with %s", key, given.n, got, sum.StoredBytes, sum.SHA256)
+		return store.Segment{}, fmt.Errorf("store segment %s: read %d bytes with SHA-256 %s from the spool file, wrote %d with %s", key, given.n, got, sum.StoredBytes, sum.SHA256)
 	}
 	seg, err := s.meta.AddSegment(ctx, store.Segment{
 		SourceID: s.sourceID, ChainID: s.chain.ID, FormatVersion: sum.Format, ArtifactKey: key,
@@ -131,24 +242,36 @@ func (s *segmenter) flush(ctx context.Context) error {
 		RawBytes: sum.RawBytes, StoredBytes: size, SHA256: sha,
 	})
 	if err != nil {
-		return fmt.Errorf("record segment %s: %w", key, err)
+		return store.Segment{}, fmt.Errorf("record segment %s: %w", key, err)
 	}
-	s.prevEnd = sum.EndLSN
-	s.cp.segmentStored(seg)
-	if s.onStored != nil {
-		s.onStored(seg)
-	}
-	return s.cp.afterFlush(ctx)
+	return seg, nil
 }
 
 // discard drops an open segment without storing it (its transactions are
-// not acknowledged, so the server sends them again).
+// not acknowledged, so the server sends them again) and stops the
+// uploader, aborting what it has not stored yet (drain waits for it
+// first); what it did store is applied, so the cursor shows it.
 func (s *segmenter) discard() {
 	if s.file != nil {
 		s.file.Close()
 		os.Remove(s.file.Name())
 	}
 	s.w, s.file = nil, nil
+	if s.up != nil {
+		s.upCancel()
+		close(s.up)
+		<-s.upDone
+		for s.inFlight > 0 {
+			if res := <-s.results; res.err == nil {
+				s.cp.segmentStored(res.seg)
+				if s.onStored != nil {
+					s.onStored(res.seg)
+				}
+			}
+			s.inFlight--
+		}
+		s.up = nil
+	}
 	s.cp.discard()
 }
 

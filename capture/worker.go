@@ -533,9 +533,15 @@ func (w *Worker) run(ctx context.Context, ss *session, rcvErr <-chan error) (run
 					}
 				}
 				ss.caughtUp = true
-				if seg.w == nil {
+				// Caught up with nothing left to store is progress; a
+				// segment still being stored counts once it is (onStored).
+				if !seg.pending() {
 					w.progress(storeCtx)
 				}
+			}
+		case res := <-seg.results:
+			if err := seg.apply(storeCtx, res); err != nil {
+				return storeError{err}, false
 			}
 		case <-tick.C:
 			if seg.due() {
@@ -576,8 +582,12 @@ func (w *Worker) drain(ctx context.Context, ss *session, runErr error) error {
 				break drain
 			}
 		}
-		if err := seg.flush(drainCtx); err != nil {
-			w.Log.Error("could not store the last segment; it will be received again", "err", err)
+		err := seg.flush(drainCtx)
+		if err == nil {
+			err = seg.wait(drainCtx)
+		}
+		if err != nil {
+			w.Log.Error("could not store the last segments; they will be received again", "err", err)
 		} else if err := ss.rcv.SendStatus(drainCtx); err == nil {
 			w.Log.Debug("acknowledged on stop", "lsn", ss.rcv.Acked().String())
 		}
@@ -625,7 +635,7 @@ func (w *Worker) handle(ctx context.Context, seg *segmenter, ev stream.Event) er
 		// With a segment pending, the mark waits for it to be stored: the
 		// status shows only what is stored (and what a stuck capture is
 		// stuck at).
-		if err == nil && seg.w == nil {
+		if err == nil && !seg.pending() {
 			w.setStatus(func(s *Status) {
 				if ev.WALEnd > s.FlushedLSN {
 					s.FlushedLSN = ev.WALEnd
