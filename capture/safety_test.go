@@ -483,6 +483,19 @@ func (h *heldStore) Put(ctx context.Context, key string, r io.Reader) (int64, er
 	return h.Store.Put(ctx, key, r)
 }
 
+// hold arms h, commits a row with value v and waits until the segment
+// holding it is being stored (held).
+func (h *heldStore) hold(t *testing.T, db, v string) {
+	t.Helper()
+	h.armed.Store(true)
+	source.Exec(t, db, fmt.Sprintf("INSERT INTO log(v) VALUES ('%s')", v))
+	for deadline := time.Now().Add(30 * time.Second); h.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no segment upload started within 30s")
+		}
+	}
+}
+
 // While a segment is being stored, the next one is written: transactions
 // go on being received and written; the cursor (and the slot's
 // acknowledgement) does not move past the segment being stored, whatever
@@ -496,13 +509,7 @@ func TestNextSegmentIsWrittenWhileTheLastIsStored(t *testing.T) {
 	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('before')")
 	cursor := f.waitCaughtUp().CursorLSN
 
-	h.armed.Store(true)
-	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('held')")
-	for deadline := time.Now().Add(30 * time.Second); h.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no segment upload started within 30s")
-		}
-	}
+	h.hold(t, f.db, "held")
 	before := r.w.Status().Transactions
 	for i := range 3 {
 		source.Exec(t, f.db, fmt.Sprintf("INSERT INTO log(v) VALUES ('while held %d')", i))
@@ -537,13 +544,7 @@ func TestSegmentsAfterAFailedOneAreNotRecorded(t *testing.T) {
 	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('before')")
 	f.waitCaughtUp()
 
-	h.armed.Store(true)
-	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('fails to be stored')")
-	for deadline := time.Now().Add(30 * time.Second); h.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no segment upload started within 30s")
-		}
-	}
+	h.hold(t, f.db, "fails to be stored")
 	before := r.w.Status().Transactions
 	source.Exec(t, f.db, "INSERT INTO log(v) VALUES ('written behind it')")
 	waitStatus(t, r.w, "a transaction written behind the held segment", func(st capture.Status) bool { return st.Transactions > before })
