@@ -367,8 +367,8 @@ func (s *slabs) values(n int) []Value {
 // lineText is line as a string. A small change line (most of a segment)
 // is copied into the current text slab; any other line, a relation's or a
 // DDL's (kept for as long as the reader), gets an allocation of its own.
-func (s *slabs) lineText(line []byte) string {
-	if s == nil || len(line) > textSlab/8 || !isChangeLine(line) {
+func (s *slabs) lineText(line []byte, change bool) string {
+	if s == nil || len(line) > textSlab/8 || !change {
 		return string(line)
 	}
 	if cap(s.text)-len(s.text) < len(line) {
@@ -380,18 +380,25 @@ func (s *slabs) lineText(line []byte) string {
 	return unsafe.String(&s.text[off], len(line))
 }
 
-// isChangeLine: line starts as AppendRecord starts an insert, update or
-// delete.
-func isChangeLine(line []byte) bool {
-	const p = `{"t":"`
-	if len(line) < len(p)+2 || string(line[:len(p)]) != p || line[len(p)+1] != '"' {
-		return false
+// changePrefix is how AppendRecord starts an insert, update or delete
+// line: `{"t":"` then the type's letter and '"'.
+const changePrefix = `{"t":"`
+
+// changeType is the type of the change line starts, "" when it starts
+// otherwise.
+func changeType(line []byte) string {
+	if len(line) < len(changePrefix)+2 || string(line[:len(changePrefix)]) != changePrefix || line[len(changePrefix)+1] != '"' {
+		return ""
 	}
-	switch line[len(p)] {
-	case 'i', 'u', 'd':
-		return true
+	switch line[len(changePrefix)] {
+	case 'i':
+		return TypeInsert
+	case 'u':
+		return TypeUpdate
+	case 'd':
+		return TypeDelete
 	}
-	return false
+	return ""
 }
 
 // sub is b[i:j] as a string.
@@ -701,10 +708,11 @@ const (
 // into the zero record r; false means "not that, ask json.Unmarshal".
 func decodeLine(r *Record, line []byte, sl *slabs) bool {
 	d := lineDecoder{b: line, sl: sl}
+	t := changeType(line)
 	if len(line) <= shareMax {
-		d.s = sl.lineText(line)
+		d.s = sl.lineText(line, t != "")
 	}
-	if d.change(r) {
+	if t != "" && d.change(r, t) {
 		return d.rest()
 	}
 	*r, d.i = Record{}, 0
@@ -785,26 +793,14 @@ func (d *lineDecoder) rest() bool {
 	return true
 }
 
-// change decodes the usual line of an insert, update or delete: its
-// fields in the order AppendRecord writes them, with the parsers the
-// general loop uses, but without looking each key up (most of a
-// segment is such lines). False leaves the line to the general loop.
-func (d *lineDecoder) change(r *Record) bool {
-	const t = `{"t":"`
-	if len(d.b) < len(t)+2 || string(d.b[:len(t)]) != t || d.b[len(t)+1] != '"' {
-		return false
-	}
-	switch d.b[len(t)] {
-	case 'i':
-		r.T = TypeInsert
-	case 'u':
-		r.T = TypeUpdate
-	case 'd':
-		r.T = TypeDelete
-	default:
-		return false
-	}
-	d.i = len(t) + 2
+// change decodes the usual line of an insert, update or delete of type
+// t (changeType): its fields in the order AppendRecord writes them, with
+// the parsers the general loop uses, but without looking each key up
+// (most of a segment is such lines). False leaves the line to the
+// general loop.
+func (d *lineDecoder) change(r *Record, t string) bool {
+	r.T = t
+	d.i = len(changePrefix) + 2
 	ok := true
 	if ok && d.literal(`,"o":`) {
 		r.Ordinal, ok = d.int()
