@@ -21,8 +21,9 @@ const (
 
 // relSnap is what the reader knew of a record when it decoded it: the
 // relations it names (the reader itself runs ahead, and a relation
-// record further on would otherwise answer for an earlier change), and
-// whether its values may hold text that is not UTF-8.
+// record further on would otherwise answer for an earlier change),
+// whether its values may hold text that is not UTF-8, and what they
+// hold in memory.
 type relSnap struct {
 	oid  uint32
 	rel  *segment.Relation
@@ -30,6 +31,7 @@ type relSnap struct {
 	// notUTF8: segment.Reader.NotUTF8 counted some of its values; when
 	// false every text value is valid UTF-8, unchecked
 	notUTF8 bool
+	bytes   int // valueBytes of the record
 }
 
 func (s relSnap) Relation(oid uint32) *segment.Relation {
@@ -121,6 +123,7 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
 			}
 			d := decoded{rec: rec}
 			d.rels.notUTF8 = r.NotUTF8() != notUTF8
+			d.rels.bytes = valueBytes(rec)
 			switch {
 			case rec.RelOID != 0:
 				d.rels.oid, d.rels.rel = rec.RelOID, r.Relation(rec.RelOID)
@@ -131,7 +134,7 @@ func decodeAhead(r *segment.Reader, stop <-chan struct{}) *ahead {
 				}
 			}
 			batch.recs = append(batch.recs, d)
-			batch.bytes += int64(valueBytes(rec))
+			batch.bytes += int64(d.rels.bytes)
 			if (len(batch.recs) == decodeAheadBatch || batch.bytes >= decodeAheadBytes/decodeAheadBatches) && !send() {
 				return
 			}

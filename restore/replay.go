@@ -438,7 +438,7 @@ func (p *replayer) change(ctx context.Context, r relSnap, rec *segment.Record) e
 			return fmt.Errorf("change for relation %d without its schema", rec.RelOID)
 		}
 		p.rows++
-		return p.netChange(ctx, rel, rec)
+		return p.netChange(ctx, rel, rec, r.bytes)
 	}
 	// Everything else may depend on the order of row changes (TRUNCATE,
 	// DDL, messages): the buffered net changes go first, and what a

@@ -91,8 +91,9 @@ func valueBytes(rec *segment.Record) int {
 var errNetCount = errors.New("set-based statement touched another number of rows")
 
 // netChange buffers a row change for set-based apply, or applies it on
-// its own when its table does not allow it.
-func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *segment.Record) error {
+// its own when its table does not allow it; bytes is valueBytes of rec,
+// as the decoder counted it.
+func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *segment.Record, bytes int) error {
 	name, ok, err := p.netAllowed(ctx, rel, rec)
 	if err != nil {
 		return err
@@ -123,7 +124,7 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 				p.net.recs, p.spareRecs = p.spareRecs, nil
 			}
 			p.net.recs = append(p.net.recs, netRec{begin: p.cur, rel: rel, rec: rec})
-			p.net.bytes += valueBytes(rec)
+			p.net.bytes += bytes
 			if len(p.net.recs) >= max(p.netLimit, netFirst) || p.net.bytes >= netMaxBytes {
 				p.netLimit = nextNetLimit(p.netLimit)
 				return p.applyNet(ctx)
