@@ -127,6 +127,7 @@ var configPoll = 2 * time.Second
 func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
 	w := configWatcher{path: e.Config().Path}
 	w.last = fileSum(w.path)
+	w.seen = w.last
 	t := time.NewTicker(configPoll)
 	defer t.Stop()
 	for {
@@ -161,24 +162,19 @@ func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
 type configWatcher struct {
 	path string
 	last [32]byte // the content last loaded (or found at the start)
-	seen [32]byte // a new content seen once, not loaded yet
-	new  bool     // seen holds one
+	seen [32]byte // the content at the last look
 }
 
 // changed looks at the file: true when it is to be loaded now (forced:
 // SIGHUP, which loads it whatever it holds).
 func (w *configWatcher) changed(forced bool) bool {
 	sum := fileSum(w.path)
-	switch {
-	case forced:
-	case sum == w.last:
-		w.new = false
-		return false
-	case !w.new || sum != w.seen:
-		w.seen, w.new = sum, true
+	settled := sum == w.seen
+	w.seen = sum
+	if !forced && (sum == w.last || !settled) {
 		return false
 	}
-	w.last, w.new = sum, false
+	w.last = sum
 	return true
 }
 
