@@ -173,14 +173,19 @@ func (s *segmenter) apply(ctx context.Context, res uploaded) error {
 	if res.err != nil {
 		return res.err
 	}
-	s.cp.segmentStored(res.seg)
-	if s.onStored != nil {
-		s.onStored(res.seg)
-	}
+	s.recorded(res.seg)
 	if s.pending() {
 		return nil
 	}
 	return s.cp.afterFlush(ctx)
+}
+
+// recorded moves the cursor to the end of a segment just recorded.
+func (s *segmenter) recorded(seg store.Segment) {
+	s.cp.segmentStored(seg)
+	if s.onStored != nil {
+		s.onStored(seg)
+	}
 }
 
 // wait applies the results of every segment handed over.
@@ -261,14 +266,10 @@ func (s *segmenter) discard() {
 		s.upCancel()
 		close(s.up)
 		<-s.upDone
-		for s.inFlight > 0 {
+		for ; s.inFlight > 0; s.inFlight-- {
 			if res := <-s.results; res.err == nil {
-				s.cp.segmentStored(res.seg)
-				if s.onStored != nil {
-					s.onStored(res.seg)
-				}
+				s.recorded(res.seg)
 			}
-			s.inFlight--
 		}
 		s.up = nil
 	}
