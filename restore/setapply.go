@@ -325,8 +325,12 @@ func (p *replayer) finishNet(ctx context.Context, b netBuffer, failed error) err
 		return fmt.Errorf("%w (then rolling back to apply the changes one by one: %v)", failed, err)
 	}
 	p.netFallbacks++
-	cur := p.cur
-	defer func() { p.cur = cur }()
+	// What replay queued since the batch (statements, a run of inserts)
+	// follows it in source order: it waits until the batch's changes
+	// are sent, and goes on after them.
+	cur, batch, pending, run := p.cur, p.batch, p.pending, p.run
+	p.batch, p.pending, p.run = nil, nil, nil
+	defer func() { p.cur, p.batch, p.pending, p.run = cur, batch, pending, run }()
 	for _, c := range b.recs {
 		p.cur = c.begin
 		if err := p.rowChange(ctx, c.rel, c.rec); err != nil {

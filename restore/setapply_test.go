@@ -648,3 +648,57 @@ func TestFailedBatchKeepsWhatRanBeforeIt(t *testing.T) {
 		})
 	}
 }
+
+// A batch applied one by one after its set-based statement failed goes
+// before what replay queued after it: here a key change of a row the
+// batch inserts, queued while the batch's COPY ran (what it asks the
+// target is known from a key change before), and followed by changes
+// buffered for the next batch (settling the failed batch there queued its
+// rows after the key change).
+func TestFailedBatchGoesBeforeWhatFollows(t *testing.T) {
+	ctx := context.Background()
+	items := &segment.Relation{OID: 16400, Schema: "public", Name: "items", ReplicaIdentity: "d", Columns: []segment.Column{
+		{Name: "id", Type: "integer", Key: true}, {Name: "v", Type: "text"}}}
+	ch := func(rec segment.Record) testChange { rec.RelOID = items.OID; return testChange{items, rec} }
+	ins := func(id int) testChange {
+		return ch(segment.Record{T: segment.TypeInsert, New: tv(fmt.Sprint(id), "v")})
+	}
+	keyChange := func(from, to int) testChange {
+		return ch(segment.Record{T: segment.TypeUpdate, OldKind: "K", Old: tv(fmt.Sprint(from), "-"), New: tv(fmt.Sprint(to), "w")})
+	}
+	for _, tc := range []struct {
+		name  string
+		after []testChange
+		want  string
+	}{
+		{"alone", []testChange{keyChange(0, 100)}, "-1 51 100"},
+		{"then a batch", []testChange{keyChange(0, 100), ins(5)}, "-1 5 51 100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := target.CreateDB(t)
+			target.Exec(t, db, `CREATE TABLE items(id int PRIMARY KEY, v text);
+				-- refuses a statement of several rows with id 0: the COPY
+				-- of the first batch fails, its rows one by one do not
+				CREATE FUNCTION few() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF (SELECT count(*) > 1 AND bool_or(id = 0) FROM inserted) THEN RAISE EXCEPTION 'id 0 with others'; END IF;
+					RETURN NULL;
+				END $$;
+				CREATE TRIGGER few AFTER INSERT ON items REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION few()`)
+			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
+			err := p.segment(ctx, testSegment(t, []testTx{{[]testChange{ins(50), keyChange(50, 51)}}, {[]testChange{ins(0), ins(-1)}}, {tc.after}}))
+			if err == nil {
+				err = p.flush(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.netFallbacks != 1 {
+				t.Errorf("%d batches applied one by one; want 1", p.netFallbacks)
+			}
+			if got := pgtest.QueryValue[string](t, target, db, "SELECT string_agg(id::text, ' ' ORDER BY id) FROM items"); got != tc.want {
+				t.Errorf("items: %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
