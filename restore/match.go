@@ -186,7 +186,12 @@ type typeInfo struct {
 // bpchar's trimmed spaces) play no part. COLLATE "C" compares bytes: a
 // nondeterministic collation of the column would otherwise carry over.
 func fullCond(name, typ string, n int, m colMatch) string {
-	col, val := ident(name), fmt.Sprintf("$%d::text::%s", n, typ)
+	return fullCondOn(ident(name), fmt.Sprintf("$%d::text::%s", n, typ), m)
+}
+
+// fullCondOn is fullCond of the expressions col and val (a value of the
+// column's type).
+func fullCondOn(col, val string, m colMatch) string {
 	text := fmt.Sprintf(`format('%%s', %s) COLLATE "C" = format('%%s', %s)`, col, val)
 	switch m {
 	case matchEqual:

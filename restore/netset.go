@@ -26,6 +26,15 @@ import (
 // (an insert of a key present, an update or delete of a key absent) is
 // errNotNet: the caller applies the changes one by one instead, so the
 // failure names its row as per-row replay does.
+//
+// A REPLICA IDENTITY FULL table has no key: a row is known by all its
+// values, as per-row replay matches it (match.go). Its key here is every
+// value, and an update moves the row to its new values; rows with the
+// same values are interchangeable (the target cannot tell them apart
+// either). Two rows of one batch with the same values (a duplicate made
+// or changed in the batch) are errNotNet; duplicates already on the
+// target are not: each statement picks one target row per row it names,
+// as per-row replay's LIMIT 1 does, and counts them (setapply.go).
 
 // errNotNet: the changes do not reduce (see above).
 var errNotNet = errors.New("changes do not reduce to a net effect")
@@ -68,6 +77,14 @@ type netTable struct {
 	slab    []netRow // netRows are allocated from here, many at a time
 	pool    *netPool // where slab and order come from and go back to (nil: none)
 	slabs   [][]netRow
+	// full: REPLICA IDENTITY FULL (keys holds every column). A row's
+	// keyVals is then the row as the target holds it before the batch,
+	// and rows indexes it under its values after the changes so far.
+	full bool
+	// guard: a full table's columns in a unique index of the target. An
+	// update changing one is not reduced: applied before the deletes and
+	// inserts around it, it could collide with them (a swap).
+	guard []int
 }
 
 // netPool keeps the netRows and order lists of finished batches for the
@@ -123,7 +140,7 @@ func (t *netTable) newRow(k string) *netRow {
 func (t *netTable) index() bool {
 	rows := make(map[string]*netRow, len(t.order)+16)
 	for _, r := range t.order {
-		k, _ := t.keyOf(r.keyVals)
+		k, _ := t.keyOf(r.vals) // inserts only: vals is the whole row
 		if rows[k] != nil {
 			return false
 		}
@@ -134,12 +151,12 @@ func (t *netTable) index() bool {
 }
 
 func newNetTable(rel *segment.Relation, pool *netPool) *netTable {
-	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name, pool: pool}
+	t := &netTable{rel: rel, name: rel.Schema + "." + rel.Name, pool: pool, full: rel.ReplicaIdentity == "f"}
 	if pool != nil && len(pool.orders) > 0 {
 		t.order, pool.orders = pool.orders[len(pool.orders)-1], pool.orders[:len(pool.orders)-1]
 	}
 	for i, c := range rel.Columns {
-		if c.Key {
+		if c.Key || t.full {
 			t.keys = append(t.keys, i)
 		}
 	}
@@ -150,6 +167,9 @@ func newNetTable(rel *segment.Relation, pool *netPool) *netTable {
 // preceded by its length (values never hold NUL, but lengths keep the
 // key unambiguous whatever they hold).
 func (t *netTable) keyOf(vals []segment.Value) (string, bool) {
+	if t.full {
+		return fullKey(vals, nil)
+	}
 	if len(t.keys) == 1 {
 		// One key column: its text is the key (no copy).
 		i := t.keys[0]
@@ -174,13 +194,53 @@ func (t *netTable) keyOf(vals []segment.Value) (string, bool) {
 	return b.String(), true
 }
 
+// fullKey is the map key of a REPLICA IDENTITY FULL row: every value,
+// each preceded by its length (NULL has a length no value has). A value
+// Unchanged in over (nil: none) is base's. False when a value is unknown
+// (unchanged TOAST in base).
+func fullKey(base, over []segment.Value) (string, bool) {
+	n := 0
+	for i := range base {
+		n += 4 + len(base[i].Text)
+		if over != nil {
+			n += len(over[i].Text)
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range base {
+		v := base[i]
+		if over != nil && over[i].Kind != segment.Unchanged {
+			v = over[i]
+		}
+		switch v.Kind {
+		case segment.Null:
+			b.WriteString("\xff\xff\xff\xff")
+		case segment.Text:
+			n := len(v.Text)
+			b.WriteByte(byte(n >> 24))
+			b.WriteByte(byte(n >> 16))
+			b.WriteByte(byte(n >> 8))
+			b.WriteByte(byte(n))
+			b.WriteString(v.Text)
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
 // add folds one change into the table's net effect. rec must be an
 // insert, an update that keeps its key (no old key sent) or a delete of
-// a keyed table; anything else, or a sequence that cannot happen on a
-// matching target, is errNotNet and leaves t as it was.
+// a keyed table, or a change of a REPLICA IDENTITY FULL table (addFull);
+// anything else, or a sequence that cannot happen on a matching target,
+// is errNotNet and leaves t as it was.
 func (t *netTable) add(rec *segment.Record) error {
 	if len(t.keys) == 0 {
 		return errNotNet
+	}
+	if t.full && rec.T != segment.TypeInsert {
+		return t.addFull(rec) // an insert is a keyed one's, by all its values
 	}
 	var img []segment.Value
 	switch rec.T {
@@ -222,7 +282,7 @@ func (t *netTable) add(rec *segment.Record) error {
 	}
 	switch rec.T {
 	case segment.TypeInsert:
-		if r == nil {
+		if r == nil || r == movedRow {
 			r = t.newRow(k)
 			r.keyVals = img
 		} else if r.present {
@@ -262,21 +322,109 @@ func (t *netTable) add(rec *segment.Record) error {
 	return nil
 }
 
-// netSet is a table's net changes grouped for statements: the keys to
+// movedRow marks, in a REPLICA IDENTITY FULL table's rows, values a row
+// of the batch had before it changed. A change of a row with those values
+// is of another row: a duplicate of it on the target (errNotNet, so that
+// no two rows of a statement are named by the same values).
+var movedRow = &netRow{}
+
+// addFull folds an update or delete of a REPLICA IDENTITY FULL table,
+// which names its row by the whole old row (OldKind "O").
+func (t *netTable) addFull(rec *segment.Record) error {
+	n := len(t.rel.Columns)
+	old, img := rec.Old, rec.New
+	switch rec.T {
+	case segment.TypeUpdate:
+		if len(img) != n {
+			return errNotNet
+		}
+	case segment.TypeDelete:
+	default:
+		return errNotNet
+	}
+	if rec.OldKind != "O" || len(old) != n {
+		return errNotNet
+	}
+	// An old row of NULLs alone names no value to match by.
+	named := false
+	for _, v := range old {
+		named = named || v.Kind == segment.Text
+	}
+	ko, ok := fullKey(old, nil)
+	if !ok || !named {
+		return errNotNet
+	}
+	if t.rows == nil && !t.index() {
+		return errNotNet
+	}
+	r := t.rows[ko]
+	if r != nil && !r.present {
+		return errNotNet // a duplicate of a row deleted or changed
+	}
+	switch rec.T {
+	case segment.TypeUpdate:
+		for _, i := range t.guard {
+			if img[i].Kind != segment.Unchanged && img[i] != old[i] {
+				return errNotNet // a unique index's value changes
+			}
+		}
+		// The row's values now: old's, as r's were, with img's.
+		kn, ok := fullKey(old, img)
+		if !ok {
+			return errNotNet
+		}
+		if e := t.rows[kn]; e != nil && e != r && e.present {
+			return errNotNet // two rows of the batch with the same values
+		}
+		if r == nil {
+			r = t.newRow(kn)
+			r.keyVals, r.existed, r.present, r.vals = old, true, true, img
+		} else {
+			if !r.owned {
+				r.vals = append([]segment.Value(nil), r.vals...)
+				r.owned = true
+			}
+			for i, v := range img {
+				if v.Kind != segment.Unchanged {
+					r.vals[i] = v
+				}
+			}
+		}
+		// A later change of a row with the old values is one of its
+		// duplicates on the target: one by one.
+		t.rows[ko] = movedRow
+		t.rows[kn] = r
+	case segment.TypeDelete:
+		if r == nil {
+			r = t.newRow(ko)
+			r.keyVals, r.existed = old, true
+			break
+		}
+		r.present, r.inserted, r.vals, r.owned = false, false, nil, false
+	}
+	t.changes++
+	return nil
+}
+
+// netSet is a table's net changes grouped for statements: the rows to
 // delete (first), the rows to update per set of columns, then the rows
 // to insert per set of columns. Each group keeps first-seen order.
 type netSet struct {
-	deletes []*netRow
+	deletes []netGroup
 	updates []netGroup
 	inserts []netGroup
 }
 
-// netGroup is rows changing the same columns (cols: indexes into the
-// relation's columns).
+// netGroup is rows whose statement is the same (indexes into the
+// relation's columns): the columns set (an update's) or inserted (cols),
+// and those a row is named by (match: a keyed table's key; a REPLICA
+// IDENTITY FULL table's columns not NULL in keyVals, the others being
+// NULL).
 type netGroup struct {
-	cols []int
-	rows []*netRow
-	copy []copyPart // an insert group's rows as COPY text (render)
+	cols  []int
+	match []int
+	rows  []*netRow
+	copy  []copyPart // an insert group's rows as COPY text (render)
 }
 
 // copyPart is COPY text of rows rows.
@@ -285,61 +433,112 @@ type copyPart struct {
 	rows int
 }
 
+// A row's statement, as a byte per column (net's masks).
+const (
+	maskSet   = 1 // set or inserted
+	maskMatch = 2 // named by its value
+)
+
+// grouper puts rows into groups by mask. Rows come in runs of one mask:
+// the last one's group is tried first.
+type grouper struct {
+	idx  map[string]int
+	last []byte
+	n    int // the last mask's group, when last is set
+	hint int // rows the first group is made for
+}
+
+func (g *grouper) add(gs *[]netGroup, mask []byte, r *netRow) {
+	if g.last == nil || string(mask) != string(g.last) {
+		n, ok := g.idx[string(mask)]
+		if !ok {
+			if g.idx == nil {
+				g.idx = map[string]int{}
+			}
+			n = len(*gs)
+			g.idx[string(mask)] = n
+			var grp netGroup
+			for i, m := range mask {
+				if m&maskSet != 0 {
+					grp.cols = append(grp.cols, i)
+				}
+				if m&maskMatch != 0 {
+					grp.match = append(grp.match, i)
+				}
+			}
+			if n == 0 { // usually the only one
+				grp.rows = make([]*netRow, 0, g.hint)
+			}
+			*gs = append(*gs, grp)
+		}
+		g.last, g.n = append(g.last[:0], mask...), n
+	}
+	(*gs)[g.n].rows = append((*gs)[g.n].rows, r)
+}
+
 // net groups t's rows into statements.
 func (t *netTable) net() netSet {
 	var s netSet
-	upd, ins := map[string]int{}, map[string]int{}
-	// Rows come in runs of one set of columns: the last mask and its
-	// group are tried first.
-	var mask, lastUpd, lastIns []byte
-	nUpd, nIns := -1, -1
-	group := func(gs *[]netGroup, idx map[string]int, last *[]byte, lastN *int, r *netRow, skipKey bool) {
-		mask = mask[:0]
-		set := 0
+	var del grouper
+	upd, ins := grouper{hint: len(t.order)}, grouper{hint: len(t.order)}
+	mask := make([]byte, len(t.rel.Columns))
+	// named marks the columns r is named by: the key, or (full) every
+	// value its row had before the batch that is not NULL.
+	named := func(r *netRow) {
+		clear(mask)
+		if !t.full {
+			for _, i := range t.keys {
+				mask[i] = maskMatch
+			}
+			return
+		}
+		for i, v := range r.keyVals {
+			if v.Kind != segment.Null {
+				mask[i] = maskMatch
+			}
+		}
+	}
+	inserted := func(r *netRow) {
+		clear(mask)
 		for i, v := range r.vals {
-			if v.Kind == segment.Unchanged || (skipKey && t.rel.Columns[i].Key) {
-				mask = append(mask, '0')
-				continue
+			if v.Kind != segment.Unchanged {
+				mask[i] = maskSet
 			}
-			mask = append(mask, '1')
-			set++
 		}
-		if skipKey && set == 0 {
-			return // an update that sets nothing: per-row replay sends nothing either
-		}
-		n := *lastN
-		if n < 0 || string(mask) != string(*last) {
-			var ok bool
-			if n, ok = idx[string(mask)]; !ok {
-				n = len(*gs)
-				idx[string(mask)] = n
-				cols := make([]int, 0, set)
-				for i, m := range mask {
-					if m == '1' {
-						cols = append(cols, i)
-					}
-				}
-				g := netGroup{cols: cols}
-				if n == 0 { // usually the only one
-					g.rows = make([]*netRow, 0, len(t.order))
-				}
-				*gs = append(*gs, g)
-			}
-			*last, *lastN = append((*last)[:0], mask...), n
-		}
-		(*gs)[n].rows = append((*gs)[n].rows, r)
 	}
 	for _, r := range t.order {
 		switch {
 		case r.existed && (!r.present || r.inserted):
-			s.deletes = append(s.deletes, r)
+			named(r)
+			del.add(&s.deletes, mask, r)
 			if r.present {
-				group(&s.inserts, ins, &lastIns, &nIns, r, false)
+				inserted(r)
+				ins.add(&s.inserts, mask, r)
 			}
 		case r.present && r.inserted:
-			group(&s.inserts, ins, &lastIns, &nIns, r, false)
+			inserted(r)
+			ins.add(&s.inserts, mask, r)
 		case r.present:
-			group(&s.updates, upd, &lastUpd, &nUpd, r, true)
+			// The columns set: those sent, but neither a key (it did
+			// not change) nor, with REPLICA IDENTITY FULL, a value the
+			// row already had (as per row: an identity column GENERATED
+			// ALWAYS may not be SET at all).
+			named(r)
+			set := false
+			for i, v := range r.vals {
+				if v.Kind == segment.Unchanged || (t.full && v == r.keyVals[i]) || (!t.full && t.rel.Columns[i].Key) {
+					continue
+				}
+				mask[i] |= maskSet
+				set = true
+			}
+			// Nothing set: a keyed update of its key columns alone, or a
+			// full row changed back to its values before the batch. No
+			// statement (per row, the first sends none either; the
+			// second's row is not looked for on the target).
+			if set {
+				upd.add(&s.updates, mask, r)
+			}
 		}
 	}
 	return s

@@ -165,7 +165,7 @@ type replayer struct {
 	netLimit int
 	// netSafe caches, per schema.table, whether its changes may be
 	// applied set-based; anything but a row change empties it.
-	netSafe map[string]bool
+	netSafe map[string]netRule
 	netLast netLast
 	// netRows counts changes applied set-based; netFallbacks the
 	// buffers applied one by one after a set-based statement failed.

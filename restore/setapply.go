@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -27,10 +28,12 @@ import (
 // session_replication_role = replica (foreign keys and ordinary triggers
 // do not fire) and the trigger guard disables the others (triggers.go).
 // Within a table it matters where another unique index or an exclusion
-// constraint could see an intermediate state (a swap of unique values),
-// on partitioned tables and partitions (rows that move), and for REPLICA
-// IDENTITY FULL tables (rows matched by every column, duplicates): those
-// tables are applied one change at a time, as are key changes. TRUNCATE,
+// constraint could see an intermediate state (a swap of unique values)
+// and on partitioned tables and partitions (rows that move): those tables
+// are applied one change at a time, as are key changes. A REPLICA
+// IDENTITY FULL table's rows are named by all their values (netset.go);
+// an update of a column in one of its unique indexes goes one by one, and
+// so does a change to a row the batch made twice (duplicates). TRUNCATE,
 // DDL and messages apply the buffer first, and so does the end of each
 // target transaction (flush), so order across target transactions never
 // changes and the restore stops exactly at its target.
@@ -101,8 +104,8 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 	if ok {
 		t := p.net.tables[name]
 		if t != nil && t.rel != rel && !sameColumns(t.rel, rel) {
-			// The table's columns changed without DDL in between:
-			// what is buffered goes first.
+			// The table's columns or replica identity changed without
+			// DDL in between: what is buffered goes first.
 			if err := p.applyNet(ctx); err != nil {
 				return err
 			}
@@ -111,6 +114,7 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 		fresh := t == nil
 		if fresh {
 			t = newNetTable(rel, &p.netPool)
+			t.guard = p.netLast.guard
 		}
 		if err := t.add(rec); err == nil {
 			if fresh {
@@ -142,7 +146,7 @@ func (p *replayer) netChange(ctx context.Context, rel *segment.Relation, rec *se
 }
 
 func sameColumns(a, b *segment.Relation) bool {
-	if len(a.Columns) != len(b.Columns) {
+	if len(a.Columns) != len(b.Columns) || a.ReplicaIdentity != b.ReplicaIdentity {
 		return false
 	}
 	for i := range a.Columns {
@@ -160,64 +164,111 @@ func sameColumns(a, b *segment.Relation) bool {
 const netSafeSQL = `SELECT c.relkind = 'r' AND NOT c.relispartition AND c.relreplident IN ('d', 'i')
 	AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
 		AND (i.indisunique OR i.indisexclusion)
-		AND NOT (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary)))
+		AND NOT (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary))),
+	'{}'::text[]
 	FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`
 
+// netSafeFullSQL is netSafeSQL for a REPLICA IDENTITY FULL table: a plain
+// table without an exclusion constraint nor a unique index on an
+// expression or with a predicate, and the columns of its unique indexes
+// (an update changing one goes one by one: netTable.guard).
+const netSafeFullSQL = `SELECT c.relkind = 'r' AND NOT c.relispartition
+	AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid
+		AND (i.indisexclusion OR (i.indisunique AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)))),
+	coalesce((SELECT array_agg(DISTINCT a.attname::text) FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey::int2[])
+		WHERE i.indrelid = c.oid AND i.indisunique), '{}')
+	FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`
+
+// netRule is what the target's catalog allows a table: set-based apply,
+// and the columns of a REPLICA IDENTITY FULL table's unique indexes.
+type netRule struct {
+	ok    bool
+	guard []string
+}
+
 // netAllowed tells whether rec may be buffered for set-based apply, and
-// its table's schema.name.
+// its table's schema.name; p.netLast is then rel's.
 func (p *replayer) netAllowed(ctx context.Context, rel *segment.Relation, rec *segment.Record) (string, bool, error) {
 	if l := p.netLast; l.rel == rel {
-		return l.name, l.ok && rec.OldKind != "O", nil
+		return l.name, l.ok && (rec.OldKind != "O" || l.full), nil
 	}
 	name := rel.Schema + "." + rel.Name
-	ok, err := p.netTable(ctx, rel, name)
+	ok, guard, err := p.netTable(ctx, rel, name)
 	if err != nil {
 		return "", false, err
 	}
-	p.netLast = netLast{rel: rel, name: name, ok: ok}
-	return name, ok && rec.OldKind != "O", nil
+	full := rel.ReplicaIdentity == "f"
+	p.netLast = netLast{rel: rel, name: name, ok: ok, full: full, guard: guard}
+	return name, ok && (rec.OldKind != "O" || full), nil
 }
 
 // netLast is the relation of the last row change and what netTable said
 // of it (rows of one table come in runs); anything but a row change
 // empties it with netSafe.
 type netLast struct {
-	rel  *segment.Relation
-	name string
-	ok   bool
+	rel   *segment.Relation
+	name  string
+	ok    bool
+	full  bool  // REPLICA IDENTITY FULL
+	guard []int // netTable.guard
 }
 
-// netTable tells whether a table's changes may be applied set-based.
-func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name string) (bool, error) {
-	if p.perRow || rel.ReplicaIdentity == "f" {
-		return false, nil
+// netTable tells whether a table's changes may be applied set-based, and
+// for a REPLICA IDENTITY FULL table the indexes of its columns in a
+// unique index of the target.
+func (p *replayer) netTable(ctx context.Context, rel *segment.Relation, name string) (bool, []int, error) {
+	if p.perRow {
+		return false, nil, nil
 	}
-	keyed := false
-	for _, c := range rel.Columns {
-		keyed = keyed || c.Key
+	full := rel.ReplicaIdentity == "f"
+	if full {
+		// The target gets the replica identity first, as per row.
+		if err := p.fullIdentity(ctx, rel); err != nil {
+			return false, nil, err
+		}
+	} else {
+		keyed := false
+		for _, c := range rel.Columns {
+			keyed = keyed || c.Key
+		}
+		if !keyed {
+			return false, nil, nil
+		}
 	}
-	if !keyed {
-		return false, nil
+	rule, known := p.netSafe[name]
+	if !known {
+		if err := p.endRun(ctx); err != nil {
+			return false, nil, err
+		}
+		if err := p.send(ctx); err != nil {
+			return false, nil, err
+		}
+		sql := netSafeSQL
+		if full {
+			sql = netSafeFullSQL
+		}
+		err := p.tx.QueryRow(ctx, sql, pgx.Identifier{rel.Schema, rel.Name}.Sanitize()).Scan(&rule.ok, &rule.guard)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return false, nil, fmt.Errorf("read the indexes of %s: %w", name, err)
+		}
+		if p.netSafe == nil {
+			p.netSafe = map[string]netRule{}
+		}
+		p.netSafe[name] = rule
 	}
-	if ok, known := p.netSafe[name]; known {
-		return ok, nil
+	if !rule.ok {
+		return false, nil, nil
 	}
-	if err := p.endRun(ctx); err != nil {
-		return false, err
+	var guard []int
+	for _, g := range rule.guard {
+		i := slices.IndexFunc(rel.Columns, func(c segment.Column) bool { return c.Name == g })
+		if i < 0 {
+			return false, nil, nil // a unique column the stream does not send
+		}
+		guard = append(guard, i)
 	}
-	if err := p.send(ctx); err != nil {
-		return false, err
-	}
-	var ok bool
-	err := p.tx.QueryRow(ctx, netSafeSQL, pgx.Identifier{rel.Schema, rel.Name}.Sanitize()).Scan(&ok)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return false, fmt.Errorf("read the indexes of %s: %w", name, err)
-	}
-	if p.netSafe == nil {
-		p.netSafe = map[string]bool{}
-	}
-	p.netSafe[name] = ok
-	return ok, nil
+	return true, guard, nil
 }
 
 // applyNet applies the buffered changes set-based, or one by one when a
@@ -372,41 +423,79 @@ func (p *replayer) reuse(b netBuffer) {
 func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTable, s netSet, how []typeInfo) (int64, error) {
 	cols := t.rel.Columns
 	tbl := table(t.rel)
-	// The key columns are matched with '=' (a replica identity index has
-	// it), the value read as the type's base type, as per row (where).
-	var keyConds []string
-	for n, i := range t.keys {
-		keyConds = append(keyConds, fmt.Sprintf("btfu_t.%s = btfu_u.c%d::%s", ident(cols[i].Name), n, how[i].cast))
+	// named is the condition on the table's row alias that names a
+	// group's rows, whose values are the first arrays (btfu_u.c0, …):
+	// a keyed table's key columns, matched with '=' (a replica identity
+	// index has it), the value read as the type's base type, as per row
+	// (where); a REPLICA IDENTITY FULL table's every column, as per row
+	// (fullCond), NULL where the row's is.
+	named := func(alias string, g netGroup) string {
+		var conds []string
+		n := 0
+		for i, c := range cols {
+			col := alias + "." + ident(c.Name)
+			switch {
+			case n < len(g.match) && g.match[n] == i:
+				val := fmt.Sprintf("btfu_u.c%d::%s", n, how[i].cast)
+				if t.full {
+					conds = append(conds, fullCondOn(col, val, how[i].match))
+				} else {
+					conds = append(conds, col+" = "+val)
+				}
+				n++
+			case t.full:
+				conds = append(conds, col+" IS NULL")
+			}
+		}
+		return strings.Join(conds, " AND ")
 	}
-	where := strings.Join(keyConds, " AND ")
-	unnest := func(n int) string {
+	// from is the rows of a statement, as btfu_u (the arrays c0, … of
+	// its n columns), and where the condition on the table (btfu_t)
+	// naming them. A keyed table's key names one row. A REPLICA IDENTITY
+	// FULL table's values may name several (duplicates): each array row
+	// then picks one of them (btfu_ctid), as per-row replay's LIMIT 1
+	// does. A target row picked twice is changed once, and the count
+	// falls short.
+	from := func(n int, g netGroup, update bool) (string, string) {
 		var ps, as []string
 		for j := range n {
 			ps = append(ps, fmt.Sprintf("$%d::text[]", j+1))
 			as = append(as, fmt.Sprintf("c%d", j))
 		}
-		return "unnest(" + strings.Join(ps, ", ") + ") AS btfu_u(" + strings.Join(as, ", ") + ")"
+		if !t.full {
+			return "unnest(" + strings.Join(ps, ", ") + ") AS btfu_u(" + strings.Join(as, ", ") + ")", named("btfu_t", g)
+		}
+		vals := ""
+		if update {
+			vals = ", btfu_u.*"
+		}
+		return "(SELECT DISTINCT ON (btfu_u.btfu_n) btfu_m.ctid AS btfu_ctid" + vals +
+			" FROM unnest(" + strings.Join(ps, ", ") + ") WITH ORDINALITY AS btfu_u(" + strings.Join(as, ", ") + ", btfu_n)" +
+			" JOIN ONLY " + tbl + " AS btfu_m ON " + named("btfu_m", g) +
+			" ORDER BY btfu_u.btfu_n) AS btfu_u", "btfu_t.ctid = btfu_u.btfu_ctid"
 	}
-	// exec queues sql over rows in chunks, with one text array per
-	// column of get (the key's, then the columns set); sendBatch runs the
-	// chunks pipelined and checks each one's count.
+	// exec queues sql over a group's rows in chunks, with one text array
+	// per column named (from the row's keyVals), then per column set
+	// (from its vals); sendBatch runs the chunks pipelined and checks
+	// each one's count.
 	batch := &pgx.Batch{}
 	var want []int
-	exec := func(sql string, rows []*netRow, get []int, keyOf func(*netRow) []segment.Value) {
-		for start := 0; start < len(rows); start += netChunk {
-			chunk := rows[start:min(start+netChunk, len(rows))]
-			arrays := make([][]*string, len(get))
+	exec := func(sql string, g netGroup, set []int) {
+		for start := 0; start < len(g.rows); start += netChunk {
+			chunk := g.rows[start:min(start+netChunk, len(g.rows))]
+			arrays := make([][]*string, len(g.match)+len(set))
 			for j := range arrays {
 				arrays[j] = make([]*string, len(chunk))
 			}
 			for r, row := range chunk {
-				vals := keyOf(row)
-				for j, i := range get {
-					if v := &vals[i]; v.Kind == segment.Text {
+				for j, i := range g.match {
+					if v := &row.keyVals[i]; v.Kind == segment.Text {
 						arrays[j][r] = &v.Text
 					}
-					if j == len(t.keys)-1 {
-						vals = row.vals // after the key: the new values
+				}
+				for j, i := range set {
+					if v := &row.vals[i]; v.Kind == segment.Text {
+						arrays[len(g.match)+j][r] = &v.Text
 					}
 				}
 			}
@@ -436,18 +525,17 @@ func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTabl
 		batch, want = &pgx.Batch{}, nil
 		return br.Close()
 	}
-	keyVals := func(r *netRow) []segment.Value { return r.keyVals }
-	if len(s.deletes) > 0 {
-		sql := "DELETE FROM ONLY " + tbl + " AS btfu_t USING " + unnest(len(t.keys)) + " WHERE " + where
-		exec(sql, s.deletes, t.keys, keyVals)
+	for _, g := range s.deletes {
+		using, where := from(len(g.match), g, false)
+		exec("DELETE FROM ONLY "+tbl+" AS btfu_t USING "+using+" WHERE "+where, g, nil)
 	}
 	for _, g := range s.updates {
 		var sets []string
 		for n, i := range g.cols {
-			sets = append(sets, fmt.Sprintf("%s = btfu_u.c%d::%s", ident(cols[i].Name), len(t.keys)+n, cols[i].Type))
+			sets = append(sets, fmt.Sprintf("%s = btfu_u.c%d::%s", ident(cols[i].Name), len(g.match)+n, cols[i].Type))
 		}
-		sql := "UPDATE ONLY " + tbl + " AS btfu_t SET " + strings.Join(sets, ", ") + " FROM " + unnest(len(t.keys)+len(g.cols)) + " WHERE " + where
-		exec(sql, g.rows, append(append([]int(nil), t.keys...), g.cols...), keyVals)
+		rows, where := from(len(g.match)+len(g.cols), g, true)
+		exec("UPDATE ONLY "+tbl+" AS btfu_t SET "+strings.Join(sets, ", ")+" FROM "+rows+" WHERE "+where, g, g.cols)
 	}
 	if err := sendBatch(); err != nil {
 		return 0, err

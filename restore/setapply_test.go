@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 )
 
 // netTables are the tables of TestSetBasedReplayMatchesTheSource.
-var netTables = []string{"net", "net2", "uniq", "fulltab", "parted", "items", "toasty"}
+var netTables = []string{"net", "net2", "uniq", "fulltab", "fullkey", "parted", "items", "toasty"}
 
 func netHash(t *testing.T, c *pgtest.Cluster, db string) map[string]string {
 	out := map[string]string{}
@@ -41,6 +42,10 @@ func TestSetBasedReplayMatchesTheSource(t *testing.T) {
 		CREATE TABLE net2(a text, b int, v jsonb, PRIMARY KEY (a, b));
 		CREATE TABLE uniq(id int PRIMARY KEY, email text UNIQUE, v int);
 		CREATE TABLE fulltab(a int, b text); ALTER TABLE fulltab REPLICA IDENTITY FULL;
+		INSERT INTO fulltab VALUES (7, 'd'), (7, 'd'), (8, NULL), (9, 'e');
+		CREATE TABLE fullkey(id int PRIMARY KEY, n numeric, j json, t text); ALTER TABLE fullkey REPLICA IDENTITY FULL;
+		INSERT INTO fullkey SELECT g, g + 0.50, json_build_object('g', g), CASE WHEN g = 3 THEN (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) END
+			FROM generate_series(1, 20) g;
 		CREATE TABLE parted(id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
 		CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
 		CREATE TABLE parted_2 PARTITION OF parted FOR VALUES FROM (10) TO (20);
@@ -80,6 +85,20 @@ func TestSetBasedReplayMatchesTheSource(t *testing.T) {
 			UPDATE net2 SET v = v || '{"y": 2}' WHERE b % 2 = 0;
 			DELETE FROM net2 WHERE b = 5;
 			INSERT INTO net2 VALUES ('k5', 5, '{"back": true}');
+			-- REPLICA IDENTITY FULL: rows named by all their values; one
+			-- of two duplicates changed, NULL, numeric and json (matched
+			-- by their text), a TOAST value left unchanged, and a column
+			-- of a unique index changed (one by one)
+			UPDATE fulltab SET b = 'd2' WHERE ctid = (SELECT min(ctid) FROM fulltab WHERE a = 7);
+			UPDATE fulltab SET b = 'n' WHERE a = 8;
+			DELETE FROM fulltab WHERE a = 9;
+			UPDATE fullkey SET n = n + 0.10 WHERE id <= 5;
+			UPDATE fullkey SET j = '{"b": [2, 2.0]}' WHERE id IN (2, 3);
+			DELETE FROM fullkey WHERE id = 4;
+			INSERT INTO fullkey VALUES (100, 1.50, '{"x": [1, 2]}', NULL);
+			UPDATE fullkey SET t = 'changed' WHERE id = 100;
+			UPDATE fullkey SET id = 1000 WHERE id = 6;
+			UPDATE fullkey SET t = 'after the key' WHERE id = 1000;
 			COMMIT`},
 		{"one by one", `BEGIN;
 			UPDATE net SET name = 'before key change' WHERE id = 14;
@@ -214,7 +233,9 @@ func tv(s ...string) []segment.Value {
 
 // Tables where order within the target transaction may matter go one
 // change at a time without trying a set-based statement first (no
-// fallback), and keyed tables without such a reason go set-based.
+// fallback), and keyed tables without such a reason go set-based, as do
+// REPLICA IDENTITY FULL tables: an update of one of two duplicate rows
+// changes one of them.
 func TestSetBasedApplyFallsBackWhereOrderMatters(t *testing.T) {
 	ctx := context.Background()
 	db := target.CreateDB(t)
@@ -261,8 +282,8 @@ func TestSetBasedApplyFallsBackWhereOrderMatters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.netFallbacks != 0 || p.netRows != 4 {
-		t.Errorf("%d changes set-based, %d fallbacks; want keyed's 4 set-based and no fallback", p.netRows, p.netFallbacks)
+	if p.netFallbacks != 0 || p.netRows != 5 {
+		t.Errorf("%d changes set-based, %d fallbacks; want keyed's 4 and fulltab's 1 set-based and no fallback", p.netRows, p.netFallbacks)
 	}
 	got := pgtest.QueryValue[string](t, target, db, `SELECT concat_ws(' ',
 		(SELECT string_agg(format('%s=%s', id, v), ',' ORDER BY id) FROM keyed),
@@ -424,6 +445,131 @@ func TestSetBasedEqualsOneByOne(t *testing.T) {
 		}
 		if net == 0 {
 			t.Errorf("seed %d: nothing applied set-based", seed)
+		}
+	}
+}
+
+// The same for REPLICA IDENTITY FULL tables, rows named by all their
+// values: random inserts, updates (some leaving a TOAST column unchanged)
+// and deletes over few distinct values, so that the target holds
+// duplicates, some of them changed in one batch; NULLs; and, in a second
+// table, a unique index whose column some updates change (those go one
+// by one). Set-based replay leaves the target as one by one does.
+func TestSetBasedEqualsOneByOneFull(t *testing.T) {
+	ctx := context.Background()
+	full := func(oid uint32, name string) *segment.Relation {
+		return &segment.Relation{OID: oid, Schema: "public", Name: name, ReplicaIdentity: "f", Columns: []segment.Column{
+			{Name: "a", Type: "integer", Key: true}, {Name: "b", Type: "text", Key: true}, {Name: "c", Type: "text", Key: true}}}
+	}
+	dup, uniq := full(16400, "dup"), full(16401, "uniq")
+	for seed := range 4 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 11))
+		pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
+		// rows: each table's rows as the source holds them
+		rows := map[*segment.Relation][][]string{}
+		for a := range 12 {
+			rows[dup] = append(rows[dup], []string{fmt.Sprint(a % 4), pick("x", "y", "-"), pick("p", "-")})
+			rows[uniq] = append(rows[uniq], []string{fmt.Sprint(a), pick("x", "y", "-"), "p"})
+		}
+		var setup []string
+		for _, rel := range []*segment.Relation{dup, uniq} {
+			for _, r := range rows[rel] {
+				var vs []string
+				for _, v := range r {
+					if v == "-" {
+						vs = append(vs, "NULL")
+					} else {
+						vs = append(vs, "'"+v+"'")
+					}
+				}
+				setup = append(setup, fmt.Sprintf("INSERT INTO %s VALUES (%s)", rel.Name, strings.Join(vs, ", ")))
+			}
+		}
+		nextA := 100
+		var txs []testTx
+		for range 60 {
+			var tx testTx
+			for range 1 + rng.IntN(8) {
+				rel := dup
+				if rng.IntN(3) == 0 {
+					rel = uniq
+				}
+				rs := rows[rel]
+				var rec segment.Record
+				switch n := rng.IntN(10); {
+				case n < 2 || len(rs) == 0:
+					r := []string{fmt.Sprint(rng.IntN(4)), pick("x", "y", "-"), pick("p", "q")}
+					if rel == uniq {
+						r[0] = fmt.Sprint(nextA)
+						nextA++
+					}
+					rec = segment.Record{T: segment.TypeInsert, New: tv(r...)}
+					rows[rel] = append(rs, r)
+				case n < 4:
+					i := rng.IntN(len(rs))
+					rec = segment.Record{T: segment.TypeDelete, OldKind: "O", Old: tv(rs[i]...)}
+					rows[rel] = append(rs[:i:i], rs[i+1:]...)
+				default:
+					i := rng.IntN(len(rs))
+					r := slices.Clone(rs[i])
+					r[1] = pick("x", "y", "z", "-")
+					if rel == uniq && rng.IntN(4) == 0 {
+						r[0] = fmt.Sprint(nextA)
+						nextA++
+					} else if rel == dup && rng.IntN(3) == 0 {
+						r[0] = fmt.Sprint(rng.IntN(4))
+					}
+					rec = segment.Record{T: segment.TypeUpdate, OldKind: "O", Old: tv(rs[i]...), New: tv(r...)}
+					if rng.IntN(3) == 0 {
+						rec.New[2] = segment.Value{Kind: segment.Unchanged} // c: unchanged TOAST
+					} else {
+						r[2] = pick("p", "q", "-")
+						rec.New[2] = tv(r[2])[0]
+					}
+					rs[i] = r
+				}
+				rec.RelOID = rel.OID
+				tx.changes = append(tx.changes, testChange{rel, rec})
+			}
+			txs = append(txs, tx)
+		}
+		var got [2]string
+		var net, fallbacks int64
+		for i, perRow := range []bool{true, false} {
+			db := target.CreateDB(t)
+			target.Exec(t, db, "CREATE TABLE dup(a int, b text, c text); CREATE INDEX ON dup(a); CREATE TABLE uniq(a int UNIQUE, b text, c text); "+strings.Join(setup, "; "))
+			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}, perRow: perRow}
+			err := p.segment(ctx, testSegment(t, txs))
+			if err == nil {
+				err = p.flush(ctx)
+			}
+			if err != nil {
+				t.Fatalf("seed %d, one by one %v: %v", seed, perRow, err)
+			}
+			if !perRow {
+				net, fallbacks = p.netRows, p.netFallbacks
+			}
+			got[i] = pgtest.QueryValue[string](t, target, db, `SELECT concat_ws(' | ',
+				(SELECT string_agg(x, ' ' ORDER BY x COLLATE "C") FROM (SELECT format('%s,%s,%s', a, coalesce(b, '-'), coalesce(c, '-')) FROM dup) r(x)),
+				(SELECT string_agg(x, ' ' ORDER BY x COLLATE "C") FROM (SELECT format('%s,%s,%s', a, coalesce(b, '-'), coalesce(c, '-')) FROM uniq) r(x)),
+				(SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class WHERE relname IN ('dup', 'uniq')))`)
+		}
+		// What the source holds, and the replica identity it had.
+		var want []string
+		for _, rel := range []*segment.Relation{dup, uniq} {
+			var rs []string
+			for _, r := range rows[rel] {
+				rs = append(rs, strings.Join(r, ","))
+			}
+			slices.Sort(rs)
+			want = append(want, strings.Join(rs, " "))
+		}
+		want = append(want, "dup=f,uniq=f")
+		if w := strings.Join(want, " | "); got[0] != w || got[1] != w {
+			t.Errorf("seed %d: replay differs from the source\nsource:      %s\none by one:  %s\nset-based:   %s", seed, w, got[0], got[1])
+		}
+		if net == 0 || fallbacks != 0 {
+			t.Errorf("seed %d: %d changes set-based, %d fallbacks; want some and none", seed, net, fallbacks)
 		}
 	}
 }

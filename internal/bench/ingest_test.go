@@ -51,9 +51,9 @@ var workloads = []workload{
 		c.Exec(t, db, "UPDATE big SET v = v || 'x'")
 	}},
 	// REPLICA IDENTITY FULL: every old row is sent and matched by all its
-	// columns (replay applies such tables one change at a time). The
-	// primary key lets both replay and the subscription find the row
-	// through an index.
+	// columns (replay reduces such a table's changes per row, named by
+	// all its values). The primary key lets both replay and the
+	// subscription find the row through an index.
 	{"200k-row UPDATE, REPLICA IDENTITY FULL", "CREATE TABLE fullt(id int PRIMARY KEY, v text); ALTER TABLE fullt REPLICA IDENTITY FULL; INSERT INTO fullt SELECT g, md5(g::text) FROM generate_series(1, 200000) g", func(t testing.TB, c *pgtest.Cluster, db string) {
 		c.Exec(t, db, "UPDATE fullt SET v = v || 'x'")
 	}},
