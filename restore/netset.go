@@ -409,7 +409,11 @@ func (t *netTable) addFull(rec *segment.Record) error {
 // netSet is a table's net changes grouped for statements: the rows to
 // delete (first), the rows to update per set of columns, then the rows
 // to insert per set of columns. Each group keeps first-seen order.
+// checks are rows of a REPLICA IDENTITY FULL table changed back to their
+// values before the batch: nothing to set, but the target must hold them,
+// as the updates one by one would have found them (looked for first).
 type netSet struct {
+	checks  []netGroup
 	deletes []netGroup
 	updates []netGroup
 	inserts []netGroup
@@ -479,7 +483,7 @@ func (g *grouper) add(gs *[]netGroup, mask []byte, r *netRow) {
 // net groups t's rows into statements.
 func (t *netTable) net() netSet {
 	var s netSet
-	var del grouper
+	var del, chk grouper
 	upd, ins := grouper{hint: len(t.order)}, grouper{hint: len(t.order)}
 	mask := make([]byte, len(t.rel.Columns))
 	// named marks the columns r is named by: the key, or (full) every
@@ -532,13 +536,14 @@ func (t *netTable) net() netSet {
 				mask[i] |= maskSet
 				set = true
 			}
-			// Nothing set: a keyed update of its key columns alone, or a
-			// full row changed back to its values before the batch. No
-			// statement (per row, the first sends none either; the
-			// second's row is not looked for on the target).
-			if set {
+			switch {
+			case set:
 				upd.add(&s.updates, mask, r)
+			case t.full:
+				chk.add(&s.checks, mask, r)
 			}
+			// else: a keyed update of key columns alone, for which
+			// per-row replay sends nothing either
 		}
 	}
 	return s

@@ -95,6 +95,13 @@ func (s netSet) describe(rel *segment.Relation) string {
 		return strings.Join(n, ",")
 	}
 	var out []string
+	for _, g := range s.checks {
+		var k []string
+		for _, r := range g.rows {
+			k = append(k, name(r))
+		}
+		out = append(out, "C("+names(g.match)+")["+strings.Join(k, " ")+"]")
+	}
 	for _, g := range s.deletes {
 		var k []string
 		for _, r := range g.rows {
@@ -161,7 +168,7 @@ func TestNetEffect(t *testing.T) {
 		// REPLICA IDENTITY FULL: a row is named by all its values.
 		{"full: update + update -> last image, named by the row before", []string{"uf 1,a,b>1,x,~", "uf 1,x,b>1,y,~"}, "U(name)[1,a,b=y]", false, []int{}},
 		{"full: a value changed back is not set", []string{"uf 1,a,b>1,x,c", "uf 1,x,c>1,a,d"}, "U(big)[1,a,b=d]", false, []int{}},
-		{"full: changed back entirely sets nothing", []string{"uf 1,a,b>1,x,b", "uf 1,x,b>1,a,b"}, "", false, []int{}},
+		{"full: changed back entirely sets nothing, the row is looked for", []string{"uf 1,a,b>1,x,b", "uf 1,x,b>1,a,b", "uf 2,-,c>2,x,c", "uf 2,x,c>2,-,c"}, "C(id,name,big)[1,a,b] C(id,big)[2,-,c]", false, []int{}},
 		{"full: insert + update -> insert of the final row", []string{"i 1,a,b", "uf 1,a,b>1,c,~"}, "I(id,name,big)[1,a,b=1,c,b]", false, []int{}},
 		{"full: update + delete -> delete of the row before", []string{"uf 1,a,b>1,c,~", "df 1,c,b"}, "D(id,name,big)[1,a,b]", false, []int{}},
 		{"full: delete + insert -> delete then insert", []string{"df 1,a,b", "i 1,a,b"}, "D(id,name,big)[1,a,b] I(id,name,big)[1,a,b=1,a,b]", false, []int{}},

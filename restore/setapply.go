@@ -525,6 +525,10 @@ func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTabl
 		batch, want = &pgx.Batch{}, nil
 		return br.Close()
 	}
+	for _, g := range s.checks {
+		rows, _ := from(len(g.match), g, false)
+		exec("SELECT FROM "+rows, g, nil)
+	}
 	for _, g := range s.deletes {
 		using, where := from(len(g.match), g, false)
 		exec("DELETE FROM ONLY "+tbl+" AS btfu_t USING "+using+" WHERE "+where, g, nil)
