@@ -58,6 +58,20 @@ type netRow struct {
 	owned bool // vals is this row's own copy (merges write into it)
 }
 
+// merge sets r's values that an update sent (unchanged TOAST keeps the
+// value r has), in r's own copy.
+func (r *netRow) merge(img []segment.Value) {
+	if !r.owned {
+		r.vals = append([]segment.Value(nil), r.vals...)
+		r.owned = true
+	}
+	for i, v := range img {
+		if v.Kind != segment.Unchanged {
+			r.vals[i] = v
+		}
+	}
+}
+
 // netTable is one table's buffered changes, reduced.
 type netTable struct {
 	rel  *segment.Relation
@@ -298,15 +312,7 @@ func (t *netTable) add(rec *segment.Record) error {
 		if !r.present {
 			return errNotNet // update of a key deleted: matches no row per row
 		}
-		if !r.owned {
-			r.vals = append([]segment.Value(nil), r.vals...)
-			r.owned = true
-		}
-		for i, v := range img {
-			if v.Kind != segment.Unchanged {
-				r.vals[i] = v
-			}
-		}
+		r.merge(img)
 	case segment.TypeDelete:
 		if r == nil {
 			r = t.newRow(k)
@@ -380,15 +386,7 @@ func (t *netTable) addFull(rec *segment.Record) error {
 			r = t.newRow(kn)
 			r.keyVals, r.existed, r.present, r.vals = old, true, true, img
 		} else {
-			if !r.owned {
-				r.vals = append([]segment.Value(nil), r.vals...)
-				r.owned = true
-			}
-			for i, v := range img {
-				if v.Kind != segment.Unchanged {
-					r.vals[i] = v
-				}
-			}
+			r.merge(img)
 		}
 		// A later change of a row with the old values is one of its
 		// duplicates on the target: one by one.

@@ -219,6 +219,15 @@ func testSegment(t *testing.T, txs []testTx) *segment.Reader {
 	return r
 }
 
+// replayAll replays r with p and commits what it applied.
+func replayAll(ctx context.Context, p *replayer, r *segment.Reader) error {
+	err := p.segment(ctx, r)
+	if err == nil {
+		err = p.flush(ctx)
+	}
+	return err
+}
+
 func tv(s ...string) []segment.Value {
 	var out []segment.Value
 	for _, x := range s {
@@ -275,10 +284,7 @@ func TestSetBasedApplyFallsBackWhereOrderMatters(t *testing.T) {
 		{[]testChange{u(keyed, "2", "b3")}},
 	})
 	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-	err := p.segment(ctx, r)
-	if err == nil {
-		err = p.flush(ctx)
-	}
+	err := replayAll(ctx, p, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,10 +374,7 @@ func failsOneByOne(t *testing.T, db string, r *segment.Reader, want ...string) {
 	t.Helper()
 	ctx := context.Background()
 	p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-	err := p.segment(ctx, r)
-	if err == nil {
-		err = p.flush(ctx)
-	}
+	err := replayAll(ctx, p, r)
 	var re *ReplayError
 	if !errors.As(err, &re) {
 		t.Fatalf("replay: %v", err)
@@ -457,10 +460,7 @@ func TestSetBasedEqualsOneByOne(t *testing.T) {
 			db := target.CreateDB(t)
 			target.Exec(t, db, "CREATE TABLE t(id int PRIMARY KEY, a text, b text); INSERT INTO t SELECT g, 'a' || g, 'b' || g FROM generate_series(1, 20) g")
 			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}, perRow: perRow}
-			err := p.segment(ctx, testSegment(t, txs))
-			if err == nil {
-				err = p.flush(ctx)
-			}
+			err := replayAll(ctx, p, testSegment(t, txs))
 			if err != nil {
 				t.Fatalf("seed %d, one by one %v: %v", seed, perRow, err)
 			}
@@ -571,10 +571,7 @@ func TestSetBasedEqualsOneByOneFull(t *testing.T) {
 			db := target.CreateDB(t)
 			target.Exec(t, db, "CREATE TABLE dup(a int, b text, c text); CREATE INDEX ON dup(a); CREATE TABLE uniq(a int UNIQUE, b text, c text); "+strings.Join(setup, "; "))
 			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}, perRow: perRow}
-			err := p.segment(ctx, testSegment(t, txs))
-			if err == nil {
-				err = p.flush(ctx)
-			}
+			err := replayAll(ctx, p, testSegment(t, txs))
 			if err != nil {
 				t.Fatalf("seed %d, one by one %v: %v", seed, perRow, err)
 			}
@@ -716,10 +713,7 @@ func TestBatchesGrowAndStayWithinBytes(t *testing.T) {
 				changes = append(changes, testChange{items, segment.Record{T: segment.TypeInsert, RelOID: items.OID, New: tv(fmt.Sprint(i), v)}})
 			}
 			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-			err := p.segment(ctx, testSegment(t, []testTx{{changes}}))
-			if err == nil {
-				err = p.flush(ctx)
-			}
+			err := replayAll(ctx, p, testSegment(t, []testTx{{changes}}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -799,20 +793,10 @@ func TestFailedBatchKeepsWhatRanBeforeIt(t *testing.T) {
 			target.Exec(t, db, `CREATE TABLE items(id int PRIMARY KEY, v text);
 				CREATE TABLE other(id int PRIMARY KEY);
 				INSERT INTO other VALUES (1), (2);
-				-- refuses a statement of several rows with id 0: a COPY of
-				-- the second batch fails, its rows one by one do not
-				CREATE FUNCTION few() RETURNS trigger LANGUAGE plpgsql AS $$
-				BEGIN
-					IF (SELECT count(*) > 1 AND bool_or(id = 0) FROM inserted) THEN RAISE EXCEPTION 'id 0 with others'; END IF;
-					RETURN NULL;
-				END $$;
-				CREATE TRIGGER few AFTER INSERT ON items REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION few()`)
+				`+refuseZeroWithOthers)
 			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
 			txs := append(append([]testTx{first}, tc.between...), second)
-			err := p.segment(ctx, testSegment(t, txs))
-			if err == nil {
-				err = p.flush(ctx)
-			}
+			err := replayAll(ctx, p, testSegment(t, txs))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -826,6 +810,16 @@ func TestFailedBatchKeepsWhatRanBeforeIt(t *testing.T) {
 		})
 	}
 }
+
+// refuseZeroWithOthers makes the target refuse a statement inserting
+// several rows into items when one has id 0: a set-based batch's COPY
+// fails, its rows one by one do not.
+const refuseZeroWithOthers = `CREATE FUNCTION few() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF (SELECT count(*) > 1 AND bool_or(id = 0) FROM inserted) THEN RAISE EXCEPTION 'id 0 with others'; END IF;
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER few AFTER INSERT ON items REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION few()`
 
 // A batch applied one by one after its set-based statement failed goes
 // before what replay queued after it: here a key change of a row the
@@ -855,19 +849,9 @@ func TestFailedBatchGoesBeforeWhatFollows(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			db := target.CreateDB(t)
 			target.Exec(t, db, `CREATE TABLE items(id int PRIMARY KEY, v text);
-				-- refuses a statement of several rows with id 0: the COPY
-				-- of the first batch fails, its rows one by one do not
-				CREATE FUNCTION few() RETURNS trigger LANGUAGE plpgsql AS $$
-				BEGIN
-					IF (SELECT count(*) > 1 AND bool_or(id = 0) FROM inserted) THEN RAISE EXCEPTION 'id 0 with others'; END IF;
-					RETURN NULL;
-				END $$;
-				CREATE TRIGGER few AFTER INSERT ON items REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION few()`)
+				`+refuseZeroWithOthers)
 			p := &replayer{conn: target.Connect(t, db), target: Target{Latest: true}}
-			err := p.segment(ctx, testSegment(t, []testTx{{[]testChange{ins(50), keyChange(50, 51)}}, {[]testChange{ins(0), ins(-1)}}, {tc.after}}))
-			if err == nil {
-				err = p.flush(ctx)
-			}
+			err := replayAll(ctx, p, testSegment(t, []testTx{{[]testChange{ins(50), keyChange(50, 51)}}, {[]testChange{ins(0), ins(-1)}}, {tc.after}}))
 			if err != nil {
 				t.Fatal(err)
 			}
