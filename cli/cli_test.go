@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -404,6 +405,9 @@ func TestRestoreCommand(t *testing.T) {
 	r := btfu(t, dir, "restore", "--time", markText, "--target", source.DSN(target), "--yes")
 	if r.code != 0 || !strings.Contains(r.stdout, "Restored all transactions committed at or before") {
 		t.Fatalf("restore: %d %s", r.code, r.all())
+	}
+	if !regexp.MustCompile(`set-based    [1-9]\d* of the \d+ rows, in [1-9]\d* batch\(es\)\n`).MatchString(r.stdout) {
+		t.Errorf("the restore does not say how many rows it applied set-based:\n%s", r.stdout)
 	}
 	if !strings.Contains(r.stderr, `"msg":"restore progress"`) || !strings.Contains(r.stderr, `"phase":"done"`) {
 		t.Fatalf("no JSON progress lines without a terminal:\n%s", r.stderr)

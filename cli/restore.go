@@ -88,6 +88,15 @@ func restoreCommand() command {
 				}
 				fmt.Fprintf(env.Stdout, "\nRestored %s.\n  base backup  %s (consistent at %s; pg_restore with %d job(s))\n  replayed     %d transactions, %d rows\n  sequences    %d set\n  took         %s\n",
 					t, sum.Base.ArtifactKey, sum.Base.ConsistentLSN, sum.Jobs, sum.Transactions, sum.Rows, sum.Sequences, sum.Took.Round(time.Millisecond))
+				if sum.Rows > 0 {
+					// How replay applied the rows: why a restore was as fast
+					// or as slow as it was.
+					fmt.Fprintf(env.Stdout, "  set-based    %d of the %d rows, in %d batch(es)", sum.NetRows, sum.Rows, sum.NetBatches)
+					if sum.NetFallbacks > 0 {
+						fmt.Fprintf(env.Stdout, "; %d batch(es) applied again one by one after a set-based statement failed", sum.NetFallbacks)
+					}
+					fmt.Fprintln(env.Stdout)
+				}
 				if sum.LargeObjects > 0 {
 					fmt.Fprintf(env.Stdout, "  large objects %d, as of the base backup (%s): logical decoding does not carry their changes\n", sum.LargeObjects, sum.Base.SnapshotTime.UTC().Format(time.RFC3339))
 				}
