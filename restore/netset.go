@@ -2,6 +2,7 @@ package restore
 
 import (
 	"errors"
+	"hash/maphash"
 	"strings"
 
 	"github.com/btfu/btfu/segment"
@@ -28,13 +29,15 @@ import (
 // failure names its row as per-row replay does.
 //
 // A REPLICA IDENTITY FULL table has no key: a row is known by all its
-// values, as per-row replay matches it (match.go). Its key here is every
-// value, and an update moves the row to its new values; rows with the
-// same values are interchangeable (the target cannot tell them apart
-// either). Two rows of one batch with the same values (a duplicate made
-// or changed in the batch) are errNotNet; duplicates already on the
-// target are not: each statement picks one target row per row it names,
-// as per-row replay's LIMIT 1 does, and counts them (setapply.go).
+// values, as per-row replay matches it (match.go). Rows are indexed by a
+// hash of every value (a hit is compared value by value: a hash shared
+// by other values is errNotNet), and an update moves the row to its new
+// values; rows with the same values are interchangeable (the target
+// cannot tell them apart either). Two rows of one batch with the same
+// values (a duplicate made or changed in the batch) are errNotNet;
+// duplicates already on the target are not: each statement picks one
+// target row per row it names, as per-row replay's LIMIT 1 does, and
+// counts them (setapply.go).
 
 // errNotNet: the changes do not reduce (see above).
 var errNotNet = errors.New("changes do not reduce to a net effect")
@@ -93,8 +96,11 @@ type netTable struct {
 	slabs   [][]netRow
 	// full: REPLICA IDENTITY FULL (keys holds every column). A row's
 	// keyVals is then the row as the target holds it before the batch,
-	// and rows indexes it under its values after the changes so far.
-	full bool
+	// and byValues indexes it (from the table's first update or delete,
+	// as rows) under the hash of its values after the changes so far:
+	// a hash, not the values, so that the index holds no copy of them.
+	full     bool
+	byValues map[uint64]*netRow
 	// guard: a full table's columns in a unique index of the target. An
 	// update changing one is not reduced: applied before the deletes and
 	// inserts around it, it could collide with them (a swap).
@@ -154,7 +160,7 @@ func (t *netTable) newRow(k string) *netRow {
 func (t *netTable) index() bool {
 	rows := make(map[string]*netRow, len(t.order)+16)
 	for _, r := range t.order {
-		k, _ := t.keyOf(r.vals) // inserts only: vals is the whole row
+		k, _ := t.keyOf(r.keyVals)
 		if rows[k] != nil {
 			return false
 		}
@@ -181,9 +187,6 @@ func newNetTable(rel *segment.Relation, pool *netPool) *netTable {
 // preceded by its length (values never hold NUL, but lengths keep the
 // key unambiguous whatever they hold).
 func (t *netTable) keyOf(vals []segment.Value) (string, bool) {
-	if t.full {
-		return fullKey(vals, nil)
-	}
 	if len(t.keys) == 1 {
 		// One key column: its text is the key (no copy).
 		i := t.keys[0]
@@ -208,40 +211,44 @@ func (t *netTable) keyOf(vals []segment.Value) (string, bool) {
 	return b.String(), true
 }
 
-// fullKey is the map key of a REPLICA IDENTITY FULL row: every value,
-// each preceded by its length (NULL has a length no value has). A value
-// Unchanged in over (nil: none) is base's. False when a value is unknown
-// (unchanged TOAST in base).
-func fullKey(base, over []segment.Value) (string, bool) {
-	n := 0
-	for i := range base {
-		n += 4 + len(base[i].Text)
-		if over != nil {
-			n += len(over[i].Text)
-		}
-	}
-	var b strings.Builder
-	b.Grow(n)
+// fullHash is the hash a REPLICA IDENTITY FULL row is indexed by: of
+// every value with its kind and length, a value Unchanged in over (nil:
+// none) being base's. A variable: a test makes every row share one.
+var fullHash = hashValues
+
+var fullSeed = maphash.MakeSeed()
+
+func hashValues(base, over []segment.Value) uint64 {
+	var h maphash.Hash
+	h.SetSeed(fullSeed)
 	for i := range base {
 		v := base[i]
 		if over != nil && over[i].Kind != segment.Unchanged {
 			v = over[i]
 		}
-		switch v.Kind {
-		case segment.Null:
-			b.WriteString("\xff\xff\xff\xff")
-		case segment.Text:
-			n := len(v.Text)
-			b.WriteByte(byte(n >> 24))
-			b.WriteByte(byte(n >> 16))
-			b.WriteByte(byte(n >> 8))
-			b.WriteByte(byte(n))
-			b.WriteString(v.Text)
-		default:
-			return "", false
+		n := len(v.Text)
+		h.Write([]byte{byte(v.Kind), byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+		h.WriteString(v.Text)
+	}
+	return h.Sum64()
+}
+
+// holds tells whether r's values now are vals: an index hit is the row
+// only when they are.
+func (r *netRow) holds(vals []segment.Value) bool {
+	if !r.present {
+		return false
+	}
+	for i, want := range vals {
+		have := r.vals[i]
+		if have.Kind == segment.Unchanged {
+			have = r.keyVals[i] // not sent since the batch began
+		}
+		if have != want {
+			return false
 		}
 	}
-	return b.String(), true
+	return true
 }
 
 // add folds one change into the table's net effect. rec must be an
@@ -253,8 +260,8 @@ func (t *netTable) add(rec *segment.Record) error {
 	if len(t.keys) == 0 {
 		return errNotNet
 	}
-	if t.full && rec.T != segment.TypeInsert {
-		return t.addFull(rec) // an insert is a keyed one's, by all its values
+	if t.full {
+		return t.addFull(rec)
 	}
 	var img []segment.Value
 	switch rec.T {
@@ -296,7 +303,7 @@ func (t *netTable) add(rec *segment.Record) error {
 	}
 	switch rec.T {
 	case segment.TypeInsert:
-		if r == nil || r == movedRow {
+		if r == nil {
 			r = t.newRow(k)
 			r.keyVals = img
 		} else if r.present {
@@ -328,18 +335,62 @@ func (t *netTable) add(rec *segment.Record) error {
 	return nil
 }
 
-// movedRow marks, in a REPLICA IDENTITY FULL table's rows, values a row
-// of the batch had before it changed. A change of a row with those values
-// is of another row: a duplicate of it on the target (errNotNet, so that
-// no two rows of a statement are named by the same values).
+// movedRow marks, in a REPLICA IDENTITY FULL table's index, values a
+// row of the batch had before it changed. A change of a row with those
+// values is of another row: a duplicate of it on the target (errNotNet,
+// so that no two rows of a statement are named by the same values).
 var movedRow = &netRow{}
 
-// addFull folds an update or delete of a REPLICA IDENTITY FULL table,
-// which names its row by the whole old row (OldKind "O").
+// indexFull builds byValues from the inserts buffered so far; false when
+// two of them share a hash (duplicates, most likely).
+func (t *netTable) indexFull() bool {
+	m := make(map[uint64]*netRow, len(t.order)+16)
+	for _, r := range t.order {
+		h := fullHash(r.vals, nil)
+		if m[h] != nil {
+			return false
+		}
+		m[h] = r
+	}
+	t.byValues = m
+	return true
+}
+
+// addFull folds a change of a REPLICA IDENTITY FULL table: an update or
+// delete names its row by the whole old row (OldKind "O").
 func (t *netTable) addFull(rec *segment.Record) error {
 	n := len(t.rel.Columns)
 	old, img := rec.Old, rec.New
 	switch rec.T {
+	case segment.TypeInsert:
+		if len(img) != n {
+			return errNotNet
+		}
+		for _, v := range img {
+			if v.Kind == segment.Unchanged {
+				return errNotNet // an insert always sends every column
+			}
+		}
+		var r *netRow
+		var h uint64
+		if t.byValues != nil { // else a run of inserts alone: not indexed
+			h = fullHash(img, nil)
+			if r = t.byValues[h]; r != nil && r != movedRow && r.present {
+				return errNotNet // a duplicate of a row of the batch
+			}
+		}
+		if r == nil || r == movedRow {
+			r = t.newRow("")
+			r.keyVals = img
+			if t.byValues != nil {
+				t.byValues[h] = r
+			}
+		}
+		// A row deleted in the batch with the same hash takes the
+		// values: its delete stands (existed), the values are inserted.
+		r.present, r.inserted, r.vals, r.owned = true, true, img, false
+		t.changes++
+		return nil
 	case segment.TypeUpdate:
 		if len(img) != n {
 			return errNotNet
@@ -354,18 +405,21 @@ func (t *netTable) addFull(rec *segment.Record) error {
 	// An old row of NULLs alone names no value to match by.
 	named := false
 	for _, v := range old {
+		if v.Kind == segment.Unchanged {
+			return errNotNet // a value not sent: nothing to match by
+		}
 		named = named || v.Kind == segment.Text
 	}
-	ko, ok := fullKey(old, nil)
-	if !ok || !named {
+	if !named {
 		return errNotNet
 	}
-	if t.rows == nil && !t.index() {
+	if t.byValues == nil && !t.indexFull() {
 		return errNotNet
 	}
-	r := t.rows[ko]
-	if r != nil && !r.present {
-		return errNotNet // a duplicate of a row deleted or changed
+	ho := fullHash(old, nil)
+	r := t.byValues[ho]
+	if r != nil && !r.holds(old) {
+		return errNotNet // a duplicate of a row deleted or changed, or another row's hash
 	}
 	switch rec.T {
 	case segment.TypeUpdate:
@@ -375,27 +429,25 @@ func (t *netTable) addFull(rec *segment.Record) error {
 			}
 		}
 		// The row's values now: old's, as r's were, with img's.
-		kn, ok := fullKey(old, img)
-		if !ok {
-			return errNotNet
-		}
-		if e := t.rows[kn]; e != nil && e != r && e.present {
+		hn := fullHash(old, img)
+		if e := t.byValues[hn]; e != nil && e != r && e.present {
 			return errNotNet // two rows of the batch with the same values
 		}
 		if r == nil {
-			r = t.newRow(kn)
+			r = t.newRow("")
 			r.keyVals, r.existed, r.present, r.vals = old, true, true, img
 		} else {
 			r.merge(img)
 		}
 		// A later change of a row with the old values is one of its
 		// duplicates on the target: one by one.
-		t.rows[ko] = movedRow
-		t.rows[kn] = r
+		t.byValues[ho] = movedRow
+		t.byValues[hn] = r
 	case segment.TypeDelete:
 		if r == nil {
-			r = t.newRow(ko)
+			r = t.newRow("")
 			r.keyVals, r.existed = old, true
+			t.byValues[ho] = r
 			break
 		}
 		r.present, r.inserted, r.vals, r.owned = false, false, nil, false
