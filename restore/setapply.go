@@ -47,7 +47,8 @@ const (
 	netFirst    = 2_000
 	netMax      = 50_000
 	netMaxBytes = 32 << 20
-	// netChunk is the most rows one UPDATE or DELETE names. Small enough
+	// netChunk is the most rows one UPDATE or DELETE of a keyed table
+	// names (a REPLICA IDENTITY FULL table's: a batch's). Small enough
 	// that the planner, which sees the arrays' length in its first plans
 	// of a statement, joins them to a large table through its key's
 	// index rather than by reading the whole table; the chunks of a
@@ -481,8 +482,16 @@ func applyNetTable(ctx context.Context, tx pgx.Tx, pg *pgconn.PgConn, t *netTabl
 	batch := &pgx.Batch{}
 	var want []int
 	exec := func(sql string, g netGroup, set []int) {
-		for start := 0; start < len(g.rows); start += netChunk {
-			chunk := g.rows[start:min(start+netChunk, len(g.rows))]
+		size := netChunk
+		if t.full {
+			// A FULL table often has no index to match by: then each
+			// statement reads the whole table once (a hash join), and
+			// one statement per group is cheapest. With an index the
+			// planner, which sees the array's length, uses it.
+			size = netMax
+		}
+		for start := 0; start < len(g.rows); start += size {
+			chunk := g.rows[start:min(start+size, len(g.rows))]
 			arrays := make([][]*string, len(g.match)+len(set))
 			for j := range arrays {
 				arrays[j] = make([]*string, len(chunk))
