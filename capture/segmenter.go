@@ -77,8 +77,7 @@ func (s *segmenter) open() error {
 	}
 	w, err := segment.NewWriter(f, segment.Header{Source: s.source, ChainID: s.chain.ID, PrevEndLSN: segment.TextLSN(s.prevEnd)}, zstd.SpeedFastest)
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		removeSpool(f)
 		return err
 	}
 	s.file, s.w, s.openedAt = f, w, time.Now()
@@ -131,8 +130,7 @@ func (s *segmenter) flush(ctx context.Context) error {
 	w, f := s.w, s.file
 	s.w, s.file = nil, nil
 	if w.TxCount() == 0 {
-		f.Close()
-		os.Remove(f.Name())
+		removeSpool(f)
 		return nil
 	}
 	sum, err := w.Close()
@@ -140,14 +138,12 @@ func (s *segmenter) flush(ctx context.Context) error {
 		_, err = f.Seek(0, 0)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		removeSpool(f)
 		return fmt.Errorf("finish segment: %w", err)
 	}
 	for s.inFlight >= maxInFlight {
 		if err := s.apply(ctx, <-s.results); err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			removeSpool(f)
 			return err
 		}
 	}
@@ -220,8 +216,7 @@ func (s *segmenter) startUploader(ctx context.Context) {
 				res.seg, res.err = s.store(ctx, job)
 				failed = res.err
 			}
-			job.f.Close()
-			os.Remove(job.f.Name())
+			removeSpool(job.f)
 			s.results <- res
 		}
 	}()
@@ -258,8 +253,7 @@ func (s *segmenter) store(ctx context.Context, job sealed) (store.Segment, error
 // first); what it did store is applied, so the cursor shows it.
 func (s *segmenter) discard() {
 	if s.file != nil {
-		s.file.Close()
-		os.Remove(s.file.Name())
+		removeSpool(s.file)
 	}
 	s.w, s.file = nil, nil
 	if s.up != nil {
@@ -285,4 +279,10 @@ type hashCounter struct {
 func (c *hashCounter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return c.h.Write(p)
+}
+
+// removeSpool closes and deletes a segment's spool file.
+func removeSpool(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
 }
