@@ -125,9 +125,7 @@ var configPoll = 2 * time.Second
 // configuration; the problem is reported as an event (the TUI's banner,
 // a headless log line) naming the key. It returns when ctx ends.
 func (e *Engine) WatchConfig(ctx context.Context, hup <-chan os.Signal) {
-	w := configWatcher{path: e.Config().Path}
-	w.last = fileSum(w.path)
-	w.seen = w.last
+	w := newConfigWatcher(e.Config().Path)
 	t := time.NewTicker(configPoll)
 	defer t.Stop()
 	for {
@@ -163,6 +161,12 @@ type configWatcher struct {
 	path string
 	last [32]byte // the content last loaded (or found at the start)
 	seen [32]byte // the content at the last look
+}
+
+// newConfigWatcher watches path from its content now.
+func newConfigWatcher(path string) *configWatcher {
+	sum := fileSum(path)
+	return &configWatcher{path: path, last: sum, seen: sum}
 }
 
 // changed looks at the file: true when it is to be loaded now (forced:

@@ -17,9 +17,7 @@ func TestConfigWatcherWaitsForTheFileToSettle(t *testing.T) {
 		}
 	}
 	write("full one")
-	w := configWatcher{path: path}
-	w.last = fileSum(path)
-	w.seen = w.last
+	w := newConfigWatcher(path)
 	step := func(what string, forced, want bool) {
 		t.Helper()
 		if got := w.changed(forced); got != want {
